@@ -1,0 +1,1 @@
+//! The pure scheduler: from a cluster snapshot to placement decisions. (In progress.)

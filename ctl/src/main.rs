@@ -1,0 +1,4 @@
+//! fleetctl. (In progress.)
+fn main() {
+    println!("fleetctl version {}", fleet_core::VERSION);
+}

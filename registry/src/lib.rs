@@ -1,0 +1,1 @@
+//! fleet's cluster state in etcd v3. (In progress.)
