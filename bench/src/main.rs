@@ -1,0 +1,2 @@
+//! fleet-bench. (In progress.)
+fn main() {}

@@ -1,0 +1,1 @@
+//! Container machines on one host. (In progress.)

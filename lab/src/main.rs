@@ -1,0 +1,2 @@
+//! fleet-lab. (In progress.)
+fn main() {}
