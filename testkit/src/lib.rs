@@ -1,1 +1,359 @@
-//! A real etcd for tests. (In progress.)
+//! A real etcd for tests, benchmarks and labs.
+//!
+//! [`EtcdServer`] starts the `etcd` binary from Debian's `etcd-server` package
+//! (`/usr/bin/etcd`, override with the `FLEET_ETCD_BIN` environment variable) on free
+//! ports, with its data in a temporary directory, and kills and reaps it on drop, so a
+//! panicking test never leaks a process. It is deliberately synchronous (std only): the
+//! lab and the benchmarks use it outside any async runtime.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian's `etcd-server` package installs etcd.
+pub const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
+/// Environment variable naming another etcd binary.
+pub const ETCD_BIN_ENV: &str = "FLEET_ETCD_BIN";
+
+/// How many times a start is retried when a picked port was taken meanwhile.
+const PORT_CLASH_RETRIES: usize = 5;
+/// How much of etcd's log an error message quotes.
+const LOG_TAIL_LINES: usize = 15;
+
+/// Why an etcd could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error(
+        "cannot start etcd {bin}: {source} (install Debian's etcd-server package or set {ETCD_BIN_ENV})"
+    )]
+    Spawn {
+        bin: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot prepare etcd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("etcd exited during startup ({status}); last log lines:\n{log_tail}")]
+    Exited { status: String, log_tail: String },
+    #[error("etcd did not become healthy within {timeout:?}; last log lines:\n{log_tail}")]
+    NotReady { timeout: Duration, log_tail: String },
+}
+
+/// How to start an etcd. The defaults suit tests: loopback only, fast elections.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// Addresses clients may use (e.g. loopback plus a lab bridge IP). All listen on the
+    /// same port; the first one is what [`EtcdServer::client_url`] returns.
+    pub listen_ips: Vec<IpAddr>,
+    /// The etcd binary; `None` means `$FLEET_ETCD_BIN` or [`DEFAULT_ETCD_BIN`].
+    pub bin: Option<PathBuf>,
+    /// How long to wait for `/health` to report a leader.
+    pub startup_timeout: Duration,
+    /// Raft heartbeat; short so a single member elects itself at once.
+    pub heartbeat: Duration,
+    /// Raft election timeout (must be ≥ 5 heartbeats per etcd's rules of thumb).
+    pub election_timeout: Duration,
+    /// Extra command-line flags, e.g. `--max-txn-ops=256`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            bin: None,
+            startup_timeout: Duration::from_secs(20),
+            heartbeat: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(500),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl EtcdConfig {
+    /// Also listen on `ip` (for clients in lab containers on a bridge).
+    pub fn also_listen_on(mut self, ip: IpAddr) -> Self {
+        self.listen_ips.push(ip);
+        self
+    }
+
+    /// Starts an etcd with this configuration.
+    pub fn start(&self) -> Result<EtcdServer, EtcdError> {
+        EtcdServer::start_with(self)
+    }
+
+    fn bin(&self) -> PathBuf {
+        self.bin.clone().unwrap_or_else(|| {
+            std::env::var_os(ETCD_BIN_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN))
+        })
+    }
+}
+
+/// A running single-member etcd, killed and reaped on drop.
+#[derive(Debug)]
+pub struct EtcdServer {
+    child: Option<Child>,
+    ips: Vec<IpAddr>,
+    client_port: u16,
+    metrics_port: u16,
+    log_path: PathBuf,
+    // Dropped last: etcd must be dead before its data directory goes.
+    dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    /// Starts an etcd on free loopback ports with the default test configuration.
+    pub fn start() -> Result<EtcdServer, EtcdError> {
+        EtcdConfig::default().start()
+    }
+
+    /// Starts an etcd as `config` says, retrying with new ports if one was taken.
+    pub fn start_with(config: &EtcdConfig) -> Result<EtcdServer, EtcdError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(config) {
+                Err(EtcdError::Exited { log_tail, .. })
+                    if attempt < PORT_CLASH_RETRIES
+                        && log_tail.contains("address already in use") =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_start(config: &EtcdConfig) -> Result<EtcdServer, EtcdError> {
+        let ips = if config.listen_ips.is_empty() {
+            vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+        } else {
+            config.listen_ips.clone()
+        };
+        let first = ips[0];
+        let [client_port, peer_port, metrics_port] = free_ports(first)?;
+        let dir = tempfile::Builder::new().prefix("fleet-etcd-").tempdir()?;
+        let log_path = dir.path().join("etcd.log");
+        let log = File::create(&log_path)?;
+
+        let urls = |port: u16| {
+            ips.iter()
+                .map(|ip| format!("http://{}", SocketAddr::new(*ip, port)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let peer_url = format!("http://{}", SocketAddr::new(first, peer_port));
+        let bin = config.bin();
+        let mut cmd = Command::new(&bin);
+        // Settings from the caller's environment (ETCD_*) would silently override flags.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--name=fleet-test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={}", urls(client_port)))
+            .arg(format!("--advertise-client-urls={}", urls(client_port)))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=fleet-test={peer_url}"))
+            .arg(format!("--listen-metrics-urls={}", urls(metrics_port)))
+            .arg(format!(
+                "--heartbeat-interval={}",
+                config.heartbeat.as_millis()
+            ))
+            .arg(format!(
+                "--election-timeout={}",
+                config.election_timeout.as_millis()
+            ))
+            .arg("--logger=zap")
+            .arg("--log-outputs=stderr")
+            .arg("--log-level=warn")
+            .args(&config.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        let child = cmd.spawn().map_err(|source| EtcdError::Spawn {
+            bin: bin.clone(),
+            source,
+        })?;
+        let mut server = EtcdServer {
+            child: Some(child),
+            ips,
+            client_port,
+            metrics_port,
+            log_path,
+            dir,
+        };
+        server.wait_healthy(config.startup_timeout)?;
+        Ok(server)
+    }
+
+    /// Polls `/health` on the metrics port until etcd has a leader. On failure the
+    /// process is killed (by drop) and the error quotes its log.
+    fn wait_healthy(&mut self, timeout: Duration) -> Result<(), EtcdError> {
+        let deadline = Instant::now() + timeout;
+        let addr = SocketAddr::new(self.ips[0], self.metrics_port);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(EtcdError::Exited {
+                    status: status.to_string(),
+                    log_tail: self.log_tail(),
+                });
+            }
+            if health_ok(addr) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(EtcdError::NotReady {
+                    timeout,
+                    log_tail: self.log_tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://IP:PORT` for clients, on the first listen address.
+    pub fn client_url(&self) -> String {
+        format!("http://{}", SocketAddr::new(self.ips[0], self.client_port))
+    }
+
+    /// One client URL per listen address.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.ips
+            .iter()
+            .map(|ip| format!("http://{}", SocketAddr::new(*ip, self.client_port)))
+            .collect()
+    }
+
+    /// Where `/metrics` and `/health` are served (scraped by benchmarks).
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", SocketAddr::new(self.ips[0], self.metrics_port))
+    }
+
+    /// The client port (the same on every listen address).
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// The directory holding etcd's data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The last lines etcd logged, for error messages and failing tests.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// Kills and reaps etcd now, so tests can check behaviour when etcd is unreachable.
+    /// Idempotent; the data directory stays until drop.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Errors mean it already exited; wait() reaps it either way.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Picks distinct free ports on `ip` by binding port 0 (all held until all are chosen).
+fn free_ports<const N: usize>(ip: IpAddr) -> std::io::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// One bounded HTTP/1.0 `GET /health`; true when etcd reports itself healthy.
+fn health_ok(addr: SocketAddr) -> bool {
+    let timeout = Duration::from_millis(500);
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.take(64 * 1024).read_to_string(&mut body);
+    body.contains("\"health\":\"true\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_and_dies_on_drop() {
+        let etcd = EtcdServer::start().expect("etcd starts");
+        assert!(etcd.client_url().starts_with("http://127.0.0.1:"));
+        let metrics: SocketAddr = etcd.metrics_url()["http://".len()..].parse().unwrap();
+        assert!(health_ok(metrics));
+        let client: SocketAddr = etcd.client_url()["http://".len()..].parse().unwrap();
+        drop(etcd);
+        // Killed and reaped: nothing listens any more.
+        assert!(TcpStream::connect_timeout(&client, Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn kill_makes_it_unreachable() {
+        let mut etcd = EtcdServer::start().expect("etcd starts");
+        let client: SocketAddr = etcd.client_url()["http://".len()..].parse().unwrap();
+        etcd.kill();
+        etcd.kill();
+        assert!(etcd.pid().is_none());
+        assert!(TcpStream::connect_timeout(&client, Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn missing_binary_is_a_clear_error() {
+        let cfg = EtcdConfig {
+            bin: Some(PathBuf::from("/nonexistent/etcd")),
+            ..EtcdConfig::default()
+        };
+        let err = cfg.start().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/etcd"), "{err}");
+        assert!(err.contains("etcd-server"), "{err}");
+    }
+
+    #[test]
+    fn bad_flag_reports_log_tail() {
+        let cfg = EtcdConfig {
+            extra_args: vec!["--no-such-flag".into()],
+            ..EtcdConfig::default()
+        };
+        let err = cfg.start().unwrap_err().to_string();
+        assert!(err.contains("exited during startup"), "{err}");
+    }
+}
