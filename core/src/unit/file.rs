@@ -1,7 +1,16 @@
 //! systemd unit files: parsing as go-systemd does it, fleet's canonical form and hash.
-//! (Interface fixed; implementation in progress.)
+//!
+//! The canonical form is fleet's identity for a unit (its SHA-1 is the `HASH` column and
+//! decides whether two bodies are "the same unit"), so it follows go-systemd's
+//! `Serialize` byte for byte. Parsing rules and the few deliberate differences from
+//! go-systemd are documented in the `lexer` module.
 
+use std::collections::HashMap;
 use std::fmt;
+
+use sha1::{Digest, Sha1};
+
+mod lexer;
 
 /// Largest unit file fleet accepts (etcd's default request limit is 1.5 MiB; leave room
 /// for the key and the rest of the txn).
@@ -63,9 +72,23 @@ impl std::str::FromStr for UnitHash {
 }
 
 impl UnitFile {
-    /// Parses unit-file text.
-    pub fn parse(_text: &str) -> Result<UnitFile, ParseError> {
-        todo!("unit file parser")
+    /// Parses unit-file text (fleetctl reads local files this way). Never panics; the
+    /// first problem found is reported with its line.
+    pub fn parse(text: &str) -> Result<UnitFile, ParseError> {
+        if text.len() > MAX_UNIT_SIZE {
+            return Err(ParseError::TooLarge {
+                size: text.len(),
+                max: MAX_UNIT_SIZE,
+            });
+        }
+        lexer::lex(text).map(UnitFile::from_options)
+    }
+
+    /// Checks that options received as a list (API, etcd) would survive being written
+    /// to disk and read back, as fleet's API does before accepting a unit: mainly the
+    /// line-length limit, which systemd would otherwise silently truncate.
+    pub fn check(&self) -> Result<(), ParseError> {
+        UnitFile::parse(&self.canonical()).map(|_| ())
     }
 
     /// Builds a unit file from options (as the API receives them).
@@ -73,6 +96,7 @@ impl UnitFile {
         UnitFile { options }
     }
 
+    /// All options in file order (sections interleaved as they were written).
     pub fn options(&self) -> &[UnitOption] {
         &self.options
     }
@@ -99,13 +123,45 @@ impl UnitFile {
         self.values("Unit", "Description").next()
     }
 
-    /// fleet's canonical serialization (what `cat` prints and what is hashed).
+    /// fleet's canonical serialization (what `cat` prints, what the agent writes to
+    /// disk and what is hashed): sections in order of first appearance, each
+    /// `[Name]\n` then `Name=Value\n` per option in file order, one blank line between
+    /// sections, no trailing blank line.
     pub fn canonical(&self) -> String {
-        todo!("canonical form")
+        let mut order: Vec<&str> = Vec::new();
+        let mut by_section: HashMap<&str, Vec<&UnitOption>> = HashMap::new();
+        for opt in &self.options {
+            by_section
+                .entry(opt.section.as_str())
+                .or_insert_with(|| {
+                    order.push(opt.section.as_str());
+                    Vec::new()
+                })
+                .push(opt);
+        }
+        let mut out = String::new();
+        for (i, section) in order.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push('[');
+            out.push_str(section);
+            out.push_str("]\n");
+            for opt in by_section.get(section).into_iter().flatten() {
+                out.push_str(&opt.name);
+                out.push('=');
+                out.push_str(&opt.value);
+                out.push('\n');
+            }
+        }
+        out
     }
 
-    /// SHA-1 of the canonical form.
+    /// SHA-1 of the canonical form: equal hashes mean fleet treats two bodies as one.
     pub fn hash(&self) -> UnitHash {
-        todo!("hash")
+        UnitHash(Sha1::digest(self.canonical().as_bytes()).into())
     }
 }
+
+#[cfg(test)]
+mod tests;
