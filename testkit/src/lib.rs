@@ -102,6 +102,9 @@ pub struct EtcdServer {
     client_port: u16,
     metrics_port: u16,
     log_path: PathBuf,
+    /// What started it, so [`EtcdServer::restart`] can start it again identically.
+    command: (PathBuf, Vec<String>),
+    startup_timeout: Duration,
     // Dropped last: etcd must be dead before its data directory goes.
     dir: tempfile::TempDir,
 }
@@ -139,7 +142,6 @@ impl EtcdServer {
         let [client_port, peer_port, metrics_port] = free_ports(first)?;
         let dir = tempfile::Builder::new().prefix("fleet-etcd-").tempdir()?;
         let log_path = dir.path().join("etcd.log");
-        let log = File::create(&log_path)?;
 
         let urls = |port: u16| {
             ips.iter()
@@ -149,33 +151,51 @@ impl EtcdServer {
         };
         let peer_url = format!("http://{}", SocketAddr::new(first, peer_port));
         let bin = config.bin();
-        let mut cmd = Command::new(&bin);
+        let mut args = vec![
+            "--name=fleet-test".to_string(),
+            format!("--data-dir={}", dir.path().join("data").display()),
+            format!("--listen-client-urls={}", urls(client_port)),
+            format!("--advertise-client-urls={}", urls(client_port)),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=fleet-test={peer_url}"),
+            format!("--listen-metrics-urls={}", urls(metrics_port)),
+            format!("--heartbeat-interval={}", config.heartbeat.as_millis()),
+            format!("--election-timeout={}", config.election_timeout.as_millis()),
+            "--logger=zap".to_string(),
+            "--log-outputs=stderr".to_string(),
+            "--log-level=warn".to_string(),
+        ];
+        args.extend(config.extra_args.iter().cloned());
+        let mut server = EtcdServer {
+            child: None,
+            ips,
+            client_port,
+            metrics_port,
+            log_path,
+            command: (bin, args),
+            startup_timeout: config.startup_timeout,
+            dir,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts the process (again) and waits until it is healthy.
+    fn spawn(&mut self) -> Result<(), EtcdError> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let (bin, args) = &self.command;
+        let mut cmd = Command::new(bin);
         // Settings from the caller's environment (ETCD_*) would silently override flags.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("ETCD_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.arg("--name=fleet-test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={}", urls(client_port)))
-            .arg(format!("--advertise-client-urls={}", urls(client_port)))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=fleet-test={peer_url}"))
-            .arg(format!("--listen-metrics-urls={}", urls(metrics_port)))
-            .arg(format!(
-                "--heartbeat-interval={}",
-                config.heartbeat.as_millis()
-            ))
-            .arg(format!(
-                "--election-timeout={}",
-                config.election_timeout.as_millis()
-            ))
-            .arg("--logger=zap")
-            .arg("--log-outputs=stderr")
-            .arg("--log-level=warn")
-            .args(&config.extra_args)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -183,16 +203,15 @@ impl EtcdServer {
             bin: bin.clone(),
             source,
         })?;
-        let mut server = EtcdServer {
-            child: Some(child),
-            ips,
-            client_port,
-            metrics_port,
-            log_path,
-            dir,
-        };
-        server.wait_healthy(config.startup_timeout)?;
-        Ok(server)
+        self.child = Some(child);
+        self.wait_healthy(self.startup_timeout)
+    }
+
+    /// Kills etcd and starts it again with the same data, ports and flags (clients
+    /// see their streams break and must resume).
+    pub fn restart(&mut self) -> Result<(), EtcdError> {
+        self.kill();
+        self.spawn()
     }
 
     /// Polls `/health` on the metrics port until etcd has a leader. On failure the
@@ -334,6 +353,18 @@ mod tests {
         etcd.kill();
         assert!(etcd.pid().is_none());
         assert!(TcpStream::connect_timeout(&client, Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn restart_keeps_the_address() {
+        let mut etcd = EtcdServer::start().expect("etcd starts");
+        let url = etcd.client_url();
+        let pid = etcd.pid();
+        etcd.restart().expect("etcd restarts");
+        assert_eq!(etcd.client_url(), url);
+        assert_ne!(etcd.pid(), pid);
+        let metrics: SocketAddr = etcd.metrics_url()["http://".len()..].parse().unwrap();
+        assert!(health_ok(metrics));
     }
 
     #[test]
