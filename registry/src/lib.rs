@@ -1,1 +1,39 @@
-//! fleet's cluster state in etcd v3. (In progress.)
+//! fleet's cluster state in etcd v3: the key layout ([`keys`]), typed reads and writes
+//! ([`Registry`]), consistent snapshots, watches that resume, and leases.
+//!
+//! Every etcd call is bounded by [`RegistryConfig::request_timeout`]; an unreachable
+//! etcd surfaces as [`RegistryError::Timeout`] or [`RegistryError::Unreachable`]
+//! naming the endpoints, never as a hang. Values are encoded only in `codec`.
+
+mod codec;
+pub mod config;
+mod decode;
+pub mod error;
+pub mod keys;
+pub mod lease;
+mod machines;
+pub mod model;
+mod registry;
+mod schedule;
+mod snapshot;
+mod states;
+mod units;
+pub mod wait;
+pub mod watch;
+
+pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
+pub use error::RegistryError;
+pub use keys::{Keys, RegistryKey};
+pub use lease::{LeaseId, LeaseKeepAlive};
+pub use model::{
+    ClusterSnapshot, CreateOutcome, MachineRecord, ScheduleEntry, UnitRecord, UnitStateRecord,
+    current_state,
+};
+pub use registry::Registry;
+pub use schedule::{LeaderFence, SchedulePlan};
+pub use units::SetTargetsOutcome;
+pub use wait::UnitView;
+pub use watch::{Change, RegistryWatch, WatchBatch, WatchEvent};
+
+/// etcd's default `--max-txn-ops`: the most operations one txn may carry.
+pub const MAX_TXN_OPS: usize = 128;

@@ -1,0 +1,253 @@
+//! Every encoding and decoding of etcd values, in one place, so the wire format (JSON
+//! today, maybe protobuf at scale) can change without touching the rest. Decoding
+//! failures name the key; they never panic.
+
+use std::collections::BTreeMap;
+
+use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
+use serde::{Deserialize, Serialize};
+
+use crate::error::RegistryError;
+use crate::model::{MachineRecord, ScheduleEntry, UnitStateRecord};
+
+#[derive(Serialize, Deserialize)]
+struct UnitValue {
+    text: String,
+    hash: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MachineValue {
+    id: String,
+    #[serde(default)]
+    public_ip: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    disable_engine: bool,
+    #[serde(default)]
+    api_addr: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ScheduleValue {
+    hash: String,
+    target: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateValue {
+    hash: String,
+    state: String,
+    #[serde(default)]
+    load: String,
+    #[serde(default)]
+    active: String,
+    #[serde(default)]
+    sub: String,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs (strings, bools, string maps) cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<'a, T: Deserialize<'a>>(key: &[u8], val: &'a [u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(val).map_err(|e| RegistryError::corrupt(key, e))
+}
+
+fn hash(key: &[u8], s: &str) -> Result<UnitHash, RegistryError> {
+    s.parse()
+        .map_err(|e| RegistryError::corrupt(key, format!("bad hash {s:?}: {e}")))
+}
+
+fn target(key: &[u8], s: &str) -> Result<TargetState, RegistryError> {
+    s.parse().map_err(|e| RegistryError::corrupt(key, e))
+}
+
+/// The stored form of a unit: canonical text and its hash.
+pub(crate) fn encode_unit(file: &UnitFile) -> (Vec<u8>, UnitHash) {
+    let h = file.hash();
+    let v = UnitValue {
+        text: file.canonical(),
+        hash: h.to_string(),
+    };
+    (to_json(&v), h)
+}
+
+/// Only the hash of a stored unit (for create-only comparisons; no parsing).
+pub(crate) fn decode_unit_hash(key: &[u8], val: &[u8]) -> Result<UnitHash, RegistryError> {
+    let v: UnitValue = from_json(key, val)?;
+    hash(key, &v.hash)
+}
+
+pub(crate) fn decode_unit(key: &[u8], val: &[u8]) -> Result<(UnitFile, UnitHash), RegistryError> {
+    let v: UnitValue = from_json(key, val)?;
+    let file = UnitFile::parse(&v.text).map_err(|e| RegistryError::corrupt(key, e))?;
+    Ok((file, hash(key, &v.hash)?))
+}
+
+/// Targets are plain words, as in fleet, so `etcdctl get` stays readable.
+pub(crate) fn encode_target(t: TargetState) -> Vec<u8> {
+    t.as_str().as_bytes().to_vec()
+}
+
+pub(crate) fn decode_target(key: &[u8], val: &[u8]) -> Result<TargetState, RegistryError> {
+    let s = std::str::from_utf8(val).map_err(|e| RegistryError::corrupt(key, e))?;
+    target(key, s.trim())
+}
+
+pub(crate) fn encode_machine(m: &Machine, api_addr: &str) -> Vec<u8> {
+    to_json(&MachineValue {
+        id: m.id.to_string(),
+        public_ip: m.public_ip.clone(),
+        metadata: m.metadata.clone(),
+        version: m.version.clone(),
+        disable_engine: m.disable_engine,
+        api_addr: api_addr.to_string(),
+    })
+}
+
+/// The key names the machine; a value claiming another id is corrupt.
+pub(crate) fn decode_machine(
+    key: &[u8],
+    id: MachineId,
+    val: &[u8],
+) -> Result<MachineRecord, RegistryError> {
+    let v: MachineValue = from_json(key, val)?;
+    if v.id != id.as_str() {
+        return Err(RegistryError::corrupt(
+            key,
+            format!("value names machine {:?}", v.id),
+        ));
+    }
+    Ok(MachineRecord {
+        machine: Machine {
+            id,
+            public_ip: v.public_ip,
+            metadata: v.metadata,
+            version: v.version,
+            disable_engine: v.disable_engine,
+        },
+        api_addr: v.api_addr,
+    })
+}
+
+pub(crate) fn encode_schedule(e: &ScheduleEntry) -> Vec<u8> {
+    to_json(&ScheduleValue {
+        hash: e.hash.to_string(),
+        target: e.target.as_str().to_string(),
+    })
+}
+
+pub(crate) fn decode_schedule(
+    key: &[u8],
+    machine: MachineId,
+    unit: UnitName,
+    val: &[u8],
+) -> Result<ScheduleEntry, RegistryError> {
+    let v: ScheduleValue = from_json(key, val)?;
+    Ok(ScheduleEntry {
+        machine,
+        unit,
+        hash: hash(key, &v.hash)?,
+        target: target(key, &v.target)?,
+    })
+}
+
+pub(crate) fn encode_state(s: &UnitStateRecord) -> Vec<u8> {
+    to_json(&StateValue {
+        hash: s.hash.to_string(),
+        state: s.state.as_str().to_string(),
+        load: s.systemd.load.clone(),
+        active: s.systemd.active.clone(),
+        sub: s.systemd.sub.clone(),
+    })
+}
+
+pub(crate) fn decode_state(
+    key: &[u8],
+    unit: UnitName,
+    machine: MachineId,
+    val: &[u8],
+) -> Result<UnitStateRecord, RegistryError> {
+    let v: StateValue = from_json(key, val)?;
+    Ok(UnitStateRecord {
+        unit,
+        machine,
+        hash: hash(key, &v.hash)?,
+        state: target(key, &v.state)?,
+        systemd: SystemdState {
+            load: v.load,
+            active: v.active,
+            sub: v.sub,
+        },
+    })
+}
+
+/// Unplaced reasons are plain text for operators reading etcd directly.
+pub(crate) fn encode_unplaced(reason: &str) -> Vec<u8> {
+    reason.as_bytes().to_vec()
+}
+
+pub(crate) fn decode_unplaced(val: &[u8]) -> String {
+    String::from_utf8_lossy(val).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_round_trip_and_corruption() {
+        let id = MachineId::new("m1").unwrap();
+        let mut m = Machine::new(id.clone());
+        m.public_ip = "10.0.0.1".into();
+        m.metadata.insert("region".into(), "eu".into());
+        let bytes = encode_machine(&m, "10.0.0.1:4002");
+        let back = decode_machine(b"k", id.clone(), &bytes).unwrap();
+        assert_eq!(back.machine, m);
+        assert_eq!(back.api_addr, "10.0.0.1:4002");
+        let err = decode_machine(b"/p/machine/m1", id.clone(), b"{not json").unwrap_err();
+        assert!(err.to_string().contains("/p/machine/m1"), "{err}");
+        let other = decode_machine(b"k", MachineId::new("m2").unwrap(), &bytes);
+        assert!(other.is_err());
+    }
+
+    #[test]
+    fn state_and_schedule_round_trip() {
+        let s = UnitStateRecord {
+            unit: UnitName::parse("a.service").unwrap(),
+            machine: MachineId::new("m").unwrap(),
+            hash: UnitHash([7; 20]),
+            state: TargetState::Launched,
+            systemd: SystemdState {
+                load: "loaded".into(),
+                active: "active".into(),
+                sub: "running".into(),
+            },
+        };
+        let back = decode_state(b"k", s.unit.clone(), s.machine.clone(), &encode_state(&s));
+        assert_eq!(back.unwrap(), s);
+        let e = ScheduleEntry {
+            machine: s.machine.clone(),
+            unit: s.unit.clone(),
+            hash: s.hash,
+            target: TargetState::Loaded,
+        };
+        let back = decode_schedule(
+            b"k",
+            e.machine.clone(),
+            e.unit.clone(),
+            &encode_schedule(&e),
+        );
+        assert_eq!(back.unwrap(), e);
+        assert!(decode_target(b"k", b"running").is_err());
+        assert_eq!(
+            decode_target(b"k", b"launched").unwrap(),
+            TargetState::Launched
+        );
+    }
+}

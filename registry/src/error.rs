@@ -1,0 +1,94 @@
+//! The one error type of the registry; every variant names what the user must look at.
+
+use std::time::Duration;
+
+use fleet_core::UnitName;
+
+use crate::lease::LeaseId;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The configuration cannot work (empty key prefix, no endpoints, TLS files…).
+    #[error("invalid registry configuration: {0}")]
+    Config(String),
+    /// No connection to any endpoint.
+    #[error("etcd at {endpoints} is unreachable: {source}")]
+    Unreachable {
+        endpoints: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// The request was not answered in time (etcd down, partitioned or overloaded).
+    #[error("etcd at {endpoints} did not answer within {timeout:?}")]
+    Timeout {
+        endpoints: String,
+        timeout: Duration,
+    },
+    /// etcd answered with an error.
+    #[error("etcd {op} failed: {source}")]
+    Etcd {
+        op: &'static str,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// A stored value that this version cannot decode.
+    #[error("corrupt registry value at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The unit is not in the registry.
+    #[error("unit {0} does not exist")]
+    UnitNotFound(UnitName),
+    /// The lease expired or was revoked: keys bound to it are gone.
+    #[error("etcd lease {0} expired or was revoked")]
+    LeaseLost(LeaseId),
+    /// A watch asked for history etcd has compacted away: re-list, then watch again
+    /// from the listed revision + 1.
+    #[error(
+        "etcd compacted the history up to revision {compact_revision}; re-list and watch again"
+    )]
+    Compacted { compact_revision: i64 },
+    /// A fenced engine write found another leader key: this engine was deposed and
+    /// must stop writing.
+    #[error("this engine is no longer the leader; its schedule write was refused")]
+    NotLeader,
+    /// A wait's deadline passed before its condition held.
+    #[error("gave up waiting for {what} after {waited:?}")]
+    WaitTimeout { what: String, waited: Duration },
+}
+
+impl RegistryError {
+    /// Whether retrying later may help (etcd down or slow), as opposed to bad data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unreachable { .. } | RegistryError::Timeout { .. }
+        )
+    }
+
+    pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> Self {
+        RegistryError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Sorts an etcd-client error into "cannot reach etcd" and "etcd said no".
+    pub(crate) fn from_etcd(op: &'static str, endpoints: &str, e: etcd_client::Error) -> Self {
+        use etcd_client::Error as E;
+        let unreachable = match &e {
+            E::TransportError(_) | E::IoError(_) => true,
+            // gRPC codes 14 (Unavailable) and 4 (DeadlineExceeded); tonic is not a
+            // direct dependency, so compare the numeric codes.
+            E::GRpcStatus(s) => matches!(i32::from(s.code()), 14 | 4),
+            _ => false,
+        };
+        if unreachable {
+            RegistryError::Unreachable {
+                endpoints: endpoints.to_string(),
+                source: e,
+            }
+        } else {
+            RegistryError::Etcd { op, source: e }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! fleet's etcd key layout. The only module that builds or parses key strings.
+//!
+//! | key | value |
+//! |---|---|
+//! | `unit/<name>` | unit text + hash |
+//! | `job/<name>/target` | desired state |
+//! | `machine/<id>` | machine record, on the agent's lease |
+//! | `schedule/<machine-id>/<name>` | hash + target, written by the engine |
+//! | `state/<name>/<machine-id>` | systemd state, on the agent's lease |
+//! | `unplaced/<name>` | why the engine could not place the unit |
+//! | `leader` | the engine's election name |
+
+use fleet_core::{MachineId, UnitName};
+
+use crate::error::RegistryError;
+
+/// Key builders and parsers under one normalised prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// A parsed key: what a watch event or range result is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryKey {
+    Unit(UnitName),
+    JobTarget(UnitName),
+    Machine(MachineId),
+    Schedule(MachineId, UnitName),
+    State(UnitName, MachineId),
+    Unplaced(UnitName),
+    /// The election's keys (`leader/<lease>`), whoever campaigns.
+    Leader,
+}
+
+impl Keys {
+    /// Normalises `prefix` to exactly one trailing `/`; an empty prefix is an error
+    /// because fleet's keys would then mix with everything else in etcd.
+    pub fn new(prefix: &str) -> Result<Keys, RegistryError> {
+        let trimmed = prefix.trim();
+        if trimmed.is_empty() {
+            return Err(RegistryError::Config(
+                "the etcd key prefix cannot be empty".into(),
+            ));
+        }
+        Ok(Keys {
+            prefix: format!("{}/", trimmed.trim_end_matches('/')),
+        })
+    }
+
+    /// The normalised prefix, ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn unit(&self, n: &UnitName) -> String {
+        format!("{}unit/{n}", self.prefix)
+    }
+    pub fn units(&self) -> String {
+        format!("{}unit/", self.prefix)
+    }
+    pub fn job_target(&self, n: &UnitName) -> String {
+        format!("{}job/{n}/target", self.prefix)
+    }
+    /// Everything about one job (`job/<name>/`), deleted with the unit.
+    pub fn job_dir(&self, n: &UnitName) -> String {
+        format!("{}job/{n}/", self.prefix)
+    }
+    pub fn jobs(&self) -> String {
+        format!("{}job/", self.prefix)
+    }
+    pub fn machine(&self, id: &MachineId) -> String {
+        format!("{}machine/{id}", self.prefix)
+    }
+    pub fn machines(&self) -> String {
+        format!("{}machine/", self.prefix)
+    }
+    pub fn schedule(&self, m: &MachineId, n: &UnitName) -> String {
+        format!("{}schedule/{m}/{n}", self.prefix)
+    }
+    /// One machine's schedule: the only prefix its agent watches.
+    pub fn machine_schedule(&self, m: &MachineId) -> String {
+        format!("{}schedule/{m}/", self.prefix)
+    }
+    pub fn schedules(&self) -> String {
+        format!("{}schedule/", self.prefix)
+    }
+    pub fn state(&self, n: &UnitName, m: &MachineId) -> String {
+        format!("{}state/{n}/{m}", self.prefix)
+    }
+    pub fn unit_states(&self, n: &UnitName) -> String {
+        format!("{}state/{n}/", self.prefix)
+    }
+    pub fn states(&self) -> String {
+        format!("{}state/", self.prefix)
+    }
+    pub fn unplaced(&self, n: &UnitName) -> String {
+        format!("{}unplaced/{n}", self.prefix)
+    }
+    pub fn unplaced_all(&self) -> String {
+        format!("{}unplaced/", self.prefix)
+    }
+    /// The election name the engine campaigns on.
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+
+    /// Parses a full key. `None` for keys outside the layout (other tools' keys, or a
+    /// newer fleet's); an invalid name inside a known directory is corrupt data.
+    pub fn parse(&self, key: &[u8]) -> Result<Option<RegistryKey>, RegistryError> {
+        let Some(rest) = key.strip_prefix(self.prefix.as_bytes()) else {
+            return Ok(None);
+        };
+        let Ok(rest) = std::str::from_utf8(rest) else {
+            return Err(RegistryError::corrupt(key, "key is not UTF-8"));
+        };
+        let unit = |s: &str| UnitName::parse(s).map_err(|e| RegistryError::corrupt(key, e));
+        let machine = |s: &str| MachineId::new(s).map_err(|e| RegistryError::corrupt(key, e));
+        let (dir, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        Ok(Some(match dir {
+            "unit" => RegistryKey::Unit(unit(tail)?),
+            "job" => match tail.rsplit_once('/') {
+                Some((n, "target")) => RegistryKey::JobTarget(unit(n)?),
+                _ => return Ok(None),
+            },
+            "machine" => RegistryKey::Machine(machine(tail)?),
+            "schedule" => match tail.split_once('/') {
+                Some((m, n)) => RegistryKey::Schedule(machine(m)?, unit(n)?),
+                None => return Err(RegistryError::corrupt(key, "schedule key without unit")),
+            },
+            "state" => match tail.split_once('/') {
+                Some((n, m)) => RegistryKey::State(unit(n)?, machine(m)?),
+                None => return Err(RegistryError::corrupt(key, "state key without machine")),
+            },
+            "unplaced" => RegistryKey::Unplaced(unit(tail)?),
+            "leader" => RegistryKey::Leader,
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_normalisation() {
+        assert_eq!(Keys::new("/fleet").unwrap().prefix(), "/fleet/");
+        assert_eq!(Keys::new("/fleet///").unwrap().prefix(), "/fleet/");
+        assert_eq!(Keys::new("/").unwrap().prefix(), "/");
+        assert!(Keys::new(" ").is_err());
+        assert!(Keys::new("").is_err());
+    }
+
+    #[test]
+    fn build_and_parse_round_trip() {
+        let k = Keys::new("/_coreos.com/fleet/").unwrap();
+        let n = UnitName::parse("web@1.service").unwrap();
+        let m = MachineId::new("abc").unwrap();
+        let cases = [
+            (k.unit(&n), RegistryKey::Unit(n.clone())),
+            (k.job_target(&n), RegistryKey::JobTarget(n.clone())),
+            (k.machine(&m), RegistryKey::Machine(m.clone())),
+            (
+                k.schedule(&m, &n),
+                RegistryKey::Schedule(m.clone(), n.clone()),
+            ),
+            (k.state(&n, &m), RegistryKey::State(n.clone(), m.clone())),
+            (k.unplaced(&n), RegistryKey::Unplaced(n.clone())),
+            (format!("{}/abcd", k.leader()), RegistryKey::Leader),
+        ];
+        for (key, want) in cases {
+            assert_eq!(k.parse(key.as_bytes()).unwrap(), Some(want), "{key}");
+        }
+        assert_eq!(k.unit(&n), "/_coreos.com/fleet/unit/web@1.service");
+        assert_eq!(k.parse(b"/other/unit/x.service").unwrap(), None);
+        assert_eq!(k.parse(b"/_coreos.com/fleet/future/x").unwrap(), None);
+        assert!(k.parse(b"/_coreos.com/fleet/unit/bad name").is_err());
+    }
+}

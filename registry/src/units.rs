@@ -1,0 +1,177 @@
+//! Units and their desired states: what fleetctl submits, starts, stops and destroys.
+
+use std::collections::BTreeMap;
+
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse};
+use fleet_core::{TargetState, UnitFile, UnitName};
+
+use crate::MAX_TXN_OPS;
+use crate::codec;
+use crate::decode;
+use crate::error::RegistryError;
+use crate::model::{CreateOutcome, UnitRecord};
+use crate::registry::{Registry, gets};
+
+/// What `set_targets` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetTargetsOutcome {
+    /// Units that did not exist: their target was not written.
+    pub missing: Vec<UnitName>,
+    /// How many txns it took (⌈units / 127⌉), for tests and benchmarks.
+    pub txns: usize,
+}
+
+impl Registry {
+    /// One unit with its target, read in one txn.
+    pub async fn get_unit(&self, name: &UnitName) -> Result<Option<UnitRecord>, RegistryError> {
+        let k = &self.keys;
+        let txn = Txn::new().and_then([
+            TxnOp::get(k.unit(name), None),
+            TxnOp::get(k.job_target(name), None),
+        ]);
+        let resp = self.txn("get unit", txn).await?;
+        let g = gets(&resp);
+        let (Some(unit), Some(job)) = (g.first(), g.get(1)) else {
+            return Ok(None);
+        };
+        Ok(decode::units(k, unit.kvs(), job.kvs())?.into_iter().next())
+    }
+
+    /// Submits a unit, fleet's create-only way: `unit/<n>` and `job/<n>/target =
+    /// inactive` are written together iff the unit is absent; otherwise nothing is
+    /// written and the outcome says whether the stored copy is the same.
+    pub async fn create_unit(
+        &self,
+        name: &UnitName,
+        file: &UnitFile,
+    ) -> Result<CreateOutcome, RegistryError> {
+        let k = &self.keys;
+        let (value, hash) = codec::encode_unit(file);
+        let unit_key = k.unit(name);
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                unit_key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([
+                TxnOp::put(unit_key.clone(), value, None),
+                TxnOp::put(
+                    k.job_target(name),
+                    codec::encode_target(TargetState::Inactive),
+                    None,
+                ),
+            ])
+            .or_else([TxnOp::get(unit_key.clone(), None)]);
+        let resp = self.txn("create unit", txn).await?;
+        if resp.succeeded() {
+            return Ok(CreateOutcome::Created);
+        }
+        let g = gets(&resp);
+        let Some(kv) = g.first().and_then(|g| g.kvs().first()) else {
+            // Deleted between compare and get cannot happen inside one txn.
+            return Err(RegistryError::corrupt(
+                unit_key.as_bytes(),
+                "vanished inside a txn",
+            ));
+        };
+        let existing = codec::decode_unit_hash(kv.key(), kv.value())?;
+        Ok(if existing == hash {
+            CreateOutcome::Identical
+        } else {
+            CreateOutcome::Differs { existing }
+        })
+    }
+
+    /// Overwrites a unit's text (creating it if absent) and resets its target to
+    /// `inactive`, in one txn, so a changed unit is never started with a stale target.
+    pub async fn replace_unit(
+        &self,
+        name: &UnitName,
+        file: &UnitFile,
+    ) -> Result<(), RegistryError> {
+        let k = &self.keys;
+        let (value, _) = codec::encode_unit(file);
+        let txn = Txn::new().and_then([
+            TxnOp::put(k.unit(name), value, None),
+            TxnOp::put(
+                k.job_target(name),
+                codec::encode_target(TargetState::Inactive),
+                None,
+            ),
+        ]);
+        self.txn("replace unit", txn).await?;
+        Ok(())
+    }
+
+    /// Sets desired states in txns of at most 127 guarded ops. Each op applies only if
+    /// its unit exists (a nested txn comparing the unit's create revision), so a unit
+    /// destroyed meanwhile never gets an orphan target. Later duplicates win.
+    pub async fn set_targets(
+        &self,
+        targets: &[(UnitName, TargetState)],
+    ) -> Result<SetTargetsOutcome, RegistryError> {
+        let k = &self.keys;
+        // etcd rejects a txn that writes one key twice.
+        let dedup: BTreeMap<&UnitName, TargetState> =
+            targets.iter().map(|(n, t)| (n, *t)).collect();
+        let all: Vec<(&UnitName, TargetState)> = dedup.into_iter().collect();
+        let mut out = SetTargetsOutcome::default();
+        // etcd gives nested txns the outer txn's unused op budget: n nested txns of
+        // one op each fit iff n + 1 <= max-txn-ops.
+        for chunk in all.chunks(MAX_TXN_OPS - 1) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(n, t)| {
+                    TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::create_revision(k.unit(n), CompareOp::Greater, 0)])
+                            .and_then([TxnOp::put(
+                                k.job_target(n),
+                                codec::encode_target(*t),
+                                None,
+                            )]),
+                    )
+                })
+                .collect();
+            let resp = self.txn("set targets", Txn::new().and_then(ops)).await?;
+            out.txns += 1;
+            for ((n, _), r) in chunk.iter().zip(resp.op_responses()) {
+                if let TxnOpResponse::Txn(r) = r
+                    && !r.succeeded()
+                {
+                    out.missing.push((*n).clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a unit, its `job/<n>/` keys and its unplaced note in one txn; returns
+    /// whether the unit existed. The engine removes the schedule when it sees this.
+    pub async fn destroy_unit(&self, name: &UnitName) -> Result<bool, RegistryError> {
+        let k = &self.keys;
+        let txn = Txn::new().and_then([
+            TxnOp::delete(k.unit(name), None),
+            TxnOp::delete(k.job_dir(name), Some(DeleteOptions::new().with_prefix())),
+            TxnOp::delete(k.unplaced(name), None),
+        ]);
+        let resp = self.txn("destroy unit", txn).await?;
+        Ok(matches!(
+            resp.op_responses().first(),
+            Some(TxnOpResponse::Delete(d)) if d.deleted() > 0
+        ))
+    }
+
+    /// All units with their targets, sorted by name, read at one revision.
+    pub async fn list_units(&self) -> Result<Vec<UnitRecord>, RegistryError> {
+        let k = &self.keys;
+        let (_, g) = self
+            .get_prefixes("list units", vec![k.units(), k.jobs()])
+            .await?;
+        match (g.first(), g.get(1)) {
+            (Some(u), Some(j)) => decode::units(k, u.kvs(), j.kvs()),
+            _ => Ok(Vec::new()),
+        }
+    }
+}

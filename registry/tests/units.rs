@@ -1,0 +1,154 @@
+//! Units and targets against a real etcd.
+
+mod common;
+
+use common::{name, setup, unit};
+use fleet_core::TargetState;
+use fleet_registry::CreateOutcome;
+
+#[tokio::test]
+async fn create_only_semantics() {
+    let (_etcd, reg) = setup("/t/create").await;
+    let n = name("web.service");
+    let a = unit("sleep 1");
+    let b = unit("sleep 2");
+
+    assert_eq!(
+        reg.create_unit(&n, &a).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // the same content again: nothing to do
+    assert_eq!(
+        reg.create_unit(&n, &a).await.unwrap(),
+        CreateOutcome::Identical
+    );
+    // other content: refused, the registry's copy is kept
+    assert_eq!(
+        reg.create_unit(&n, &b).await.unwrap(),
+        CreateOutcome::Differs { existing: a.hash() }
+    );
+    let got = reg.get_unit(&n).await.unwrap().expect("unit exists");
+    assert_eq!(got.file, a);
+    assert_eq!(got.hash, a.hash());
+    assert_eq!(got.target, TargetState::Inactive);
+    assert!(
+        reg.get_unit(&name("other.service"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn replace_overwrites_and_resets_target() {
+    let (_etcd, reg) = setup("/t/replace").await;
+    let n = name("web.service");
+    reg.create_unit(&n, &unit("a")).await.unwrap();
+    reg.set_targets(&[(n.clone(), TargetState::Launched)])
+        .await
+        .unwrap();
+    reg.replace_unit(&n, &unit("b")).await.unwrap();
+    let got = reg.get_unit(&n).await.unwrap().unwrap();
+    assert_eq!(got.file, unit("b"));
+    assert_eq!(got.hash, unit("b").hash());
+    assert_eq!(got.target, TargetState::Inactive);
+}
+
+#[tokio::test]
+async fn set_targets_batches_and_reports_missing() {
+    let (_etcd, reg) = setup("/t/targets").await;
+    let names: Vec<_> = (0..300)
+        .map(|i| name(&format!("w@{i:03}.service")))
+        .collect();
+    for n in &names {
+        reg.create_unit(n, &unit("x")).await.unwrap();
+    }
+    let mut req: Vec<_> = names
+        .iter()
+        .map(|n| (n.clone(), TargetState::Launched))
+        .collect();
+    req.push((name("ghost.service"), TargetState::Launched));
+
+    let before = reg.snapshot().await.unwrap().revision;
+    let out = reg.set_targets(&req).await.unwrap();
+    let after = reg.snapshot().await.unwrap().revision;
+    // 301 guarded ops in ⌈301/127⌉ = 3 txns; each txn is one etcd revision.
+    assert_eq!(out.txns, 3);
+    assert_eq!(after - before, 3);
+    assert_eq!(out.missing, vec![name("ghost.service")]);
+
+    let units = reg.list_units().await.unwrap();
+    assert_eq!(units.len(), 300);
+    assert!(units.iter().all(|u| u.target == TargetState::Launched));
+    // no orphan target for the unit that does not exist
+    assert!(
+        reg.get_unit(&name("ghost.service"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let snap = reg.snapshot().await.unwrap();
+    assert_eq!(snap.units.len(), 300);
+}
+
+#[tokio::test]
+async fn destroy_removes_unit_target_and_unplaced() {
+    let (_etcd, reg) = setup("/t/destroy").await;
+    let n = name("web.service");
+    reg.create_unit(&n, &unit("a")).await.unwrap();
+    reg.apply_schedule(
+        &fleet_registry::SchedulePlan {
+            unplaced: vec![(n.clone(), "no machine has region=mars".into())],
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reg.snapshot().await.unwrap().unplaced.len(), 1);
+
+    assert!(reg.destroy_unit(&n).await.unwrap());
+    assert!(!reg.destroy_unit(&n).await.unwrap());
+    assert!(reg.get_unit(&n).await.unwrap().is_none());
+    let snap = reg.snapshot().await.unwrap();
+    assert!(snap.units.is_empty() && snap.unplaced.is_empty());
+    // and a new unit of that name can be created with other content
+    assert_eq!(
+        reg.create_unit(&n, &unit("b")).await.unwrap(),
+        CreateOutcome::Created
+    );
+}
+
+#[tokio::test]
+async fn list_units_sorted_and_prefixes_isolated() {
+    let (etcd, reg) = setup("/t/list").await;
+    for n in ["c.service", "a.service", "b@1.service", "b@.service"] {
+        reg.create_unit(&name(n), &unit(n)).await.unwrap();
+    }
+    let listed: Vec<String> = reg
+        .list_units()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["a.service", "b@.service", "b@1.service", "c.service"]
+    );
+    // another prefix on the same etcd sees nothing
+    let other = common::registry(&etcd, "/t/list-other/").await;
+    assert!(other.list_units().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_value_is_an_error_naming_the_key() {
+    let (etcd, reg) = setup("/t/corrupt").await;
+    let mut c = reg.etcd_client();
+    c.put("/t/corrupt/unit/bad.service", "{not json", None)
+        .await
+        .unwrap();
+    let err = reg.list_units().await.unwrap_err().to_string();
+    assert!(err.contains("/t/corrupt/unit/bad.service"), "{err}");
+    drop(etcd);
+}
