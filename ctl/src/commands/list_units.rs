@@ -1,0 +1,79 @@
+//! `fleetctl list-units`: one row per unit per machine that reports it, with systemd's
+//! LOAD/ACTIVE/SUB as the agent there sees them.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use fleet_core::machine::machine_legend;
+
+use crate::cli::TableFlags;
+use crate::context::{Ctx, fail, out};
+use crate::table::{Table, select_fields};
+
+const DEFAULT_FIELDS: &[&str] = &["unit", "machine", "active", "sub"];
+const VALID_FIELDS: &[&str] = &["unit", "machine", "active", "sub", "load", "hash"];
+
+pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Result<ExitCode> {
+    let fields = select_fields(flags.fields.as_deref(), DEFAULT_FIELDS, VALID_FIELDS)
+        .map_err(|e| fail(e.to_string()))?;
+    let client = ctx.client().await?;
+    let snapshot = client.registry.snapshot().await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })?;
+    let ips: HashMap<_, _> = snapshot
+        .machines
+        .iter()
+        .map(|m| (&m.machine.id, m.machine.public_ip.as_str()))
+        .collect();
+    let rows = snapshot.states.iter().map(|s| {
+        fields
+            .iter()
+            .map(|f| match *f {
+                "unit" => s.unit.to_string(),
+                // A machine that is no longer listed shows without its IP, as in fleet.
+                "machine" => machine_legend(&s.machine, ips.get(&s.machine).copied(), full),
+                "active" => s.systemd.active.clone(),
+                "sub" => s.systemd.sub.clone(),
+                "load" => s.systemd.load.clone(),
+                _ => {
+                    if full {
+                        s.hash.to_string()
+                    } else {
+                        s.hash.short()
+                    }
+                }
+            })
+            .collect()
+    });
+    print_table(&fields, rows, flags)
+}
+
+/// Renders rows under the legend, honouring `--no-legend` and `--sort`.
+pub fn print_table(
+    fields: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+    flags: &TableFlags,
+) -> anyhow::Result<ExitCode> {
+    let sort_column = match &flags.sort {
+        Some(field) => Some(fields.iter().position(|f| f == field).ok_or_else(|| {
+            fail(format!(
+                "Invalid sort key {field:?}: it must be one of the printed fields"
+            ))
+        })?),
+        None => None,
+    };
+    let mut table = Table::new(fields, !flags.no_legend);
+    for row in rows {
+        table.push(row);
+    }
+    if let Some(column) = sort_column {
+        table.sort_by_column(column, !flags.no_legend);
+    }
+    let text = table.to_string();
+    if !text.is_empty() {
+        out(text.trim_end_matches('\n'))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

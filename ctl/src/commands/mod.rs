@@ -1,0 +1,61 @@
+//! One file per fleetctl command (fleet's `fleetctl/*.go`, mini-redis's `cmd/`).
+
+mod cat;
+mod create;
+mod destroy;
+mod list_machines;
+mod list_unit_files;
+mod list_units;
+mod start;
+mod stop;
+mod unload;
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::context::{Ctx, err, out};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut ctx = Ctx::new(cli.global);
+    let Some(command) = cli.command else {
+        // fleetctl with no arguments prints help and succeeds.
+        Cli::command().print_help()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command {
+        Command::Version => {
+            out(format!("fleetctl version {}", fleet_core::VERSION))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { .. } => {
+            err("Command \"verify\" is deprecated, DEPRECATED - No longer works");
+            err("WARNING: The signed/verified units feature is DEPRECATED and cannot be used.");
+            Ok(ExitCode::from(2))
+        }
+        Command::Submit { create, units } => start::submit(&mut ctx, &create, &units).await,
+        Command::Load {
+            create,
+            block,
+            units,
+        } => start::load(&mut ctx, &create, &block, &units).await,
+        Command::Start {
+            create,
+            block,
+            units,
+        } => start::start(&mut ctx, &create, &block, &units).await,
+        Command::Stop { block, units } => stop::run(&mut ctx, &block, &units).await,
+        Command::Unload { block, units } => unload::run(&mut ctx, &block, &units).await,
+        Command::Destroy { block: _, units } => destroy::run(&mut ctx, &units).await,
+        Command::Cat { units } => cat::run(&mut ctx, &units).await,
+        Command::ListUnitFiles { table, full } => {
+            list_unit_files::run(&mut ctx, &table, full).await
+        }
+        Command::ListUnits { table, full } => list_units::run(&mut ctx, &table, full.full).await,
+        Command::ListMachines { table, full } => {
+            list_machines::run(&mut ctx, &table, full.full).await
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `fleetctl stop UNIT...`: ask for `loaded` (stopped but still on its machine).
+
+use std::process::ExitCode;
+
+use fleet_core::{Requirements, TargetState, UnitName};
+
+use crate::cli::BlockFlags;
+use crate::commands::destroy::find_units;
+use crate::context::{Ctx, err, fail, out};
+use crate::wait::{Verb, wait_for_units};
+
+pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::Result<ExitCode> {
+    if args.is_empty() {
+        err("No units given");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (snapshot, found, missing) = find_units(ctx, args).await?;
+    let mut changes = Vec::new();
+    let mut wait = Vec::new();
+    let mut globals = Vec::new();
+    for unit in &found {
+        let global = Requirements::parse(&unit.file)
+            .map(|r| r.global)
+            .unwrap_or(false);
+        if global {
+            if unit.target == TargetState::Launched {
+                changes.push((unit.name.clone(), TargetState::Loaded));
+                globals.push(unit.name.clone());
+            }
+            continue;
+        }
+        match (unit.target, snapshot.current_state(&unit.name)) {
+            // Never loaded: nothing to stop (fleet's error, checked for all before writing).
+            (TargetState::Inactive, _) => {
+                return Err(fail(format!(
+                    "Unable to stop unit {} in state inactive",
+                    unit.name
+                )));
+            }
+            (TargetState::Loaded, _) => {}
+            // Asked to run but not placed yet: record the wish, nothing to wait for.
+            (TargetState::Launched, TargetState::Inactive) => {
+                changes.push((unit.name.clone(), TargetState::Loaded))
+            }
+            (TargetState::Launched, _) => {
+                changes.push((unit.name.clone(), TargetState::Loaded));
+                wait.push(unit.name.clone());
+            }
+        }
+    }
+    if !changes.is_empty() {
+        let client = ctx.client().await?;
+        client
+            .registry
+            .set_targets(&changes)
+            .await
+            .map_err(|e| fail(format!("Error stopping units: {e}")))?;
+    }
+    for name in &globals {
+        out(format!("Triggered global unit {name} stop"))?;
+    }
+    wait_for_units(ctx, &wait, TargetState::Loaded, Verb::Stop, block).await?;
+    err(format!("Successfully stopped units [{}].", join(&wait)));
+    Ok(if missing {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Go's `%v` of a string slice, without the brackets.
+pub fn join(names: &[UnitName]) -> String {
+    names
+        .iter()
+        .map(UnitName::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

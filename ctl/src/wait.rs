@@ -1,0 +1,245 @@
+//! Blocking until units reach a state (fleet behaviour §2.6), with fleet's output lines,
+//! `--block-attempts` as the bound (one attempt = 2 s; 0 waits indefinitely) and a
+//! progress line on a terminal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use fleet_core::machine::machine_legend;
+use fleet_core::{TargetState, UnitName};
+use fleet_registry::UnitStateRecord;
+
+use crate::cli::BlockFlags;
+use crate::context::{Ctx, err, fail, out};
+
+/// How long one of fleet's "attempts" lasts.
+const ATTEMPT: Duration = Duration::from_secs(2);
+/// How often the registry is re-read while waiting.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What a wait is for, so failures can be worded as fleet words them per command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Load,
+    Start,
+    Stop,
+    Unload,
+}
+
+impl Verb {
+    fn word(self) -> &'static str {
+        match self {
+            Verb::Load => "load",
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Unload => "unload",
+        }
+    }
+}
+
+/// Whether the records agents published for a unit show it at `target`.
+fn reached(target: TargetState, records: &[&UnitStateRecord]) -> Option<Option<usize>> {
+    match target {
+        TargetState::Launched => records
+            .iter()
+            .position(|r| r.state == TargetState::Launched)
+            .map(Some),
+        TargetState::Loaded => {
+            if records.iter().any(|r| r.state == TargetState::Launched) {
+                None
+            } else {
+                records
+                    .iter()
+                    .position(|r| r.state == TargetState::Loaded)
+                    .map(Some)
+            }
+        }
+        TargetState::Inactive => records.is_empty().then_some(None),
+    }
+}
+
+/// Waits until every unit reports `target`, printing `Unit X <state> [on M]` as each
+/// does. With `--no-block`, prints `Triggered unit X <verb>` instead and returns.
+/// `start` additionally waits for systemd to report the unit active (failing fast if
+/// systemd reports it failed).
+pub async fn wait_for_units(
+    ctx: &mut Ctx,
+    units: &[UnitName],
+    target: TargetState,
+    verb: Verb,
+    block: &BlockFlags,
+) -> anyhow::Result<()> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    if block.no_block {
+        for unit in units {
+            out(format!("Triggered unit {unit} {}", verb.word()))?;
+        }
+        return Ok(());
+    }
+    let deadline = (block.block_attempts > 0).then(|| {
+        Instant::now() + ATTEMPT * u32::try_from(block.block_attempts).unwrap_or(u32::MAX)
+    });
+    let started = Instant::now();
+    let progress = Progress::new(ctx.tty, units.len(), target);
+    let client = ctx.client().await?.clone();
+    let mut pending: Vec<UnitName> = units.to_vec();
+    // Units that reached `launched` and wait for systemd to say active (start only).
+    let mut activating: Vec<UnitName> = Vec::new();
+    let mut ips: HashMap<String, String> = HashMap::new();
+    loop {
+        let states = client
+            .registry
+            .list_states()
+            .await
+            .map_err(|e| fail(format!("Error waiting for units: {e}")))?;
+        let mut by_unit: BTreeMap<&UnitName, Vec<&UnitStateRecord>> = BTreeMap::new();
+        for s in &states {
+            by_unit.entry(&s.unit).or_default().push(s);
+        }
+        let mut still = Vec::new();
+        for unit in pending.drain(..) {
+            let records = by_unit.get(&unit).map(Vec::as_slice).unwrap_or(&[]);
+            match reached(target, records) {
+                None => still.push(unit),
+                Some(record) => {
+                    let legend = match record.map(|i| records[i]) {
+                        Some(r) => {
+                            if !ips.contains_key(r.machine.as_str()) {
+                                ips = machine_ips(&client).await;
+                            }
+                            format!(
+                                " on {}",
+                                machine_legend(
+                                    &r.machine,
+                                    ips.get(r.machine.as_str()).map(String::as_str),
+                                    false
+                                )
+                            )
+                        }
+                        None => String::new(),
+                    };
+                    progress.suspend(|| out(format!("Unit {unit} {target}{legend}")))?;
+                    if verb == Verb::Start {
+                        activating.push(unit);
+                    }
+                }
+            }
+        }
+        pending = still;
+        activating.retain(|unit| {
+            let records = by_unit.get(unit).map(Vec::as_slice).unwrap_or(&[]);
+            !records
+                .iter()
+                .any(|r| r.state == TargetState::Launched && r.systemd.active == "active")
+        });
+        if let Some((unit, machine)) = activating.iter().find_map(|unit| {
+            let records = by_unit.get(unit).map(Vec::as_slice).unwrap_or(&[]);
+            records
+                .iter()
+                .find(|r| r.systemd.active == "failed")
+                .map(|r| (unit.clone(), r.machine.clone()))
+        }) {
+            progress.finish();
+            err(format!(
+                "Error waiting for units: unit {unit} failed to start on {machine} (systemd reports it failed)"
+            ));
+            return Err(fail(
+                "Error waiting for systemd unit states, err: unit failed",
+            ));
+        }
+        if pending.is_empty() && activating.is_empty() {
+            progress.finish();
+            return Ok(());
+        }
+        progress.update(units.len() - pending.len(), started.elapsed());
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            progress.finish();
+            let unit = pending
+                .first()
+                .or(activating.first())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                err(format!(
+                    "Error waiting for units: Failed to find an active unit {unit} within {:?}",
+                    started.elapsed()
+                ));
+                return Err(fail(
+                    "Error waiting for systemd unit states, err: timed out",
+                ));
+            }
+            err(format!(
+                "Error waiting for units: timed out waiting for unit {unit} to report state {target}"
+            ));
+            let names = pending
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(fail(match verb {
+                Verb::Load | Verb::Start => {
+                    "Error waiting for unit states, exit status: timed out".to_string()
+                }
+                Verb::Stop => format!("Failed to stop units [{names}]. err: timed out"),
+                Verb::Unload => format!("Failed to unload units [{names}]. err: timed out"),
+            }));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Machine id → public IP, for the ` on <id>.../<ip>` suffix.
+async fn machine_ips(client: &crate::client::Client) -> HashMap<String, String> {
+    match client.registry.list_machines().await {
+        Ok(machines) => machines
+            .into_iter()
+            .map(|m| (m.id.to_string(), m.public_ip))
+            .collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// A one-line spinner on stderr while waiting, only when stderr is a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    target: TargetState,
+}
+
+impl Progress {
+    fn new(tty: bool, total: usize, target: TargetState) -> Progress {
+        let bar = tty.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar
+        });
+        Progress { bar, total, target }
+    }
+
+    fn update(&self, done: usize, elapsed: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "waiting for units to be {}: {done}/{} done ({}s)",
+                self.target,
+                self.total,
+                elapsed.as_secs()
+            ));
+            bar.tick();
+        }
+    }
+
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
