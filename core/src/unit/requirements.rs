@@ -213,13 +213,14 @@ impl Requirements {
         let mut metadata: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for item in METADATA_KEYS.iter().flat_map(|k| get(k)) {
             let mut parts = item.split('=');
-            if let (Some(k), Some(v), None) = (parts.next(), parts.next(), parts.next()) {
-                if !k.is_empty() && !v.is_empty() {
-                    metadata
-                        .entry(k.to_string())
-                        .or_default()
-                        .insert(v.to_string());
-                }
+            if let (Some(k), Some(v), None) = (parts.next(), parts.next(), parts.next())
+                && !k.is_empty()
+                && !v.is_empty()
+            {
+                metadata
+                    .entry(k.to_string())
+                    .or_default()
+                    .insert(v.to_string());
             }
         }
         let conflicts = CONFLICTS_KEYS

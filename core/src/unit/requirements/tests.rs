@@ -299,7 +299,9 @@ fn allowed_combinations() {
 
 #[test]
 fn specifiers_expanded_per_unit() {
-    let f = fleet("MachineID=%i\nMachineMetadata=hostname=%i\nMachineOf=%p.socket\nConflicts=%N-* %n\nReplaces=old-%i.service\nFoo=%n\n");
+    let f = fleet(
+        "MachineID=%i\nMachineMetadata=hostname=%i\nMachineOf=%p.socket\nConflicts=%N-* %n\nReplaces=old-%i.service\nFoo=%n\n",
+    );
     let r = Requirements::for_unit(&f, &name("pin@abc123.service"));
     assert_eq!(r.machine_id.as_deref(), Some("abc123"));
     assert_eq!(r.metadata["hostname"], set(&["abc123"]));
