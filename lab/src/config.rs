@@ -1,0 +1,318 @@
+//! The cluster file (TOML), in the spirit of footloose.yaml.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::error::{LabError, Result};
+use crate::names::LabName;
+
+/// File name `fleet-lab` reads and writes when none is given.
+pub const DEFAULT_FILE: &str = "fleet-lab.toml";
+
+/// Most machines one lab can hold: its /24 minus the network, bridge and broadcast addresses.
+pub const MAX_MACHINES: usize = 253;
+
+/// A whole lab: its name and the machine groups to boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Lab name: distinct labs on one host must have distinct names.
+    pub name: String,
+    /// Debian release the machine image is built from.
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    /// etcd key prefix written to every machine's fleet.conf.
+    #[serde(default = "default_key_prefix")]
+    pub etcd_key_prefix: String,
+    /// `agent_ttl` in fleet.conf: short in labs so lost machines vanish quickly.
+    #[serde(default = "default_agent_ttl")]
+    pub agent_ttl: String,
+    /// Groups of identical machines.
+    #[serde(rename = "group")]
+    pub groups: Vec<MachineGroup>,
+}
+
+/// Identical machines, named from a pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineGroup {
+    /// Name pattern with one `%d`, replaced by 1, 2, ... (`node%d`).
+    pub name: String,
+    pub count: usize,
+    /// fleet metadata of every machine of the group (`metadata=` in fleet.conf).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Extra Debian packages installed in the image (the image is shared by all groups).
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+/// One machine to boot, as resolved from the groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineSpec {
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn default_suite() -> String {
+    "bookworm".to_string()
+}
+
+fn default_key_prefix() -> String {
+    "/_coreos.com/fleet/".to_string()
+}
+
+fn default_agent_ttl() -> String {
+    "10s".to_string()
+}
+
+impl ClusterConfig {
+    /// The file `fleet-lab config create` writes: one group of `machines` nodes.
+    pub fn with_machines(name: &str, machines: usize) -> Self {
+        ClusterConfig {
+            name: name.to_string(),
+            suite: default_suite(),
+            etcd_key_prefix: default_key_prefix(),
+            agent_ttl: default_agent_ttl(),
+            groups: vec![MachineGroup {
+                name: "node%d".to_string(),
+                count: machines,
+                metadata: BTreeMap::from([("lab".to_string(), name.to_string())]),
+                packages: Vec::new(),
+            }],
+        }
+    }
+
+    /// Parses and validates a cluster file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: ClusterConfig = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        config.validate().map_err(|e| match e {
+            LabError::InvalidConfig(reason) => reason,
+            other => other.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Reads and validates a cluster file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| LabError::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|reason| LabError::ConfigFile {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// The file's text, with a header saying what it is.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).unwrap_or_default();
+        format!("# fleet-lab cluster file: `fleet-lab up` boots these machines.\n{body}")
+    }
+
+    /// The lab name, validated.
+    pub fn lab_name(&self) -> Result<LabName> {
+        LabName::new(&self.name)
+    }
+
+    /// Checks everything `up` relies on, so a bad file fails before anything is created.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(LabError::InvalidConfig(m));
+        self.lab_name()?;
+        if !is_word(&self.suite) {
+            return invalid(format!(
+                "suite {:?} is not a Debian release name",
+                self.suite
+            ));
+        }
+        if !self.etcd_key_prefix.starts_with('/')
+            || self.etcd_key_prefix.contains(char::is_whitespace)
+        {
+            return invalid(format!(
+                "etcd_key_prefix {:?} must start with '/' and have no spaces",
+                self.etcd_key_prefix
+            ));
+        }
+        if humantime_like(&self.agent_ttl).is_none() {
+            return invalid(format!(
+                "agent_ttl {:?} is not a duration like 10s",
+                self.agent_ttl
+            ));
+        }
+        if self.groups.is_empty() {
+            return invalid("no [[group]] of machines".to_string());
+        }
+        for group in &self.groups {
+            if group.name.matches("%d").count() != 1 {
+                return invalid(format!(
+                    "group name pattern {:?} must contain %d exactly once",
+                    group.name
+                ));
+            }
+            if group.count == 0 {
+                return invalid(format!("group {:?} has count 0", group.name));
+            }
+            for (key, value) in &group.metadata {
+                if !is_meta(key) || !is_meta(value) {
+                    return invalid(format!(
+                        "metadata {key:?}={value:?}: keys and values may not be empty or contain '=', ',', '#', ';' or spaces"
+                    ));
+                }
+            }
+            for package in &group.packages {
+                let ok = package
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+                if package.is_empty() || !ok {
+                    return invalid(format!("{package:?} is not a Debian package name"));
+                }
+            }
+        }
+        let machines = self.machines();
+        if machines.len() > MAX_MACHINES {
+            return invalid(format!(
+                "{} machines: a lab holds at most {MAX_MACHINES}",
+                machines.len()
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for machine in &machines {
+            let ok = machine
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if machine.name.is_empty()
+                || machine.name.len() > 24
+                || !ok
+                || machine.name.starts_with('-')
+            {
+                return invalid(format!(
+                    "machine name {:?} must be 1-24 characters of a-z, 0-9 and '-'",
+                    machine.name
+                ));
+            }
+            if !seen.insert(machine.name.clone()) {
+                return invalid(format!("two machines are named {:?}", machine.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every machine in boot order, names expanded from the patterns.
+    pub fn machines(&self) -> Vec<MachineSpec> {
+        self.groups
+            .iter()
+            .flat_map(|group| {
+                (1..=group.count).map(move |i| MachineSpec {
+                    name: group.name.replacen("%d", &i.to_string(), 1),
+                    metadata: group.metadata.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Extra packages of all groups (the image is one for the lab).
+    pub fn extra_packages(&self) -> BTreeSet<String> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.packages.iter().cloned())
+            .collect()
+    }
+}
+
+fn is_word(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn is_meta(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || "=,#;\"'".contains(c))
+}
+
+/// Accepts `<digits><unit>` with a Go-style unit, as fleet parses `agent_ttl`.
+fn humantime_like(s: &str) -> Option<()> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = s.split_at(split);
+    (!digits.is_empty() && ["ms", "s", "m", "h"].contains(&unit)).then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_round_trips() {
+        let config = ClusterConfig::with_machines("demo", 3);
+        let parsed = ClusterConfig::parse(&config.to_toml()).unwrap();
+        assert_eq!(parsed, config);
+        let names: Vec<_> = parsed.machines().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["node1", "node2", "node3"]);
+    }
+
+    #[test]
+    fn groups_expand_with_their_metadata() {
+        let text = r#"
+name = "two"
+[[group]]
+name = "web%d"
+count = 2
+metadata = { role = "web" }
+packages = ["curl"]
+[[group]]
+name = "db%d"
+count = 1
+"#;
+        let config = ClusterConfig::parse(text).unwrap();
+        let machines = config.machines();
+        assert_eq!(machines.len(), 3);
+        assert_eq!(machines[1].name, "web2");
+        assert_eq!(machines[1].metadata["role"], "web");
+        assert_eq!(machines[2].name, "db1");
+        assert!(machines[2].metadata.is_empty());
+        assert_eq!(
+            config.extra_packages().into_iter().collect::<Vec<_>>(),
+            ["curl"]
+        );
+    }
+
+    #[test]
+    fn bad_files_say_why() {
+        let cases = [
+            ("name = 3", "invalid type"),
+            ("name = \"x\"\n[[group]]\nname = \"n\"\ncount = 1", "%d"),
+            (
+                "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 0",
+                "count 0",
+            ),
+            ("name = \"x\"\ngroup = []", "no [[group]]"),
+            (
+                "name = \"X\"\n[[group]]\nname = \"n%d\"\ncount = 1",
+                "lab name",
+            ),
+            (
+                "name = \"x\"\nbogus = 1\n[[group]]\nname = \"n%d\"\ncount = 1",
+                "unknown field",
+            ),
+            (
+                "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 1\n[[group]]\nname = \"n%d\"\ncount = 1",
+                "two machines",
+            ),
+            (
+                "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 1\nmetadata = { a = \"b,c\" }",
+                "metadata",
+            ),
+            (
+                "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 300",
+                "at most 253",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = ClusterConfig::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,873 @@
+//! A running lab: `up`, the machine operations, and teardown.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fleet_testkit::{EtcdConfig, EtcdServer};
+
+use crate::cgroup;
+use crate::config::{ClusterConfig, MachineSpec};
+use crate::error::{LabError, Result};
+use crate::names::{LabName, RUN_DIR};
+use crate::net::{self, Subnet};
+use crate::rootfs::{self, CACHE_DIR, ImageSpec};
+use crate::state::{EtcdState, LabState, MachineState, running_labs};
+use crate::sys::{self, FileLock};
+
+/// Where the fleet binaries appear inside every machine.
+pub const FLEET_DIR_IN_MACHINE: &str = "/opt/fleet";
+/// PATH of commands run inside machines (includes the fleet binaries).
+const MACHINE_PATH: &str =
+    "/opt/fleet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How long one `systemctl is-system-running` probe may take.
+const PROBE_TIMEOUT_SECS: &str = "5";
+/// How long a killed machine may take to go away before we give up on it.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to bring a lab up.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Host fleetd binary, bind-mounted read-only into every machine.
+    pub fleetd: PathBuf,
+    /// Host fleetctl binary, bind-mounted too when present.
+    pub fleetctl: Option<PathBuf>,
+    /// Image cache directory.
+    pub cache_dir: PathBuf,
+    /// How long every machine may take to reach systemd "running".
+    pub boot_timeout: Duration,
+    /// Let machines and etcd outlive this process (the CLI); otherwise they are children
+    /// torn down when the [`Lab`] drops (tests).
+    pub detach: bool,
+}
+
+impl UpOptions {
+    /// Options with the fleet binaries found in `dir` (a cargo target dir, say).
+    pub fn with_binaries_in(dir: &Path) -> Self {
+        let fleetctl = dir.join("fleetctl");
+        UpOptions {
+            fleetd: dir.join("fleetd"),
+            fleetctl: fleetctl.exists().then_some(fleetctl),
+            cache_dir: PathBuf::from(CACHE_DIR),
+            boot_timeout: Duration::from_secs(60),
+            detach: false,
+        }
+    }
+}
+
+/// What `up` is doing, for progress displays.
+#[derive(Clone, Debug)]
+pub enum LabEvent {
+    /// The image is not cached: debootstrap runs (a minute or two).
+    BuildingImage(PathBuf),
+    ImageReady(PathBuf),
+    EtcdReady {
+        url: String,
+    },
+    MachineStarting {
+        name: String,
+        ip: std::net::Ipv4Addr,
+    },
+    MachineRunning {
+        name: String,
+        secs: f64,
+    },
+}
+
+/// A running lab. Dropping it tears the lab down (unless detached).
+pub struct Lab {
+    name: LabName,
+    state: LabState,
+    children: BTreeMap<String, Child>,
+    etcd: Option<EtcdServer>,
+    detach: bool,
+    torn_down: bool,
+}
+
+impl Lab {
+    /// Builds the lab: image (cached), bridge, etcd, one container machine per spec,
+    /// waiting until each machine's systemd runs. On failure nothing is left behind.
+    pub fn up(
+        config: &ClusterConfig,
+        opts: &UpOptions,
+        events: &mut dyn FnMut(LabEvent),
+    ) -> Result<Lab> {
+        if !sys::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        config.validate()?;
+        let name = config.lab_name()?;
+        check_binary(
+            &opts.fleetd,
+            "build it with `cargo build -p fleetd` or pass --fleetd",
+        )?;
+        let fleetctl = opts.fleetctl.clone().filter(|p| p.exists());
+        let spec = ImageSpec::new(&config.suite, config.extra_packages());
+        let rootfs = rootfs::ensure(&opts.cache_dir, &spec, &mut |p| {
+            events(LabEvent::BuildingImage(p.to_path_buf()))
+        })?;
+        events(LabEvent::ImageReady(rootfs.clone()));
+
+        let state = LabState {
+            name: name.to_string(),
+            subnet: None,
+            bridge: None,
+            etcd: None,
+            etcd_key_prefix: config.etcd_key_prefix.clone(),
+            agent_ttl: config.agent_ttl.clone(),
+            rootfs,
+            fleetd: opts.fleetd.clone(),
+            fleetctl,
+            cgroups: Vec::new(),
+            machines: Vec::new(),
+        };
+        let mut lab = Lab {
+            name: name.clone(),
+            state,
+            children: BTreeMap::new(),
+            etcd: None,
+            detach: opts.detach,
+            torn_down: false,
+        };
+        {
+            // Name and subnet are claimed under one host-wide lock, so parallel labs differ.
+            let _lock = FileLock::acquire(&Path::new(RUN_DIR).join(".lock"))?;
+            if name.state_dir().exists()
+                || !net::netns_with_prefix(&name.netns_prefix()).is_empty()
+                || !net::links_with_prefix(&name.bridge()).is_empty()
+            {
+                lab.torn_down = true; // not ours: never tear down someone else's lab
+                return Err(LabError::AlreadyRunning(name.to_string()));
+            }
+            let dir = name.state_dir();
+            std::fs::create_dir_all(&dir)
+                .map_err(LabError::io(format!("cannot create {}", dir.display())))?;
+            if let Err(e) = lab.claim_network() {
+                let _ = lab.down();
+                return Err(e);
+            }
+        }
+        if let Err(e) = lab.build(config, opts, events) {
+            let _ = lab.down();
+            return Err(e);
+        }
+        Ok(lab)
+    }
+
+    /// Picks a free subnet and creates the bridge (recorded first, so teardown finds it).
+    fn claim_network(&mut self) -> Result<()> {
+        let taken: Vec<Subnet> = running_labs()
+            .iter()
+            .filter(|n| *n != self.name.as_str())
+            .filter_map(|n| LabName::new(n).ok())
+            .filter_map(|n| LabState::load(&n).ok().flatten()?.subnet)
+            .collect();
+        let subnet = net::pick_subnet(&taken)?;
+        self.state.subnet = Some(subnet);
+        self.state.bridge = Some(self.name.bridge());
+        self.save()?;
+        net::create_bridge(&self.name.bridge(), subnet)
+    }
+
+    fn build(
+        &mut self,
+        config: &ClusterConfig,
+        opts: &UpOptions,
+        events: &mut dyn FnMut(LabEvent),
+    ) -> Result<()> {
+        let subnet = self.subnet()?;
+        let etcd = EtcdConfig::default()
+            .also_listen_on(IpAddr::V4(subnet.bridge_ip()))
+            .start()?;
+        let urls = etcd.client_urls();
+        self.state.etcd = Some(EtcdState {
+            pid: etcd.pid(),
+            local_url: urls[0].clone(),
+            bridge_url: urls.get(1).cloned().unwrap_or_else(|| urls[0].clone()),
+            dir: etcd.dir().to_path_buf(),
+        });
+        self.etcd = Some(etcd);
+        self.save()?;
+        self.write_env_file()?;
+        events(LabEvent::EtcdReady {
+            url: urls[0].clone(),
+        });
+
+        self.state.cgroups = cgroup::hierarchies()
+            .into_iter()
+            .map(|h| h.join(self.name.cgroup_rel()))
+            .collect();
+        self.save()?;
+        let specs = config.machines();
+        for (index, spec) in specs.iter().enumerate() {
+            self.add_machine(index, spec)?;
+            let m = &self.state.machines[index];
+            events(LabEvent::MachineStarting {
+                name: m.name.clone(),
+                ip: m.ip,
+            });
+            self.boot(index)?;
+        }
+        let all: Vec<usize> = (0..specs.len()).collect();
+        self.wait_running(&all, opts.boot_timeout, events)
+    }
+
+    /// Records, then creates, a machine's network and files.
+    fn add_machine(&mut self, index: usize, spec: &MachineSpec) -> Result<()> {
+        let subnet = self.subnet()?;
+        let machine = MachineState {
+            name: spec.name.clone(),
+            index,
+            ip: subnet.machine_ip(index),
+            machine_id: new_machine_id()?,
+            metadata: spec.metadata.clone(),
+            netns: Some(self.name.netns(&spec.name)),
+            host_veth: Some(self.name.host_veth(index)),
+            cgroups: self
+                .state
+                .cgroups
+                .iter()
+                .map(|c| c.join(&spec.name))
+                .collect(),
+            pid: None,
+            boot_secs: None,
+            cut: false,
+        };
+        self.state.machines.push(machine.clone());
+        self.save()?;
+        net::create_machine_net(
+            machine.netns.as_deref().unwrap_or_default(),
+            machine.host_veth.as_deref().unwrap_or_default(),
+            &self.name.bridge(),
+            subnet,
+            machine.ip,
+        )?;
+        let dir = self.machine_dir(&machine.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(LabError::io(format!("cannot create {}", dir.display())))?;
+        let write = |file: &str, text: String| {
+            let path = dir.join(file);
+            std::fs::write(&path, text)
+                .map_err(LabError::io(format!("cannot write {}", path.display())))
+        };
+        write("fleet.conf", self.fleet_conf(&machine)?)?;
+        write("fleet.service", FLEET_SERVICE.to_string())?;
+        write("hostname", format!("{}\n", machine.name))?;
+        Ok(())
+    }
+
+    /// Starts a machine's nspawn, in the machine's own cgroups from its first instruction.
+    fn boot(&mut self, index: usize) -> Result<()> {
+        let m = self.state.machines[index].clone();
+        for dir in &m.cgroups {
+            std::fs::create_dir_all(dir).map_err(LabError::io(format!(
+                "cannot create cgroup {}",
+                dir.display()
+            )))?;
+        }
+        let dir = self.machine_dir(&m.name);
+        let log_path = dir.join("console.log");
+        let log = std::fs::File::create(&log_path).map_err(LabError::io(format!(
+            "cannot create {}",
+            log_path.display()
+        )))?;
+        let err_log = log
+            .try_clone()
+            .map_err(LabError::io("cannot dup log file"))?;
+        // The shell moves itself into the cgroups, then execs nspawn (same pid).
+        let mut script = String::new();
+        for cg in &m.cgroups {
+            script.push_str(&format!("echo $$ > '{}/cgroup.procs' && ", cg.display()));
+        }
+        script.push_str("exec \"$@\"");
+        let netns = m.netns.clone().unwrap_or_default();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).arg("sh").arg("systemd-nspawn");
+        cmd.args([
+            "--register=no",
+            "--keep-unit",
+            "--quiet",
+            "--volatile=overlay",
+        ])
+        .arg("-D")
+        .arg(&self.state.rootfs)
+        .arg(format!("--machine={}", self.name.machine(&m.name)))
+        .arg(format!("--hostname={}", m.name))
+        .arg(format!("--uuid={}", m.machine_id))
+        .arg(format!("--network-namespace-path=/run/netns/{netns}"))
+        .arg(bind(
+            &self.state.fleetd,
+            &format!("{FLEET_DIR_IN_MACHINE}/fleetd"),
+        ))
+        .arg(bind(&dir.join("fleet.conf"), "/etc/fleet/fleet.conf"))
+        .arg(bind(&dir.join("hostname"), "/etc/hostname"))
+        .arg(bind(
+            &dir.join("fleet.service"),
+            "/etc/systemd/system/fleet.service",
+        ))
+        .arg("--console=read-only");
+        if let Some(fleetctl) = &self.state.fleetctl {
+            cmd.arg(bind(fleetctl, &format!("{FLEET_DIR_IN_MACHINE}/fleetctl")));
+        }
+        // Arguments after -b go to the machine's systemd, which reads them as its kernel
+        // command line: start fleet.service without changing the shared image.
+        cmd.args(["-b", "systemd.wants=fleet.service"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log);
+        if self.detach {
+            cmd.process_group(0); // not hit by the terminal's Ctrl-C after the CLI is gone
+        }
+        let child = cmd
+            .spawn()
+            .map_err(LabError::io("cannot run systemd-nspawn"))?;
+        self.state.machines[index].pid = Some(child.id());
+        self.state.machines[index].boot_secs = None;
+        self.children.insert(m.name.clone(), child);
+        self.save()
+    }
+
+    /// Waits until each machine's systemd says running (or degraded), recording boot times.
+    fn wait_running(
+        &mut self,
+        indices: &[usize],
+        timeout: Duration,
+        events: &mut dyn FnMut(LabEvent),
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut pending: Vec<usize> = indices.to_vec();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for &index in &pending {
+                let name = self.state.machines[index].name.clone();
+                if let Some(child) = self.children.get_mut(&name)
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    self.children.remove(&name);
+                    self.state.machines[index].pid = None;
+                    let log = sys::log_tail(&self.machine_dir(&name).join("console.log"), 10);
+                    return Err(LabError::Command {
+                        cmd: format!("systemd-nspawn for {name}"),
+                        detail: format!("exited ({status}) while booting:\n{log}"),
+                    });
+                }
+                if self
+                    .system_state(index)
+                    .is_some_and(|s| s == "running" || s == "degraded")
+                {
+                    let secs = started.elapsed().as_secs_f64();
+                    self.state.machines[index].boot_secs = Some(secs);
+                    events(LabEvent::MachineRunning { name, secs });
+                } else {
+                    still.push(index);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if started.elapsed() >= timeout {
+                let names: Vec<_> = pending
+                    .iter()
+                    .map(|&i| self.state.machines[i].name.clone())
+                    .collect();
+                return Err(LabError::Timeout {
+                    what: format!("systemd in {}", names.join(", ")),
+                    secs: timeout.as_secs(),
+                    detail: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.save()
+    }
+
+    /// `systemctl is-system-running` inside the machine, if it answers.
+    fn system_state(&self, index: usize) -> Option<String> {
+        let leader = self.leader(index)?;
+        let out = Command::new("timeout")
+            .args([
+                PROBE_TIMEOUT_SECS,
+                "nsenter",
+                "-t",
+                &leader.to_string(),
+                "-a",
+                "systemctl",
+                "is-system-running",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The machine's PID 1 on the host, while it runs.
+    fn leader(&self, index: usize) -> Option<u32> {
+        let m = &self.state.machines[index];
+        let pid = m.pid?;
+        if !self.is_machine_process(pid, m) {
+            return None;
+        }
+        sys::container_leader(pid)
+    }
+
+    /// True when `pid` still is this machine's nspawn (not a recycled pid).
+    fn is_machine_process(&self, pid: u32, m: &MachineState) -> bool {
+        let needle = format!("--machine={} ", self.name.machine(&m.name));
+        sys::alive(pid)
+            && sys::cmdline(pid)
+                .is_some_and(|c| c.contains("systemd-nspawn") && c.contains(&needle))
+    }
+
+    /// Attaches to a lab started by another process (the CLI's later commands).
+    /// Its processes are not ours: dropping the handle leaves the lab running.
+    pub fn attach(name: &LabName) -> Result<Lab> {
+        let state = LabState::load(name)?.ok_or_else(|| LabError::NotRunning(name.to_string()))?;
+        Ok(Lab {
+            name: name.clone(),
+            state,
+            children: BTreeMap::new(),
+            etcd: None,
+            detach: true,
+            torn_down: false,
+        })
+    }
+
+    /// Lets the lab outlive this handle and process (`fleet-lab up` exits, the lab runs).
+    pub fn detach(mut self) {
+        self.detach = true;
+        self.children.clear(); // dropping a Child neither kills nor waits
+        if let Some(etcd) = self.etcd.take() {
+            std::mem::forget(etcd); // keeps the process and its data dir; `down` removes both
+        }
+    }
+
+    pub fn name(&self) -> &LabName {
+        &self.name
+    }
+
+    /// Everything recorded about the lab.
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+
+    /// The machines, in boot order.
+    pub fn machines(&self) -> &[MachineState] {
+        &self.state.machines
+    }
+
+    /// etcd's client URL for the host (`fleetctl --endpoint`).
+    pub fn etcd_url(&self) -> Option<&str> {
+        self.state.etcd.as_ref().map(|e| e.local_url.as_str())
+    }
+
+    /// etcd's client URL as the machines reach it (on the bridge).
+    pub fn etcd_bridge_url(&self) -> Option<&str> {
+        self.state.etcd.as_ref().map(|e| e.bridge_url.as_str())
+    }
+
+    /// The file to `source` to point fleetctl at this lab.
+    pub fn env_file(&self) -> PathBuf {
+        self.name.state_dir().join("env")
+    }
+
+    /// True while the machine's container is up.
+    pub fn is_running(&self, node: &str) -> Result<bool> {
+        let index = self.index(node)?;
+        Ok(self.leader(index).is_some())
+    }
+
+    /// `systemctl is-system-running` of a machine ("down" when its container is not up).
+    pub fn system_state_of(&self, node: &str) -> Result<String> {
+        let index = self.index(node)?;
+        Ok(self
+            .system_state(index)
+            .unwrap_or_else(|| "down".to_string()))
+    }
+
+    /// A command that runs `program` inside the machine, with a clean environment.
+    /// Callers choose its stdio (`ssh` inherits the terminal, `exec` captures).
+    pub fn command(&self, node: &str, program: &str) -> Result<Command> {
+        let index = self.index(node)?;
+        let leader = self
+            .leader(index)
+            .ok_or_else(|| LabError::MachineDown(node.to_string()))?;
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &leader.to_string(), "-a", "--", "/usr/bin/env", "-i"])
+            .arg(format!("PATH={MACHINE_PATH}"))
+            .arg("HOME=/root")
+            .arg(format!(
+                "TERM={}",
+                std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+            ))
+            .arg(program);
+        Ok(cmd)
+    }
+
+    /// Runs a command inside the machine and returns its output.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Result<Output> {
+        let (program, rest) = args
+            .split_first()
+            .ok_or_else(|| LabError::InvalidConfig("exec needs a command".to_string()))?;
+        self.command(node, program)?
+            .args(rest)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(LabError::io("cannot run nsenter"))
+    }
+
+    /// Hard machine loss: SIGKILL to the machine's PID 1, then its nspawn. Idempotent.
+    pub fn kill(&mut self, node: &str) -> Result<()> {
+        let index = self.index(node)?;
+        let m = self.state.machines[index].clone();
+        if let Some(pid) = m.pid {
+            if self.is_machine_process(pid, &m) {
+                if let Some(leader) = sys::container_leader(pid) {
+                    sys::sigkill(leader);
+                }
+                if !self.wait_exit(&m.name, pid, KILL_TIMEOUT) {
+                    sys::sigkill(pid);
+                    self.wait_exit(&m.name, pid, KILL_TIMEOUT);
+                }
+            }
+            self.children.remove(&m.name);
+        }
+        for dir in &m.cgroups {
+            let stray = cgroup::processes(dir);
+            for &pid in &stray {
+                sys::sigkill(pid);
+            }
+            sys::wait_gone(&stray, KILL_TIMEOUT);
+            cgroup::remove_tree(dir);
+        }
+        self.state.machines[index].pid = None;
+        self.save()
+    }
+
+    /// Waits for an nspawn to exit, reaping it when it is our child.
+    fn wait_exit(&mut self, node: &str, pid: u32, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let gone = match self.children.get_mut(node) {
+                Some(child) => !matches!(child.try_wait(), Ok(None)),
+                None => !sys::alive(pid),
+            };
+            if gone {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Network partition: the machine's link to the bridge goes down.
+    pub fn cut(&mut self, node: &str) -> Result<()> {
+        self.set_cut(node, true)
+    }
+
+    /// Ends a partition made by [`Lab::cut`].
+    pub fn heal(&mut self, node: &str) -> Result<()> {
+        self.set_cut(node, false)
+    }
+
+    fn set_cut(&mut self, node: &str, cut: bool) -> Result<()> {
+        let index = self.index(node)?;
+        let veth = self.state.machines[index]
+            .host_veth
+            .clone()
+            .unwrap_or_default();
+        net::set_link(&veth, !cut)?;
+        self.state.machines[index].cut = cut;
+        self.save()
+    }
+
+    /// Reboots a machine (hard: kill, then boot again with the same id and IP; its
+    /// overlay starts fresh). Returns the boot time.
+    pub fn restart(&mut self, node: &str, timeout: Duration) -> Result<f64> {
+        let index = self.index(node)?;
+        self.kill(node)?;
+        self.boot(index)?;
+        self.wait_running(&[index], timeout, &mut |_| {})?;
+        Ok(self.state.machines[index].boot_secs.unwrap_or_default())
+    }
+
+    /// Tears the lab down: processes, cgroups, netns, links, state dir. Idempotent.
+    pub fn down(&mut self) -> Result<()> {
+        self.torn_down = true;
+        let result = teardown(&self.name, Some(&self.state), &mut self.children);
+        self.etcd = None; // kills, reaps and removes its data dir
+        result
+    }
+
+    /// Tears down a lab by name, from its state file if any and from derived names
+    /// otherwise (an `up` that crashed). Fine to call when no such lab exists.
+    pub fn destroy(name: &LabName) -> Result<()> {
+        if !sys::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let state = LabState::load(name).ok().flatten();
+        teardown(name, state.as_ref(), &mut BTreeMap::new())
+    }
+
+    /// What of lab `name` still exists on the host: processes, netns, links, cgroup
+    /// directories, mounts, state dir. Empty after a complete `down` (tests assert it).
+    pub fn leftovers(name: &LabName) -> Vec<String> {
+        let mut found = Vec::new();
+        for pid in sys::pids_matching(&format!("/run/netns/{}", name.netns_prefix())) {
+            found.push(format!(
+                "process {pid}: {}",
+                sys::cmdline(pid).unwrap_or_default()
+            ));
+        }
+        found.extend(
+            net::netns_with_prefix(&name.netns_prefix())
+                .into_iter()
+                .map(|n| format!("netns {n}")),
+        );
+        found.extend(
+            net::links_with_prefix(&name.veth_prefix())
+                .into_iter()
+                .map(|l| format!("link {l}")),
+        );
+        found.extend(
+            net::links_with_prefix(&name.bridge())
+                .into_iter()
+                .map(|l| format!("link {l}")),
+        );
+        for root in cgroup::hierarchies() {
+            let dir = root.join(name.cgroup_rel());
+            if dir.exists() {
+                found.push(format!("cgroup {}", dir.display()));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let state_dir = name.state_dir().display().to_string();
+        for line in mounts.lines() {
+            if line.contains(&format!("/run/netns/{}", name.netns_prefix()))
+                || line.contains(&state_dir)
+            {
+                found.push(format!("mount {line}"));
+            }
+        }
+        if name.state_dir().exists() {
+            found.push(format!("state dir {state_dir}"));
+        }
+        found
+    }
+
+    fn index(&self, node: &str) -> Result<usize> {
+        self.state.machine(node).map(|m| m.index)
+    }
+
+    fn subnet(&self) -> Result<Subnet> {
+        self.state
+            .subnet
+            .ok_or_else(|| LabError::NotRunning(self.name.to_string()))
+    }
+
+    fn machine_dir(&self, node: &str) -> PathBuf {
+        self.name.state_dir().join("machines").join(node)
+    }
+
+    fn save(&self) -> Result<()> {
+        self.state.save(&self.name.state_dir())
+    }
+
+    fn fleet_conf(&self, m: &MachineState) -> Result<String> {
+        let etcd = self
+            .etcd_bridge_url()
+            .ok_or_else(|| LabError::NotRunning(self.name.to_string()))?;
+        let metadata = m
+            .metadata
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(format!(
+            "# Written by fleet-lab for machine {} of lab {}.\n\
+             etcd_servers={etcd}\n\
+             etcd_key_prefix={}\n\
+             public_ip={}\n\
+             metadata={metadata}\n\
+             agent_ttl={}\n",
+            m.name, self.name, self.state.etcd_key_prefix, m.ip, self.state.agent_ttl
+        ))
+    }
+
+    fn write_env_file(&self) -> Result<()> {
+        let url = self.etcd_url().unwrap_or_default();
+        let text = format!(
+            "# Source this file to point fleetctl at lab {name}.\n\
+             export FLEETCTL_ENDPOINT={url}\n\
+             export FLEETCTL_ETCD_KEY_PREFIX={prefix}\n\
+             export FLEET_LAB_NAME={name}\n",
+            name = self.name,
+            prefix = self.state.etcd_key_prefix
+        );
+        let path = self.env_file();
+        std::fs::write(&path, text)
+            .map_err(LabError::io(format!("cannot write {}", path.display())))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.detach && !self.torn_down {
+            let _ = self.down();
+        }
+    }
+}
+
+/// The unit that runs the bind-mounted fleetd in every machine. It may fail and restart
+/// forever: the lab never waits on fleetd.
+const FLEET_SERVICE: &str = "\
+[Unit]
+Description=fleet daemon (bind-mounted by fleet-lab)
+
+[Service]
+ExecStart=/opt/fleet/fleetd
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+";
+
+fn bind(host: &Path, inside: &str) -> String {
+    format!("--bind-ro={}:{inside}", host.display())
+}
+
+fn check_binary(path: &Path, hint: &str) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(LabError::MissingBinary {
+            path: path.to_path_buf(),
+            hint: hint.to_string(),
+        })
+    }
+}
+
+/// A random 128-bit id in machine-id form (32 hex digits), from the kernel.
+fn new_machine_id() -> Result<String> {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map_err(LabError::io("cannot read /proc/sys/kernel/random/uuid"))?;
+    Ok(uuid.trim().replace('-', ""))
+}
+
+/// Removes everything of lab `name`: recorded resources first, then anything found by
+/// its derived names. Reports what could not be removed.
+fn teardown(
+    name: &LabName,
+    state: Option<&LabState>,
+    children: &mut BTreeMap<String, Child>,
+) -> Result<()> {
+    // 1. Machines: SIGKILL each container's PID 1, then any nspawn still there.
+    let mut nspawns: Vec<u32> = sys::pids_matching(&format!(
+        "--network-namespace-path=/run/netns/{}",
+        name.netns_prefix()
+    ));
+    nspawns.retain(|&p| sys::cmdline(p).is_some_and(|c| c.contains("systemd-nspawn")));
+    for child in children.values() {
+        if !nspawns.contains(&child.id()) {
+            nspawns.push(child.id());
+        }
+    }
+    for &pid in &nspawns {
+        if let Some(leader) = sys::container_leader(pid) {
+            sys::sigkill(leader);
+        }
+    }
+    let reap = |children: &mut BTreeMap<String, Child>| {
+        for child in children.values_mut() {
+            let _ = child.try_wait();
+        }
+    };
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    while nspawns.iter().any(|&p| sys::alive(p)) && Instant::now() < deadline {
+        reap(children);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &pid in &nspawns {
+        if sys::alive(pid) {
+            sys::sigkill(pid);
+        }
+    }
+    for child in children.values_mut() {
+        let _ = child.wait();
+    }
+    children.clear();
+    sys::wait_gone(&nspawns, KILL_TIMEOUT);
+
+    // 2. etcd, when another process started it (our own EtcdServer handle drops after).
+    if let Some(etcd) = state.and_then(|s| s.etcd.as_ref()) {
+        let dir = etcd.dir.display().to_string();
+        let mut pids = sys::pids_matching(&format!("--data-dir={dir}"));
+        pids.extend(
+            etcd.pid
+                .filter(|&p| sys::cmdline(p).is_some_and(|c| c.contains(&dir))),
+        );
+        for &pid in &pids {
+            sys::sigkill(pid);
+        }
+        sys::wait_gone(&pids, KILL_TIMEOUT);
+        if pids.iter().all(|&p| !sys::alive(p)) && !pids.is_empty() {
+            let _ = std::fs::remove_dir_all(&etcd.dir);
+        }
+    }
+
+    // 3. cgroups (machines' subtrees live under the lab's directory). Anything still
+    // in them (a container whose nspawn died first) is killed: the cgroup is the machine.
+    let mut leftovers = Vec::new();
+    for root in cgroup::hierarchies() {
+        let dir = root.join(name.cgroup_rel());
+        let stray = cgroup::processes(&dir);
+        for &pid in &stray {
+            sys::sigkill(pid);
+        }
+        sys::wait_gone(&stray, KILL_TIMEOUT);
+        if !cgroup::remove_tree(&dir) {
+            leftovers.push(dir.display().to_string());
+        }
+        if let Some(parent) = dir.parent() {
+            cgroup::remove_if_empty(parent);
+        }
+    }
+
+    // 4. Network: netns (takes the machine ends of the veths), host veths, bridge.
+    for ns in net::netns_with_prefix(&name.netns_prefix()) {
+        net::delete_netns(&ns);
+    }
+    for link in net::links_with_prefix(&name.veth_prefix()) {
+        net::delete_link(&link);
+    }
+    net::delete_link(&name.bridge());
+    leftovers.extend(net::netns_with_prefix(&name.netns_prefix()));
+    leftovers.extend(net::links_with_prefix(&name.veth_prefix()));
+    leftovers.extend(net::links_with_prefix(&name.bridge()));
+    leftovers.extend(
+        nspawns
+            .iter()
+            .filter(|&&p| sys::alive(p))
+            .map(|p| format!("process {p}")),
+    );
+
+    // 5. State directory, last: it is what marks the lab as existing.
+    let dir = name.state_dir();
+    if leftovers.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if leftovers.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Command {
+            cmd: format!("fleet-lab down --name {name}"),
+            detail: format!("could not remove: {}", leftovers.join(", ")),
+        })
+    }
+}

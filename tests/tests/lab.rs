@@ -1,0 +1,138 @@
+//! End-to-end: a lab of container machines boots, behaves like separate machines,
+//! and leaves nothing behind.
+
+use fleet_tests::*;
+
+/// The port of a URL like `http://10.231.0.1:2379`.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn three_machines_boot_reach_each_other_and_leave_nothing() {
+    let mut lab = boot("three", 3);
+    assert_eq!(lab.machines().len(), 3);
+    for (name, secs) in &lab.boot_secs {
+        eprintln!("boot time {name}: {secs:.2} s");
+    }
+
+    // Each machine runs its own systemd, with its own machine-id, hostname and IP.
+    let mut ids = std::collections::BTreeSet::new();
+    for m in lab.machines().to_vec() {
+        assert_eq!(
+            lab.system_state_of(&m.name).unwrap(),
+            "running",
+            "{}",
+            m.name
+        );
+        let (_, id, _) = sh(&lab, &m.name, "cat /etc/machine-id");
+        assert_eq!(id, m.machine_id);
+        ids.insert(id);
+        let (_, host, _) = sh(&lab, &m.name, "hostname");
+        assert_eq!(host, m.name);
+        let (_, addr, _) = sh(&lab, &m.name, "ip -4 -o addr show dev eth0");
+        assert!(addr.contains(&format!("{}/24", m.ip)), "{addr}");
+        let (_, conf, _) = sh(&lab, &m.name, "cat /etc/fleet/fleet.conf");
+        assert!(conf.contains(&format!("public_ip={}", m.ip)), "{conf}");
+        assert!(conf.contains(&format!("etcd_servers={}", lab.etcd_bridge_url().unwrap())));
+        let (code, _, _) = sh(
+            &lab,
+            &m.name,
+            "test -x /opt/fleet/fleetd && test -f /etc/systemd/system/fleet.service",
+        );
+        assert_eq!(code, 0, "fleetd and its unit are in {}", m.name);
+    }
+    assert_eq!(ids.len(), 3, "machine ids are distinct");
+
+    // The machines reach the lab's etcd and each other on the bridge.
+    let bridge_url = lab.etcd_bridge_url().unwrap().to_string();
+    let etcd_host = bridge_url
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let etcd_port = port_of(&bridge_url);
+    let node2_ip = lab.machines()[1].ip.to_string();
+    assert_eq!(tcp_probe(&lab, "node1", &etcd_host, etcd_port), "open");
+    assert_eq!(tcp_probe(&lab, "node1", &node2_ip, 9), "refused");
+
+    // A cut machine is unreachable until healed.
+    lab.cut("node2").unwrap();
+    assert_eq!(tcp_probe(&lab, "node1", &node2_ip, 9), "timeout");
+    assert_eq!(tcp_probe(&lab, "node2", &etcd_host, etcd_port), "timeout");
+    lab.heal("node2").unwrap();
+    assert_eq!(tcp_probe(&lab, "node1", &node2_ip, 9), "refused");
+
+    // A killed machine is gone; the others keep running.
+    lab.kill("node3").unwrap();
+    assert!(!lab.is_running("node3").unwrap());
+    assert_eq!(lab.system_state_of("node3").unwrap(), "down");
+    assert!(lab.exec("node3", &["true"]).is_err());
+    assert_eq!(lab.system_state_of("node1").unwrap(), "running");
+
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn restarted_machine_keeps_its_identity() {
+    let mut lab = boot("restart", 1);
+    let before = lab.machines()[0].clone();
+    let (_, marker, _) = sh(&lab, "node1", "touch /root/marker && echo ok");
+    assert_eq!(marker, "ok");
+    let secs = lab
+        .restart("node1", std::time::Duration::from_secs(60))
+        .unwrap();
+    eprintln!("restart boot time node1: {secs:.2} s");
+    assert_eq!(lab.system_state_of("node1").unwrap(), "running");
+    let (_, id, _) = sh(&lab, "node1", "cat /etc/machine-id");
+    assert_eq!(id, before.machine_id);
+    let (code, _, _) = sh(&lab, "node1", "test -e /root/marker");
+    assert_ne!(
+        code, 0,
+        "the overlay starts fresh, like a reboot of an immutable machine"
+    );
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn failed_up_leaves_nothing_and_names_clash() {
+    require_root();
+    // A boot deadline nobody can meet: `up` fails after creating everything.
+    let config = ClusterConfig::with_machines(&unique_name("failed"), 2);
+    let mut opts = options();
+    opts.boot_timeout = std::time::Duration::ZERO;
+    let err = Lab::up(&config, &opts, &mut |_| {})
+        .err()
+        .expect("up must fail");
+    assert!(matches!(err, LabError::Timeout { .. }), "{err}");
+    assert_eq!(
+        Lab::leftovers(&config.lab_name().unwrap()),
+        Vec::<String>::new()
+    );
+
+    // A second lab with a running lab's name is refused, and the first one is untouched.
+    let lab = boot("clash", 1);
+    let again = ClusterConfig::with_machines(lab.name().as_str(), 1);
+    let err = Lab::up(&again, &options(), &mut |_| {})
+        .err()
+        .expect("name clash");
+    assert!(matches!(err, LabError::AlreadyRunning(_)), "{err}");
+    assert_eq!(lab.system_state_of("node1").unwrap(), "running");
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn dropping_the_lab_tears_it_down_even_on_panic() {
+    require_root();
+    let name = LabName::new(&unique_name("panic")).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let _lab = boot("panic", 1);
+        panic!("test failure inside a lab");
+    });
+    assert!(result.is_err());
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
