@@ -1,1 +1,61 @@
-//! The pure scheduler: from a cluster snapshot to placement decisions. (In progress.)
+//! The pure scheduler: from a cluster snapshot to placement decisions, with a reason
+//! for every unit it cannot place. No I/O, no clock, no randomness: the same
+//! [`ClusterView`] always yields the same [`Plan`].
+//!
+//! Pipeline (Nomad's shape, fleet's rules, see `pass.rs`): build an indexed snapshot
+//! once (`snapshot.rs`), keep a proposed state updated as decisions are made
+//! (`proposed.rs`), and for each unit rank candidate machines least-loaded first
+//! (`rank.rs`) through a chain of checks, one file per constraint, each returning
+//! `Result<(), Reject>`. Rejections are counted into one sentence (`explain.rs`).
+
+mod conflicts;
+mod explain;
+mod global;
+mod machine_id;
+mod machine_of;
+mod metadata;
+mod pass;
+mod patterns;
+mod proposed;
+mod rank;
+mod replaces;
+mod snapshot;
+mod view;
+
+pub use view::{ClusterView, Plan, UnitSpec, UnplaceReason};
+
+use proposed::Proposed;
+use snapshot::Snapshot;
+
+/// Computes the decisions of one engine pass.
+pub fn plan(view: &ClusterView) -> Plan {
+    pass::run(view)
+}
+
+/// Why one machine cannot take one unit; names the constraint and the other party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reject {
+    MachineId,
+    Metadata,
+    /// This `MachineOf=` target is elsewhere (or nowhere).
+    PeerElsewhere(u32),
+    /// A `MachineOf=` target names no known unit.
+    PeerUnknown,
+    /// Named lazily (`conflicts::culprit`): finding the other unit costs a scan.
+    Conflict,
+    ReplacedBy(u32),
+}
+
+/// Every check, cheapest first; the first failure is the machine's reason.
+fn feasible(snap: &Snapshot<'_>, prop: &Proposed, unit: u32, machine: u32) -> Result<(), Reject> {
+    // One string comparison, and only with `MachineID=`.
+    machine_id::check(snap, unit, machine)?;
+    // One array lookup: the verdict is memoised per metadata class.
+    metadata::check(snap, unit, machine)?;
+    // One lookup per target; reads the proposed state.
+    machine_of::check(snap, prop, unit, machine)?;
+    // Counter lookups per glob, no glob matching; reads the proposed state.
+    conflicts::check(snap, prop, unit, machine)?;
+    // Scans the units on the machine, but only when `Replaces=` is involved there.
+    replaces::check(snap, prop, unit, machine)
+}
