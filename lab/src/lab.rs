@@ -37,6 +37,8 @@ pub struct UpOptions {
     pub fleetctl: Option<PathBuf>,
     /// Image cache directory.
     pub cache_dir: PathBuf,
+    /// Debian mirror for building the image (`None`: `FLEET_LAB_MIRROR` or Debian's).
+    pub mirror: Option<String>,
     /// How long every machine may take to reach systemd "running".
     pub boot_timeout: Duration,
     /// Let machines and etcd outlive this process (the CLI); otherwise they are children
@@ -52,6 +54,7 @@ impl UpOptions {
             fleetd: dir.join("fleetd"),
             fleetctl: fleetctl.exists().then_some(fleetctl),
             cache_dir: PathBuf::from(CACHE_DIR),
+            mirror: None,
             boot_timeout: Duration::from_secs(60),
             detach: false,
         }
@@ -106,7 +109,7 @@ impl Lab {
         )?;
         let fleetctl = opts.fleetctl.clone().filter(|p| p.exists());
         let spec = ImageSpec::new(&config.suite, config.extra_packages());
-        let rootfs = rootfs::ensure(&opts.cache_dir, &spec, &mut |p| {
+        let rootfs = rootfs::ensure(&opts.cache_dir, &spec, opts.mirror.as_deref(), &mut |p| {
             events(LabEvent::BuildingImage(p.to_path_buf()))
         })?;
         events(LabEvent::ImageReady(rootfs.clone()));

@@ -54,7 +54,13 @@ impl ImageSpec {
 
 /// Returns the cached image, building it first if needed (minutes: it downloads).
 /// `on_build` is called before a build starts, so callers can say why they wait.
-pub fn ensure(cache: &Path, spec: &ImageSpec, on_build: &mut dyn FnMut(&Path)) -> Result<PathBuf> {
+/// `mirror` is the Debian mirror (default [`DEFAULT_MIRROR`], or `FLEET_LAB_MIRROR`).
+pub fn ensure(
+    cache: &Path,
+    spec: &ImageSpec,
+    mirror: Option<&str>,
+    on_build: &mut dyn FnMut(&Path),
+) -> Result<PathBuf> {
     let target = spec.path_in(cache);
     if target.join("sbin/init").exists() {
         return Ok(target);
@@ -66,7 +72,7 @@ pub fn ensure(cache: &Path, spec: &ImageSpec, on_build: &mut dyn FnMut(&Path)) -
     on_build(&target);
     remove_stale_builds(cache)?;
     let tmp = cache.join(format!(".tmp-{}-{}", spec.key(), std::process::id()));
-    let result = build(spec, &tmp).and_then(|()| {
+    let result = build(spec, &tmp, mirror).and_then(|()| {
         std::fs::rename(&tmp, &target).map_err(LabError::io(format!(
             "cannot move image to {}",
             target.display()
@@ -90,8 +96,10 @@ fn remove_stale_builds(cache: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build(spec: &ImageSpec, tmp: &Path) -> Result<()> {
-    let mirror = std::env::var("FLEET_LAB_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string());
+fn build(spec: &ImageSpec, tmp: &Path, mirror: Option<&str>) -> Result<()> {
+    let mirror = mirror.map(str::to_string).unwrap_or_else(|| {
+        std::env::var("FLEET_LAB_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string())
+    });
     let log_path = tmp.with_extension("log");
     let log = std::fs::File::create(&log_path).map_err(LabError::io(format!(
         "cannot create {}",

@@ -136,3 +136,32 @@ fn dropping_the_lab_tears_it_down_even_on_panic() {
     assert!(result.is_err());
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+#[test]
+fn debootstrap_failure_is_clear_and_leaves_no_half_image_or_lab() {
+    require_root();
+    let cache = std::env::temp_dir().join(format!("fleet-lab-cache-{}", std::process::id()));
+    let mut config = ClusterConfig::with_machines(&unique_name("nomirror"), 1);
+    config.groups[0].packages = vec!["hello".to_string()];
+    let mut opts = options();
+    opts.cache_dir = cache.clone();
+    // Nothing listens there: debootstrap fails at once, sending nothing off the host.
+    opts.mirror = Some("http://127.0.0.1:9/debian".to_string());
+    let err = Lab::up(&config, &opts, &mut |_| {})
+        .err()
+        .expect("debootstrap must fail");
+    assert!(matches!(err, LabError::Rootfs(_)), "{err}");
+    assert!(err.to_string().contains("debootstrap"), "{err}");
+    let images: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(images.is_empty(), "half-built image left: {images:?}");
+    assert_eq!(
+        Lab::leftovers(&config.lab_name().unwrap()),
+        Vec::<String>::new()
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
