@@ -1,0 +1,1 @@
+//! The agent: registration, reconciler, state reports. (In progress.)

@@ -1,0 +1,536 @@
+//! fleetd's configuration as CoreOS fleet users know it: `/etc/fleet/fleet.conf`,
+//! `FLEET_<OPTION>` environment variables and `--<option>=value` flags, in that order of
+//! increasing precedence, with fleet's option names and defaults. Unlike fleet, an unknown
+//! option or a malformed value is an error at start-up, not silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where fleetd looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/fleet/fleet.conf";
+
+/// fleetd's settings after merging every source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// >0 enables debug logging.
+    pub verbosity: u32,
+    pub etcd_servers: Vec<String>,
+    pub etcd_username: Option<String>,
+    pub etcd_password: Option<String>,
+    pub etcd_keyfile: Option<PathBuf>,
+    pub etcd_certfile: Option<PathBuf>,
+    pub etcd_cafile: Option<PathBuf>,
+    pub etcd_key_prefix: String,
+    pub etcd_request_timeout: Duration,
+    pub engine_reconcile_interval: Duration,
+    /// Advertised IP; empty means detect it from the default route's interface.
+    pub public_ip: String,
+    pub metadata: BTreeMap<String, String>,
+    /// Lease TTL of the machine and its unit states.
+    pub agent_ttl: Duration,
+    pub units_directory: PathBuf,
+    /// Manage the user's systemd instance (session bus) instead of the system's.
+    pub systemd_user: bool,
+    pub token_limit: u32,
+    pub enable_grpc: bool,
+    /// Never campaign for the engine.
+    pub disable_engine: bool,
+    pub disable_watches: bool,
+    /// Overrides `/etc/machine-id` (several agents on one host in tests and benchmarks).
+    pub machine_id: Option<String>,
+    /// Where the machine id is read from when `machine_id` is not set.
+    pub machine_id_file: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            verbosity: 0,
+            etcd_servers: vec![
+                "http://127.0.0.1:2379".into(),
+                "http://127.0.0.1:4001".into(),
+            ],
+            etcd_username: None,
+            etcd_password: None,
+            etcd_keyfile: None,
+            etcd_certfile: None,
+            etcd_cafile: None,
+            etcd_key_prefix: "/_coreos.com/fleet/".into(),
+            etcd_request_timeout: Duration::from_secs(1),
+            engine_reconcile_interval: Duration::from_secs(2),
+            public_ip: String::new(),
+            metadata: BTreeMap::new(),
+            agent_ttl: Duration::from_secs(30),
+            units_directory: PathBuf::from("/run/fleet/units/"),
+            systemd_user: false,
+            token_limit: 100,
+            enable_grpc: false,
+            disable_engine: false,
+            disable_watches: false,
+            machine_id: None,
+            machine_id_file: PathBuf::from("/etc/machine-id"),
+        }
+    }
+}
+
+/// A configuration that cannot be used; says which option and source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Unable to use config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("Provided config {0} is a directory, not a file")]
+    IsDirectory(String),
+    #[error("{source_name}: unknown option {name:?}")]
+    Unknown { source_name: String, name: String },
+    #[error("{source_name}: invalid value {value:?} for {name}: {why}")]
+    Invalid {
+        source_name: String,
+        name: String,
+        value: String,
+        why: String,
+    },
+    #[error("{source_name}: line {line}: expected option=value")]
+    Syntax { source_name: String, line: usize },
+}
+
+/// Options fleet knew but no longer uses: accepted with a warning.
+const DEPRECATED: &[&str] = &["verify_units", "authorized_keys_file"];
+
+/// What the command line asked for.
+#[derive(Debug, Default, PartialEq)]
+pub struct CommandLine {
+    pub config_path: Option<String>,
+    pub version: bool,
+    pub options: Vec<(String, String)>,
+}
+
+/// Parses fleetd's arguments: `--config PATH`, `--version`, and `--option=value` for
+/// every fleet.conf option (dashes and underscores both accepted). fleetd takes no
+/// positional arguments.
+pub fn parse_command_line(args: &[String]) -> Result<CommandLine, String> {
+    let mut cl = CommandLine::default();
+    let mut it = args.iter().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "version" && cl.options.is_empty() {
+            cl.version = true;
+            continue;
+        }
+        let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(format!(
+                "{} takes no arguments. Did you mean to invoke fleetctl instead?",
+                args[0]
+            ));
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.replace('-', "_"), Some(v.to_string())),
+            None => (flag.replace('-', "_"), None),
+        };
+        match name.as_str() {
+            "version" | "v" => cl.version = true,
+            "h" | "help" => return Err(USAGE.to_string()),
+            "config" => {
+                cl.config_path = Some(match value {
+                    Some(v) => v,
+                    None => it.next().cloned().ok_or("--config needs a path")?,
+                })
+            }
+            _ => {
+                let value = match value {
+                    Some(v) => v,
+                    None if is_bool_option(&name) => "true".to_string(),
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| format!("--{name} needs a value"))?,
+                };
+                cl.options.push((name, value));
+            }
+        }
+    }
+    Ok(cl)
+}
+
+/// Usage text for `fleetd --help`.
+pub const USAGE: &str = "usage: fleetd [--config=PATH] [--version] [--<option>=<value>...]
+  Options are those of fleet.conf (e.g. --etcd_servers=http://10.0.0.1:2379 --metadata=region=west).
+  Precedence: flags > FLEET_<OPTION> environment variables > config file > defaults.";
+
+fn is_bool_option(name: &str) -> bool {
+    matches!(
+        name,
+        "systemd_user" | "enable_grpc" | "disable_engine" | "disable_watches" | "verify_units"
+    )
+}
+
+impl Config {
+    /// Builds the configuration from file, environment and flags. Returns warnings
+    /// (deprecated options) for the caller to log.
+    pub fn load(
+        cl: &CommandLine,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut config = Config::default();
+        let mut warnings = Vec::new();
+        let path = cl.config_path.clone().or_else(|| {
+            Path::new(DEFAULT_CONFIG_PATH)
+                .exists()
+                .then(|| DEFAULT_CONFIG_PATH.to_string())
+        });
+        if let Some(path) = path {
+            if Path::new(&path).is_dir() {
+                return Err(ConfigError::IsDirectory(path));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            for (name, value) in parse_file(&text, &path)? {
+                config.set(&name, &value, &path, &mut warnings)?;
+            }
+        }
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("FLEET_") && k.len() > "FLEET_".len())
+            .collect();
+        env.sort();
+        for (key, value) in env {
+            let name = key["FLEET_".len()..].to_ascii_lowercase();
+            config.set(
+                &name,
+                &value,
+                &format!("environment variable {key}"),
+                &mut warnings,
+            )?;
+        }
+        for (name, value) in &cl.options {
+            config.set(name, value, &format!("flag --{name}"), &mut warnings)?;
+        }
+        Ok((config, warnings))
+    }
+
+    /// Applies one option from a named source.
+    fn set(
+        &mut self,
+        name: &str,
+        value: &str,
+        source: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let name = name.to_ascii_lowercase().replace('-', "_");
+        let invalid = |why: &str| ConfigError::Invalid {
+            source_name: source.to_string(),
+            name: name.clone(),
+            value: value.to_string(),
+            why: why.to_string(),
+        };
+        let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        match name.as_str() {
+            "verbosity" => {
+                self.verbosity = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("expected a whole number"))?
+            }
+            "etcd_servers" => {
+                let servers: Vec<String> = value
+                    .split(',')
+                    .map(|s| {
+                        s.trim_matches(|c: char| {
+                            c == '[' || c == ']' || c == '"' || c.is_whitespace()
+                        })
+                        .to_string()
+                    })
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if servers.is_empty() {
+                    return Err(invalid("expected a comma-separated list of URLs"));
+                }
+                if let Some(bad) = servers
+                    .iter()
+                    .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
+                {
+                    return Err(invalid(&format!(
+                        "{bad:?} is not an http:// or https:// URL"
+                    )));
+                }
+                self.etcd_servers = servers;
+            }
+            "etcd_username" => self.etcd_username = opt(value),
+            "etcd_password" => self.etcd_password = opt(value),
+            "etcd_keyfile" => self.etcd_keyfile = opt(value).map(PathBuf::from),
+            "etcd_certfile" => self.etcd_certfile = opt(value).map(PathBuf::from),
+            "etcd_cafile" => self.etcd_cafile = opt(value).map(PathBuf::from),
+            "etcd_key_prefix" => {
+                if value.trim().is_empty() {
+                    return Err(invalid("must not be empty"));
+                }
+                self.etcd_key_prefix = value.trim().to_string();
+            }
+            "etcd_request_timeout" => {
+                self.etcd_request_timeout = seconds(value).map_err(|w| invalid(&w))?
+            }
+            "engine_reconcile_interval" => {
+                self.engine_reconcile_interval = seconds(value).map_err(|w| invalid(&w))?
+            }
+            "public_ip" => {
+                let ip = value.trim();
+                if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(invalid("expected an IP address"));
+                }
+                self.public_ip = ip.to_string();
+            }
+            "metadata" => self.metadata = fleet_core::machine::parse_metadata(value),
+            "agent_ttl" => {
+                let ttl = go_duration(value).map_err(|w| invalid(&w))?;
+                if ttl < Duration::from_secs(1) {
+                    return Err(invalid("must be at least 1s"));
+                }
+                self.agent_ttl = ttl;
+            }
+            "units_directory" => self.units_directory = PathBuf::from(value.trim()),
+            "systemd_user" => self.systemd_user = boolean(value).map_err(|w| invalid(&w))?,
+            "token_limit" => {
+                self.token_limit = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| invalid("expected a positive whole number"))?
+            }
+            "enable_grpc" => self.enable_grpc = boolean(value).map_err(|w| invalid(&w))?,
+            "disable_engine" => self.disable_engine = boolean(value).map_err(|w| invalid(&w))?,
+            "disable_watches" => self.disable_watches = boolean(value).map_err(|w| invalid(&w))?,
+            "machine_id" => self.machine_id = opt(value.trim()),
+            "machine_id_file" => self.machine_id_file = PathBuf::from(value.trim()),
+            n if DEPRECATED.contains(&n) => {
+                warnings.push(format!(
+                    "Config option {n} is no longer supported - ignoring"
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Unknown {
+                    source_name: source.to_string(),
+                    name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How often the agent refreshes its lease: a third of the TTL, so two renewals can
+    /// fail before the machine is declared gone.
+    pub fn keepalive_interval(&self) -> Duration {
+        self.agent_ttl / 3
+    }
+}
+
+/// Parses fleet.conf: `option=value` lines at top level, `#`/`;` comments, keys
+/// case-insensitive, values optionally quoted with `"` or `'`, unquoted values ending at
+/// the first `#` or `;`, a trailing `\` joining lines.
+fn parse_file(text: &str, path: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    let mut start_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        if pending.is_empty() {
+            start_line = i + 1;
+        }
+        if let Some(cont) = raw.strip_suffix('\\') {
+            pending.push_str(cont);
+            continue;
+        }
+        pending.push_str(raw);
+        let line = std::mem::take(&mut pending);
+        let line = line.trim();
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || line.starts_with('[')
+        {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError::Syntax {
+                source_name: path.to_string(),
+                line: start_line,
+            });
+        };
+        let value = value.trim();
+        let value = if let Some(q) = value.chars().next().filter(|c| *c == '"' || *c == '\'') {
+            match value[1..].find(q) {
+                Some(end) => value[1..1 + end].to_string(),
+                None => {
+                    return Err(ConfigError::Syntax {
+                        source_name: path.to_string(),
+                        line: start_line,
+                    });
+                }
+            }
+        } else {
+            value
+                .split(['#', ';'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        out.push((key.trim().to_ascii_lowercase(), value));
+    }
+    Ok(out)
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "yes" | "on" => Ok(true),
+        "0" | "f" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    let s: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds".to_string())?;
+    if !(s > 0.0 && s.is_finite() && s < 1e9) {
+        return Err("expected a positive number of seconds".into());
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// Go's `time.ParseDuration` format (`30s`, `1m30s`, `1.5h`, `500ms`), which
+/// `agent_ttl` uses. A bare number is taken as seconds.
+pub fn go_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return seconds(&secs.to_string());
+    }
+    let bad = || format!("expected a duration such as 30s or 1m30s, got {v:?}");
+    let mut total = 0f64;
+    let mut rest = v;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let num: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += num * scale;
+        rest = &rest[unit_end..];
+    }
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)], flags: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.conf");
+        std::fs::write(&path, file).unwrap();
+        let mut args = vec!["fleetd".to_string(), format!("--config={}", path.display())];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let cl = parse_command_line(&args).unwrap();
+        Config::load(&cl, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn defaults_are_fleets() {
+        let c = load("", &[], &[]).unwrap();
+        assert_eq!(
+            c.etcd_servers,
+            ["http://127.0.0.1:2379", "http://127.0.0.1:4001"]
+        );
+        assert_eq!(c.etcd_key_prefix, "/_coreos.com/fleet/");
+        assert_eq!(c.agent_ttl, Duration::from_secs(30));
+        assert_eq!(c.engine_reconcile_interval, Duration::from_secs(2));
+        assert_eq!(c.etcd_request_timeout, Duration::from_secs(1));
+        assert!(!c.disable_engine);
+    }
+
+    #[test]
+    fn file_syntax_and_precedence() {
+        let file = "# comment\n; another\nETCD_SERVERS=[\"http://a:2379\", \"http://b:2379\"]\nmetadata=\"region=us-east, disk = ssd\"\nagent_ttl = 3s # short\npublic_ip='10.0.0.5'\ndisable_engine=true\n";
+        let c = load(file, &[], &[]).unwrap();
+        assert_eq!(c.etcd_servers, ["http://a:2379", "http://b:2379"]);
+        assert_eq!(c.metadata.get("disk").map(String::as_str), Some("ssd"));
+        assert_eq!(c.agent_ttl, Duration::from_secs(3));
+        assert_eq!(c.public_ip, "10.0.0.5");
+        assert!(c.disable_engine);
+        // env beats the file, flags beat env
+        let c = load(
+            file,
+            &[("FLEET_AGENT_TTL", "10s"), ("FLEET_PUBLIC_IP", "10.0.0.6")],
+            &["--public-ip=10.0.0.7"],
+        )
+        .unwrap();
+        assert_eq!(c.agent_ttl, Duration::from_secs(10));
+        assert_eq!(c.public_ip, "10.0.0.7");
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        assert!(matches!(
+            load("etcd_server=http://x:2379\n", &[], &[]),
+            Err(ConfigError::Unknown { .. })
+        ));
+        assert!(matches!(
+            load("agent_ttl=soon\n", &[], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            load("", &[("FLEET_DISABLE_ENGINE", "maybe")], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            load("public_ip=not-an-ip\n", &[], &[]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            load("just words\n", &[], &[]),
+            Err(ConfigError::Syntax { line: 1, .. })
+        ));
+        let e = load("agent_ttl=soon\n", &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("agent_ttl") && e.contains("soon"), "{e}");
+        let args: Vec<String> = ["fleetd", "extra"].iter().map(|s| s.to_string()).collect();
+        assert!(
+            parse_command_line(&args)
+                .unwrap_err()
+                .contains("takes no arguments")
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(go_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(
+            go_duration("").is_err() && go_duration("3x").is_err() && go_duration("s").is_err()
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! The engine: leader election and placement. (In progress.)

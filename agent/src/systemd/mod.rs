@@ -1,0 +1,1 @@
+//! systemd over D-Bus behind the `UnitManager` trait. (In progress.)
