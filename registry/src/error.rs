@@ -77,9 +77,14 @@ impl RegistryError {
         use etcd_client::Error as E;
         let unreachable = match &e {
             E::TransportError(_) | E::IoError(_) => true,
-            // gRPC codes 14 (Unavailable) and 4 (DeadlineExceeded); tonic is not a
-            // direct dependency, so compare the numeric codes.
-            E::GRpcStatus(s) => matches!(i32::from(s.code()), 14 | 4),
+            // gRPC codes 14 (Unavailable) and 4 (DeadlineExceeded), and code 2 (Unknown)
+            // wrapping a transport failure, which is how tonic reports a connection
+            // broken mid-request. tonic is not a direct dependency: compare numbers.
+            E::GRpcStatus(s) => match i32::from(s.code()) {
+                14 | 4 => true,
+                2 => std::error::Error::source(s).is_some() || s.message() == "transport error",
+                _ => false,
+            },
             _ => false,
         };
         if unreachable {
