@@ -2,20 +2,23 @@
 //! `--block-attempts` as the bound (one attempt = 2 s; 0 waits indefinitely) and a
 //! progress line on a terminal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use fleet_core::machine::machine_legend;
-use fleet_core::{TargetState, UnitName};
-use fleet_registry::UnitStateRecord;
+use fleet_core::{MachineId, TargetState, UnitName};
+use fleet_registry::{
+    Change, Registry, RegistryError, RegistryKey, RegistryWatch, UnitStateRecord, WatchBatch,
+    WatchEvent,
+};
 
 use crate::cli::BlockFlags;
 use crate::context::{Ctx, err, fail, out};
 
 /// How long one of fleet's "attempts" lasts.
 const ATTEMPT: Duration = Duration::from_secs(2);
-/// How often the registry is re-read while waiting.
-const POLL: Duration = Duration::from_millis(250);
+/// How often the progress line refreshes while no change arrives.
+const TICK: Duration = Duration::from_millis(500);
 
 /// What a wait is for, so failures can be worded as fleet words them per command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,39 +87,30 @@ pub async fn wait_for_units(
     let started = Instant::now();
     let progress = Progress::new(ctx.tty, units.len(), target);
     let client = ctx.client().await?.clone();
+    let registry = &client.registry;
+    let wanted: BTreeSet<&UnitName> = units.iter().collect();
     let mut pending: Vec<UnitName> = units.to_vec();
     // Units that reached `launched` and wait for systemd to say active (start only).
     let mut activating: Vec<UnitName> = Vec::new();
     let mut ips: HashMap<String, String> = HashMap::new();
+    let (mut records, mut watch) = list_and_watch(registry, &wanted).await?;
     loop {
-        let states = client
-            .registry
-            .list_states()
-            .await
-            .map_err(|e| fail(format!("Error waiting for units: {e}")))?;
-        let mut by_unit: BTreeMap<&UnitName, Vec<&UnitStateRecord>> = BTreeMap::new();
-        for s in &states {
-            by_unit.entry(&s.unit).or_default().push(s);
-        }
         let mut still = Vec::new();
         for unit in pending.drain(..) {
-            let records = by_unit.get(&unit).map(Vec::as_slice).unwrap_or(&[]);
-            match reached(target, records) {
+            let recs: Vec<&UnitStateRecord> = records
+                .get(&unit)
+                .map(|m| m.values().collect())
+                .unwrap_or_default();
+            match reached(target, &recs) {
                 None => still.push(unit),
                 Some(record) => {
-                    let legend = match record.map(|i| records[i]) {
+                    let legend = match record.map(|i| recs[i]) {
                         Some(r) => {
                             if !ips.contains_key(r.machine.as_str()) {
                                 ips = machine_ips(&client).await;
                             }
-                            format!(
-                                " on {}",
-                                machine_legend(
-                                    &r.machine,
-                                    ips.get(r.machine.as_str()).map(String::as_str),
-                                    false
-                                )
-                            )
+                            let ip = ips.get(r.machine.as_str()).map(String::as_str);
+                            format!(" on {}", machine_legend(&r.machine, ip, false))
                         }
                         None => String::new(),
                     };
@@ -128,16 +122,13 @@ pub async fn wait_for_units(
             }
         }
         pending = still;
+        let systemd_of = |unit: &UnitName| records.get(unit).into_iter().flat_map(|m| m.values());
         activating.retain(|unit| {
-            let records = by_unit.get(unit).map(Vec::as_slice).unwrap_or(&[]);
-            !records
-                .iter()
+            !systemd_of(unit)
                 .any(|r| r.state == TargetState::Launched && r.systemd.active == "active")
         });
         if let Some((unit, machine)) = activating.iter().find_map(|unit| {
-            let records = by_unit.get(unit).map(Vec::as_slice).unwrap_or(&[]);
-            records
-                .iter()
+            systemd_of(unit)
                 .find(|r| r.systemd.active == "failed")
                 .map(|r| (unit.clone(), r.machine.clone()))
         }) {
@@ -154,7 +145,8 @@ pub async fn wait_for_units(
             return Ok(());
         }
         progress.update(units.len() - pending.len(), started.elapsed());
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
             progress.finish();
             let unit = pending
                 .first()
@@ -186,7 +178,68 @@ pub async fn wait_for_units(
                 Verb::Unload => format!("Failed to unload units [{names}]. err: timed out"),
             }));
         }
-        tokio::time::sleep(POLL).await;
+        // Wake on the next change, or to refresh progress and check the deadline.
+        let tick = deadline.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
+        tokio::select! {
+            batch = watch.next() => match batch {
+                Ok(batch) => apply(&mut records, &wanted, batch),
+                Err(RegistryError::Compacted { .. }) => (records, watch) = list_and_watch(registry, &wanted).await?,
+                Err(e) => {
+                    progress.finish();
+                    return Err(fail(format!("Error waiting for units: {e}")));
+                }
+            },
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+/// State records of the units being waited for, by unit and machine.
+type Records = HashMap<UnitName, BTreeMap<MachineId, UnitStateRecord>>;
+
+/// Reads the current records and watches `state/` from right after that read, so no
+/// change in between is missed.
+async fn list_and_watch(
+    registry: &Registry,
+    wanted: &BTreeSet<&UnitName>,
+) -> anyhow::Result<(Records, RegistryWatch)> {
+    let (revision, states) = registry
+        .list_states_at()
+        .await
+        .map_err(|e| fail(format!("Error waiting for units: {e}")))?;
+    let mut records = Records::new();
+    for s in states.into_iter().filter(|s| wanted.contains(&s.unit)) {
+        records
+            .entry(s.unit.clone())
+            .or_default()
+            .insert(s.machine.clone(), s);
+    }
+    let watch = registry.watch_prefix(registry.keys().states(), revision + 1);
+    Ok((records, watch))
+}
+
+fn apply(records: &mut Records, wanted: &BTreeSet<&UnitName>, batch: WatchBatch) {
+    for event in batch.events {
+        match event {
+            WatchEvent::Put {
+                change: Change::State(s),
+                ..
+            } if wanted.contains(&s.unit) => {
+                records
+                    .entry(s.unit.clone())
+                    .or_default()
+                    .insert(s.machine.clone(), s);
+            }
+            WatchEvent::Delete {
+                key: RegistryKey::State(unit, machine),
+                ..
+            } => {
+                if let Some(m) = records.get_mut(&unit) {
+                    m.remove(&machine);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -20,6 +20,14 @@ impl Registry {
         decode::states(&self.keys, resp.kvs())
     }
 
+    /// Every reported state and the revision they were read at, so a caller can watch
+    /// `state/` from `revision + 1` and miss nothing (fleetctl's blocking waits).
+    pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), RegistryError> {
+        let resp = self.get_prefix("list states", self.keys.states()).await?;
+        let revision = crate::registry::revision(resp.header());
+        Ok((revision, decode::states(&self.keys, resp.kvs())?))
+    }
+
     /// The states machines report for one unit, sorted by machine.
     pub async fn unit_states(
         &self,

@@ -1,0 +1,201 @@
+//! Blocking `start`/`stop` against a real etcd, with the test playing the engine and the
+//! agent through the registry: fleetctl must finish as soon as the reported state
+//! matches, print fleet's lines, and fail fast when systemd reports the unit failed.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitName};
+use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan, UnitStateRecord};
+use fleet_testkit::EtcdServer;
+
+const HELLO: &str = "[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/bin/sleep 1000\n";
+const MACHINE: &str = "0123456789abcdef0123456789abcdef";
+
+fn fleetctl(etcd: &EtcdServer, dir: &std::path::Path, args: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("fleetctl"))
+        .current_dir(dir)
+        .env("FLEETCTL_DRIVER", "etcd")
+        .env("FLEETCTL_ENDPOINT", etcd.client_url())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fleetctl")
+}
+
+/// Waits for the child with a deadline (killing it on expiry) and returns its output.
+fn finish(mut child: Child, within: Duration) -> (bool, String, String) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fleetctl did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    (status.success(), out, err)
+}
+
+/// Plays engine + agent: once the unit's desired state is `want`, reports it at `state`
+/// with systemd's `active` on MACHINE.
+async fn report_when(
+    reg: &Registry,
+    unit: &str,
+    want: TargetState,
+    state: TargetState,
+    active: &str,
+) {
+    let name = UnitName::parse(unit).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        if let Some(u) = reg.get_unit(&name).await.unwrap()
+            && u.target == want
+        {
+            break u;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fleetctl never set {unit} to {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let mut machine = Machine::new(MachineId::new(MACHINE).unwrap());
+    machine.public_ip = "10.9.8.7".into();
+    reg.register_machine(&machine, "", lease).await.unwrap();
+    let entry = ScheduleEntry {
+        machine: machine.id.clone(),
+        unit: name.clone(),
+        hash: record.hash,
+        target: want,
+    };
+    reg.apply_schedule(
+        &SchedulePlan {
+            place: vec![entry],
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let systemd = SystemdState {
+        load: "loaded".into(),
+        active: active.into(),
+        sub: "x".into(),
+    };
+    let rec = UnitStateRecord {
+        unit: name,
+        machine: machine.id.clone(),
+        hash: record.hash,
+        state,
+        systemd,
+    };
+    reg.put_states(&[rec], lease).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_start_and_stop_follow_reported_states() {
+    let etcd = EtcdServer::start().expect("etcd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.service"), HELLO).unwrap();
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    assert_eq!(UnitFile::parse(HELLO).unwrap().canonical(), HELLO);
+
+    let child = fleetctl(&etcd, dir.path(), &["start", "hello.service"]);
+    report_when(
+        &reg,
+        "hello.service",
+        TargetState::Launched,
+        TargetState::Launched,
+        "active",
+    )
+    .await;
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert!(ok, "start failed: {err}");
+    assert_eq!(
+        out,
+        "Unit hello.service inactive\nUnit hello.service launched on 01234567.../10.9.8.7\n"
+    );
+
+    // Already launched: nothing to do, nothing printed.
+    let (ok, out, _) = finish(
+        fleetctl(&etcd, dir.path(), &["start", "hello.service"]),
+        Duration::from_secs(20),
+    );
+    assert!(ok);
+    assert_eq!(out, "");
+
+    let child = fleetctl(&etcd, dir.path(), &["stop", "hello.service"]);
+    report_when(
+        &reg,
+        "hello.service",
+        TargetState::Loaded,
+        TargetState::Loaded,
+        "inactive",
+    )
+    .await;
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert!(ok, "stop failed: {err}");
+    assert_eq!(out, "Unit hello.service loaded on 01234567.../10.9.8.7\n");
+    assert_eq!(err, "Successfully stopped units [hello.service].\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_start_fails_fast_when_systemd_reports_failed() {
+    let etcd = EtcdServer::start().expect("etcd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.service"),
+        HELLO.replace("/bin/sleep 1000", "/bin/false"),
+    )
+    .unwrap();
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let child = fleetctl(&etcd, dir.path(), &["start", "broken.service"]);
+    report_when(
+        &reg,
+        "broken.service",
+        TargetState::Launched,
+        TargetState::Launched,
+        "failed",
+    )
+    .await;
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert!(!ok);
+    assert!(
+        out.contains("Unit broken.service launched on 01234567.../10.9.8.7"),
+        "{out}"
+    );
+    assert!(err.contains("unit broken.service failed to start"), "{err}");
+}
