@@ -1,0 +1,1 @@
+//! fleetd's gRPC API. (In progress.)
