@@ -3,12 +3,14 @@
 //! not go to a machine holding a unit that replaces it. Global units are never
 //! displaced. Replacement inside a cycle (`a` replaces `b` replaces `a`, or longer) is
 //! ignored, as fleet ignores mutual replacement, so displacements follow an acyclic
-//! graph and cannot loop; the cycle is reported as a note.
+//! graph and cannot loop; the cycle is reported as a note. A unit never displaces its
+//! own `MachineOf=` targets (fleet rejects that at submit time; moving the target would
+//! move the replacer with it, forever).
 
 use super::Reject;
 use super::patterns::intersects;
 use super::proposed::Proposed;
-use super::snapshot::Snapshot;
+use super::snapshot::{Peer, Snapshot};
 
 /// Whether `r` displaces `x` when they share a machine.
 pub(super) fn displaces(snap: &Snapshot<'_>, r: u32, x: u32) -> bool {
@@ -17,6 +19,27 @@ pub(super) fn displaces(snap: &Snapshot<'_>, r: u32, x: u32) -> bool {
         && !ix.global
         && intersects(&ir.replaces, &ix.matched)
         && (ir.replace_cycle.is_none() || ir.replace_cycle != ix.replace_cycle)
+        && !follows(snap, r, x)
+}
+
+/// Whether `unit` is on `target`'s `MachineOf=` chain (directly or through others).
+fn follows(snap: &Snapshot<'_>, unit: u32, target: u32) -> bool {
+    let mut seen = vec![unit];
+    let mut todo = vec![unit];
+    while let Some(u) = todo.pop() {
+        for peer in &snap.info[u as usize].peers {
+            if let Peer::Unit(p) = *peer {
+                if p == target {
+                    return true;
+                }
+                if !seen.contains(&p) {
+                    seen.push(p);
+                    todo.push(p);
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Scans the units on the machine only when a `Replaces=` is declared there (rare).
