@@ -19,8 +19,11 @@ pub const MAX_UNIT_SIZE: usize = 1024 * 1024;
 /// One `Name=Value` line of a unit file, with the section it is in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitOption {
+    /// Section name as written between the brackets (not trimmed, as go-systemd).
     pub section: String,
+    /// Option name, trimmed.
     pub name: String,
+    /// Value, trimmed; a continued value keeps its `\` + newline (fleet hashes them).
     pub value: String,
 }
 
@@ -33,12 +36,16 @@ pub struct UnitFile {
 /// A unit file that cannot be parsed; carries the line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// Text after `]` on a section line (`[Unit] x`).
     #[error("line {line}: found garbage after section name {section:?}")]
     GarbageAfterSection { line: usize, section: String },
+    /// A line systemd would silently truncate.
     #[error("line {line}: line too long (max 2048 bytes)")]
     LineTooLong { line: usize },
+    /// Larger than [`MAX_UNIT_SIZE`]; would not fit in one etcd request.
     #[error("unit file too large ({size} bytes, max {max})")]
     TooLarge { size: usize, max: usize },
+    /// Any other malformed line: an unclosed `[`, an option line without `=`.
     #[error("line {line}: {msg}")]
     Syntax { line: usize, msg: String },
 }

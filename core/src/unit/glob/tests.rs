@@ -96,6 +96,18 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The shapes the fast path handles (no `?`, `[`, `\\`), with `/` in names.
+    #[test]
+    fn fast_path_agrees_with_go_path_match(
+        pattern in "[ab*./{]{0,6}",
+        name in "[ab./{]{0,6}",
+    ) {
+        let want = go_match(&pattern, &name).unwrap_or(false);
+        prop_assert_eq!(UnitGlob::new(&pattern).matches(&name), want);
+    }
+}
+
 /// Go's `ErrBadPattern`.
 #[derive(Debug)]
 struct BadPattern;
