@@ -1,0 +1,590 @@
+//! The agent's event loop: register, list this machine's schedule, watch only
+//! `schedule/<me>/` from the listed revision, and reconcile after each (debounced)
+//! batch of changes, after failures (with backoff) and on a slow periodic resync.
+//! systemd state hints are batched into one state query and one etcd write.
+//!
+//! etcd trouble never touches running units: the agent simply keeps retrying. A lost
+//! lease (partition longer than the TTL) leads to a new registration and a fresh
+//! listing, which unloads whatever the engine moved elsewhere meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_core::{Machine, TargetState, UnitHash, UnitName};
+use fleet_registry::{
+    Change, LeaseId, Registry, RegistryError, RegistryKey, ScheduleEntry, UnitStateRecord,
+    WatchBatch, WatchEvent,
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::AgentConfig;
+use crate::agent::execute::{Outcome, execute};
+use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
+use crate::agent::registration::{self, register};
+use crate::systemd::{StateChanged, SystemdError, UnitManager};
+
+/// Concurrent etcd reads of unit texts / deletes of state records.
+const ETCD_CONCURRENCY: usize = 32;
+
+/// Why the agent stopped on its own (fleetd exits; systemd restarts it).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("systemd: {0}")]
+    Systemd(#[from] SystemdError),
+    #[error("the stream of systemd state changes ended (connection to systemd lost)")]
+    HintsClosed,
+}
+
+/// One machine's agent. Its memory (what it loaded and started, what it reported)
+/// survives [`Agent::run`] returning, so the caller decides: [`Agent::shutdown`]
+/// (graceful: unload everything, as fleet) or drop (units keep running).
+pub struct Agent<M: UnitManager> {
+    pub(super) registry: Registry,
+    pub(super) systemd: Arc<M>,
+    pub(super) config: AgentConfig,
+    pub(super) desired: BTreeMap<UnitName, DesiredUnit>,
+    pub(super) current: BTreeMap<UnitName, CurrentUnit>,
+    texts: HashMap<UnitHash, String>,
+    /// What is published at `state/<unit>/<me>`, to write only changes.
+    pub(super) reported: BTreeMap<UnitName, UnitStateRecord>,
+    /// Units whose state must be queried and published.
+    pub(super) dirty: BTreeSet<UnitName>,
+    /// Publish every state even if unchanged (new lease, periodic safety net).
+    pub(super) force_publish: bool,
+    lease: Option<LeaseId>,
+    own_leases: Vec<LeaseId>,
+    adopted: bool,
+    failures: u32,
+}
+
+/// What a wait ended with.
+enum Woke {
+    Stop,
+    Elapsed,
+}
+
+impl<M: UnitManager> Agent<M> {
+    pub fn new(registry: Registry, systemd: Arc<M>, config: AgentConfig) -> Self {
+        let own_leases = config
+            .lease_file
+            .as_deref()
+            .and_then(registration::read_lease_file)
+            .into_iter()
+            .collect();
+        Agent {
+            registry,
+            systemd,
+            config,
+            desired: BTreeMap::new(),
+            current: BTreeMap::new(),
+            texts: HashMap::new(),
+            reported: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            force_publish: false,
+            lease: None,
+            own_leases,
+            adopted: false,
+            failures: 0,
+        }
+    }
+
+    pub fn machine(&self) -> &Machine {
+        &self.config.machine
+    }
+
+    /// The lease the machine is registered under (None before registration).
+    pub fn lease(&self) -> Option<LeaseId> {
+        self.lease
+    }
+
+    /// Units this agent has loaded, with the state it brought them to.
+    pub fn units(&self) -> &BTreeMap<UnitName, CurrentUnit> {
+        &self.current
+    }
+
+    /// Runs until `stop` is cancelled (Ok) or systemd is lost (Err). etcd problems are
+    /// retried forever with bounded, jittered backoff.
+    pub async fn run(&mut self, stop: CancellationToken) -> Result<(), AgentError> {
+        let mut hints = self.systemd.subscribe().await?;
+        if !self.adopted {
+            self.adopt().await?;
+            self.adopted = true;
+        }
+        let me = self.config.machine.id.clone();
+        let mut reg_failures = 0u32;
+        'session: loop {
+            // Register (or take our lease back), retrying with backoff.
+            let mut keeper = loop {
+                match register(
+                    &self.registry,
+                    &self.config.machine,
+                    self.config.ttl,
+                    &self.own_leases,
+                )
+                .await
+                {
+                    Ok(k) => break k,
+                    Err(e) => {
+                        reg_failures += 1;
+                        let d = backoff(
+                            reg_failures,
+                            Duration::from_millis(500),
+                            Duration::from_secs(10),
+                        );
+                        tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
+                        if let Woke::Stop = self.wait(&mut hints, &stop, Instant::now() + d).await?
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            reg_failures = 0;
+            let lease = keeper.lease();
+            if self.lease != Some(lease) {
+                tracing::info!(machine = %me, %lease, "registered machine");
+                self.force_publish = true;
+                self.dirty.extend(self.current.keys().cloned());
+            }
+            self.lease = Some(lease);
+            self.own_leases = vec![lease];
+            if let Some(f) = &self.config.lease_file {
+                registration::write_lease_file(f, lease);
+            }
+
+            let mut watch = None;
+            let mut need_sync = true;
+            let mut next_resync = Instant::now() + self.config.resync_interval;
+            let mut retry_at: Option<Instant> = None;
+            loop {
+                if need_sync {
+                    match self.registry.machine_schedule(&me).await {
+                        Ok((rev, entries)) => {
+                            self.desired = desired_from(entries);
+                            let prefix = self.registry.keys().machine_schedule(&me);
+                            watch = Some(self.registry.watch_prefix(prefix, rev + 1));
+                            need_sync = false;
+                            retry_at = self.reconcile(lease).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
+                            self.failures += 1;
+                            retry_at = Some(Instant::now() + self.retry_delay());
+                        }
+                    }
+                }
+                let far = Instant::now() + Duration::from_secs(3600);
+                let watch_next = async {
+                    match watch.as_mut() {
+                        Some(w) => w.next().await,
+                        None => pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Ok(()),
+                    e = keeper.lost() => {
+                        tracing::warn!(error = %e, "the agent's lease is gone; registering again");
+                        continue 'session;
+                    }
+                    r = watch_next => match r {
+                        Ok(batch) => {
+                            self.apply_batch(batch);
+                            // Debounce: a burst of placements becomes one batch.
+                            if let Some(w) = watch.as_mut() {
+                                while let Ok(r) = timeout(self.config.debounce, w.next()).await {
+                                    match r {
+                                        Ok(b) => self.apply_batch(b),
+                                        Err(e) => {
+                                            if matches!(e, RegistryError::Compacted { .. }) {
+                                                need_sync = true;
+                                            }
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                            if !need_sync {
+                                retry_at = self.reconcile(lease).await;
+                            }
+                        }
+                        Err(RegistryError::Compacted { .. }) => need_sync = true,
+                        Err(e) => {
+                            // The watch backs off by itself before reconnecting.
+                            tracing::warn!(error = %e, "schedule watch failed; units keep running, retrying");
+                        }
+                    },
+                    h = hints.recv() => {
+                        let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
+                        self.dirty.insert(u);
+                        let deadline = Instant::now() + self.config.state_batch;
+                        while let Ok(h) = timeout_at(deadline, hints.recv()).await {
+                            let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
+                            self.dirty.insert(u);
+                        }
+                        if !self.publish_states(lease).await && retry_at.is_none() {
+                            retry_at = Some(Instant::now() + self.retry_delay());
+                        }
+                    }
+                    _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
+                        retry_at = None;
+                        if !need_sync {
+                            retry_at = self.reconcile(lease).await;
+                        }
+                    }
+                    _ = sleep_until(next_resync) => {
+                        next_resync = Instant::now() + self.config.resync_interval;
+                        need_sync = true;
+                        self.force_publish = true;
+                        self.dirty.extend(self.current.keys().cloned());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown, as fleet: unload every unit this agent runs (they stop), then
+    /// revoke the lease, which deletes the machine key and every state record.
+    pub async fn shutdown(mut self) {
+        let actions = plan_purge(&self.current);
+        if !actions.is_empty() {
+            let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
+            self.apply_outcomes(outcomes);
+        }
+        if let Some(lease) = self.lease
+            && let Err(e) = self.registry.revoke_lease(lease).await
+        {
+            tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
+        }
+        if let Some(f) = &self.config.lease_file {
+            registration::remove_lease_file(f);
+        }
+    }
+
+    /// Takes over the units a previous fleetd left installed: right file and running
+    /// in systemd → launched, without touching them.
+    async fn adopt(&mut self) -> Result<(), SystemdError> {
+        let installed = self.systemd.installed_units().await?;
+        if installed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<UnitName> = installed.iter().map(|(n, _)| n.clone()).collect();
+        let states: HashMap<UnitName, _> = self.systemd.states(&names).await?.into_iter().collect();
+        for (name, hash) in installed {
+            let running = states.get(&name).is_some_and(|s| is_running(&s.active));
+            let state = if running {
+                TargetState::Launched
+            } else {
+                TargetState::Loaded
+            };
+            tracing::info!(unit = %name, %state, "adopting unit found in the units directory");
+            self.dirty.insert(name.clone());
+            self.current.insert(name, CurrentUnit { hash, state });
+        }
+        Ok(())
+    }
+
+    /// Waits until `deadline` or `stop`, still draining state hints (the systemd side
+    /// must never block on a full channel).
+    async fn wait(
+        &mut self,
+        hints: &mut mpsc::Receiver<StateChanged>,
+        stop: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<Woke, AgentError> {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(Woke::Stop),
+                _ = sleep_until(deadline) => return Ok(Woke::Elapsed),
+                h = hints.recv() => match h {
+                    Some(StateChanged(u)) => { self.dirty.insert(u); }
+                    None => return Err(AgentError::HintsClosed),
+                },
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, batch: WatchBatch) {
+        let me = &self.config.machine.id;
+        for ev in batch.events {
+            match ev {
+                WatchEvent::Put {
+                    key: RegistryKey::Schedule(m, unit),
+                    change: Change::Schedule(e),
+                    ..
+                } if &m == me => {
+                    self.desired.insert(
+                        unit,
+                        DesiredUnit {
+                            hash: e.hash,
+                            target: e.target,
+                        },
+                    );
+                }
+                WatchEvent::Delete {
+                    key: RegistryKey::Schedule(m, unit),
+                    ..
+                } if &m == me => {
+                    self.desired.remove(&unit);
+                }
+                WatchEvent::Corrupt { revision, error } => {
+                    tracing::warn!(revision, %error, "undecodable schedule entry ignored");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Plans and executes; publishes states. Returns when to retry, if anything failed.
+    async fn reconcile(&mut self, lease: LeaseId) -> Option<Instant> {
+        let actions = plan(&self.desired, &self.current);
+        let mut ok = true;
+        if !actions.is_empty() {
+            self.fetch_texts(&actions).await;
+            let texts: HashMap<UnitName, String> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Load { unit, hash, .. } => {
+                        self.texts.get(hash).map(|t| (unit.clone(), t.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let started = Instant::now();
+            let outcomes = execute(&*self.systemd, &actions, &texts).await;
+            ok = self.apply_outcomes(outcomes);
+            tracing::debug!(actions = actions.len(), elapsed = ?started.elapsed(), "reconciled");
+        }
+        let keep: BTreeSet<UnitHash> = self
+            .desired
+            .values()
+            .map(|d| d.hash)
+            .chain(self.current.values().map(|c| c.hash))
+            .collect();
+        self.texts.retain(|h, _| keep.contains(h));
+        if !self.publish_states(lease).await {
+            ok = false;
+        }
+        if ok {
+            self.failures = 0;
+            None
+        } else {
+            self.failures += 1;
+            Some(Instant::now() + self.retry_delay())
+        }
+    }
+
+    /// Logs each outcome and records what took effect; true if all succeeded.
+    fn apply_outcomes(&mut self, outcomes: Vec<Outcome>) -> bool {
+        let mut ok = true;
+        for o in outcomes {
+            match &o.result {
+                Ok(()) => tracing::info!("AgentReconciler completed task: {}", o.action),
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!("AgentReconciler task failed: {} err={e}", o.action);
+                    continue;
+                }
+            }
+            if let Some(u) = o.action.unit() {
+                self.dirty.insert(u.clone());
+            }
+            match o.action {
+                Action::Unload { unit, .. } => {
+                    self.current.remove(&unit);
+                }
+                Action::Load { unit, hash, .. } => {
+                    self.current.insert(
+                        unit,
+                        CurrentUnit {
+                            hash,
+                            state: TargetState::Loaded,
+                        },
+                    );
+                }
+                Action::Start { unit, .. } => {
+                    if let Some(c) = self.current.get_mut(&unit) {
+                        c.state = TargetState::Launched;
+                    }
+                }
+                Action::Stop { unit, .. } => {
+                    if let Some(c) = self.current.get_mut(&unit) {
+                        c.state = TargetState::Loaded;
+                    }
+                }
+                Action::DaemonReload { .. } => {}
+            }
+        }
+        ok
+    }
+
+    /// Reads `unit/<name>` for loads whose text (by hash) is not cached: only those.
+    async fn fetch_texts(&mut self, actions: &[Action]) {
+        let wanted: Vec<(UnitName, UnitHash)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Load { unit, hash, .. } if !self.texts.contains_key(hash) => {
+                    Some((unit.clone(), *hash))
+                }
+                _ => None,
+            })
+            .collect();
+        let registry = &self.registry;
+        let results: Vec<_> = futures_util::stream::iter(wanted)
+            .map(|(unit, hash)| async move { (registry.get_unit(&unit).await, unit, hash) })
+            .buffer_unordered(ETCD_CONCURRENCY)
+            .collect()
+            .await;
+        for (r, unit, hash) in results {
+            match r {
+                Ok(Some(rec)) if rec.hash == hash => {
+                    self.texts.insert(hash, rec.file.canonical());
+                }
+                Ok(Some(rec)) => {
+                    tracing::debug!(unit = %unit, scheduled = %hash.short(), stored = %rec.hash.short(), "unit text changed since it was scheduled; waiting for the engine")
+                }
+                Ok(None) => {
+                    tracing::debug!(unit = %unit, "scheduled unit no longer exists; waiting for the engine")
+                }
+                Err(e) => tracing::warn!(unit = %unit, error = %e, "cannot read unit text"),
+            }
+        }
+    }
+
+    fn retry_delay(&self) -> Duration {
+        backoff(
+            self.failures,
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// Deletes the records of units no longer loaded; queries systemd once for the
+    /// dirty units and writes the records that changed, in one batch. False on failure
+    /// (the units stay dirty and are retried).
+    pub(super) async fn publish_states(&mut self, lease: LeaseId) -> bool {
+        let me = self.config.machine.id.clone();
+        let mut ok = true;
+        let gone: Vec<UnitName> = self
+            .reported
+            .keys()
+            .filter(|u| !self.current.contains_key(*u))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            let registry = &self.registry;
+            let me = &me;
+            let results: Vec<_> = futures_util::stream::iter(gone)
+                .map(|u| async move { (registry.delete_state(&u, me).await, u) })
+                .buffer_unordered(ETCD_CONCURRENCY)
+                .collect()
+                .await;
+            for (r, u) in results {
+                match r {
+                    Ok(_) => {
+                        self.reported.remove(&u);
+                    }
+                    Err(e) => {
+                        ok = false;
+                        tracing::warn!(unit = %u, error = %e, "cannot delete unit state");
+                    }
+                }
+            }
+        }
+        self.dirty.retain(|u| self.current.contains_key(u));
+        if self.dirty.is_empty() {
+            self.force_publish = false;
+            return ok;
+        }
+        let query: Vec<UnitName> = self.dirty.iter().cloned().collect();
+        let states: HashMap<UnitName, _> = match self.systemd.states(&query).await {
+            Ok(s) => s.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot query unit states from systemd");
+                return false;
+            }
+        };
+        let records: Vec<UnitStateRecord> = query
+            .iter()
+            .filter_map(|u| {
+                let c = self.current.get(u)?;
+                Some(UnitStateRecord {
+                    unit: u.clone(),
+                    machine: me.clone(),
+                    hash: c.hash,
+                    state: c.state,
+                    systemd: states.get(u).cloned().unwrap_or_default(),
+                })
+            })
+            .filter(|r| self.force_publish || self.reported.get(&r.unit) != Some(r))
+            .collect();
+        if !records.is_empty() {
+            if let Err(e) = self.registry.put_states(&records, lease).await {
+                tracing::warn!(error = %e, "cannot publish unit states; retrying");
+                return false;
+            }
+            for r in records {
+                self.reported.insert(r.unit.clone(), r);
+            }
+        }
+        self.dirty.clear();
+        self.force_publish = false;
+        ok
+    }
+}
+
+fn desired_from(entries: Vec<ScheduleEntry>) -> BTreeMap<UnitName, DesiredUnit> {
+    entries
+        .into_iter()
+        .map(|e| {
+            (
+                e.unit,
+                DesiredUnit {
+                    hash: e.hash,
+                    target: e.target,
+                },
+            )
+        })
+        .collect()
+}
+
+/// systemd ACTIVE states that mean "started" for adoption.
+fn is_running(active: &str) -> bool {
+    matches!(active, "active" | "activating" | "reloading")
+}
+
+/// Exponential backoff from `min` to `max` with ±25 % jitter, so agents that lost etcd
+/// together do not retry in lockstep.
+fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
+    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    exp.min(max).mul_f64(rand::random_range(0.75..1.25))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(10));
+        for f in 0..50 {
+            let b = backoff(f, min, max);
+            assert!(
+                b >= min.mul_f64(0.75) && b <= max.mul_f64(1.25),
+                "{f}: {b:?}"
+            );
+        }
+        assert!(backoff(30, min, max) > Duration::from_secs(7));
+    }
+
+    #[test]
+    fn running_states() {
+        assert!(is_running("active") && is_running("activating"));
+        assert!(!is_running("inactive") && !is_running("failed") && !is_running("deactivating"));
+    }
+}
