@@ -83,6 +83,115 @@ impl Registry {
         })
     }
 
+    /// Many units with their targets in few round trips (64 units per txn), in the
+    /// order asked; `None` for units that do not exist. fleetctl's batch path.
+    pub async fn get_units(
+        &self,
+        names: &[UnitName],
+    ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
+        let k = &self.keys;
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(MAX_TXN_OPS / 2) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .flat_map(|n| {
+                    [
+                        TxnOp::get(k.unit(n), None),
+                        TxnOp::get(k.job_target(n), None),
+                    ]
+                })
+                .collect();
+            let resp = self.txn("get units", Txn::new().and_then(ops)).await?;
+            let g = gets(&resp);
+            for pair in g.chunks(2) {
+                let [unit, job] = pair else {
+                    return Err(RegistryError::corrupt(b"get units", "short txn response"));
+                };
+                out.push(decode::units(k, unit.kvs(), job.kvs())?.into_iter().next());
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Registry::create_unit`] for many units in few txns: each unit is created by its
+    /// own nested, guarded txn (63 per request), so one existing unit does not stop the
+    /// others. Outcomes are in the order given; a name given twice is created once.
+    pub async fn create_units(
+        &self,
+        units: &[(UnitName, UnitFile)],
+    ) -> Result<Vec<CreateOutcome>, RegistryError> {
+        let k = &self.keys;
+        let mut first: BTreeMap<&UnitName, usize> = BTreeMap::new();
+        for (i, (n, _)) in units.iter().enumerate() {
+            first.entry(n).or_insert(i);
+        }
+        let unique: Vec<usize> = first.values().copied().collect();
+        let mut outcomes: BTreeMap<usize, CreateOutcome> = BTreeMap::new();
+        // Each nested txn writes two keys; keep every level within max-txn-ops.
+        for chunk in unique.chunks(MAX_TXN_OPS / 2 - 1) {
+            let mut hashes = Vec::with_capacity(chunk.len());
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|&i| {
+                    let (name, file) = &units[i];
+                    let (value, hash) = codec::encode_unit(file);
+                    hashes.push(hash);
+                    let unit_key = k.unit(name);
+                    TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::create_revision(
+                                unit_key.clone(),
+                                CompareOp::Equal,
+                                0,
+                            )])
+                            .and_then([
+                                TxnOp::put(unit_key.clone(), value, None),
+                                TxnOp::put(
+                                    k.job_target(name),
+                                    codec::encode_target(TargetState::Inactive),
+                                    None,
+                                ),
+                            ])
+                            .or_else([TxnOp::get(unit_key, None)]),
+                    )
+                })
+                .collect();
+            let resp = self.txn("create units", Txn::new().and_then(ops)).await?;
+            for ((&i, hash), r) in chunk.iter().zip(hashes).zip(resp.op_responses()) {
+                let TxnOpResponse::Txn(r) = r else {
+                    return Err(RegistryError::corrupt(
+                        b"create units",
+                        "unexpected txn response",
+                    ));
+                };
+                let outcome = if r.succeeded() {
+                    CreateOutcome::Created
+                } else {
+                    let existing = gets(&r)
+                        .first()
+                        .and_then(|g| g.kvs().first())
+                        .map(|kv| codec::decode_unit_hash(kv.key(), kv.value()))
+                        .transpose()?;
+                    match existing {
+                        Some(existing) if existing != hash => CreateOutcome::Differs { existing },
+                        _ => CreateOutcome::Identical,
+                    }
+                };
+                outcomes.insert(i, outcome);
+            }
+        }
+        Ok(units
+            .iter()
+            .map(|(n, _)| {
+                first
+                    .get(n)
+                    .and_then(|i| outcomes.get(i))
+                    .copied()
+                    .unwrap_or(CreateOutcome::Identical)
+            })
+            .collect())
+    }
+
     /// Overwrites a unit's text (creating it if absent) and resets its target to
     /// `inactive`, in one txn, so a changed unit is never started with a stale target.
     pub async fn replace_unit(

@@ -152,3 +152,49 @@ async fn corrupt_value_is_an_error_naming_the_key() {
     assert!(err.contains("/t/corrupt/unit/bad.service"), "{err}");
     drop(etcd);
 }
+
+#[tokio::test]
+async fn batched_get_and_create_take_few_txns() {
+    let etcd = fleet_testkit::EtcdServer::start().expect("etcd");
+    let reg =
+        fleet_registry::Registry::connect(fleet_registry::RegistryConfig::new(etcd.client_url()))
+            .await
+            .expect("connect");
+    let file = |i: usize| {
+        fleet_core::UnitFile::parse(&format!("[Service]\nExecStart=/bin/sleep {i}\n")).unwrap()
+    };
+    let name = |i: usize| fleet_core::UnitName::parse(&format!("u{i:03}.service")).unwrap();
+    // One unit exists already with other content, one with the same content.
+    reg.create_unit(&name(0), &file(999)).await.unwrap();
+    reg.create_unit(&name(1), &file(1)).await.unwrap();
+    let before = reg.snapshot().await.unwrap().revision;
+    let mut units: Vec<_> = (0..150).map(|i| (name(i), file(i))).collect();
+    units.push((name(5), file(5))); // a duplicate is created once
+    let outcomes = reg.create_units(&units).await.unwrap();
+    let after = reg.snapshot().await.unwrap().revision;
+    use fleet_registry::CreateOutcome;
+    assert!(matches!(outcomes[0], CreateOutcome::Differs { .. }));
+    assert_eq!(outcomes[1], CreateOutcome::Identical);
+    assert!(
+        outcomes[2..150]
+            .iter()
+            .all(|o| *o == CreateOutcome::Created)
+    );
+    assert_eq!(outcomes[150], CreateOutcome::Created);
+    // 148 new units in ⌈149 / 63⌉ = 3 write txns.
+    assert_eq!(
+        after - before,
+        3,
+        "create_units used {} txns",
+        after - before
+    );
+    let names: Vec<_> = (0..200).map(name).collect();
+    let got = reg.get_units(&names).await.unwrap();
+    assert_eq!(got.len(), 200);
+    assert!(got[..150].iter().all(Option::is_some) && got[150..].iter().all(Option::is_none));
+    assert_eq!(got[0].as_ref().unwrap().hash, file(999).hash());
+    assert_eq!(
+        got[7].as_ref().unwrap().target,
+        fleet_core::TargetState::Inactive
+    );
+}

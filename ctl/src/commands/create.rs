@@ -2,6 +2,8 @@
 //! and start. Unlike fleet, every argument is resolved and validated before anything is
 //! written, so one bad argument changes nothing.
 
+use std::collections::HashMap;
+
 use fleet_core::{Requirements, TargetState, UnitFile, UnitName};
 use fleet_registry::CreateOutcome;
 
@@ -37,21 +39,47 @@ pub async fn create_units(
 ) -> anyhow::Result<Vec<NamedUnit>> {
     let client = ctx.client().await?.clone();
     let registry = &client.registry;
-    let mut plans = Vec::with_capacity(args.len());
+    let fail_create = |e: &dyn std::fmt::Display| fail(format!("Error creating units: {e}"));
+    // Names and paths first: an invalid name fails before any round trip.
+    let mut args_named: Vec<(UnitName, String)> = Vec::with_capacity(args.len());
     for arg in args {
-        let (name, path) =
-            UnitName::from_arg(arg).map_err(|e| fail(format!("Error creating units: {e}")))?;
-        if plans
-            .iter()
-            .any(|p: &(UnitName, Plan, bool, Option<TargetState>)| p.0 == name)
-        {
-            continue;
+        let (name, path) = UnitName::from_arg(arg).map_err(|e| fail_create(&e))?;
+        if !args_named.iter().any(|(n, _)| *n == name) {
+            args_named.push((name, path));
         }
-        let existing = registry
-            .get_unit(&name)
+    }
+    // One batched read for every named unit, one more for the templates of new instances.
+    let names: Vec<UnitName> = args_named.iter().map(|(n, _)| n.clone()).collect();
+    let existing = registry
+        .get_units(&names)
+        .await
+        .map_err(|e| fail_create(&e))?;
+    let mut templates: Vec<UnitName> = Vec::new();
+    for ((name, _), unit) in args_named.iter().zip(&existing) {
+        if let Some(t) = name
+            .template()
+            .filter(|t| unit.is_none() && !templates.contains(t))
+        {
+            templates.push(t);
+        }
+    }
+    let registry_templates: HashMap<UnitName, UnitFile> = if templates.is_empty() {
+        HashMap::new()
+    } else {
+        let found = registry
+            .get_units(&templates)
             .await
-            .map_err(|e| fail(format!("Error creating units: {e}")))?;
-        let local = read_local(&path).map_err(|e| fail(format!("Error creating units: {e}")))?;
+            .map_err(|e| fail_create(&e))?;
+        templates
+            .into_iter()
+            .zip(found)
+            .filter_map(|(t, u)| Some((t, u?.file)))
+            .collect()
+    };
+
+    let mut plans = Vec::with_capacity(args_named.len());
+    for ((name, path), existing) in args_named.into_iter().zip(existing) {
+        let local = read_local(&path).map_err(|e| fail_create(&e))?;
         let (plan, global, previous) = match existing {
             Some(unit) => {
                 let global = requirements(&name, &unit.file)?.global;
@@ -61,7 +89,7 @@ pub async fn create_units(
             None => {
                 let file = match local {
                     Some(file) => file,
-                    None => body_from_template(&name, &path, registry).await?,
+                    None => body_from_template(&name, &path, &registry_templates)?,
                 };
                 let global = requirements(&name, &file)?.global;
                 (Plan::Create(file), global, None)
@@ -76,24 +104,31 @@ pub async fn create_units(
         plans.push((name, plan, global, previous));
     }
 
+    // Writes: all creations in few txns, replacements one by one (rare).
+    let creations: Vec<(UnitName, UnitFile)> = plans
+        .iter()
+        .filter_map(|(n, p, _, _)| match p {
+            Plan::Create(f) => Some((n.clone(), f.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut outcomes = registry
+        .create_units(&creations)
+        .await
+        .map_err(|e| fail(format!("Error creating units: failed creating units: {e}")))?
+        .into_iter();
     let mut named = Vec::with_capacity(plans.len());
     for (name, plan, global, previous) in plans {
         match plan {
             Plan::Keep => {}
-            Plan::Create(file) => {
-                match registry.create_unit(&name, &file).await.map_err(|e| {
-                    fail(format!(
-                        "Error creating units: failed creating unit {name}: {e}"
-                    ))
-                })? {
-                    CreateOutcome::Created => out(format!("Unit {name} inactive"))?,
-                    // Someone created it between our read and our write: keep theirs.
-                    CreateOutcome::Identical => {}
-                    CreateOutcome::Differs { .. } => err(format!(
-                        "WARNING: Unit {name} in registry differs from local unit file. Add --replace to override."
-                    )),
-                }
-            }
+            Plan::Create(_) => match outcomes.next() {
+                Some(CreateOutcome::Created) => out(format!("Unit {name} inactive"))?,
+                // Someone created it between our read and our write: keep theirs.
+                Some(CreateOutcome::Identical) | None => {}
+                Some(CreateOutcome::Differs { .. }) => err(format!(
+                    "WARNING: Unit {name} in registry differs from local unit file. Add --replace to override."
+                )),
+            },
             Plan::Replace(file) => {
                 registry.replace_unit(&name, &file).await.map_err(|e| {
                     fail(format!(
@@ -185,22 +220,18 @@ fn plan_existing(
 
 /// The text for a new instance: the registry's template wins over a local template file
 /// (fleet's order), and the instance gets a verbatim copy.
-async fn body_from_template(
+fn body_from_template(
     name: &UnitName,
     path: &str,
-    registry: &fleet_registry::Registry,
+    registry_templates: &HashMap<UnitName, UnitFile>,
 ) -> anyhow::Result<UnitFile> {
     let Some(template) = name.template() else {
         return Err(fail(format!(
             "Error creating units: unable to find Unit({name}) in Registry or on filesystem"
         )));
     };
-    if let Some(unit) = registry
-        .get_unit(&template)
-        .await
-        .map_err(|e| fail(format!("Error creating units: {e}")))?
-    {
-        return Ok(unit.file);
+    if let Some(file) = registry_templates.get(&template) {
+        return Ok(file.clone());
     }
     let tpl_path = local_template_path(path, &template);
     match read_local(&tpl_path).map_err(|e| fail(format!("Error creating units: {e}")))? {
