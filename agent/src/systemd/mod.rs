@@ -16,11 +16,18 @@ pub enum SystemdError {
     #[error("cannot connect to systemd: {0}")]
     Connect(String),
     #[error("{op} {unit}: {message}")]
-    Unit { op: &'static str, unit: String, message: String },
+    Unit {
+        op: &'static str,
+        unit: String,
+        message: String,
+    },
     #[error("{op}: {message}")]
     Manager { op: &'static str, message: String },
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A hint that a unit's state may have changed (from D-Bus signals); the agent batches
@@ -35,11 +42,17 @@ pub trait UnitManager: Send + Sync + 'static {
     /// Writes each unit's text to the units directory (e.g. `/run/fleet/units/<name>`),
     /// links it into systemd's runtime unit directory, and runtime-enables units that
     /// have an `[Install]` section (as fleet did). Does not reload.
-    fn write_units(&self, units: &[(UnitName, String)]) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn write_units(
+        &self,
+        units: &[(UnitName, String)],
+    ) -> impl Future<Output = Result<(), SystemdError>> + Send;
 
     /// Disables (runtime), unlinks and deletes these units' files; resets their failed
     /// state. The caller stops them first. Does not reload.
-    fn remove_units(&self, units: &[UnitName]) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn remove_units(
+        &self,
+        units: &[UnitName],
+    ) -> impl Future<Output = Result<(), SystemdError>> + Send;
 
     /// One daemon-reload, after a batch of writes/removals.
     fn reload(&self) -> impl Future<Output = Result<(), SystemdError>> + Send;
@@ -58,10 +71,25 @@ pub trait UnitManager: Send + Sync + 'static {
 
     /// Units found in the units directory with the hash of their file: what a restarted
     /// agent adopts instead of restarting.
-    fn installed_units(&self) -> impl Future<Output = Result<Vec<(UnitName, UnitHash)>, SystemdError>> + Send;
+    fn installed_units(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(UnitName, UnitHash)>, SystemdError>> + Send;
 
     /// A stream of state-change hints for units of the units directory. Implementations
     /// must drain their signal sources continuously (zbus stalls method calls when a
     /// signal queue fills).
-    fn subscribe(&self) -> impl Future<Output = Result<mpsc::Receiver<StateChanged>, SystemdError>> + Send;
+    fn subscribe(
+        &self,
+    ) -> impl Future<Output = Result<mpsc::Receiver<StateChanged>, SystemdError>> + Send;
 }
+
+mod dbus;
+mod proxy;
+mod signals;
+mod simulated;
+mod unit_files;
+
+pub use dbus::{
+    CallCounts, DEFAULT_CALL_TIMEOUT, DEFAULT_UNITS_DIRECTORY, SystemdManager, SystemdOptions,
+};
+pub use simulated::SimulatedSystemd;
