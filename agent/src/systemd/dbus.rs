@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use fleet_core::{SystemdState, UnitHash, UnitName};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::call_counts::{CallCounts, Counters, bump};
 use super::proxy::{ManagerProxy, UnitRow};
 use super::unit_files::{UnitsDirectory, has_install_section};
 use super::{StateChanged, SystemdError, UnitManager, signals};
@@ -47,38 +48,6 @@ impl SystemdOptions {
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
-}
-
-/// How many D-Bus calls of each kind a manager made: lets tests and benchmarks check that
-/// a batch costs one call, not one per unit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CallCounts {
-    pub link_unit_files: u64,
-    pub enable_unit_files: u64,
-    pub disable_unit_files: u64,
-    pub reset_failed_unit: u64,
-    pub reload: u64,
-    pub start_unit: u64,
-    pub stop_unit: u64,
-    pub list_units_by_names: u64,
-    pub list_units: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    link_unit_files: AtomicU64,
-    enable_unit_files: AtomicU64,
-    disable_unit_files: AtomicU64,
-    reset_failed_unit: AtomicU64,
-    reload: AtomicU64,
-    start_unit: AtomicU64,
-    stop_unit: AtomicU64,
-    list_units_by_names: AtomicU64,
-    list_units: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The set of units fleet owns on this machine (those in the units directory): signal
@@ -207,19 +176,7 @@ impl SystemdManager {
 
     /// Calls made so far, by kind.
     pub fn call_counts(&self) -> CallCounts {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        CallCounts {
-            link_unit_files: get(&c.link_unit_files),
-            enable_unit_files: get(&c.enable_unit_files),
-            disable_unit_files: get(&c.disable_unit_files),
-            reset_failed_unit: get(&c.reset_failed_unit),
-            reload: get(&c.reload),
-            start_unit: get(&c.start_unit),
-            stop_unit: get(&c.stop_unit),
-            list_units_by_names: get(&c.list_units_by_names),
-            list_units: get(&c.list_units),
-        }
+        self.counters.snapshot()
     }
 
     /// Runs one D-Bus call under the timeout, in a span naming the operation and units.

@@ -83,13 +83,13 @@ pub trait UnitManager: Send + Sync + 'static {
     ) -> impl Future<Output = Result<mpsc::Receiver<StateChanged>, SystemdError>> + Send;
 }
 
+mod call_counts;
 mod dbus;
 mod proxy;
 mod signals;
 mod simulated;
 mod unit_files;
 
-pub use dbus::{
-    CallCounts, DEFAULT_CALL_TIMEOUT, DEFAULT_UNITS_DIRECTORY, SystemdManager, SystemdOptions,
-};
+pub use call_counts::CallCounts;
+pub use dbus::{DEFAULT_CALL_TIMEOUT, DEFAULT_UNITS_DIRECTORY, SystemdManager, SystemdOptions};
 pub use simulated::SimulatedSystemd;

@@ -69,8 +69,5 @@ pub(crate) trait Manager {
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
-
-    #[zbus(signal)]
     fn reloading(&self, active: bool) -> zbus::Result<()>;
 }

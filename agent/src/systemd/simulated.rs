@@ -9,7 +9,7 @@ use std::time::Duration;
 use fleet_core::{SystemdState, UnitFile, UnitHash, UnitName};
 use tokio::sync::mpsc;
 
-use super::dbus::CallCounts;
+use super::call_counts::CallCounts;
 use super::{StateChanged, SystemdError, UnitManager};
 
 /// Capacity of each hint channel.
