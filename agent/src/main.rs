@@ -1,8 +1,19 @@
 //! fleetd: runs the agent on every machine and the engine while it holds leadership.
+//!
+//! Signals: SIGTERM/SIGINT shut down gracefully as fleet did (every unit of this
+//! machine is unloaded, the machine leaves the cluster); SIGHUP reloads the
+//! configuration and restarts the components without stopping units. SIGKILL leaves
+//! units running; the next fleetd adopts them.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use fleetd::config::{Config, parse_command_line};
+use anyhow::Context;
+use fleetd::config::{CommandLine, Config, DEFAULT_CONFIG_PATH, parse_command_line};
+use fleetd::server::Server;
+use fleetd::systemd::{SystemdManager, SystemdOptions};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -24,10 +35,106 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    init_tracing(config.verbosity);
     for w in warnings {
-        eprintln!("fleetd: {w}");
+        tracing::warn!("{w}");
     }
-    let _ = config;
-    eprintln!("fleetd: the agent is not implemented yet");
-    ExitCode::FAILURE
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fleetd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cl, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("fleetd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// journald adds timestamps: log `LEVEL message` only, debug when `verbosity` > 0.
+fn init_tracing(verbosity: u32) {
+    let level = if verbosity > 0 { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},h2=info,tower=info,hyper=info,zbus=info"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Why the components were stopped.
+enum Stop {
+    Terminate(&'static str),
+    Reload,
+}
+
+async fn serve(cl: CommandLine, mut config: Config) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let systemd = Arc::new(
+        SystemdManager::connect(SystemdOptions::new(
+            config.systemd_user,
+            config.units_directory.clone(),
+        ))
+        .await
+        .context("cannot connect to systemd")?,
+    );
+    loop {
+        let mut server = Server::new(&config, systemd.clone()).await?;
+        let stop = CancellationToken::new();
+        let why = {
+            let run = server.run(stop.clone());
+            tokio::pin!(run);
+            let why = tokio::select! {
+                r = &mut run => {
+                    r?;
+                    return Ok(());
+                }
+                _ = sigterm.recv() => Stop::Terminate("SIGTERM"),
+                _ = sigint.recv() => Stop::Terminate("SIGINT"),
+                _ = sighup.recv() => Stop::Reload,
+            };
+            stop.cancel();
+            run.await?;
+            why
+        };
+        match why {
+            Stop::Terminate(sig) => {
+                tracing::info!("{sig}: shutting down, unloading this machine's units");
+                server.shutdown().await;
+                return Ok(());
+            }
+            Stop::Reload => {
+                let path = cl.config_path.as_deref().unwrap_or(DEFAULT_CONFIG_PATH);
+                tracing::info!("Reloading configuration from {path}");
+                match Config::load(&cl, std::env::vars()) {
+                    Ok((c, warnings)) => {
+                        for w in warnings {
+                            tracing::warn!("{w}");
+                        }
+                        config = c;
+                    }
+                    Err(e) => tracing::error!("{e}; keeping the current configuration"),
+                }
+                tracing::info!("Restarting server components");
+                drop(server);
+            }
+        }
+    }
 }

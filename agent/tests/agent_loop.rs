@@ -1,0 +1,375 @@
+//! The agent in-process against a real etcd and the simulated systemd: it registers,
+//! follows only its own schedule, reports states, survives restarts without restarting
+//! units, survives etcd outages, and purges on graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitName};
+use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan};
+use fleet_testkit::EtcdServer;
+use fleetd::agent::{Agent, AgentConfig};
+use fleetd::systemd::{SimulatedSystemd, UnitManager};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn registry(etcd: &EtcdServer) -> Registry {
+    let cfg = RegistryConfig::new(etcd.client_url())
+        .with_prefix("/agent-test/")
+        .with_timeout(Duration::from_secs(1));
+    Registry::connect(cfg).await.expect("registry connects")
+}
+
+fn name(s: &str) -> UnitName {
+    UnitName::parse(s).unwrap()
+}
+
+fn unit(cmd: &str) -> UnitFile {
+    UnitFile::parse(&format!(
+        "[Unit]\nDescription=test unit\n\n[Service]\nExecStart=/bin/sh -c '{cmd}'\n"
+    ))
+    .unwrap()
+}
+
+fn config(id: &str, lease_file: &std::path::Path) -> AgentConfig {
+    let mut m = Machine::new(MachineId::new(id).unwrap());
+    m.public_ip = "10.0.0.1".into();
+    let mut c = AgentConfig::new(m, Duration::from_secs(2));
+    c.lease_file = Some(lease_file.to_path_buf());
+    c
+}
+
+/// A running agent; `stop` ends it without purging (like SIGKILL for the units).
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<Agent<SimulatedSystemd>>,
+}
+
+fn spawn(reg: &Registry, sd: &SimulatedSystemd, cfg: AgentConfig) -> Running {
+    let stop = CancellationToken::new();
+    let mut agent = Agent::new(reg.clone(), Arc::new(sd.clone()), cfg);
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        agent.run(s).await.expect("agent runs");
+        agent
+    });
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) -> Agent<SimulatedSystemd> {
+        self.stop.cancel();
+        self.task.await.unwrap()
+    }
+}
+
+/// Submits `units` and schedules each on `machine` at `target`.
+async fn schedule(reg: &Registry, machine: &str, units: &[(&str, UnitFile)], target: TargetState) {
+    let mut plan = SchedulePlan::default();
+    for (n, f) in units {
+        reg.create_unit(&name(n), f).await.unwrap();
+        plan.place.push(ScheduleEntry {
+            machine: MachineId::new(machine).unwrap(),
+            unit: name(n),
+            hash: f.hash(),
+            target,
+        });
+    }
+    reg.apply_schedule(&plan, None).await.unwrap();
+}
+
+async fn unschedule(reg: &Registry, machine: &str, units: &[&str]) {
+    let plan = SchedulePlan {
+        unschedule: units
+            .iter()
+            .map(|u| (MachineId::new(machine).unwrap(), name(u)))
+            .collect(),
+        ..Default::default()
+    };
+    reg.apply_schedule(&plan, None).await.unwrap();
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sd_state(sd: &SimulatedSystemd, u: &str) -> SystemdState {
+    sd.states(&[name(u)]).await.unwrap().remove(0).1
+}
+
+async fn launched_here(reg: &Registry, units: &[&str], machine: &str) -> bool {
+    let states = reg.list_states().await.unwrap_or_default();
+    units.iter().all(|u| {
+        states.iter().any(|s| {
+            s.unit.as_str() == *u
+                && s.machine.as_str() == machine
+                && s.state == TargetState::Launched
+                && s.systemd.active == "active"
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_its_schedule_and_reports_states() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+
+    wait_for("machine registered", || async {
+        reg.list_machines()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.id.as_str() == "m1")
+    })
+    .await;
+
+    // A unit scheduled on another machine is none of this agent's business.
+    schedule(
+        &reg,
+        "m2",
+        &[("other.service", unit("other"))],
+        TargetState::Launched,
+    )
+    .await;
+    schedule(
+        &reg,
+        "m1",
+        &[("hello.service", unit("hello"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("hello launched", || {
+        launched_here(&reg, &["hello.service"], "m1")
+    })
+    .await;
+    assert_eq!(sd_state(&sd, "hello.service").await.active, "active");
+    assert_eq!(sd_state(&sd, "other.service").await.load, "not-found");
+
+    // loaded: stopped but kept.
+    schedule(
+        &reg,
+        "m1",
+        &[("hello.service", unit("hello"))],
+        TargetState::Loaded,
+    )
+    .await;
+    wait_for("hello stopped", || async {
+        sd_state(&sd, "hello.service").await.active == "inactive"
+            && reg.unit_states(&name("hello.service")).await.unwrap()[0].state
+                == TargetState::Loaded
+    })
+    .await;
+
+    // Unscheduled: unloaded from systemd, its state record deleted.
+    unschedule(&reg, "m1", &["hello.service"]).await;
+    wait_for("hello unloaded", || async {
+        sd_state(&sd, "hello.service").await.load == "not-found"
+            && reg
+                .unit_states(&name("hello.service"))
+                .await
+                .unwrap()
+                .is_empty()
+    })
+    .await;
+    let a = agent.stop().await;
+    assert!(a.units().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_placements_cost_one_reload_and_one_state_write_batch() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    wait_for("registered", || async {
+        !reg.list_machines().await.unwrap().is_empty()
+    })
+    .await;
+
+    let names: Vec<String> = (1..=50).map(|i| format!("hello@{i}.service")).collect();
+    let units: Vec<(&str, UnitFile)> = names.iter().map(|n| (n.as_str(), unit(n))).collect();
+    let before = sd.call_counts();
+    let t0 = Instant::now();
+    schedule(&reg, "m1", &units, TargetState::Launched).await;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    wait_for("50 launched", || launched_here(&reg, &refs, "m1")).await;
+    eprintln!("50 units launched and reported in {:?}", t0.elapsed());
+    let after = sd.call_counts();
+    assert!(
+        after.reload - before.reload <= 2,
+        "daemon-reloads for one burst: {}",
+        after.reload - before.reload
+    );
+    assert_eq!(after.start_unit - before.start_unit, 50);
+
+    // Destroying all 50: one more reload, every state record gone.
+    let before = sd.call_counts();
+    let t0 = Instant::now();
+    unschedule(&reg, "m1", &refs).await;
+    wait_for("50 gone", || async {
+        reg.list_states().await.unwrap().is_empty()
+    })
+    .await;
+    eprintln!("50 units unloaded and withdrawn in {:?}", t0.elapsed());
+    assert!(sd.call_counts().reload - before.reload <= 2);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_adopts_running_units_without_restarting_them() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lease_file = dir.path().join("m1.lease");
+    let sd = SimulatedSystemd::new();
+    let agent = spawn(&reg, &sd, config("m1", &lease_file));
+    schedule(
+        &reg,
+        "m1",
+        &[("a.service", unit("a")), ("b.service", unit("b"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("launched", || {
+        launched_here(&reg, &["a.service", "b.service"], "m1")
+    })
+    .await;
+    let lease = agent.stop().await.lease().unwrap();
+
+    // A new agent (fleetd restarted, SIGKILL or SIGHUP): same lease, no start or stop.
+    let before = sd.call_counts();
+    let mut watch_machines = reg.list_machines().await.unwrap();
+    assert_eq!(watch_machines.len(), 1);
+    let agent = spawn(&reg, &sd, config("m1", &lease_file));
+    wait_for("re-registered", || async {
+        std::fs::read_to_string(&lease_file).is_ok()
+    })
+    .await;
+    // Give it a chance to (wrongly) act, then check it did not.
+    schedule(
+        &reg,
+        "m1",
+        &[("c.service", unit("c"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("c launched", || launched_here(&reg, &["c.service"], "m1")).await;
+    let after = sd.call_counts();
+    assert_eq!(
+        after.start_unit - before.start_unit,
+        1,
+        "only c.service was started"
+    );
+    assert_eq!(after.stop_unit - before.stop_unit, 0, "nothing was stopped");
+    watch_machines = reg.list_machines().await.unwrap();
+    assert_eq!(watch_machines.len(), 1);
+    let a = agent.stop().await;
+    assert_eq!(a.lease(), Some(lease), "the lease was taken back");
+    assert_eq!(a.units().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_machine_id_does_not_steal_the_registration() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd1 = SimulatedSystemd::new();
+    let sd2 = SimulatedSystemd::new();
+    let first = spawn(&reg, &sd1, config("m1", &dir.path().join("first.lease")));
+    wait_for("first registered", || async {
+        dir.path().join("first.lease").exists()
+    })
+    .await;
+    let second = spawn(&reg, &sd2, config("m1", &dir.path().join("second.lease")));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !dir.path().join("second.lease").exists(),
+        "the second fleetd must not register"
+    );
+    let first_lease = first.stop().await.lease();
+    // Once the first one's lease expires, the second takes over.
+    wait_for("second registered", || async {
+        dir.path().join("second.lease").exists()
+    })
+    .await;
+    let second_lease = second.stop().await.lease();
+    assert_ne!(first_lease, second_lease);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_unloads_everything_and_leaves_the_cluster() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    schedule(
+        &reg,
+        "m1",
+        &[("a.service", unit("a"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("launched", || launched_here(&reg, &["a.service"], "m1")).await;
+    agent.stop().await.shutdown().await;
+    assert_eq!(sd_state(&sd, "a.service").await.load, "not-found");
+    assert!(reg.list_machines().await.unwrap().is_empty());
+    assert!(reg.list_states().await.unwrap().is_empty());
+    assert!(!dir.path().join("m1.lease").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_outage_keeps_units_running_and_converges_after() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    schedule(
+        &reg,
+        "m1",
+        &[("a.service", unit("a"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("launched", || launched_here(&reg, &["a.service"], "m1")).await;
+
+    // etcd gone for longer than the lease TTL: the unit keeps running.
+    etcd.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
+
+    // etcd back: the agent registers again (new lease) and republishes.
+    etcd.restart().unwrap();
+    wait_for("re-registered", || async {
+        reg.list_machines().await.is_ok_and(|m| m.len() == 1)
+    })
+    .await;
+    wait_for("state republished", || {
+        launched_here(&reg, &["a.service"], "m1")
+    })
+    .await;
+    // And follows changes made after the outage.
+    unschedule(&reg, "m1", &["a.service"]).await;
+    wait_for("unloaded", || async {
+        sd_state(&sd, "a.service").await.load == "not-found"
+    })
+    .await;
+    agent.stop().await;
+}
