@@ -13,6 +13,18 @@ pub const DEFAULT_FILE: &str = "fleet-lab.toml";
 /// Most machines one lab can hold: its /24 minus the network, bridge and broadcast addresses.
 pub const MAX_MACHINES: usize = 253;
 
+/// Debian packages the example multi-tier deployment in `units/` runs on (Redis, nginx,
+/// python3's http.server, etcdctl, curl): a lab whose groups list these can run the
+/// whole stack with nothing downloaded at run time.
+pub const STACK_PACKAGES: &[&str] = &[
+    "curl",
+    "etcd-client",
+    "nginx-light",
+    "python3",
+    "redis-server",
+    "redis-tools",
+];
+
 /// A whole lab: its name and the machine groups to boot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,113 @@
+//! The Vagrant cluster in `vagrant/`: `vagrant validate` accepts the Vagrantfile in both
+//! provisioning modes, and the cloud-config is YAML cloud-init can read.
+//!
+//! Needs Debian's `vagrant` package; without it the tests say so and pass, as no VM is
+//! ever booted here (that needs VirtualBox or libvirt, see vagrant/README.md).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn vagrant_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vagrant")
+}
+
+/// Whether `program --version` runs; prints why the test is skipped otherwise.
+fn available(program: &str) -> bool {
+    let ok = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: `{program}` is not installed (apt-get install -y vagrant)");
+    }
+    ok
+}
+
+fn validate(provision: &str) -> (bool, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("vagrant")
+        .arg("validate")
+        .current_dir(vagrant_dir())
+        .env("FLEET_PROVISION", provision)
+        .env("VAGRANT_HOME", home.path())
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("run vagrant validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn vagrantfile_validates_in_both_provisioning_modes() {
+    if !available("vagrant") {
+        return;
+    }
+    for mode in ["shell", "cloud-config"] {
+        let (ok, text) = validate(mode);
+        assert!(ok, "vagrant validate ({mode}) failed:\n{text}");
+        assert!(text.contains("validated successfully"), "{text}");
+    }
+    let (ok, text) = validate("bogus");
+    assert!(!ok, "a bad FLEET_PROVISION must be refused");
+    assert!(text.contains("FLEET_PROVISION must be"), "{text}");
+}
+
+#[test]
+fn user_data_is_cloud_config_yaml() {
+    let path = vagrant_dir().join("user-data");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("#cloud-config\n"),
+        "cloud-init needs the header"
+    );
+    for key in [
+        "write_files:",
+        "/etc/fleet/fleet.conf",
+        "fleet.service",
+        "$public_ipv4",
+    ] {
+        assert!(text.contains(key), "user-data lacks {key}");
+    }
+    // Ruby comes with vagrant; its YAML parser is what Vagrant users have at hand.
+    if !available("ruby") {
+        return;
+    }
+    let out = Command::new("ruby")
+        .args([
+            "-ryaml",
+            "-e",
+            "d = YAML.safe_load(File.read(ARGV[0])); \
+             raise 'no write_files' unless d['write_files'].size == 3; \
+             raise 'no runcmd' unless d['runcmd'].any?",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn provision_script_is_valid_bash_and_refuses_bad_arguments() {
+    let script = vagrant_dir().join("provision.sh");
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{:?}", syntax);
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("only-one")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
+}
