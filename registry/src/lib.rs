@@ -8,6 +8,7 @@
 mod codec;
 pub mod config;
 mod decode;
+mod election;
 pub mod error;
 pub mod keys;
 pub mod lease;
@@ -22,6 +23,7 @@ pub mod wait;
 pub mod watch;
 
 pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
+pub use election::Leadership;
 pub use error::RegistryError;
 pub use keys::{Keys, RegistryKey};
 pub use lease::{LeaseId, LeaseKeepAlive};

@@ -1,0 +1,127 @@
+//! The leader's loop (kube-rs's watch → reconcile → requeue, Nomad's commit path):
+//! snapshot at revision R, plan, write the difference in fenced txns, then sleep until
+//! a watched change after R (debounced) or the periodic full pass, and start over.
+
+use std::time::Instant;
+
+use fleet_registry::{LeaderFence, Registry, RegistryError};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::decide;
+use super::election::Won;
+use super::triggers::Triggers;
+use super::{EngineConfig, EngineStatus, PassReport, backoff};
+
+/// Why the leader loop ended.
+pub enum StepDown {
+    Shutdown,
+    /// Leadership is gone or cannot be proven (lease lost, fenced write refused).
+    Lost(String),
+}
+
+/// Acts as leader until shut down or deposed.
+pub async fn lead(
+    reg: &Registry,
+    cfg: &EngineConfig,
+    won: &mut Won,
+    shutdown: &CancellationToken,
+    status: &watch::Sender<EngineStatus>,
+) -> StepDown {
+    let fence = won.leadership.fence();
+    let mut triggers: Option<Triggers> = None;
+    let mut failures = 0u32;
+    loop {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return StepDown::Shutdown,
+            e = won.keep.lost() => return StepDown::Lost(e.to_string()),
+            r = pass(reg, &fence) => r,
+        };
+        let seen = match outcome {
+            Ok(report) => {
+                failures = 0;
+                let seen = report.revision;
+                status.send_modify(|s| {
+                    s.passes += 1;
+                    s.last_pass = Some(report);
+                });
+                seen
+            }
+            Err(RegistryError::NotLeader) => {
+                return StepDown::Lost("a newer leader refused our schedule write".into());
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "engine pass failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return StepDown::Shutdown,
+                    e = won.keep.lost() => return StepDown::Lost(e.to_string()),
+                    _ = tokio::time::sleep(backoff(failures, cfg.reconcile_interval)) => {}
+                }
+                continue;
+            }
+        };
+        let t = triggers.get_or_insert_with(|| Triggers::new(reg, seen + 1));
+        let woke = tokio::select! {
+            _ = shutdown.cancelled() => return StepDown::Shutdown,
+            e = won.keep.lost() => return StepDown::Lost(e.to_string()),
+            _ = tokio::time::sleep(cfg.full_pass_interval()) => Ok(()),
+            r = t.changed_after(seen, cfg.debounce) => r.map(drop),
+        };
+        if let Err(e) = woke {
+            // Compacted or broken watches: the next snapshot covers the gap, and new
+            // watches start right after it.
+            tracing::warn!(error = %e, "engine watch failed; re-reading the cluster");
+            triggers = None;
+            if !matches!(e, RegistryError::Compacted { .. }) {
+                failures += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return StepDown::Shutdown,
+                    e = won.keep.lost() => return StepDown::Lost(e.to_string()),
+                    _ = tokio::time::sleep(backoff(failures, cfg.reconcile_interval)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One pass: one snapshot txn, the plan, ⌈ops/128⌉ fenced write txns (none if
+/// nothing changed).
+async fn pass(reg: &Registry, fence: &LeaderFence) -> Result<PassReport, RegistryError> {
+    let started = Instant::now();
+    let snap = reg.snapshot().await?;
+    let d = decide(&snap);
+    for (u, m, why) in &d.plan.unplace {
+        tracing::info!(unit = %u, machine = %m, reason = %why, "Unscheduling unit {u} from {m}: {why}");
+    }
+    for (u, note) in &d.plan.notes {
+        tracing::debug!(unit = %u, "{note}");
+    }
+    let txns = if d.writes.is_empty() {
+        0
+    } else {
+        reg.apply_schedule(&d.writes, Some(fence)).await?
+    };
+    let report = PassReport {
+        revision: snap.revision,
+        txns,
+        placed: d.plan.place.len(),
+        unscheduled: d.plan.unplace.len(),
+        unplaceable: d.plan.unplaceable.len(),
+        duration: started.elapsed(),
+    };
+    if txns > 0 {
+        tracing::info!(
+            revision = report.revision,
+            placed = report.placed,
+            unscheduled = report.unscheduled,
+            unplaceable = report.unplaceable,
+            txns,
+            took = ?report.duration,
+            "engine pass wrote the schedule"
+        );
+    } else {
+        tracing::debug!(revision = report.revision, took = ?report.duration, "engine pass: nothing to change");
+    }
+    Ok(report)
+}
