@@ -14,8 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::identity::{self, IdentityError};
 use crate::agent::{Agent, AgentConfig, AgentError};
 use crate::config::Config;
-// ENGINE CALL SITE (1/3): enable when `fleetd::engine::{run, EngineConfig}` lands.
-// use crate::engine::{self, EngineConfig, EngineError};
+use crate::engine::{self, EngineConfig};
 use crate::systemd::UnitManager;
 
 /// The longest a graceful shutdown may take before fleetd exits anyway.
@@ -139,12 +138,9 @@ async fn run_engine(
     reconcile_interval: Duration,
     stop: CancellationToken,
 ) -> Result<(), ServerError> {
-    // ENGINE CALL SITE (2/3): enable when the engine lands:
-    // let mut cfg = EngineConfig::new(id);
-    // cfg.reconcile_interval = reconcile_interval;
-    // engine::run(registry, cfg, stop).await.map_err(|e| ServerError::Engine(e.to_string()))
-    let _ = (registry, id, reconcile_interval);
-    tracing::warn!("this build has no engine: units are placed only by other machines");
-    stop.cancelled().await;
-    Ok(())
+    let mut cfg = EngineConfig::new(id);
+    cfg.reconcile_interval = reconcile_interval;
+    engine::run(registry, cfg, stop)
+        .await
+        .map_err(|e| ServerError::Engine(e.to_string()))
 }

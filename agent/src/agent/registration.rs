@@ -18,9 +18,9 @@ pub enum RegisterError {
     Registry(#[from] RegistryError),
     /// The machine key exists under a lease that is not ours.
     #[error(
-        "machine {0} is already registered by another fleetd (same machine ID on two hosts, or a previous registration that has not expired yet)"
+        "machine {machine} is already registered under lease {lease} by another fleetd (same machine ID on two hosts, or a previous registration that has not expired yet)"
     )]
-    Duplicate(String),
+    Duplicate { machine: String, lease: LeaseId },
 }
 
 /// Registers `machine` for `ttl`: takes back one of `own_leases` if the machine key is
@@ -34,7 +34,13 @@ pub async fn register(
     let existing = machine_key_lease(registry, machine).await?;
     let lease = match existing {
         Some(l) if own_leases.contains(&l) && lease_alive(registry, l).await? => l,
-        Some(_) => return Err(RegisterError::Duplicate(machine.id.to_string())),
+        Some(lease) => {
+            tracing::debug!(%lease, own = ?own_leases, "machine key held under another lease");
+            return Err(RegisterError::Duplicate {
+                machine: machine.id.to_string(),
+                lease,
+            });
+        }
         None => registry.grant_lease(ttl).await?,
     };
     let result = async {
@@ -68,7 +74,8 @@ async fn machine_key_lease(
 async fn lease_alive(registry: &Registry, lease: LeaseId) -> Result<bool, RegistryError> {
     let mut c = registry.etcd_client();
     match bounded(registry, "lease ttl", c.lease_time_to_live(lease.0, None)).await {
-        Ok(r) => Ok(r.ttl() > 0),
+        // etcd reports whole seconds: 0 is "under a second left", -1 is gone.
+        Ok(r) => Ok(r.ttl() >= 0),
         Err(e) if e.is_unavailable() => Err(e),
         Err(_) => Ok(false),
     }
