@@ -42,9 +42,11 @@ async fn placements_respect_the_rules_and_follow_changes() {
     submit(&reg, "tmpl@.service", "", Launched).await;
     submit(&reg, "idle.service", "", Inactive).await;
 
-    wait_until("all placements", WAIT, || async {
+    wait_until("all placements and reasons", WAIT, || async {
         let s = schedule(&reg).await;
-        s.len() == 7 && s.get("everywhere.service").is_some_and(|m| m.len() == 3)
+        s.len() == 7
+            && s.get("everywhere.service").is_some_and(|m| m.len() == 3)
+            && reg.snapshot().await.unwrap().unplaced.len() == 2
     })
     .await;
     let s = schedule(&reg).await;
@@ -288,4 +290,38 @@ async fn an_expired_machine_s_units_are_replaced_within_a_second() {
     let s = schedule(&reg).await;
     assert_eq!(s.len(), 30);
     assert!(s.values().all(|m| m.len() == 1 && m[0] != "m1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_ride_out_an_etcd_restart() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let _m = machine(&reg, "m1", &[], Duration::from_secs(30)).await;
+    let engines = vec![
+        TestEngine::start(&etcd, "e1", false).await,
+        TestEngine::start(&etcd, "e2", false).await,
+    ];
+    wait_leader(&engines, WAIT).await;
+    submit(&reg, "before.service", "", Launched).await;
+    wait_until("placed before the restart", WAIT, || async {
+        schedule(&reg).await.contains_key("before.service")
+    })
+    .await;
+    tokio::task::block_in_place(|| etcd.restart()).unwrap();
+    // Nobody exits on a transient error: some engine leads again and acts.
+    submit(&reg, "after.service", "", Launched).await;
+    wait_until(
+        "placed after the restart",
+        Duration::from_secs(20),
+        || async {
+            reg.list_schedule()
+                .await
+                .is_ok_and(|s| s.iter().any(|e| e.unit.as_str() == "after.service"))
+        },
+    )
+    .await;
+    assert!(engines.iter().all(|e| e.handle.is_some()));
+    let s = schedule(&reg).await;
+    assert_eq!(s.len(), 2);
+    assert!(s.values().all(|m| m.len() == 1));
 }

@@ -24,12 +24,14 @@ pub fn decide(snap: &ClusterSnapshot) -> Decisions {
         .iter()
         .map(|e| ((&e.unit, e.machine.as_str()), e))
         .collect();
-    let mut writes = SchedulePlan::default();
-    writes.unschedule = plan
-        .unplace
-        .iter()
-        .map(|(u, m, _)| (m.clone(), u.clone()))
-        .collect();
+    let mut writes = SchedulePlan {
+        unschedule: plan
+            .unplace
+            .iter()
+            .map(|(u, m, _)| (m.clone(), u.clone()))
+            .collect(),
+        ..SchedulePlan::default()
+    };
     let entry = |u: &UnitName, m: &fleet_core::MachineId| {
         units.get(u).map(|r| ScheduleEntry {
             machine: m.clone(),
