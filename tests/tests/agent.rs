@@ -410,3 +410,90 @@ fn fifty_units_start_and_destroy_quickly() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+#[test]
+fn global_units_run_on_every_machine() {
+    let lab = boot_fleet("agentglobal", 3);
+    std::fs::write(
+        unit_dir().join("everywhere.service"),
+        "[Unit]\nDescription=global\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nGlobal=true\n",
+    )
+    .unwrap();
+    fleetctl_ok(&lab, &["start", "--no-block", "everywhere.service"]);
+    let unit = vec!["everywhere.service".to_string()];
+    wait_until("active on all 3", Duration::from_secs(10), || {
+        lab.machines()
+            .iter()
+            .all(|m| active_on(&lab, &m.name, &unit) == 1)
+            && list_units(&lab)
+                .iter()
+                .filter(|r| r.active == "active")
+                .count()
+                == 3
+    });
+    fleetctl_ok(&lab, &["destroy", "everywhere.service"]);
+    wait_until("gone everywhere", Duration::from_secs(5), || {
+        list_units(&lab).is_empty()
+            && lab
+                .machines()
+                .iter()
+                .all(|m| active_on(&lab, &m.name, &unit) == 0)
+    });
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn sighup_reloads_without_restarting_units_and_sigterm_unloads_them() {
+    let lab = boot_fleet("agentsignals", 2);
+    let units = instances(1..=4);
+    let mut args = vec!["start"];
+    args.extend(units.iter().map(String::as_str));
+    fleetctl_ok(&lab, &args);
+    let rows = list_units(&lab);
+    let node = node_of(&lab, &rows[0].machine);
+    let machine = rows[0].machine.clone();
+    let mine: Vec<String> = rows
+        .iter()
+        .filter(|r| r.machine == machine)
+        .map(|r| r.unit.clone())
+        .collect();
+    let pids: Vec<String> = mine.iter().map(|u| main_pid(&lab, &node, u)).collect();
+
+    // SIGHUP: configuration reloaded, units untouched.
+    sh(&lab, &node, "systemctl kill -s HUP fleet.service");
+    wait_until("reload logged", Duration::from_secs(5), || {
+        sh(&lab, &node, "journalctl -u fleet -o cat | grep -c 'Reloading configuration from /etc/fleet/fleet.conf'").1 == "1"
+    });
+    wait_until("re-registered after reload", Duration::from_secs(5), || {
+        sh(
+            &lab,
+            &node,
+            "journalctl -u fleet -o cat | grep -c 'registered machine'",
+        )
+        .1 == "2"
+    });
+    for (u, pid) in mine.iter().zip(&pids) {
+        assert_eq!(&main_pid(&lab, &node, u), pid, "{u} restarted by SIGHUP");
+    }
+    assert!(machines_listed(&lab).contains_key(&machine));
+
+    // SIGTERM (systemctl stop fleet): fleet unloads this machine's units and leaves;
+    // the engine places them on the other machine.
+    sh(&lab, &node, "systemctl stop fleet.service");
+    assert_eq!(
+        active_on(&lab, &node, &mine),
+        0,
+        "units stopped with fleetd"
+    );
+    wait_until("machine left, units moved", Duration::from_secs(10), || {
+        let rows = list_units(&lab);
+        !machines_listed(&lab).contains_key(&machine)
+            && rows.len() == 4
+            && rows
+                .iter()
+                .all(|r| r.machine != machine && r.active == "active")
+    });
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
