@@ -175,6 +175,14 @@ pub struct FullFlag {
     pub full: bool,
 }
 
+/// `--ssh-port`: where sshd listens on the cluster's machines.
+#[derive(Debug, Clone, Args)]
+pub struct SshPortFlag {
+    /// Use this SSH port to connect to host.
+    #[arg(long, default_value_t = 22)]
+    pub ssh_port: u16,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Upload one or more units to the cluster without starting them.
@@ -242,6 +250,53 @@ pub enum Command {
         #[command(flatten)]
         full: FullFlag,
     },
+    /// Output the status of one or more units in the cluster.
+    Status {
+        #[command(flatten)]
+        ssh: SshPortFlag,
+        units: Vec<String>,
+    },
+    /// Print the journal of a unit in the cluster to stdout.
+    Journal {
+        /// Number of recent log lines to return.
+        #[arg(long, default_value_t = 10)]
+        lines: u32,
+        /// Continuously print new entries as they are appended to the journal.
+        #[arg(long, short = 'f', alias = "f", default_value = "false", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = BoolishValueParser::new())]
+        follow: bool,
+        /// Output mode. This will be passed unaltered to journalctl.
+        #[arg(long, default_value = "short")]
+        output: String,
+        /// Accepted for compatibility: fleetd reads the journal with its own rights.
+        #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = BoolishValueParser::new())]
+        sudo: bool,
+        #[command(flatten)]
+        ssh: SshPortFlag,
+        units: Vec<String>,
+    },
+    /// Open interactive shell on a machine in the cluster.
+    Ssh {
+        /// Open SSH connection to a specific machine.
+        #[arg(long)]
+        machine: Option<String>,
+        /// Open SSH connection to machine running provided unit.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Forward local ssh-agent to target machine.
+        #[arg(long, short = 'A', alias = "A", default_value = "false", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = BoolishValueParser::new())]
+        forward_agent: bool,
+        #[command(flatten)]
+        ssh: SshPortFlag,
+        /// MACHINE|UNIT, then the command to run there.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Forward stdin/stdout to a unix socket (what `--tunnel` runs on the tunnel host).
+    #[command(hide = true)]
+    FdForward { args: Vec<String> },
     /// Print the version and exit.
     Version,
     /// DEPRECATED - No longer works.
@@ -277,6 +332,14 @@ const LEGACY_SINGLE_DASH: &[&str] = &[
     "fields",
     "sort",
     "full",
+    "lines",
+    "follow",
+    "output",
+    "sudo",
+    "ssh-port",
+    "machine",
+    "unit",
+    "forward-agent",
     "version",
     "help",
 ];

@@ -1,14 +1,19 @@
-//! The cluster as fleetctl reaches it. Today only the etcd driver exists (`--driver=etcd`,
-//! chosen automatically when the endpoint looks like etcd); the fleetd API driver comes
-//! with the API, behind the same methods.
+//! The cluster as fleetctl reaches it: through fleetd's API (the default driver) or
+//! straight to etcd (`--driver=etcd`, also chosen when the endpoint looks like etcd).
+//! Both drivers offer the same operations, so every command works through either.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fleet_registry::{Registry, RegistryConfig};
+use fleet_api::{ApiClient, ApiError, ClientConfig, ClientTls, StateChange, Transport};
+use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
+use fleet_registry::{
+    Change, ClusterSnapshot, CreateOutcome, Registry, RegistryConfig, RegistryError, RegistryKey,
+    RegistryWatch, SetTargetsOutcome, UnitRecord, UnitStateRecord, WatchBatch, WatchEvent,
+};
 
 use crate::cli::GlobalFlags;
-
 /// Default etcd endpoint when `--driver=etcd` is given without `--endpoint`.
 const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
 const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
@@ -36,18 +41,185 @@ pub fn choose_driver(driver: &str, endpoint: &str) -> anyhow::Result<Driver> {
     }
 }
 
-/// A connected client. Cheap to clone (etcd clients share one channel).
+/// Why a cluster operation failed, from either driver; displays as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl ClientError {
+    /// A state watch asked for compacted history: list again, then watch again.
+    pub fn is_compacted(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Registry(RegistryError::Compacted { .. })
+                | ClientError::Api(ApiError::Compacted)
+        )
+    }
+}
+
+/// The cluster's registry as fleetctl reaches it: etcd itself, or fleetd's API in
+/// front of it. Same methods, same results.
+#[derive(Clone)]
+pub enum ClusterRegistry {
+    Etcd(Box<Registry>),
+    Api(ApiClient),
+}
+
+macro_rules! both {
+    ($self:ident, $c:ident => $call:expr) => {
+        match $self {
+            ClusterRegistry::Etcd($c) => $call.await.map_err(ClientError::from),
+            ClusterRegistry::Api($c) => $call.await.map_err(ClientError::from),
+        }
+    };
+}
+
+impl ClusterRegistry {
+    pub async fn get_unit(&self, name: &UnitName) -> Result<Option<UnitRecord>, ClientError> {
+        both!(self, r => r.get_unit(name))
+    }
+
+    pub async fn get_units(
+        &self,
+        names: &[UnitName],
+    ) -> Result<Vec<Option<UnitRecord>>, ClientError> {
+        both!(self, r => r.get_units(names))
+    }
+
+    pub async fn create_units(
+        &self,
+        units: &[(UnitName, UnitFile)],
+    ) -> Result<Vec<CreateOutcome>, ClientError> {
+        both!(self, r => r.create_units(units))
+    }
+
+    pub async fn replace_unit(&self, name: &UnitName, file: &UnitFile) -> Result<(), ClientError> {
+        both!(self, r => r.replace_unit(name, file))
+    }
+
+    pub async fn set_targets(
+        &self,
+        targets: &[(UnitName, TargetState)],
+    ) -> Result<SetTargetsOutcome, ClientError> {
+        both!(self, r => r.set_targets(targets))
+    }
+
+    pub async fn destroy_unit(&self, name: &UnitName) -> Result<bool, ClientError> {
+        both!(self, r => r.destroy_unit(name))
+    }
+
+    pub async fn snapshot(&self) -> Result<ClusterSnapshot, ClientError> {
+        both!(self, r => r.snapshot())
+    }
+
+    pub async fn list_machines(&self) -> Result<Vec<Machine>, ClientError> {
+        both!(self, r => r.list_machines())
+    }
+
+    pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), ClientError> {
+        both!(self, r => r.list_states_at())
+    }
+
+    /// Watches unit states from `from_revision` (a `list_states_at` revision + 1).
+    pub async fn watch_states(&self, from_revision: i64) -> Result<StateWatch, ClientError> {
+        Ok(match self {
+            ClusterRegistry::Etcd(r) => {
+                StateWatch::Etcd(Box::new(r.watch_prefix(r.keys().states(), from_revision)))
+            }
+            ClusterRegistry::Api(c) => {
+                StateWatch::Api(Box::new(c.watch_states(from_revision).await?))
+            }
+        })
+    }
+}
+
+/// A watch on `state/` through either driver, yielding the registry's batches.
+pub enum StateWatch {
+    Etcd(Box<RegistryWatch>),
+    Api(Box<fleet_api::StateWatch>),
+}
+
+impl StateWatch {
+    pub async fn next(&mut self) -> Result<WatchBatch, ClientError> {
+        match self {
+            StateWatch::Etcd(w) => Ok(w.next().await?),
+            StateWatch::Api(w) => {
+                let (revision, changes) = w.next().await?;
+                let events = changes
+                    .into_iter()
+                    .map(|c| match c {
+                        StateChange::Put(s) => WatchEvent::Put {
+                            revision,
+                            key: RegistryKey::State(s.unit.clone(), s.machine.clone()),
+                            change: Change::State(s),
+                        },
+                        StateChange::Deleted(unit, machine) => WatchEvent::Delete {
+                            revision,
+                            key: RegistryKey::State(unit, machine),
+                        },
+                    })
+                    .collect();
+                Ok(WatchBatch { revision, events })
+            }
+        }
+    }
+}
+
+/// A connected client. Cheap to clone (both drivers share one connection).
 #[derive(Clone)]
 pub struct Client {
-    pub registry: Registry,
+    /// Named as before the API existed, so commands read `client.registry.<op>`.
+    pub registry: ClusterRegistry,
+    /// TLS for reaching a machine's fleetd directly (journal/status with the etcd driver).
+    tls: Option<ClientTls>,
+    timeout: Duration,
 }
 
 impl Client {
     pub async fn connect(global: &GlobalFlags) -> anyhow::Result<Client> {
+        if !(global.request_timeout > 0.0 && global.request_timeout.is_finite()) {
+            bail!(
+                "--request-timeout must be a positive number of seconds, got {}",
+                global.request_timeout
+            );
+        }
+        let timeout = Duration::from_secs_f64(global.request_timeout);
+        let tls = client_tls(global);
         match choose_driver(&global.driver, &global.endpoint)? {
-            Driver::Api => bail!(
-                "the fleet API driver is not available yet; use --driver=etcd --endpoint=http://<etcd>:2379 (or set FLEETCTL_DRIVER=etcd)"
-            ),
+            Driver::Api => {
+                let mut endpoints = global
+                    .endpoint
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty());
+                let Some(endpoint) = endpoints.next() else {
+                    bail!("no fleet API endpoint given");
+                };
+                if endpoints.next().is_some() {
+                    tracing::warn!(
+                        "multiple endpoints provided but only the first ({endpoint}) is used"
+                    );
+                }
+                let mut config = ClientConfig::new(endpoint);
+                config.tls = tls.clone();
+                config.request_timeout = timeout;
+                config.connect_timeout = timeout;
+                if let Some(tunnel) = &global.tunnel {
+                    config.transport =
+                        Transport::Command(tunnel_command(global, tunnel, endpoint)?);
+                    config.connect_timeout = Duration::from_secs_f64(global.ssh_timeout.max(0.1));
+                }
+                let api = ApiClient::connect(&config).await?;
+                Ok(Client {
+                    registry: ClusterRegistry::Api(api),
+                    tls,
+                    timeout,
+                })
+            }
             Driver::Etcd => {
                 let endpoint = if global.endpoint == DEFAULT_API_ENDPOINT {
                     DEFAULT_ETCD_ENDPOINT
@@ -62,23 +234,177 @@ impl Client {
                 if endpoints.is_empty() {
                     bail!("no etcd endpoint given");
                 }
-                if !(global.request_timeout > 0.0 && global.request_timeout.is_finite()) {
-                    bail!(
-                        "--request-timeout must be a positive number of seconds, got {}",
-                        global.request_timeout
-                    );
-                }
                 let mut config = RegistryConfig::new(endpoints[0].clone())
                     .with_prefix(global.etcd_key_prefix.clone())
-                    .with_timeout(Duration::from_secs_f64(global.request_timeout));
+                    .with_timeout(timeout);
                 config.endpoints = endpoints;
                 let registry = Registry::connect(config)
                     .await
                     .context("connecting to etcd")?;
-                Ok(Client { registry })
+                Ok(Client {
+                    registry: ClusterRegistry::Etcd(Box::new(registry)),
+                    tls,
+                    timeout,
+                })
             }
         }
     }
+
+    /// The API that answers journal/status for a unit on `machine`: with the API driver
+    /// the fleetd fleetctl talks to (it forwards); with the etcd driver, that machine's
+    /// fleetd at its published address.
+    pub async fn api_for(&self, machine: &MachineId) -> Result<ApiClient, ClientError> {
+        match &self.registry {
+            ClusterRegistry::Api(api) => Ok(api.clone()),
+            ClusterRegistry::Etcd(reg) => {
+                let machines = reg.list_machine_records().await?;
+                let Some(rec) = machines.into_iter().find(|m| &m.machine.id == machine) else {
+                    return Err(ApiError::Endpoint(format!(
+                        "machine {machine} is not in the cluster any more"
+                    ))
+                    .into());
+                };
+                if rec.api_addr.is_empty() {
+                    return Err(ApiError::Endpoint(format!(
+                        "machine {machine} publishes no API address"
+                    ))
+                    .into());
+                }
+                let endpoint = if rec.api_addr.contains("://") {
+                    rec.api_addr
+                } else {
+                    format!("http://{}", rec.api_addr)
+                };
+                let mut config = ClientConfig::new(endpoint);
+                config.tls = self.tls.clone();
+                config.request_timeout = self.timeout;
+                config.connect_timeout = self.timeout;
+                Ok(ApiClient::connect(&config).await?)
+            }
+        }
+    }
+}
+
+/// `--ca-file/--cert-file/--key-file` as the API client's TLS.
+fn client_tls(global: &GlobalFlags) -> Option<ClientTls> {
+    if global.ca_file.is_none() && global.cert_file.is_none() && global.key_file.is_none() {
+        return None;
+    }
+    Some(ClientTls {
+        ca: global.ca_file.as_ref().map(PathBuf::from),
+        cert: global.cert_file.as_ref().map(PathBuf::from),
+        key: global.key_file.as_ref().map(PathBuf::from),
+        domain: None,
+    })
+}
+
+/// The `ssh` program fleetctl runs (`FLEETCTL_SSH_COMMAND` overrides it, e.g. for a
+/// wrapper script).
+pub fn ssh_program() -> String {
+    std::env::var("FLEETCTL_SSH_COMMAND")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "ssh".to_string())
+}
+
+/// Splits `host[:port]` (port 22 by default; `[v6]:port` accepted).
+pub fn host_port(addr: &str) -> anyhow::Result<(String, u16)> {
+    let addr = addr.trim();
+    if let Some(rest) = addr.strip_prefix('[') {
+        let Some((host, port)) = rest.split_once(']') else {
+            bail!("invalid address {addr:?}");
+        };
+        let port = match port.strip_prefix(':') {
+            Some(p) => p
+                .parse()
+                .with_context(|| format!("invalid port in {addr:?}"))?,
+            None => 22,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Ok((
+            host.to_string(),
+            port.parse()
+                .with_context(|| format!("invalid port in {addr:?}"))?,
+        )),
+        _ if addr.is_empty() => bail!("empty address"),
+        _ => Ok((addr.to_string(), 22)),
+    }
+}
+
+/// ssh options shared by tunnels and `fleetctl ssh`: user, port, host key policy and
+/// connect timeout, from fleet's flags.
+pub fn ssh_options(global: &GlobalFlags, port: u16) -> Vec<String> {
+    let mut args = vec![
+        "-l".to_string(),
+        global.ssh_username.clone(),
+        "-p".to_string(),
+        port.to_string(),
+        "-o".to_string(),
+        format!(
+            "ConnectTimeout={}",
+            global.ssh_timeout.ceil().max(1.0) as u64
+        ),
+    ];
+    if global.strict_host_key_checking {
+        args.push("-o".into());
+        args.push("StrictHostKeyChecking=ask".into());
+        args.push("-o".into());
+        args.push(format!(
+            "UserKnownHostsFile={}",
+            expand_home(&global.known_hosts_file)
+        ));
+    } else {
+        args.extend(
+            [
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ]
+            .map(String::from),
+        );
+    }
+    args
+}
+
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => path.to_string(),
+    }
+}
+
+/// The command whose stdin/stdout carry the API through `--tunnel`: for a unix socket,
+/// `fleetctl fd-forward SOCKET` on the tunnel host (fleet's way); for TCP, ssh's own
+/// forwarding (`-W HOST:PORT`).
+fn tunnel_command(
+    global: &GlobalFlags,
+    tunnel: &str,
+    endpoint: &str,
+) -> anyhow::Result<Vec<String>> {
+    let (host, port) = host_port(tunnel)?;
+    let mut argv = vec![ssh_program()];
+    argv.extend(ssh_options(global, port));
+    match fleet_api::client::parse_endpoint(endpoint)? {
+        fleet_api::client::Target::Unix(path) => {
+            argv.push(host);
+            argv.extend([
+                "fleetctl".to_string(),
+                "fd-forward".to_string(),
+                path.to_string_lossy().into_owned(),
+            ]);
+        }
+        fleet_api::client::Target::Http { uri, .. } => {
+            let hostport = uri.split_once("://").map_or(uri.as_str(), |(_, r)| r);
+            let hostport = hostport.split('/').next().unwrap_or(hostport);
+            argv.push("-W".into());
+            argv.push(hostport.to_string());
+            argv.push(host);
+        }
+    }
+    Ok(argv)
 }
 
 #[cfg(test)]

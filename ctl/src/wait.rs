@@ -7,12 +7,10 @@ use std::time::{Duration, Instant};
 
 use fleet_core::machine::machine_legend;
 use fleet_core::{MachineId, TargetState, UnitName};
-use fleet_registry::{
-    Change, Registry, RegistryError, RegistryKey, RegistryWatch, UnitStateRecord, WatchBatch,
-    WatchEvent,
-};
+use fleet_registry::{Change, RegistryKey, UnitStateRecord, WatchBatch, WatchEvent};
 
 use crate::cli::BlockFlags;
+use crate::client::{ClusterRegistry, StateWatch};
 use crate::context::{Ctx, err, fail, out};
 
 /// How long one of fleet's "attempts" lasts.
@@ -183,7 +181,7 @@ pub async fn wait_for_units(
         tokio::select! {
             batch = watch.next() => match batch {
                 Ok(batch) => apply(&mut records, &wanted, batch),
-                Err(RegistryError::Compacted { .. }) => (records, watch) = list_and_watch(registry, &wanted).await?,
+                Err(e) if e.is_compacted() => (records, watch) = list_and_watch(registry, &wanted).await?,
                 Err(e) => {
                     progress.finish();
                     return Err(fail(format!("Error waiting for units: {e}")));
@@ -200,9 +198,9 @@ type Records = HashMap<UnitName, BTreeMap<MachineId, UnitStateRecord>>;
 /// Reads the current records and watches `state/` from right after that read, so no
 /// change in between is missed.
 async fn list_and_watch(
-    registry: &Registry,
+    registry: &ClusterRegistry,
     wanted: &BTreeSet<&UnitName>,
-) -> anyhow::Result<(Records, RegistryWatch)> {
+) -> anyhow::Result<(Records, StateWatch)> {
     let (revision, states) = registry
         .list_states_at()
         .await
@@ -214,7 +212,10 @@ async fn list_and_watch(
             .or_default()
             .insert(s.machine.clone(), s);
     }
-    let watch = registry.watch_prefix(registry.keys().states(), revision + 1);
+    let watch = registry
+        .watch_states(revision + 1)
+        .await
+        .map_err(|e| fail(format!("Error waiting for units: {e}")))?;
     Ok((records, watch))
 }
 

@@ -3,10 +3,14 @@
 mod cat;
 mod create;
 mod destroy;
+mod fd_forward;
+mod journal;
 mod list_machines;
 mod list_unit_files;
 mod list_units;
+mod ssh;
 mod start;
+mod status;
 mod stop;
 mod unload;
 
@@ -57,5 +61,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListMachines { table, full } => {
             list_machines::run(&mut ctx, &table, full.full).await
         }
+        Command::Status { ssh: _, units } => status::run(&mut ctx, &units).await,
+        Command::Journal {
+            lines,
+            follow,
+            output,
+            sudo: _,
+            ssh: _,
+            units,
+        } => journal::run(&mut ctx, &units, lines, follow, &output).await,
+        Command::Ssh {
+            machine,
+            unit,
+            forward_agent,
+            ssh,
+            args,
+        } => {
+            let target = ssh::Target::from_flags(machine, unit, args)?;
+            ssh::run(&mut ctx, target, forward_agent, ssh.ssh_port).await
+        }
+        Command::FdForward { args } => fd_forward::run(&args).await,
     }
 }

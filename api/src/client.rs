@@ -1,0 +1,657 @@
+//! The typed API client: fleetctl's default driver and fleetd's forwarder. It speaks
+//! to a unix socket, TCP (optionally TLS/mTLS), or through a command's stdin/stdout
+//! (an SSH tunnel), and returns core types.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
+use fleet_registry::{
+    ClusterSnapshot, CreateOutcome, MachineRecord, SetTargetsOutcome, UnitRecord, UnitStateRecord,
+};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::convert::{self};
+use crate::pb::{self, fleet_client::FleetClient};
+use crate::{ApiError, ClientTls};
+
+/// How bytes reach the endpoint.
+#[derive(Clone, Debug, Default)]
+pub enum Transport {
+    /// Connect to the endpoint's socket or address.
+    #[default]
+    Direct,
+    /// Run this command (e.g. `ssh HOST fleetctl fd-forward SOCKET`, or `ssh -W IP:PORT
+    /// HOST`) and speak to the API over its stdin/stdout.
+    Command(Vec<String>),
+}
+
+/// Where and how to reach a fleet API.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `unix:///path`, `file:///path`, `http://host:port` or `https://host:port`.
+    pub endpoint: String,
+    /// TLS for `https://` endpoints.
+    pub tls: Option<ClientTls>,
+    pub transport: Transport,
+    pub connect_timeout: Duration,
+    /// Bound on each request, and on each page of a listing.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(endpoint: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.into(),
+            tls: None,
+            transport: Transport::Direct,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A parsed endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    Http { uri: String, tls: bool },
+}
+
+/// Parses an endpoint as fleetctl did, with its messages for the common mistakes.
+pub fn parse_endpoint(endpoint: &str) -> Result<Target, ApiError> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return Err(ApiError::Endpoint("URL scheme undefined".into()));
+    };
+    match scheme {
+        "unix" | "file" => {
+            let (host, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            if !host.is_empty() || path.is_empty() {
+                let host = if host.is_empty() { rest } else { host };
+                return Err(ApiError::Endpoint(format!(
+                    "unable to connect to host {host:?} with scheme {scheme:?}"
+                )));
+            }
+            Ok(Target::Unix(PathBuf::from(path)))
+        }
+        "http" | "https" => {
+            if rest.is_empty() {
+                return Err(ApiError::Endpoint(format!(
+                    "no host in endpoint {endpoint:?}"
+                )));
+            }
+            Ok(Target::Http {
+                uri: endpoint.trim_end_matches('/').to_string(),
+                tls: scheme == "https",
+            })
+        }
+        other => Err(ApiError::Endpoint(format!(
+            "unsupported URL scheme {other:?} in endpoint {endpoint:?}"
+        ))),
+    }
+}
+
+/// A connected API client. Cheap to clone (one HTTP/2 connection).
+#[derive(Clone)]
+pub struct ApiClient {
+    inner: FleetClient<Channel>,
+    endpoint: String,
+    timeout: Duration,
+}
+
+/// One piece of a journal or status stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputPiece {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The remote command's exit status; the stream ends after it.
+    Exit(i32),
+}
+
+/// A journal or status stream. Dropping it closes the stream and stops the command.
+pub struct Output {
+    stream: tonic::Streaming<pb::OutputChunk>,
+}
+
+impl Output {
+    /// The next piece, or `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Result<Option<OutputPiece>, ApiError> {
+        use pb::output_chunk::Chunk;
+        loop {
+            let Some(chunk) = self.stream.message().await? else {
+                return Ok(None);
+            };
+            return Ok(Some(match chunk.chunk {
+                Some(Chunk::Stdout(b)) => OutputPiece::Stdout(b),
+                Some(Chunk::Stderr(b)) => OutputPiece::Stderr(b),
+                Some(Chunk::ExitCode(c)) => OutputPiece::Exit(c),
+                None => continue,
+            }));
+        }
+    }
+}
+
+/// A change to `state/`, as a state watch reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateChange {
+    Put(UnitStateRecord),
+    Deleted(UnitName, MachineId),
+}
+
+/// A watch on unit states from a revision on.
+pub struct StateWatch {
+    stream: tonic::Streaming<pb::StateEvents>,
+}
+
+impl StateWatch {
+    /// The next batch and the revision it brings the caller to. [`ApiError::Compacted`]
+    /// means: list again and watch from the new revision.
+    pub async fn next(&mut self) -> Result<(i64, Vec<StateChange>), ApiError> {
+        use pb::state_event::Event;
+        let msg = match self.stream.message().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => {
+                return Err(ApiError::Status(tonic::Status::unavailable(
+                    "fleet API closed the state watch",
+                )));
+            }
+            Err(s) if s.code() == tonic::Code::OutOfRange => return Err(ApiError::Compacted),
+            Err(s) => return Err(s.into()),
+        };
+        let mut changes = Vec::with_capacity(msg.events.len());
+        for e in &msg.events {
+            match &e.event {
+                Some(Event::Put(s)) => changes.push(StateChange::Put(convert::state_from_wire(s)?)),
+                Some(Event::Deleted(k)) => changes.push(StateChange::Deleted(
+                    convert::unit_name(&k.unit)?,
+                    convert::machine_id(&k.machine)?,
+                )),
+                None => {}
+            }
+        }
+        Ok((msg.revision, changes))
+    }
+}
+
+impl ApiClient {
+    /// Connects (bounded by `connect_timeout`); fails if nothing answers.
+    pub async fn connect(config: &ClientConfig) -> Result<ApiClient, ApiError> {
+        let target = parse_endpoint(&config.endpoint)?;
+        let connect_err = |e: &(dyn std::error::Error + 'static)| ApiError::Connect {
+            endpoint: config.endpoint.clone(),
+            reason: error_chain(e),
+        };
+        let base = match &target {
+            Target::Unix(_) => "http://localhost".to_string(),
+            Target::Http { uri, .. } => uri.clone(),
+        };
+        let mut endpoint = Endpoint::from_shared(base.clone())
+            .map_err(|e| ApiError::Endpoint(format!("invalid endpoint {base:?}: {e}")))?
+            .connect_timeout(config.connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        if let Target::Http { tls: true, .. } = target {
+            let tls = config.tls.clone().unwrap_or_default();
+            endpoint = endpoint.tls_config(tls.config()?)?;
+        }
+        let connecting = async {
+            match (&config.transport, &target) {
+                (Transport::Command(argv), _) => {
+                    let argv = argv.clone();
+                    endpoint
+                        .connect_with_connector(tower::service_fn(move |_: Uri| {
+                            let argv = argv.clone();
+                            async move { spawn_stdio(&argv).map(TokioIo::new) }
+                        }))
+                        .await
+                }
+                (Transport::Direct, Target::Unix(path)) => {
+                    let path = path.clone();
+                    endpoint
+                        .connect_with_connector(tower::service_fn(move |_: Uri| {
+                            let path = path.clone();
+                            async move {
+                                tokio::net::UnixStream::connect(path)
+                                    .await
+                                    .map(TokioIo::new)
+                            }
+                        }))
+                        .await
+                }
+                (Transport::Direct, Target::Http { .. }) => endpoint.connect().await,
+            }
+        };
+        // The connect timeout bounds TCP setup; this also bounds TLS and tunnels.
+        let channel = tokio::time::timeout(config.connect_timeout * 2, connecting)
+            .await
+            .map_err(|_| ApiError::Timeout {
+                endpoint: config.endpoint.clone(),
+                timeout: config.connect_timeout,
+            })?
+            .map_err(|e| connect_err(&e))?;
+        Ok(ApiClient {
+            inner: FleetClient::new(channel),
+            endpoint: config.endpoint.clone(),
+            timeout: config.request_timeout,
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => Ok(r?.into_inner()),
+            Err(_) => Err(ApiError::Timeout {
+                endpoint: self.endpoint.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    async fn next_page<T>(&self, stream: &mut tonic::Streaming<T>) -> Result<Option<T>, ApiError> {
+        match tokio::time::timeout(self.timeout, stream.message()).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ApiError::Timeout {
+                endpoint: self.endpoint.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    pub async fn get_unit(&self, name: &UnitName) -> Result<Option<UnitRecord>, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded(c.get_unit(pb::GetUnitRequest {
+                name: name.to_string(),
+            }))
+            .await?;
+        Ok(resp
+            .unit
+            .as_ref()
+            .map(convert::unit_from_wire)
+            .transpose()?)
+    }
+
+    /// Several units in one round trip, in `names` order (`None`: no such unit).
+    pub async fn get_units(&self, names: &[UnitName]) -> Result<Vec<Option<UnitRecord>>, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded(c.get_units(pb::GetUnitsRequest {
+                names: names.iter().map(ToString::to_string).collect(),
+            }))
+            .await?;
+        if resp.units.len() != names.len() {
+            return Err(count_mismatch(names.len(), resp.units.len()));
+        }
+        Ok(resp
+            .units
+            .iter()
+            .map(|u| u.unit.as_ref().map(convert::unit_from_wire).transpose())
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn create_unit(
+        &self,
+        name: &UnitName,
+        file: &UnitFile,
+    ) -> Result<CreateOutcome, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded(c.create_unit(pb::CreateUnitRequest {
+                name: name.to_string(),
+                options: convert::options_to_wire(file),
+            }))
+            .await?;
+        outcome_from_wire(&resp)
+    }
+
+    /// Several create-only submissions in one round trip; outcomes in input order.
+    pub async fn create_units(
+        &self,
+        units: &[(UnitName, UnitFile)],
+    ) -> Result<Vec<CreateOutcome>, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded(
+                c.create_units(pb::CreateUnitsRequest {
+                    units: units
+                        .iter()
+                        .map(|(n, f)| pb::CreateUnitRequest {
+                            name: n.to_string(),
+                            options: convert::options_to_wire(f),
+                        })
+                        .collect(),
+                }),
+            )
+            .await?;
+        if resp.outcomes.len() != units.len() {
+            return Err(count_mismatch(units.len(), resp.outcomes.len()));
+        }
+        resp.outcomes.iter().map(outcome_from_wire).collect()
+    }
+
+    pub async fn replace_unit(&self, name: &UnitName, file: &UnitFile) -> Result<(), ApiError> {
+        let mut c = self.inner.clone();
+        self.bounded(c.replace_unit(pb::ReplaceUnitRequest {
+            name: name.to_string(),
+            options: convert::options_to_wire(file),
+        }))
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_targets(
+        &self,
+        targets: &[(UnitName, TargetState)],
+    ) -> Result<SetTargetsOutcome, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded(
+                c.set_targets(pb::SetTargetsRequest {
+                    targets: targets
+                        .iter()
+                        .map(|(n, t)| pb::set_targets_request::Target {
+                            name: n.to_string(),
+                            target: convert::target_to_wire(*t),
+                        })
+                        .collect(),
+                }),
+            )
+            .await?;
+        Ok(SetTargetsOutcome {
+            missing: resp
+                .missing
+                .iter()
+                .map(|n| convert::unit_name(n))
+                .collect::<Result<_, _>>()?,
+            txns: 0,
+        })
+    }
+
+    pub async fn destroy_unit(&self, name: &UnitName) -> Result<bool, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded(c.destroy_unit(pb::DestroyUnitRequest {
+                name: name.to_string(),
+            }))
+            .await?;
+        Ok(resp.existed)
+    }
+
+    /// The whole cluster at one revision, received in pages.
+    pub async fn snapshot(&self) -> Result<ClusterSnapshot, ApiError> {
+        let mut c = self.inner.clone();
+        let mut stream = self
+            .bounded(c.snapshot(pb::SnapshotRequest { page_size: 0 }))
+            .await?;
+        let mut snap = ClusterSnapshot::default();
+        while let Some(page) = self.next_page(&mut stream).await? {
+            snap.revision = page.revision;
+            for u in &page.units {
+                snap.units.push(convert::unit_from_wire(u)?);
+            }
+            for m in &page.machines {
+                snap.machines.push(convert::machine_from_wire(m)?);
+            }
+            for e in &page.schedule {
+                snap.schedule.push(convert::schedule_from_wire(e)?);
+            }
+            for s in &page.states {
+                snap.states.push(convert::state_from_wire(s)?);
+            }
+            for u in &page.unplaced {
+                snap.unplaced
+                    .insert(convert::unit_name(&u.unit)?, u.reason.clone());
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Live machines with their API addresses, following page tokens to the end.
+    pub async fn list_machine_records(&self) -> Result<Vec<MachineRecord>, ApiError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        // Bounded: each page advances the token strictly (ids are sorted).
+        for _ in 0..100_000 {
+            let mut c = self.inner.clone();
+            let resp = self
+                .bounded(c.list_machines(pb::ListMachinesRequest {
+                    page_size: 0,
+                    page_token: token.clone(),
+                }))
+                .await?;
+            for m in &resp.machines {
+                out.push(convert::machine_from_wire(m)?);
+            }
+            if resp.next_page_token.is_empty() || resp.next_page_token <= token {
+                break;
+            }
+            token = resp.next_page_token;
+        }
+        Ok(out)
+    }
+
+    pub async fn list_machines(&self) -> Result<Vec<Machine>, ApiError> {
+        Ok(self
+            .list_machine_records()
+            .await?
+            .into_iter()
+            .map(|r| r.machine)
+            .collect())
+    }
+
+    /// Every reported state and the revision to watch from (plus one).
+    pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), ApiError> {
+        let mut c = self.inner.clone();
+        let mut stream = self
+            .bounded(c.list_states(pb::ListStatesRequest { page_size: 0 }))
+            .await?;
+        let mut revision = 0;
+        let mut states = Vec::new();
+        while let Some(page) = self.next_page(&mut stream).await? {
+            revision = page.revision;
+            for s in &page.states {
+                states.push(convert::state_from_wire(s)?);
+            }
+        }
+        Ok((revision, states))
+    }
+
+    /// Watches `state/` from `from_revision`; the caller bounds how long it waits.
+    pub async fn watch_states(&self, from_revision: i64) -> Result<StateWatch, ApiError> {
+        let mut c = self.inner.clone();
+        let stream = self
+            .bounded(c.watch_states(pb::WatchStatesRequest { from_revision }))
+            .await?;
+        Ok(StateWatch { stream })
+    }
+
+    /// The unit's journal from the machine that runs it; with `follow` it runs until
+    /// the returned stream is dropped.
+    pub async fn journal(
+        &self,
+        unit: &UnitName,
+        lines: u32,
+        follow: bool,
+        output: &str,
+    ) -> Result<Output, ApiError> {
+        let stream = self
+            .journal_raw(pb::JournalRequest {
+                unit: unit.to_string(),
+                lines,
+                follow,
+                output: output.to_string(),
+                no_forward: false,
+            })
+            .await?;
+        Ok(Output { stream })
+    }
+
+    /// `systemctl status` of the unit on `machine` (or where it runs).
+    pub async fn status(
+        &self,
+        unit: &UnitName,
+        machine: Option<&MachineId>,
+    ) -> Result<Output, ApiError> {
+        let stream = self
+            .status_raw(pb::StatusRequest {
+                unit: unit.to_string(),
+                machine: machine.map(ToString::to_string).unwrap_or_default(),
+                no_forward: false,
+            })
+            .await?;
+        Ok(Output { stream })
+    }
+
+    /// The journal call as-is, for fleetd's forwarding.
+    pub async fn journal_raw(
+        &self,
+        req: pb::JournalRequest,
+    ) -> Result<tonic::Streaming<pb::OutputChunk>, ApiError> {
+        let mut c = self.inner.clone();
+        self.bounded(c.journal(req)).await
+    }
+
+    /// The status call as-is, for fleetd's forwarding.
+    pub async fn status_raw(
+        &self,
+        req: pb::StatusRequest,
+    ) -> Result<tonic::Streaming<pb::OutputChunk>, ApiError> {
+        let mut c = self.inner.clone();
+        self.bounded(c.status(req)).await
+    }
+}
+
+fn count_mismatch(asked: usize, got: usize) -> ApiError {
+    convert::WireError {
+        what: "batch answer",
+        reason: format!("{got} answers for {asked} units"),
+    }
+    .into()
+}
+
+fn outcome_from_wire(resp: &pb::CreateUnitResponse) -> Result<CreateOutcome, ApiError> {
+    use pb::create_unit_response::Outcome;
+    match Outcome::try_from(resp.outcome) {
+        Ok(Outcome::Created) => Ok(CreateOutcome::Created),
+        Ok(Outcome::Identical) => Ok(CreateOutcome::Identical),
+        Ok(Outcome::Differs) => Ok(CreateOutcome::Differs {
+            existing: convert::hash_from_wire(&resp.existing_hash)?,
+        }),
+        _ => Err(convert::WireError {
+            what: "create outcome",
+            reason: format!("unknown value {}", resp.outcome),
+        }
+        .into()),
+    }
+}
+
+/// A display of an error and its causes on one line (tonic's top-level message alone
+/// is often just "transport error").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// A command's stdin/stdout as one bidirectional stream; the command is killed when
+/// the connection is dropped.
+struct CommandIo {
+    _child: Child,
+    io: tokio::io::Join<ChildStdout, ChildStdin>,
+}
+
+fn spawn_stdio(argv: &[String]) -> std::io::Result<CommandIo> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(std::io::Error::other("empty tunnel command"));
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {program}: {e}")))?;
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return Err(std::io::Error::other("tunnel command has no pipes"));
+    };
+    Ok(CommandIo {
+        _child: child,
+        io: tokio::io::join(stdout, stdin),
+    })
+}
+
+impl AsyncRead for CommandIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CommandIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_as_fleetctl_did() {
+        assert_eq!(
+            parse_endpoint("unix:///var/run/fleet.sock").unwrap(),
+            Target::Unix("/var/run/fleet.sock".into())
+        );
+        assert_eq!(
+            parse_endpoint("unix://var/run/fleet.sock")
+                .unwrap_err()
+                .to_string(),
+            "unable to connect to host \"var\" with scheme \"unix\""
+        );
+        assert_eq!(
+            parse_endpoint("/var/run/fleet.sock")
+                .unwrap_err()
+                .to_string(),
+            "URL scheme undefined"
+        );
+        assert_eq!(
+            parse_endpoint("https://10.0.0.1:4002").unwrap(),
+            Target::Http {
+                uri: "https://10.0.0.1:4002".into(),
+                tls: true
+            }
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Journal and status: answered by the fleetd of the machine that runs the unit, which
+//! runs `journalctl`/`systemctl` there; any other fleetd forwards the request to it.
+
+use fleet_core::{MachineId, Requirements, TargetState, UnitName};
+use futures_util::{Stream, StreamExt};
+use tonic::Status;
+
+use crate::client::{ApiClient, ClientConfig};
+use crate::convert;
+use crate::exec::stream_command;
+use crate::pb;
+use crate::server::{FleetService, registry_status, wire_status};
+
+type Chunks = std::pin::Pin<Box<dyn Stream<Item = Result<pb::OutputChunk, Status>> + Send>>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Journal,
+    Status,
+}
+
+/// Where a request must be answered.
+enum Route {
+    Local,
+    Remote {
+        machine: MachineId,
+        api_addr: String,
+    },
+}
+
+/// `journalctl` output modes; anything else is refused before reaching the command.
+fn valid_output(mode: &str) -> bool {
+    !mode.is_empty()
+        && mode.len() <= 32
+        && mode.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Result<Chunks, Status> {
+    let unit = convert::unit_name(&req.unit).map_err(wire_status)?;
+    let output = if req.output.is_empty() {
+        "short".to_string()
+    } else {
+        req.output.clone()
+    };
+    if !valid_output(&output) {
+        return Err(Status::invalid_argument(format!(
+            "invalid journal output mode {output:?}"
+        )));
+    }
+    match route(svc, &unit, None, Kind::Journal, req.no_forward).await? {
+        Route::Local => {
+            let cmd = svc
+                .ctx
+                .commands
+                .journal(&unit, req.lines, req.follow, &output);
+            Ok(Box::pin(stream_command(cmd)?))
+        }
+        Route::Remote { machine, api_addr } => {
+            let client = forward_client(svc, &machine, &api_addr).await?;
+            let stream = client
+                .journal_raw(pb::JournalRequest {
+                    no_forward: true,
+                    output,
+                    ..req
+                })
+                .await
+                .map_err(|e| forward_error(&machine, e))?;
+            Ok(relay(machine, stream))
+        }
+    }
+}
+
+pub(crate) async fn status(svc: &FleetService, req: pb::StatusRequest) -> Result<Chunks, Status> {
+    let unit = convert::unit_name(&req.unit).map_err(wire_status)?;
+    let machine = if req.machine.is_empty() {
+        None
+    } else {
+        Some(convert::machine_id(&req.machine).map_err(wire_status)?)
+    };
+    match route(svc, &unit, machine, Kind::Status, req.no_forward).await? {
+        Route::Local => Ok(Box::pin(stream_command(svc.ctx.commands.status(&unit))?)),
+        Route::Remote { machine, api_addr } => {
+            let client = forward_client(svc, &machine, &api_addr).await?;
+            let stream = client
+                .status_raw(pb::StatusRequest {
+                    unit: unit.to_string(),
+                    machine: machine.to_string(),
+                    no_forward: true,
+                })
+                .await
+                .map_err(|e| forward_error(&machine, e))?;
+            Ok(relay(machine, stream))
+        }
+    }
+}
+
+/// Finds the machine that runs `unit` (or checks that `asked` does) with fleet's
+/// messages for units that do not exist or do not run anywhere.
+async fn route(
+    svc: &FleetService,
+    unit: &UnitName,
+    asked: Option<MachineId>,
+    kind: Kind,
+    no_forward: bool,
+) -> Result<Route, Status> {
+    let reg = &svc.ctx.registry;
+    let Some(record) = reg.get_unit(unit).await.map_err(registry_status)? else {
+        return Err(Status::not_found(format!("Unit {unit} does not exist.")));
+    };
+    let global = Requirements::parse(&record.file)
+        .map(|r| r.global)
+        .unwrap_or(false);
+    let states = reg.unit_states(unit).await.map_err(registry_status)?;
+    let not_running = || {
+        Status::failed_precondition(match kind {
+            Kind::Journal => format!("Unit {unit} does not appear to be running."),
+            Kind::Status => format!("Unit {unit} does not appear to be loaded."),
+        })
+    };
+    let machine = if global {
+        match (kind, asked) {
+            (Kind::Journal, None) => {
+                return Err(Status::failed_precondition(format!(
+                    "Unable to retrieve journal of global unit {unit}."
+                )));
+            }
+            (_, Some(m)) if states.iter().any(|s| s.machine == m) => m,
+            (_, Some(_)) => return Err(not_running()),
+            (Kind::Status, None) => {
+                return Err(Status::failed_precondition(format!(
+                    "Unit {unit} is global: ask for one machine's status"
+                )));
+            }
+        }
+    } else {
+        let schedule = reg.list_schedule().await.map_err(registry_status)?;
+        let scheduled = schedule
+            .iter()
+            .find(|e| &e.unit == unit)
+            .map(|e| e.machine.clone());
+        if fleet_registry::model::current_state(scheduled.as_ref(), &states)
+            == TargetState::Inactive
+        {
+            return Err(not_running());
+        }
+        let Some(m) = scheduled else {
+            return Err(not_running());
+        };
+        if asked.as_ref().is_some_and(|a| a != &m) {
+            return Err(not_running());
+        }
+        m
+    };
+    if machine == svc.ctx.machine_id {
+        return Ok(Route::Local);
+    }
+    if no_forward {
+        return Err(Status::failed_precondition(format!(
+            "Unit {unit} runs on machine {machine}, not on {}",
+            svc.ctx.machine_id
+        )));
+    }
+    let machines = reg.list_machine_records().await.map_err(registry_status)?;
+    let Some(rec) = machines.into_iter().find(|m| m.machine.id == machine) else {
+        return Err(Status::unavailable(format!(
+            "Machine {machine} running unit {unit} is not in the cluster any more"
+        )));
+    };
+    if rec.api_addr.is_empty() {
+        return Err(Status::unavailable(format!(
+            "Machine {machine} running unit {unit} publishes no API address"
+        )));
+    }
+    Ok(Route::Remote {
+        machine,
+        api_addr: rec.api_addr,
+    })
+}
+
+async fn forward_client(
+    svc: &FleetService,
+    machine: &MachineId,
+    api_addr: &str,
+) -> Result<ApiClient, Status> {
+    let endpoint = if api_addr.contains("://") {
+        api_addr.to_string()
+    } else {
+        format!("http://{api_addr}")
+    };
+    let mut config = ClientConfig::new(endpoint);
+    config.tls = svc.ctx.forward_tls.clone();
+    config.connect_timeout = svc.ctx.forward_timeout;
+    config.request_timeout = svc.ctx.forward_timeout;
+    ApiClient::connect(&config)
+        .await
+        .map_err(|e| forward_error(machine, e))
+}
+
+fn forward_error(machine: &MachineId, e: crate::ApiError) -> Status {
+    match e {
+        // The remote fleetd's own answer (unit gone meanwhile, ...) passes through.
+        crate::ApiError::Status(s) => s,
+        other => Status::unavailable(format!(
+            "fleetd on machine {machine} is unreachable: {other}"
+        )),
+    }
+}
+
+/// Passes the remote stream through, rewording a broken connection.
+fn relay(machine: MachineId, stream: tonic::Streaming<pb::OutputChunk>) -> Chunks {
+    Box::pin(stream.map(move |item| {
+        item.map_err(|s| match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                Status::unavailable(format!(
+                    "lost machine {machine} mid-stream: {}",
+                    s.message()
+                ))
+            }
+            _ => s,
+        })
+    }))
+}

@@ -1,0 +1,488 @@
+//! The API service over the registry: unit, target, machine and state operations,
+//! snapshots streamed in pages, state watches, and journal/status (see `remote`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_core::{MachineId, Requirements, TargetState, UnitName};
+use fleet_registry::{Change, CreateOutcome, Registry, RegistryError, RegistryKey, WatchEvent};
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, WireError};
+use crate::exec::LocalCommands;
+use crate::pb::{self, fleet_server::Fleet};
+use crate::tls::ClientTls;
+
+/// Items per snapshot/list page when the caller does not say.
+const DEFAULT_PAGE: usize = 500;
+/// The largest page a caller may ask for (keeps messages far below gRPC's 4 MiB).
+const MAX_PAGE: usize = 2000;
+
+/// What the API server needs from fleetd.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub registry: Registry,
+    /// This machine, to know which journal/status requests to answer locally.
+    pub machine_id: MachineId,
+    pub commands: LocalCommands,
+    /// TLS used when forwarding to another machine's `https://` API address.
+    pub forward_tls: Option<ClientTls>,
+    /// Bound on connecting to another fleetd and on its first answer.
+    pub forward_timeout: Duration,
+}
+
+impl ApiContext {
+    /// A context with the default commands, no forwarding TLS and a 5 s forward timeout.
+    pub fn new(registry: Registry, machine_id: MachineId) -> ApiContext {
+        ApiContext {
+            registry,
+            machine_id,
+            commands: LocalCommands::default(),
+            forward_tls: None,
+            forward_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The gRPC service; wrap it in `pb::fleet_server::FleetServer` to serve it.
+#[derive(Clone)]
+pub struct FleetService {
+    pub(crate) ctx: Arc<ApiContext>,
+}
+
+impl FleetService {
+    pub fn new(ctx: ApiContext) -> FleetService {
+        FleetService { ctx: Arc::new(ctx) }
+    }
+
+    /// The tonic server wrapper, ready for `Server::builder().add_service(..)`.
+    pub fn into_server(self) -> pb::fleet_server::FleetServer<FleetService> {
+        pb::fleet_server::FleetServer::new(self)
+    }
+}
+
+/// Maps registry failures to gRPC codes; the message stays the registry's one line.
+pub(crate) fn registry_status(e: RegistryError) -> Status {
+    match &e {
+        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => {
+            Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
+        }
+        RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
+        RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+pub(crate) fn wire_status(e: WireError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn page_size(asked: u32) -> usize {
+    match asked as usize {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// Refuses unit files fleet would refuse (`[X-Fleet]` validation), as fleetctl does.
+fn validate(name: &UnitName, file: &fleet_core::UnitFile) -> Result<(), Status> {
+    Requirements::parse(file)
+        .map(|_| ())
+        .map_err(|e| Status::invalid_argument(format!("unit {name}: {e}")))
+}
+
+/// The most units one batch call may name (keeps requests far below 4 MiB).
+const MAX_BATCH: usize = 10_000;
+
+fn too_many(n: usize) -> Status {
+    Status::invalid_argument(format!(
+        "{n} units in one request; the limit is {MAX_BATCH}"
+    ))
+}
+
+fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFile), Status> {
+    let name = convert::unit_name(&req.name).map_err(wire_status)?;
+    let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
+    validate(&name, &file)?;
+    Ok((name, file))
+}
+
+fn outcome_to_wire(outcome: CreateOutcome) -> pb::CreateUnitResponse {
+    use pb::create_unit_response::Outcome;
+    let (outcome, existing_hash) = match outcome {
+        CreateOutcome::Created => (Outcome::Created, Vec::new()),
+        CreateOutcome::Identical => (Outcome::Identical, Vec::new()),
+        CreateOutcome::Differs { existing } => (Outcome::Differs, existing.0.to_vec()),
+    };
+    pb::CreateUnitResponse {
+        outcome: outcome as i32,
+        existing_hash,
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Fleet for FleetService {
+    async fn get_unit(
+        &self,
+        req: Request<pb::GetUnitRequest>,
+    ) -> Result<Response<pb::GetUnitResponse>, Status> {
+        let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
+        let unit = self
+            .ctx
+            .registry
+            .get_unit(&name)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::GetUnitResponse {
+            unit: unit.as_ref().map(convert::unit_to_wire),
+        }))
+    }
+
+    async fn get_units(
+        &self,
+        req: Request<pb::GetUnitsRequest>,
+    ) -> Result<Response<pb::GetUnitsResponse>, Status> {
+        let names = req
+            .get_ref()
+            .names
+            .iter()
+            .map(|n| convert::unit_name(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wire_status)?;
+        if names.len() > MAX_BATCH {
+            return Err(too_many(names.len()));
+        }
+        let units = self
+            .ctx
+            .registry
+            .get_units(&names)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::GetUnitsResponse {
+            units: units
+                .iter()
+                .map(|u| pb::GetUnitResponse {
+                    unit: u.as_ref().map(convert::unit_to_wire),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn create_unit(
+        &self,
+        req: Request<pb::CreateUnitRequest>,
+    ) -> Result<Response<pb::CreateUnitResponse>, Status> {
+        let (name, file) = creation(req.get_ref())?;
+        let outcome = self
+            .ctx
+            .registry
+            .create_unit(&name, &file)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(outcome_to_wire(outcome)))
+    }
+
+    async fn create_units(
+        &self,
+        req: Request<pb::CreateUnitsRequest>,
+    ) -> Result<Response<pb::CreateUnitsResponse>, Status> {
+        let units = req
+            .get_ref()
+            .units
+            .iter()
+            .map(creation)
+            .collect::<Result<Vec<_>, _>>()?;
+        if units.len() > MAX_BATCH {
+            return Err(too_many(units.len()));
+        }
+        let outcomes = self
+            .ctx
+            .registry
+            .create_units(&units)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::CreateUnitsResponse {
+            outcomes: outcomes.into_iter().map(outcome_to_wire).collect(),
+        }))
+    }
+
+    async fn replace_unit(
+        &self,
+        req: Request<pb::ReplaceUnitRequest>,
+    ) -> Result<Response<pb::ReplaceUnitResponse>, Status> {
+        let req = req.into_inner();
+        let name = convert::unit_name(&req.name).map_err(wire_status)?;
+        let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
+        validate(&name, &file)?;
+        self.ctx
+            .registry
+            .replace_unit(&name, &file)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::ReplaceUnitResponse {}))
+    }
+
+    async fn set_targets(
+        &self,
+        req: Request<pb::SetTargetsRequest>,
+    ) -> Result<Response<pb::SetTargetsResponse>, Status> {
+        let targets = req
+            .into_inner()
+            .targets
+            .iter()
+            .map(|t| {
+                let name = convert::unit_name(&t.name)?;
+                let target = convert::target_from_wire(t.target)?;
+                Ok((name, target))
+            })
+            .collect::<Result<Vec<(UnitName, TargetState)>, WireError>>()
+            .map_err(wire_status)?;
+        if let Some((name, _)) = targets
+            .iter()
+            .find(|(n, t)| n.is_template() && *t != TargetState::Inactive)
+        {
+            return Err(Status::invalid_argument(format!(
+                "cannot activate template {:?}",
+                name.as_str()
+            )));
+        }
+        let outcome = self
+            .ctx
+            .registry
+            .set_targets(&targets)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::SetTargetsResponse {
+            missing: outcome.missing.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn destroy_unit(
+        &self,
+        req: Request<pb::DestroyUnitRequest>,
+    ) -> Result<Response<pb::DestroyUnitResponse>, Status> {
+        let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
+        let existed = self
+            .ctx
+            .registry
+            .destroy_unit(&name)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::DestroyUnitResponse { existed }))
+    }
+
+    type SnapshotStream = BoxStream<pb::SnapshotPage>;
+
+    async fn snapshot(
+        &self,
+        req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let size = page_size(req.get_ref().page_size);
+        let snap = self
+            .ctx
+            .registry
+            .snapshot()
+            .await
+            .map_err(registry_status)?;
+        let revision = snap.revision;
+        let mut pages = Vec::new();
+        let mut page = pb::SnapshotPage {
+            revision,
+            ..Default::default()
+        };
+        let mut items = 0;
+        let mut push = |page: &mut pb::SnapshotPage, pages: &mut Vec<pb::SnapshotPage>| {
+            items += 1;
+            if items >= size {
+                items = 0;
+                pages.push(std::mem::replace(
+                    page,
+                    pb::SnapshotPage {
+                        revision,
+                        ..Default::default()
+                    },
+                ));
+            }
+        };
+        for u in &snap.units {
+            page.units.push(convert::unit_to_wire(u));
+            push(&mut page, &mut pages);
+        }
+        for m in &snap.machines {
+            page.machines.push(convert::machine_to_wire(m));
+            push(&mut page, &mut pages);
+        }
+        for e in &snap.schedule {
+            page.schedule.push(convert::schedule_to_wire(e));
+            push(&mut page, &mut pages);
+        }
+        for s in &snap.states {
+            page.states.push(convert::state_to_wire(s));
+            push(&mut page, &mut pages);
+        }
+        for (unit, reason) in &snap.unplaced {
+            page.unplaced.push(pb::Unplaced {
+                unit: unit.to_string(),
+                reason: reason.clone(),
+            });
+            push(&mut page, &mut pages);
+        }
+        if items > 0 || pages.is_empty() {
+            pages.push(page);
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            pages.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn list_machines(
+        &self,
+        req: Request<pb::ListMachinesRequest>,
+    ) -> Result<Response<pb::ListMachinesResponse>, Status> {
+        let req = req.into_inner();
+        let size = page_size(req.page_size);
+        let machines = self
+            .ctx
+            .registry
+            .list_machine_records()
+            .await
+            .map_err(registry_status)?;
+        // The token is the last id of the previous page: machines joining or leaving
+        // between pages never shift the others.
+        let mut rest: Vec<_> = machines
+            .iter()
+            .filter(|m| {
+                req.page_token.is_empty() || m.machine.id.as_str() > req.page_token.as_str()
+            })
+            .collect();
+        let more = rest.len() > size;
+        rest.truncate(size);
+        let next_page_token = match (more, rest.last()) {
+            (true, Some(last)) => last.machine.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListMachinesResponse {
+            machines: rest.into_iter().map(convert::machine_to_wire).collect(),
+            next_page_token,
+        }))
+    }
+
+    type ListStatesStream = BoxStream<pb::StatesPage>;
+
+    async fn list_states(
+        &self,
+        req: Request<pb::ListStatesRequest>,
+    ) -> Result<Response<Self::ListStatesStream>, Status> {
+        let size = page_size(req.get_ref().page_size);
+        let (revision, states) = self
+            .ctx
+            .registry
+            .list_states_at()
+            .await
+            .map_err(registry_status)?;
+        let mut pages: Vec<pb::StatesPage> = states
+            .chunks(size)
+            .map(|c| pb::StatesPage {
+                revision,
+                states: c.iter().map(convert::state_to_wire).collect(),
+            })
+            .collect();
+        if pages.is_empty() {
+            pages.push(pb::StatesPage {
+                revision,
+                states: Vec::new(),
+            });
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            pages.into_iter().map(Ok),
+        ))))
+    }
+
+    type WatchStatesStream = BoxStream<pb::StateEvents>;
+
+    async fn watch_states(
+        &self,
+        req: Request<pb::WatchStatesRequest>,
+    ) -> Result<Response<Self::WatchStatesStream>, Status> {
+        let from = req.get_ref().from_revision;
+        if from <= 0 {
+            return Err(Status::invalid_argument(
+                "from_revision must be a revision from ListStates, plus one",
+            ));
+        }
+        let registry = &self.ctx.registry;
+        let mut watch = registry.watch_prefix(registry.keys().states(), from);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    b = watch.next() => b,
+                    // The client went away: dropping the watch cancels it.
+                    _ = tx.closed() => return,
+                };
+                let msg = match batch {
+                    Ok(batch) => Ok(pb::StateEvents {
+                        revision: batch.revision,
+                        events: batch.events.iter().filter_map(state_event).collect(),
+                    }),
+                    Err(e) => Err(registry_status(e)),
+                };
+                let failed = msg.is_err();
+                if tx.send(msg).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type JournalStream = BoxStream<pb::OutputChunk>;
+
+    async fn journal(
+        &self,
+        req: Request<pb::JournalRequest>,
+    ) -> Result<Response<Self::JournalStream>, Status> {
+        crate::remote::journal(self, req.into_inner())
+            .await
+            .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
+    }
+
+    type StatusStream = BoxStream<pb::OutputChunk>;
+
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<Self::StatusStream>, Status> {
+        crate::remote::status(self, req.into_inner())
+            .await
+            .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
+    }
+}
+
+fn state_event(e: &WatchEvent) -> Option<pb::StateEvent> {
+    use pb::state_event::Event;
+    match e {
+        WatchEvent::Put {
+            change: Change::State(s),
+            ..
+        } => Some(pb::StateEvent {
+            event: Some(Event::Put(convert::state_to_wire(s))),
+        }),
+        WatchEvent::Delete {
+            key: RegistryKey::State(unit, machine),
+            ..
+        } => Some(pb::StateEvent {
+            event: Some(Event::Deleted(pb::StateKey {
+                unit: unit.to_string(),
+                machine: machine.to_string(),
+            })),
+        }),
+        _ => None,
+    }
+}

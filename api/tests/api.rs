@@ -1,0 +1,474 @@
+//! The API server in-process against a real etcd: every operation over a unix socket,
+//! journal/status answered locally and forwarded between two fleetds, and mTLS on TCP.
+//! journalctl/systemctl are small scripts here (the lab tests use real systemd).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fleet_api::client::OutputPiece;
+use fleet_api::{
+    ApiClient, ApiContext, ClientConfig, ClientTls, ListenConfig, Listeners, LocalCommands,
+    ServerTls, StateChange, serve_on,
+};
+use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitName};
+use fleet_registry::{
+    CreateOutcome, Registry, RegistryConfig, ScheduleEntry, SchedulePlan, UnitStateRecord,
+};
+use fleet_testkit::EtcdServer;
+use tokio_util::sync::CancellationToken;
+
+const UNIT: &str = "[Unit]\nDescription=hello\n\n[Service]\nExecStart=/bin/sleep 1000\n";
+const GLOBAL: &str = "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nGlobal=true\n";
+
+fn name(s: &str) -> UnitName {
+    UnitName::parse(s).unwrap()
+}
+
+fn mid(s: &str) -> MachineId {
+    MachineId::new(s).unwrap()
+}
+
+/// One fleetd's API server; stopped (and its socket removed) on drop.
+struct Fleetd {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), fleet_api::ApiError>>>,
+    socket: PathBuf,
+    tcp: Option<std::net::SocketAddr>,
+}
+
+impl Drop for Fleetd {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn script(dir: &Path, file: &str, body: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+async fn registry(etcd: &EtcdServer) -> Registry {
+    Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap()
+}
+
+/// Starts a fleetd API for `machine` whose journalctl/systemctl print who they are.
+async fn fleetd(
+    etcd: &EtcdServer,
+    dir: &Path,
+    machine: &str,
+    tcp: bool,
+    tls: Option<ServerTls>,
+    forward_tls: Option<ClientTls>,
+) -> Fleetd {
+    let mdir = dir.join(machine);
+    std::fs::create_dir_all(&mdir).unwrap();
+    let journalctl = script(
+        &mdir,
+        "journalctl",
+        &format!(
+            "echo \"journal of {machine}: $*\"\ncase \"$*\" in *-f*) while true; do echo tick; sleep 0.1; done;; esac"
+        ),
+    );
+    let systemctl = script(
+        &mdir,
+        "systemctl",
+        &format!("echo \"status on {machine}: $*\"\necho oops >&2\nexit 3"),
+    );
+    let mut ctx = ApiContext::new(registry(etcd).await, mid(machine));
+    ctx.commands = LocalCommands {
+        journalctl,
+        systemctl,
+        user: false,
+    };
+    ctx.forward_tls = forward_tls;
+    let socket = mdir.join("fleet.sock");
+    let config = ListenConfig {
+        unix: Some(socket.clone()),
+        tcp: if tcp {
+            vec!["127.0.0.1:0".parse().unwrap()]
+        } else {
+            vec![]
+        },
+        tls,
+        socket_activation: false,
+    };
+    let listeners = Listeners::open(&config).unwrap();
+    let tcp = listeners.tcp_addrs().first().copied();
+    let api_addr = listeners.api_addr(None);
+    let reg = registry(etcd).await;
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let mut m = Machine::new(mid(machine));
+    m.public_ip = "127.0.0.1".into();
+    reg.register_machine(&m, &api_addr, lease).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    Fleetd {
+        stop,
+        task: Some(task),
+        socket,
+        tcp,
+    }
+}
+
+async fn unix_client(f: &Fleetd) -> ApiClient {
+    ApiClient::connect(&ClientConfig::new(format!("unix://{}", f.socket.display())))
+        .await
+        .unwrap()
+}
+
+/// Places `unit` on `machine` and reports it launched there, as engine and agent would.
+async fn run_on(reg: &Registry, unit: &str, machine: &str) {
+    let file = UnitFile::parse(UNIT).unwrap();
+    reg.apply_schedule(
+        &SchedulePlan {
+            place: vec![ScheduleEntry {
+                machine: mid(machine),
+                unit: name(unit),
+                hash: file.hash(),
+                target: TargetState::Launched,
+            }],
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    reg.put_states(
+        &[UnitStateRecord {
+            unit: name(unit),
+            machine: mid(machine),
+            hash: file.hash(),
+            state: TargetState::Launched,
+            systemd: SystemdState {
+                load: "loaded".into(),
+                active: "active".into(),
+                sub: "running".into(),
+            },
+        }],
+        lease,
+    )
+    .await
+    .unwrap();
+}
+
+async fn collect(mut out: fleet_api::Output) -> (String, String, Option<i32>) {
+    let (mut so, mut se, mut code) = (Vec::new(), Vec::new(), None);
+    while let Some(p) = out.next().await.unwrap() {
+        match p {
+            OutputPiece::Stdout(b) => so.extend(b),
+            OutputPiece::Stderr(b) => se.extend(b),
+            OutputPiece::Exit(c) => code = Some(c),
+        }
+    }
+    (
+        String::from_utf8(so).unwrap(),
+        String::from_utf8(se).unwrap(),
+        code,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_over_the_unix_socket() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleetd(&etcd, dir.path(), "m1", false, None, None).await;
+    let mode = std::fs::metadata(&f.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode");
+    let c = unix_client(&f).await;
+    let file = UnitFile::parse(UNIT).unwrap();
+    let (a, b) = (name("a.service"), name("b.service"));
+
+    assert_eq!(c.get_unit(&a).await.unwrap(), None);
+    assert_eq!(
+        c.create_unit(&a, &file).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        c.create_unit(&a, &file).await.unwrap(),
+        CreateOutcome::Identical
+    );
+    let other = UnitFile::parse("[Service]\nExecStart=/bin/false\n").unwrap();
+    assert!(matches!(
+        c.create_units(&[(a.clone(), other.clone()), (b.clone(), file.clone())])
+            .await
+            .unwrap()[..],
+        [CreateOutcome::Differs { .. }, CreateOutcome::Created]
+    ));
+    let got = c.get_unit(&a).await.unwrap().unwrap();
+    assert_eq!(
+        (got.file.canonical(), got.hash),
+        (file.canonical(), file.hash())
+    );
+    c.replace_unit(&b, &other).await.unwrap();
+    let units = c.get_units(&[b.clone(), name("x.service")]).await.unwrap();
+    assert_eq!(units[0].as_ref().unwrap().file, other);
+    assert!(units[1].is_none());
+
+    let outcome = c
+        .set_targets(&[
+            (a.clone(), TargetState::Launched),
+            (name("x.service"), TargetState::Loaded),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcome.missing, vec![name("x.service")]);
+    let err = c
+        .set_targets(&[(name("t@.service"), TargetState::Launched)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "cannot activate template \"t@.service\"");
+
+    let snap = c.snapshot().await.unwrap();
+    assert_eq!(snap.units.len(), 2);
+    assert_eq!(snap.units[0].target, TargetState::Launched);
+    assert_eq!(snap.machines[0].machine.id, mid("m1"));
+    assert_eq!(c.list_machines().await.unwrap()[0].public_ip, "127.0.0.1");
+
+    // A state watch sees an agent's report made after the listing.
+    let (rev, states) = c.list_states_at().await.unwrap();
+    assert!(states.is_empty());
+    let mut watch = c.watch_states(rev + 1).await.unwrap();
+    let reg = registry(&etcd).await;
+    run_on(&reg, "a.service", "m1").await;
+    let (_, changes) = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(&changes[..], [StateChange::Put(s)] if s.unit == a));
+
+    assert!(c.destroy_unit(&b).await.unwrap());
+    assert!(!c.destroy_unit(&b).await.unwrap());
+
+    // Invalid input is refused with one line and changes nothing.
+    let bad = UnitFile::parse("[X-Fleet]\nGlobal=true\nMachineID=x\n").unwrap();
+    assert!(c.create_unit(&name("bad.service"), &bad).await.is_err());
+    assert_eq!(c.get_unit(&name("bad.service")).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_and_status_run_where_the_unit_runs() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m1 = fleetd(&etcd, dir.path(), "m1", true, None, None).await;
+    let _m2 = fleetd(&etcd, dir.path(), "m2", true, None, None).await;
+    let reg = registry(&etcd).await;
+    let file = UnitFile::parse(UNIT).unwrap();
+    for u in ["here.service", "there.service", "idle.service"] {
+        reg.create_unit(&name(u), &file).await.unwrap();
+    }
+    reg.create_unit(&name("g.service"), &UnitFile::parse(GLOBAL).unwrap())
+        .await
+        .unwrap();
+    run_on(&reg, "here.service", "m1").await;
+    run_on(&reg, "there.service", "m2").await;
+    let c = unix_client(&m1).await;
+
+    let (out, _, code) = collect(
+        c.journal(&name("here.service"), 5, false, "cat")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        out,
+        "journal of m1: --no-pager -o cat -n 5 -u here.service\n"
+    );
+    assert_eq!(code, Some(0));
+    // Forwarded to m2 through its published address.
+    let (out, _, _) = collect(
+        c.journal(&name("there.service"), 0, false, "")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        out,
+        "journal of m2: --no-pager -o short -n 10 -u there.service\n"
+    );
+    let (out, err, code) = collect(c.status(&name("there.service"), None).await.unwrap()).await;
+    assert_eq!(out, "status on m2: status -l --no-pager there.service\n");
+    assert_eq!((err.as_str(), code), ("oops\n", Some(3)));
+
+    // Following: lines arrive while the command runs; dropping the stream ends it.
+    let mut follow = c
+        .journal(&name("there.service"), 1, true, "short")
+        .await
+        .unwrap();
+    let mut ticks = 0;
+    while ticks < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), follow.next()).await {
+            Ok(Ok(Some(OutputPiece::Stdout(b)))) => {
+                ticks += String::from_utf8_lossy(&b).matches("tick").count()
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(follow);
+
+    let msg = |r: Result<fleet_api::Output, fleet_api::ApiError>| match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        msg(c.journal(&name("nope.service"), 1, false, "").await),
+        "Unit nope.service does not exist."
+    );
+    assert_eq!(
+        msg(c.journal(&name("idle.service"), 1, false, "").await),
+        "Unit idle.service does not appear to be running."
+    );
+    assert_eq!(
+        msg(c.status(&name("idle.service"), None).await),
+        "Unit idle.service does not appear to be loaded."
+    );
+    assert_eq!(
+        msg(c.journal(&name("g.service"), 1, false, "").await),
+        "Unable to retrieve journal of global unit g.service."
+    );
+    assert!(msg(c.journal(&name("here.service"), 1, false, "x;rm").await).contains("output mode"));
+
+    // The machine going away: its fleetd stops answering, the error says so.
+    drop(_m2);
+    let e = msg(c.journal(&name("there.service"), 1, false, "").await);
+    assert!(e.contains("m2"), "{e}");
+    let _ = m1.tcp;
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server cert for 127.0.0.1 and a client cert, all signed by the CA.
+fn certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fleet test CA",
+    ]);
+    openssl(dir, &ca);
+    for (who, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+        ("rogue", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
+        let mut req = vec!["req"];
+        req.extend(ec);
+        let (key, csr, crt, extf) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.crt"),
+            format!("{who}.ext"),
+        );
+        let subj = format!("/CN={who}");
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        if who == "rogue" {
+            // Self-signed: not from the cluster's CA.
+            openssl(
+                dir,
+                &[
+                    "x509", "-req", "-in", &csr, "-signkey", &key, "-out", &crt, "-days", "2",
+                    "-extfile", &extf,
+                ],
+            );
+        } else {
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &extf,
+                ],
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_refuses_clients_without_a_valid_cert() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(d);
+    let tls = ServerTls {
+        cert: d.join("server.crt"),
+        key: d.join("server.key"),
+        client_ca: Some(d.join("ca.crt")),
+    };
+    let f = fleetd(&etcd, d, "m1", true, Some(tls), None).await;
+    let endpoint = format!("https://{}", f.tcp.unwrap());
+    let config = |cert: Option<&str>| {
+        let mut c = ClientConfig::new(endpoint.clone());
+        c.tls = Some(ClientTls {
+            ca: Some(d.join("ca.crt")),
+            cert: cert.map(|w| d.join(format!("{w}.crt"))),
+            key: cert.map(|w| d.join(format!("{w}.key"))),
+            domain: None,
+        });
+        c
+    };
+    let good = ApiClient::connect(&config(Some("client"))).await.unwrap();
+    assert_eq!(good.list_machines().await.unwrap().len(), 1);
+    for bad in [None, Some("rogue")] {
+        let refused = match ApiClient::connect(&config(bad)).await {
+            Err(_) => true,
+            Ok(c) => c.list_machines().await.is_err(),
+        };
+        assert!(refused, "client with {bad:?} was served");
+    }
+    // Plaintext against the TLS listener is refused too.
+    let plain = ClientConfig::new(format!("http://{}", f.tcp.unwrap()));
+    let refused = match ApiClient::connect(&plain).await {
+        Err(_) => true,
+        Ok(c) => c.list_machines().await.is_err(),
+    };
+    assert!(refused);
+}

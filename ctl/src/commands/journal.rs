@@ -1,0 +1,52 @@
+//! `fleetctl journal [--lines N] [-f] [--output MODE] UNIT`: the unit's journal from the
+//! machine running it; with `-f`, until Ctrl-C (which closes the stream and stops
+//! `journalctl` there).
+
+use std::process::ExitCode;
+
+use fleet_core::UnitName;
+
+use super::status::{exit_code, find, is_global, pipe, running_on};
+use crate::context::{Ctx, fail};
+
+pub async fn run(
+    ctx: &mut Ctx,
+    args: &[String],
+    lines: u32,
+    follow: bool,
+    output: &str,
+) -> anyhow::Result<ExitCode> {
+    let [arg] = args else {
+        return Err(fail("One unit file must be provided."));
+    };
+    let (name, _) =
+        UnitName::from_arg(arg).map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
+    let client = ctx.client().await?.clone();
+    let snapshot = client.registry.snapshot().await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })?;
+    let unit = find(&snapshot, &name)?;
+    if is_global(unit) {
+        return Err(fail(format!(
+            "Unable to retrieve journal of global unit {name}."
+        )));
+    }
+    let Some(machine) = running_on(&snapshot, &name) else {
+        return Err(fail(format!("Unit {name} does not appear to be running.")));
+    };
+    let api = client
+        .api_for(&machine)
+        .await
+        .map_err(|e| fail(format!("Unable to reach machine {machine}: {e}")))?;
+    let stream = api
+        .journal(&name, lines, follow, output)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::select! {
+        code = pipe(stream) => Ok(exit_code(code?)),
+        // Ctrl-C ends a follow cleanly: dropping the stream closes it remotely.
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,108 @@
+//! `fleetctl status UNIT...`: what `systemctl status` prints on the machine running each
+//! unit, streamed from that machine's fleetd (fleet ran it over SSH).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use fleet_api::client::{Output, OutputPiece};
+use fleet_core::{MachineId, Requirements, TargetState, UnitName};
+use fleet_registry::{ClusterSnapshot, UnitRecord};
+
+use crate::context::{Ctx, err, fail};
+
+pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
+    if args.is_empty() {
+        err("No units given");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = ctx.client().await?.clone();
+    let snapshot = client.registry.snapshot().await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })?;
+    for (i, arg) in args.iter().enumerate() {
+        let (name, _) = UnitName::from_arg(arg)
+            .map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
+        let unit = find(&snapshot, &name)?;
+        let machines: Vec<MachineId> = if is_global(unit) {
+            snapshot
+                .states_of(&name)
+                .map(|s| s.machine.clone())
+                .collect()
+        } else {
+            vec![
+                running_on(&snapshot, &name)
+                    .ok_or_else(|| fail(format!("Unit {name} does not appear to be loaded.")))?,
+            ]
+        };
+        if i > 0 {
+            crate::context::out("")?;
+        }
+        for machine in &machines {
+            let api = client
+                .api_for(machine)
+                .await
+                .map_err(|e| fail(format!("Unable to reach machine {machine}: {e}")))?;
+            let output = api
+                .status(&name, Some(machine))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let code = pipe(output).await?;
+            if code != 0 {
+                return Ok(exit_code(code));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The unit, or fleet's `Unit <n> does not exist.`.
+pub(super) fn find<'a>(
+    snapshot: &'a ClusterSnapshot,
+    name: &UnitName,
+) -> anyhow::Result<&'a UnitRecord> {
+    snapshot
+        .units
+        .iter()
+        .find(|u| &u.name == name)
+        .ok_or_else(|| fail(format!("Unit {name} does not exist.")))
+}
+
+pub(super) fn is_global(unit: &UnitRecord) -> bool {
+    Requirements::parse(&unit.file).is_ok_and(|r| r.global)
+}
+
+/// The machine running a non-global unit, if its current state is not `inactive`.
+pub(super) fn running_on(snapshot: &ClusterSnapshot, name: &UnitName) -> Option<MachineId> {
+    if snapshot.current_state(name) == TargetState::Inactive {
+        return None;
+    }
+    snapshot.scheduled_on(name).cloned()
+}
+
+/// Copies a remote command's output to ours; returns its exit code (255 if the stream
+/// ended without one). A broken connection is one line and exit 1.
+pub(super) async fn pipe(mut output: Output) -> anyhow::Result<i32> {
+    loop {
+        match output.next().await {
+            Ok(Some(OutputPiece::Stdout(b))) => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&b)?;
+                stdout.flush()?;
+            }
+            Ok(Some(OutputPiece::Stderr(b))) => {
+                let mut stderr = std::io::stderr().lock();
+                let _ = stderr.write_all(&b);
+            }
+            Ok(Some(OutputPiece::Exit(code))) => return Ok(code),
+            Ok(None) => return Ok(255),
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+}
+
+/// A remote exit status as ours (`-1`, a signal, becomes 255 as in fleet).
+pub(super) fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
+}
