@@ -41,6 +41,16 @@ pub struct Config {
     pub machine_id: Option<String>,
     /// Where the machine id is read from when `machine_id` is not set.
     pub machine_id_file: PathBuf,
+    /// The API's unix socket (`/var/run/fleet.sock`); empty for none. Sockets passed by
+    /// systemd (`fleet.socket`, LISTEN_FDS) take precedence.
+    pub api_socket: Option<PathBuf>,
+    /// TCP addresses the API listens on (`ip:port`), none by default.
+    pub api_listen: Vec<std::net::SocketAddr>,
+    /// TLS certificate and key for the API's TCP listeners.
+    pub api_tls_cert: Option<PathBuf>,
+    pub api_tls_key: Option<PathBuf>,
+    /// CA whose client certificates the API requires (mutual TLS) when set.
+    pub api_tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -70,6 +80,11 @@ impl Default for Config {
             disable_watches: false,
             machine_id: None,
             machine_id_file: PathBuf::from("/etc/machine-id"),
+            api_socket: Some(PathBuf::from("/var/run/fleet.sock")),
+            api_listen: Vec::new(),
+            api_tls_cert: None,
+            api_tls_key: None,
+            api_tls_client_ca: None,
         }
     }
 }
@@ -306,6 +321,21 @@ impl Config {
             "disable_watches" => self.disable_watches = boolean(value).map_err(|w| invalid(&w))?,
             "machine_id" => self.machine_id = opt(value.trim()),
             "machine_id_file" => self.machine_id_file = PathBuf::from(value.trim()),
+            "api_socket" => self.api_socket = opt(value.trim()).map(PathBuf::from),
+            "api_listen" => {
+                self.api_listen = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|_| invalid(&format!("{a:?} is not an ip:port address")))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "api_tls_cert" => self.api_tls_cert = opt(value.trim()).map(PathBuf::from),
+            "api_tls_key" => self.api_tls_key = opt(value.trim()).map(PathBuf::from),
+            "api_tls_client_ca" => self.api_tls_client_ca = opt(value.trim()).map(PathBuf::from),
             n if DEPRECATED.contains(&n) => {
                 warnings.push(format!(
                     "Config option {n} is no longer supported - ignoring"
@@ -479,6 +509,14 @@ mod tests {
         assert_eq!(c.agent_ttl, Duration::from_secs(3));
         assert_eq!(c.public_ip, "10.0.0.5");
         assert!(c.disable_engine);
+        let c = load(
+            "api_listen=0.0.0.0:49153, 127.0.0.1:49154\napi_socket=\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.api_listen.len(), 2);
+        assert_eq!(c.api_socket, None);
         // env beats the file, flags beat env
         let c = load(
             file,

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fleetd::config::{CommandLine, Config, DEFAULT_CONFIG_PATH, parse_command_line};
-use fleetd::server::Server;
+use fleetd::server::{Api, Server};
 use fleetd::systemd::{SystemdManager, SystemdOptions};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -83,7 +83,7 @@ enum Stop {
     Reload,
 }
 
-async fn serve(cl: CommandLine, mut config: Config) -> anyhow::Result<()> {
+async fn serve(cl: CommandLine, config: Config) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -95,8 +95,30 @@ async fn serve(cl: CommandLine, mut config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot connect to systemd")?,
     );
+    let api = Api::start(&config).await?;
+    let result = run_components(
+        &cl,
+        config,
+        systemd,
+        &api.addr,
+        (&mut sigterm, &mut sigint, &mut sighup),
+    )
+    .await;
+    api.stop().await;
+    result
+}
+
+/// Runs incarnations of the components until a terminating signal (or a failure);
+/// SIGHUP rebuilds them from the reloaded configuration without stopping units.
+async fn run_components(
+    cl: &CommandLine,
+    mut config: Config,
+    systemd: Arc<SystemdManager>,
+    api_addr: &str,
+    (sigterm, sigint, sighup): (&mut Signal, &mut Signal, &mut Signal),
+) -> anyhow::Result<()> {
     loop {
-        let mut server = Server::new(&config, systemd.clone()).await?;
+        let mut server = Server::new(&config, systemd.clone(), api_addr).await?;
         let stop = CancellationToken::new();
         let why = {
             let run = server.run(stop.clone());
@@ -123,7 +145,7 @@ async fn serve(cl: CommandLine, mut config: Config) -> anyhow::Result<()> {
             Stop::Reload => {
                 let path = cl.config_path.as_deref().unwrap_or(DEFAULT_CONFIG_PATH);
                 tracing::info!("Reloading configuration from {path}");
-                match Config::load(&cl, std::env::vars()) {
+                match Config::load(cl, std::env::vars()) {
                     Ok((c, warnings)) => {
                         for w in warnings {
                             tracing::warn!("{w}");

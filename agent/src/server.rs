@@ -31,6 +31,8 @@ pub enum ServerError {
     Agent(#[from] AgentError),
     #[error("engine: {0}")]
     Engine(String),
+    #[error("API: {0}")]
+    Api(#[from] fleet_api::ApiError),
 }
 
 /// One incarnation of fleetd's components.
@@ -42,8 +44,13 @@ pub struct Server<M: UnitManager> {
 }
 
 impl<M: UnitManager> Server<M> {
-    /// Resolves the machine's identity and prepares the etcd connection.
-    pub async fn new(config: &Config, systemd: Arc<M>) -> Result<Self, ServerError> {
+    /// Resolves the machine's identity and prepares the etcd connection. `api_addr` is
+    /// where this machine's API answers (published with the machine; may be empty).
+    pub async fn new(
+        config: &Config,
+        systemd: Arc<M>,
+        api_addr: &str,
+    ) -> Result<Self, ServerError> {
         let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
         let public_ip = if config.public_ip.is_empty() {
             identity::detect_public_ip().await
@@ -58,11 +65,9 @@ impl<M: UnitManager> Server<M> {
             disable_engine: config.disable_engine,
         };
         let registry = Registry::connect(registry_config(config)).await?;
-        let agent = Agent::new(
-            registry.clone(),
-            systemd,
-            AgentConfig::from_config(config, machine),
-        );
+        let mut agent_config = AgentConfig::from_config(config, machine);
+        agent_config.api_addr = api_addr.to_string();
+        let agent = Agent::new(registry.clone(), systemd, agent_config);
         let engine = (!config.disable_engine).then_some((id, config.engine_reconcile_interval));
         Ok(Server {
             registry,
@@ -107,6 +112,68 @@ impl<M: UnitManager> Server<M> {
             .is_err()
         {
             tracing::error!("graceful shutdown did not finish within {SHUTDOWN_TIMEOUT:?}");
+        }
+    }
+}
+
+/// fleetd's API (what fleetctl's default driver talks to). Its listeners are opened once
+/// per process and survive SIGHUP reloads, as fleet's socket-activated listeners did.
+pub struct Api {
+    /// `http(s)://ip:port` of the first TCP listener, empty without one.
+    pub addr: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), fleet_api::ApiError>>,
+}
+
+impl Api {
+    /// Opens the listeners (systemd's LISTEN_FDS sockets if passed, else `api_socket`
+    /// and `api_listen`) and serves until [`Api::stop`].
+    pub async fn start(config: &Config) -> Result<Api, ServerError> {
+        let tls = match (&config.api_tls_cert, &config.api_tls_key) {
+            (Some(cert), Some(key)) => Some(fleet_api::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.api_tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
+        let listen = fleet_api::ListenConfig {
+            unix: config.api_socket.clone(),
+            tcp: config.api_listen.clone(),
+            tls: tls.clone(),
+            socket_activation: true,
+        };
+        let listeners = fleet_api::Listeners::open(&listen)?;
+        let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
+        let public_ip = if config.public_ip.is_empty() {
+            identity::detect_public_ip().await
+        } else {
+            config.public_ip.clone()
+        };
+        let addr = listeners.api_addr(public_ip.parse().ok());
+        let mut ctx =
+            fleet_api::ApiContext::new(Registry::connect(registry_config(config)).await?, id);
+        ctx.commands.user = config.systemd_user;
+        // Forwarding to other machines' TLS listeners uses this machine's identity.
+        ctx.forward_tls = tls.map(|t| fleet_api::ClientTls {
+            ca: t.client_ca,
+            cert: Some(t.cert),
+            key: Some(t.key),
+            domain: None,
+        });
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(fleet_api::serve_on(listeners, ctx, stop.clone()));
+        tracing::info!(addr = %addr, "serving the fleet API");
+        Ok(Api { addr, stop, task })
+    }
+
+    /// Stops serving and waits for the listeners to close.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        match self.task.await {
+            Ok(Err(e)) => tracing::error!("API: {e}"),
+            Err(e) => tracing::error!("API task failed: {e}"),
+            Ok(Ok(())) => {}
         }
     }
 }

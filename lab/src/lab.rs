@@ -20,6 +20,8 @@ use crate::sys::{self, FileLock};
 
 /// Where the fleet binaries appear inside every machine.
 pub const FLEET_DIR_IN_MACHINE: &str = "/opt/fleet";
+/// The TCP port of the fleet API in every machine (`fleetctl --endpoint http://<ip>:49153`).
+pub const API_PORT: u16 = 49153;
 /// PATH of commands run inside machines (includes the fleet binaries).
 const MACHINE_PATH: &str =
     "/opt/fleet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -681,6 +683,8 @@ impl Lab {
         self.state.save(&self.name.state_dir())
     }
 
+    /// fleet.conf of one machine: its etcd, identity, and the fleet API on
+    /// `<ip>:`[`API_PORT`] (plain HTTP/2 on the lab's private bridge).
     fn fleet_conf(&self, m: &MachineState) -> Result<String> {
         let etcd = self
             .etcd_bridge_url()
@@ -697,8 +701,9 @@ impl Lab {
              etcd_key_prefix={}\n\
              public_ip={}\n\
              metadata={metadata}\n\
-             agent_ttl={}\n",
-            m.name, self.name, self.state.etcd_key_prefix, m.ip, self.state.agent_ttl
+             agent_ttl={}\n\
+             api_listen={}:{API_PORT}\n",
+            m.name, self.name, self.state.etcd_key_prefix, m.ip, self.state.agent_ttl, m.ip
         ))
     }
 
@@ -706,6 +711,7 @@ impl Lab {
         let url = self.etcd_url().unwrap_or_default();
         let text = format!(
             "# Source this file to point fleetctl at lab {name}.\n\
+             export FLEETCTL_DRIVER=etcd\n\
              export FLEETCTL_ENDPOINT={url}\n\
              export FLEETCTL_ETCD_KEY_PREFIX={prefix}\n\
              export FLEET_LAB_NAME={name}\n",

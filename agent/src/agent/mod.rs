@@ -28,6 +28,9 @@ pub use runner::{Agent, AgentError};
 pub struct AgentConfig {
     /// What is published at `machine/<id>`.
     pub machine: Machine,
+    /// Where this machine's API answers (`http(s)://ip:port`), published with the machine
+    /// so any fleetd can forward journal/status here; empty when it has no TCP listener.
+    pub api_addr: String,
     /// Lease TTL of the machine and state keys (`agent_ttl`).
     pub ttl: Duration,
     /// Where the lease id is kept across restarts of fleetd (`None`: not kept).
@@ -45,6 +48,7 @@ impl AgentConfig {
     pub fn new(machine: Machine, ttl: Duration) -> Self {
         AgentConfig {
             machine,
+            api_addr: String::new(),
             ttl,
             lease_file: None,
             debounce: Duration::from_millis(15),

@@ -23,11 +23,12 @@ pub enum RegisterError {
     Duplicate { machine: String, lease: LeaseId },
 }
 
-/// Registers `machine` for `ttl`: takes back one of `own_leases` if the machine key is
+/// Registers `machine` (and where its API answers, for journal/status forwarding) for `ttl`: takes back one of `own_leases` if the machine key is
 /// still bound to it, else creates the key under a new lease if it is absent.
 pub async fn register(
     registry: &Registry,
     machine: &Machine,
+    api_addr: &str,
     ttl: Duration,
     own_leases: &[LeaseId],
 ) -> Result<LeaseKeepAlive, RegisterError> {
@@ -45,7 +46,7 @@ pub async fn register(
     };
     let result = async {
         let keeper = registry.keep_alive(lease, ttl).await?;
-        registry.register_machine(machine, "", lease).await?;
+        registry.register_machine(machine, api_addr, lease).await?;
         Ok::<_, RegistryError>(keeper)
     }
     .await;

@@ -123,6 +123,7 @@ impl<M: UnitManager> Agent<M> {
                 match register(
                     &self.registry,
                     &self.config.machine,
+                    &self.config.api_addr,
                     self.config.ttl,
                     &self.own_leases,
                 )
