@@ -198,7 +198,16 @@ fn up(cli: &Cli, fleetd: Option<PathBuf>, fleetctl: Option<PathBuf>, timeout: u6
     Ok(0)
 }
 
+/// `status`: a table per lab. Printed in one write, quietly ending on a closed pipe
+/// (`fleet-lab status | head`).
 fn status(cli: &Cli) -> Result<i32> {
+    let mut text = String::new();
+    macro_rules! outln {
+        ($($arg:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!(text, $($arg)*);
+        }};
+    }
     let names = match lab_name(cli) {
         Ok(name) => vec![name],
         Err(_) => running_labs()
@@ -207,31 +216,45 @@ fn status(cli: &Cli) -> Result<i32> {
             .collect(),
     };
     if names.is_empty() {
-        println!("no lab is running");
+        outln!("no lab is running");
+        print_quietly(&text);
         return Ok(0);
     }
     for name in names {
         let lab = Lab::attach(&name)?;
         let state = lab.state();
-        println!(
+        outln!(
             "lab {name}  subnet {}  etcd {}",
             state.subnet.map(|s| s.to_string()).unwrap_or_default(),
             lab.etcd_url().unwrap_or("-")
         );
-        println!(
+        outln!(
             "  {:<12} {:<15} {:<32} {:<9} NETWORK",
-            "MACHINE", "IP", "MACHINE-ID", "SYSTEMD"
+            "MACHINE",
+            "IP",
+            "MACHINE-ID",
+            "SYSTEMD"
         );
         for m in lab.machines() {
             let systemd = lab.system_state_of(&m.name)?;
             let network = if m.cut { "cut" } else { "ok" };
-            println!(
+            outln!(
                 "  {:<12} {:<15} {:<32} {systemd:<9} {network}",
-                m.name, m.ip, m.machine_id
+                m.name,
+                m.ip,
+                m.machine_id
             );
         }
     }
+    print_quietly(&text);
     Ok(0)
+}
+
+/// Writes to stdout, treating a reader that went away as success.
+fn print_quietly(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The lab a command acts on: --name, else the cluster file's, else the only one running.
