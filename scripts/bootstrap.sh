@@ -3,7 +3,7 @@
 # protoc (etcd-client's build), etcd (tests talk to a real one), and the container
 # tooling of the lab (systemd-nspawn, debootstrap). Idempotent and quick when done.
 set -euo pipefail
-packages=(protobuf-compiler etcd-server etcd-client systemd-container debootstrap iproute2 dbus)
+packages=(protobuf-compiler etcd-server etcd-client systemd-container debootstrap iproute2 dbus vagrant openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

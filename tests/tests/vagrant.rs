@@ -1,8 +1,8 @@
 //! The Vagrant cluster in `vagrant/`: `vagrant validate` accepts the Vagrantfile in both
 //! provisioning modes, and the cloud-config is YAML cloud-init can read.
 //!
-//! Needs Debian's `vagrant` package; without it the tests say so and pass, as no VM is
-//! ever booted here (that needs VirtualBox or libvirt, see vagrant/README.md).
+//! Needs Debian's `vagrant` package (scripts/bootstrap.sh installs it); no VM is ever
+//! booted here (that needs VirtualBox or libvirt, see vagrant/README.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,16 +11,16 @@ fn vagrant_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../vagrant")
 }
 
-/// Whether `program --version` runs; prints why the test is skipped otherwise.
-fn available(program: &str) -> bool {
+/// Fails the test with the fix when a program the test needs is missing.
+fn require(program: &str) {
     let ok = Command::new(program)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: `{program}` is not installed (apt-get install -y vagrant)");
-    }
-    ok
+    assert!(
+        ok,
+        "`{program}` is not installed: run scripts/bootstrap.sh (apt-get install -y vagrant)"
+    );
 }
 
 fn validate(provision: &str) -> (bool, String) {
@@ -43,9 +43,7 @@ fn validate(provision: &str) -> (bool, String) {
 
 #[test]
 fn vagrantfile_validates_in_both_provisioning_modes() {
-    if !available("vagrant") {
-        return;
-    }
+    require("vagrant");
     for mode in ["shell", "cloud-config"] {
         let (ok, text) = validate(mode);
         assert!(ok, "vagrant validate ({mode}) failed:\n{text}");
