@@ -71,9 +71,7 @@ fn user_data_is_cloud_config_yaml() {
         assert!(text.contains(key), "user-data lacks {key}");
     }
     // Ruby comes with vagrant; its YAML parser is what Vagrant users have at hand.
-    if !available("ruby") {
-        return;
-    }
+    require("ruby");
     let out = Command::new("ruby")
         .args([
             "-ryaml",
