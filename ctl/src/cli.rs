@@ -138,6 +138,17 @@ pub struct BlockFlags {
     pub no_block: bool,
 }
 
+/// Blocking flags that commands without a wait accept and ignore, so scripts written
+/// for fleet keep working.
+#[derive(Debug, Clone, Args)]
+pub struct IgnoredBlockFlags {
+    #[arg(long = "block-attempts", hide = true, allow_negative_numbers = true)]
+    pub block_attempts: Option<i64>,
+    #[arg(long = "no-block", hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub no_block: Option<bool>,
+}
+
 /// Flags of the commands that create units from files.
 #[derive(Debug, Clone, Args)]
 pub struct CreateFlags {
@@ -254,6 +265,16 @@ pub enum Command {
     Status {
         #[command(flatten)]
         ssh: SshPortFlag,
+        /// Accepted and ignored, as fleet did (its own tests pass --no-block to status).
+        #[command(flatten)]
+        _block: IgnoredBlockFlags,
+        units: Vec<String>,
+    },
+    /// Restart one or more units in the cluster: stop each, wait until it is stopped,
+    /// start it again and wait until it runs.
+    Restart {
+        #[command(flatten)]
+        block: BlockFlags,
         units: Vec<String>,
     },
     /// Print the journal of a unit in the cluster to stdout.

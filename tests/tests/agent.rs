@@ -499,3 +499,53 @@ fn sighup_reloads_without_restarting_units_and_sigterm_unloads_them() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+/// `fleetctl restart` really restarts (new main PID, same machine) and starts a unit
+/// that was stopped; an unknown unit is an error.
+#[test]
+fn restart_restarts_running_units_and_starts_stopped_ones() {
+    let lab = boot_fleet("agentrestartcmd", 2);
+    let units = instances(11..=12);
+    let mut args = vec!["start"];
+    args.extend(units.iter().map(String::as_str));
+    fleetctl_ok(&lab, &args);
+    let pids = |lab: &Lab| -> BTreeMap<String, (String, String)> {
+        list_units(lab)
+            .into_iter()
+            .filter(|r| r.active == "active")
+            .map(|r| {
+                let node = node_of(lab, &r.machine);
+                let pid = main_pid(lab, &node, &r.unit);
+                (r.unit, (node, pid))
+            })
+            .collect()
+    };
+    wait_until("2 active", Duration::from_secs(10), || {
+        pids(&lab).len() == 2
+    });
+    let before = pids(&lab);
+
+    let mut args = vec!["restart"];
+    args.extend(units.iter().map(String::as_str));
+    let out = fleetctl_ok(&lab, &args);
+    for u in &units {
+        assert!(out.contains(&format!("Unit {u} loaded on")), "{out}");
+        assert!(out.contains(&format!("Unit {u} launched on")), "{out}");
+    }
+    let after = pids(&lab);
+    assert_eq!(after.len(), 2, "both active again after restart: {after:?}");
+    for (unit, (node, pid)) in &before {
+        let (node_after, pid_after) = &after[unit];
+        assert_eq!(node, node_after, "{unit} stays on its machine");
+        assert_ne!(pid, pid_after, "{unit} got a new main process");
+    }
+
+    // A stopped unit is started by restart.
+    fleetctl_ok(&lab, &["stop", &units[0]]);
+    fleetctl_ok(&lab, &["restart", &units[0]]);
+    assert_eq!(pids(&lab).len(), 2);
+
+    let (code, _, err) = fleetctl(&lab, &["restart", "nothere.service"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Units not found in registry"), "{err}");
+}

@@ -8,6 +8,7 @@ mod journal;
 mod list_machines;
 mod list_unit_files;
 mod list_units;
+mod restart;
 mod ssh;
 mod start;
 mod status;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             units,
         } => start::start(&mut ctx, &create, &block, &units).await,
         Command::Stop { block, units } => stop::run(&mut ctx, &block, &units).await,
+        Command::Restart { block, units } => restart::run(&mut ctx, &block, &units).await,
         Command::Unload { block, units } => unload::run(&mut ctx, &block, &units).await,
         Command::Destroy { block: _, units } => destroy::run(&mut ctx, &units).await,
         Command::Cat { units } => cat::run(&mut ctx, &units).await,
@@ -61,7 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListMachines { table, full } => {
             list_machines::run(&mut ctx, &table, full.full).await
         }
-        Command::Status { ssh: _, units } => status::run(&mut ctx, &units).await,
+        Command::Status { units, .. } => status::run(&mut ctx, &units).await,
         Command::Journal {
             lines,
             follow,
