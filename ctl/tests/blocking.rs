@@ -199,3 +199,42 @@ async fn blocking_start_fails_fast_when_systemd_reports_failed() {
     );
     assert!(err.contains("unit broken.service failed to start"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_unit_files_says_why_a_unit_is_not_placed() {
+    let etcd = EtcdServer::start().expect("etcd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.service"), HELLO).unwrap();
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let (ok, _, err) = finish(
+        fleetctl(&etcd, dir.path(), &["start", "--no-block", "hello.service"]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{err}");
+    let name = UnitName::parse("hello.service").unwrap();
+    let reason = "no machine has region=west".to_string();
+    reg.apply_schedule(
+        &SchedulePlan {
+            unplaced: vec![(name, reason)],
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let (ok, out, _) = finish(
+        fleetctl(
+            &etcd,
+            dir.path(),
+            &["list-unit-files", "--fields", "unit,dstate,target,reason"],
+        ),
+        Duration::from_secs(20),
+    );
+    assert!(ok);
+    assert_eq!(
+        out,
+        "UNIT\t\tDSTATE\t\tTARGET\tREASON\nhello.service\tlaunched\t-\tno machine has region=west\n"
+    );
+}
