@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
-pub use fleet_lab::{ClusterConfig, Lab, LabError, LabEvent, LabName, UpOptions};
+pub use fleet_lab::{ClusterConfig, Lab, LabError, LabEvent, LabName, MachineGroup, UpOptions};
 
 /// A lab owned by one test.
 pub struct TestLab {
@@ -134,5 +134,216 @@ pub fn tcp_probe(lab: &Lab, node: &str, ip: &str, port: u16) -> &'static str {
         124 => "timeout",
         _ if err.contains("refused") => "refused",
         _ => panic!("tcp probe from {node} to {ip}:{port}: exit {code}: {err}"),
+    }
+}
+
+/// Waits until `cond` holds, polling every 50 ms; panics after `limit` naming `what`.
+/// Returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// How the host's fleetctl reaches a lab: straight to its etcd, or through one
+/// machine's fleetd API (`--endpoint http://<ip>:49153`).
+#[derive(Clone, Debug)]
+pub struct Fleetctl {
+    /// Driver and endpoint flags put before every command.
+    pub flags: Vec<String>,
+    /// Working directory: where unit files named on the command line are read.
+    pub dir: PathBuf,
+}
+
+impl Fleetctl {
+    /// fleetctl with `--driver=etcd` against the lab's etcd.
+    pub fn etcd(lab: &Lab, dir: &std::path::Path) -> Fleetctl {
+        Fleetctl {
+            flags: vec![
+                "--driver=etcd".to_string(),
+                format!("--endpoint={}", lab.etcd_url().expect("lab etcd")),
+                format!("--etcd-key-prefix={}", lab.state().etcd_key_prefix),
+            ],
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// fleetctl with the API driver against the fleetd of machine `node`.
+    pub fn api(lab: &Lab, node: &str, dir: &std::path::Path) -> Fleetctl {
+        Fleetctl {
+            flags: vec![format!("--endpoint={}", api_endpoint(lab, node))],
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The command, ready to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(target_dir().join("fleetctl"));
+        cmd.args(&self.flags)
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("FLEETCTL_ENDPOINT")
+            .env_remove("FLEETCTL_DRIVER")
+            .env_remove("FLEETCTL_TUNNEL");
+        cmd
+    }
+
+    /// Runs a command; (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(args).output().expect("run fleetctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "fleetctl {:?} {args:?}: {out}{err}", self.flags);
+        out
+    }
+
+    /// `list-machines`: full machine id → IP.
+    pub fn machines(&self) -> std::collections::BTreeMap<String, String> {
+        let (_, out, _) = self.run(&["list-machines", "--no-legend", "--full"]);
+        out.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_string(), f.next().unwrap_or("").to_string()))
+            })
+            .collect()
+    }
+
+    /// `list-units` rows (full machine ids).
+    pub fn units(&self) -> Vec<UnitRow> {
+        let (_, out, _) = self.run(&[
+            "list-units",
+            "--no-legend",
+            "--full",
+            "--fields=unit,machine,active,sub",
+        ]);
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 4).then(|| UnitRow {
+                    unit: f[0].into(),
+                    machine: f[1].split('/').next().unwrap_or("").into(),
+                    active: f[2].into(),
+                    sub: f[3].into(),
+                })
+            })
+            .collect()
+    }
+
+    /// `list-unit-files`: unit → desired state.
+    pub fn unit_files(&self) -> std::collections::BTreeMap<String, String> {
+        let (_, out, _) = self.run(&[
+            "list-unit-files",
+            "--no-legend",
+            "--full",
+            "--fields=unit,dstate",
+        ]);
+        out.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_string(), f.next().unwrap_or("").to_string()))
+            })
+            .collect()
+    }
+
+    /// Rows of `list-units` whose ACTIVE is `active`.
+    pub fn active(&self) -> Vec<UnitRow> {
+        self.units()
+            .into_iter()
+            .filter(|r| r.active == "active")
+            .collect()
+    }
+}
+
+/// One row of `fleetctl list-units`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRow {
+    pub unit: String,
+    /// Full machine id (the IP after `/` dropped).
+    pub machine: String,
+    pub active: String,
+    pub sub: String,
+}
+
+/// The fleet API URL of machine `node` as the host reaches it.
+pub fn api_endpoint(lab: &Lab, node: &str) -> String {
+    let ip = lab
+        .machines()
+        .iter()
+        .find(|m| m.name == node)
+        .map(|m| m.ip)
+        .unwrap_or_else(|| panic!("no machine {node}"));
+    format!("http://{ip}:{}", fleet_lab::API_PORT)
+}
+
+/// The lab node whose machine id is `id`.
+pub fn node_of(lab: &Lab, id: &str) -> String {
+    lab.machines()
+        .iter()
+        .find(|m| m.machine_id == id)
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| panic!("no machine {id}"))
+}
+
+/// `systemctl ARGS` inside `node`: its trimmed stdout.
+pub fn systemctl(lab: &Lab, node: &str, args: &str) -> String {
+    sh(lab, node, &format!("systemctl {args}")).1
+}
+
+/// Boots a lab from `config` and waits until every machine's fleetd registered.
+pub fn boot_registered(config: &ClusterConfig) -> TestLab {
+    let lab = boot_config(config);
+    let machines = config.machines().len();
+    let ctl = Fleetctl::etcd(&lab, &std::env::temp_dir());
+    wait_until("every machine registered", Duration::from_secs(30), || {
+        ctl.machines().len() == machines
+    });
+    lab
+}
+
+/// A fresh directory of unit files for one test, removed on drop.
+pub struct UnitDir(PathBuf);
+
+impl UnitDir {
+    /// Writes `files` (name, text) into a new directory.
+    pub fn new(files: &[(&str, &str)]) -> UnitDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fleet-e2e-units-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create unit dir");
+        let dir = UnitDir(dir);
+        for (name, text) in files {
+            dir.write(name, text);
+        }
+        dir
+    }
+
+    /// Adds or replaces one unit file.
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.0.join(name), text).expect("write unit file");
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for UnitDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

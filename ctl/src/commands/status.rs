@@ -26,10 +26,15 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
             .map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
         let unit = find(&snapshot, &name)?;
         let machines: Vec<MachineId> = if is_global(unit) {
-            snapshot
+            let machines: Vec<MachineId> = snapshot
                 .states_of(&name)
                 .map(|s| s.machine.clone())
-                .collect()
+                .collect();
+            // Not loaded anywhere yet: say so rather than print nothing and succeed.
+            if machines.is_empty() {
+                return Err(fail(format!("Unit {name} does not appear to be loaded.")));
+            }
+            machines
         } else {
             vec![
                 running_on(&snapshot, &name)
