@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -106,6 +107,15 @@ pub struct ApiClient {
     inner: FleetClient<Channel>,
     endpoint: String,
     timeout: Duration,
+    /// What the tunnel command (ssh) last said on stderr, to explain a dead tunnel.
+    tunnel_log: Option<Arc<Mutex<TunnelLog>>>,
+}
+
+/// The tunnel command's stderr as far as read: its last line, and whether it ended.
+#[derive(Debug, Default)]
+struct TunnelLog {
+    last_line: String,
+    closed: bool,
 }
 
 /// One piece of a journal or status stream.
@@ -204,14 +214,18 @@ impl ApiClient {
             let tls = config.tls.clone().unwrap_or_default();
             endpoint = endpoint.tls_config(tls.config()?)?;
         }
+        let tunnel_log = matches!(config.transport, Transport::Command(_))
+            .then(|| Arc::new(Mutex::new(TunnelLog::default())));
         let connecting = async {
             match (&config.transport, &target) {
                 (Transport::Command(argv), _) => {
                     let argv = argv.clone();
+                    let log = tunnel_log.clone().unwrap_or_default();
                     endpoint
                         .connect_with_connector(tower::service_fn(move |_: Uri| {
                             let argv = argv.clone();
-                            async move { spawn_stdio(&argv).map(TokioIo::new) }
+                            let log = log.clone();
+                            async move { spawn_stdio(&argv, log).map(TokioIo::new) }
                         }))
                         .await
                 }
@@ -243,7 +257,37 @@ impl ApiClient {
             inner: FleetClient::new(channel),
             endpoint: config.endpoint.clone(),
             timeout: config.request_timeout,
+            tunnel_log,
         })
+    }
+
+    /// A failed call's error; when the tunnel broke, what ssh said instead of tonic's
+    /// bare "transport error".
+    async fn call_error(&self, status: tonic::Status) -> ApiError {
+        let Some(log) = &self.tunnel_log else {
+            return status.into();
+        };
+        if !matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+        ) {
+            return status.into();
+        }
+        // ssh writes its reason, then exits: give its stderr a moment to be read.
+        for _ in 0..100 {
+            if log.lock().map(|l| l.closed).unwrap_or(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let line = log.lock().map(|l| l.last_line.clone()).unwrap_or_default();
+        if line.is_empty() {
+            return status.into();
+        }
+        ApiError::Connect {
+            endpoint: self.endpoint.clone(),
+            reason: format!("tunnel failed: {line}"),
+        }
     }
 
     async fn bounded<T>(
@@ -251,7 +295,8 @@ impl ApiClient {
         fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, ApiError> {
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => Ok(r?.into_inner()),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(self.call_error(status).await),
             Err(_) => Err(ApiError::Timeout {
                 endpoint: self.endpoint.clone(),
                 timeout: self.timeout,
@@ -261,7 +306,8 @@ impl ApiClient {
 
     async fn next_page<T>(&self, stream: &mut tonic::Streaming<T>) -> Result<Option<T>, ApiError> {
         match tokio::time::timeout(self.timeout, stream.message()).await {
-            Ok(r) => Ok(r?),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(status)) => Err(self.call_error(status).await),
             Err(_) => Err(ApiError::Timeout {
                 endpoint: self.endpoint.clone(),
                 timeout: self.timeout,
@@ -577,7 +623,9 @@ struct CommandIo {
     io: tokio::io::Join<ChildStdout, ChildStdin>,
 }
 
-fn spawn_stdio(argv: &[String]) -> std::io::Result<CommandIo> {
+/// Runs the tunnel command; its stderr goes to `log` (ssh's prompts use the terminal,
+/// not stderr, so host-key questions still reach the user).
+fn spawn_stdio(argv: &[String], log: Arc<Mutex<TunnelLog>>) -> std::io::Result<CommandIo> {
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::other("empty tunnel command"));
     };
@@ -585,13 +633,34 @@ fn spawn_stdio(argv: &[String]) -> std::io::Result<CommandIo> {
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {program}: {e}")))?;
-    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+    let (Some(stdout), Some(stdin), Some(stderr)) =
+        (child.stdout.take(), child.stdin.take(), child.stderr.take())
+    else {
         return Err(std::io::Error::other("tunnel command has no pipes"));
     };
+    if let Ok(mut l) = log.lock() {
+        *l = TunnelLog::default();
+    }
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = line.trim();
+            if !line.is_empty()
+                && let Ok(mut l) = log.lock()
+            {
+                tracing::debug!("tunnel: {line}");
+                l.last_line = line.to_string();
+            }
+        }
+        if let Ok(mut l) = log.lock() {
+            l.closed = true;
+        }
+    });
     Ok(CommandIo {
         _child: child,
         io: tokio::io::join(stdout, stdin),

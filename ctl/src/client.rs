@@ -66,7 +66,7 @@ impl ClientError {
 #[derive(Clone)]
 pub enum ClusterRegistry {
     Etcd(Box<Registry>),
-    Api(ApiClient),
+    Api(Box<ApiClient>),
 }
 
 macro_rules! both {
@@ -215,7 +215,7 @@ impl Client {
                 }
                 let api = ApiClient::connect(&config).await?;
                 Ok(Client {
-                    registry: ClusterRegistry::Api(api),
+                    registry: ClusterRegistry::Api(Box::new(api)),
                     tls,
                     timeout,
                 })
@@ -255,7 +255,7 @@ impl Client {
     /// fleetd at its published address.
     pub async fn api_for(&self, machine: &MachineId) -> Result<ApiClient, ClientError> {
         match &self.registry {
-            ClusterRegistry::Api(api) => Ok(api.clone()),
+            ClusterRegistry::Api(api) => Ok(api.as_ref().clone()),
             ClusterRegistry::Etcd(reg) => {
                 let machines = reg.list_machine_records().await?;
                 let Some(rec) = machines.into_iter().find(|m| &m.machine.id == machine) else {

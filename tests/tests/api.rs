@@ -401,3 +401,133 @@ fn the_api_driver_runs_the_unit_lifecycle_and_fails_in_one_line() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+/// `fleetctl ssh` and `--tunnel` against sshd in lab machines (the CoreOS Vagrant
+/// workflow: every command reaches fleetd's unix socket through ssh and
+/// `fleetctl fd-forward` on the tunnel host).
+#[test]
+fn ssh_and_tunnel_reach_the_cluster() {
+    let mut config = config("apissh", 2);
+    config.groups[0].packages = vec!["openssh-server".to_string()];
+    let dir = UnitDir::new(&[("hello.service", HELLO)]);
+    // A key of our own, used through a wrapper (ssh reads the user's home from passwd,
+    // so HOME cannot redirect it).
+    let key = dir.path().join("id_ed25519");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(keygen.success());
+    let wrapper = dir.path().join("ssh-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o LogLevel=ERROR \"$@\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+
+    let lab = boot_registered(&config);
+    for m in lab.machines() {
+        let (code, _, err) = sh(
+            &lab,
+            &m.name,
+            &format!(
+                "mkdir -p -m 700 /root/.ssh && echo '{}' > /root/.ssh/authorized_keys && \
+                 ln -sf /opt/fleet/fleetctl /usr/local/bin/fleetctl && systemctl start ssh",
+                public.trim()
+            ),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let ssh_flags = |ctl: &mut Fleetctl| {
+        ctl.flags
+            .extend(["--ssh-username=root", "--strict-host-key-checking=false"].map(String::from));
+    };
+    let mut etcd = Fleetctl::etcd(&lab, dir.path());
+    ssh_flags(&mut etcd);
+    let run = |ctl: &Fleetctl, args: &[&str]| {
+        let out = ctl
+            .command(args)
+            .env("FLEETCTL_SSH_COMMAND", &wrapper)
+            .output()
+            .expect("run fleetctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // ssh MACHINE CMD and ssh UNIT CMD.
+    let node2 = lab.machines()[1].clone();
+    let (code, out, err) = run(&etcd, &["ssh", &node2.machine_id[..12], "hostname"]);
+    assert_eq!((code, out.trim()), (0, node2.name.as_str()), "{err}");
+
+    // --tunnel to node1 with the default endpoint: fleetd's unix socket there.
+    let mut tunnel = Fleetctl {
+        flags: vec![format!("--tunnel={}", lab.machines()[0].ip)],
+        dir: dir.path().to_path_buf(),
+    };
+    ssh_flags(&mut tunnel);
+    let (code, out, err) = run(&tunnel, &["list-machines", "--no-legend", "--full"]);
+    assert_eq!(code, 0, "{err}");
+    for m in lab.machines() {
+        assert!(out.contains(&m.machine_id), "{out}");
+    }
+    let (code, out, err) = run(&tunnel, &["start", "hello.service"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("Error"), "{err}");
+    wait_until("hello active", Duration::from_secs(10), || {
+        etcd.active().len() == 1
+    });
+    let home = node_of(&lab, &etcd.units()[0].machine);
+    wait_until("hello wrote its lines", Duration::from_secs(10), || {
+        sh(
+            &lab,
+            &home,
+            "journalctl -u hello.service -o cat | grep -c 'hello line'",
+        )
+        .1 == "20"
+    });
+    let (code, out, err) = run(
+        &tunnel,
+        &["journal", "--lines=2", "--output=cat", "hello.service"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["hello line 19", "hello line 20"]
+    );
+    let (code, out, err) = run(&tunnel, &["status", "hello.service"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Active: active"), "{out}");
+    let (code, out, err) = run(&etcd, &["ssh", "hello.service", "echo", "foo"]);
+    assert_eq!((code, out.trim()), (0, "foo"), "{err}");
+    // A tunnel host that does not answer: one line, non-zero, bounded by --ssh-timeout.
+    let mut dead = Fleetctl {
+        flags: vec![
+            "--tunnel=127.0.0.1:1".to_string(),
+            "--ssh-timeout=2".to_string(),
+        ],
+        dir: dir.path().to_path_buf(),
+    };
+    ssh_flags(&mut dead);
+    let t0 = Instant::now();
+    let (code, out, err) = run(&dead, &["list-units"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // ssh's own reason, once, in fleetctl's line.
+    assert_eq!(err.trim().lines().count(), 1, "{err:?}");
+    assert!(err.contains("tunnel failed: ssh: connect to host 127.0.0.1 port 1"), "{err}");
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
