@@ -527,7 +527,10 @@ fn ssh_and_tunnel_reach_the_cluster() {
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     // ssh's own reason, once, in fleetctl's line.
     assert_eq!(err.trim().lines().count(), 1, "{err:?}");
-    assert!(err.contains("tunnel failed: ssh: connect to host 127.0.0.1 port 1"), "{err}");
+    assert!(
+        err.contains("tunnel failed: ssh: connect to host 127.0.0.1 port 1"),
+        "{err}"
+    );
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
