@@ -78,7 +78,9 @@ async fn placements_are_batched_and_other_machines_hear_nothing() {
     let passes = status.borrow().passes - passes_before;
     let snap = reg.snapshot().await.unwrap();
     assert_eq!(snap.schedule.len(), UNITS);
-    let write_txns = (snap.revision - after_targets) as u64;
+    // Every revision since `settled` is one txn: ours (set_targets) or the engine's,
+    // which may start writing before set_targets has finished.
+    let write_txns = (snap.revision - settled) as u64 - set.txns as u64;
     println!(
         "{UNITS} placements: {passes} passes, {calls} etcd requests by the engine, \
          {write_txns} write txns (set_targets took {} txns)",
