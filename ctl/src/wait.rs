@@ -25,17 +25,55 @@ pub enum Verb {
     Start,
     Stop,
     Unload,
+    /// Waits like `Start` (launched, then systemd active); printed as `restart`.
+    Restart,
 }
 
 impl Verb {
-    fn word(self) -> &'static str {
+    /// The verb as fleet prints it (`Triggered unit X start`).
+    pub fn word(self) -> &'static str {
         match self {
             Verb::Load => "load",
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Unload => "unload",
+            Verb::Restart => "restart",
         }
     }
+}
+
+/// Sets the desired state of `set_only`, `globals` and `wait` to `target` in one batch,
+/// announces the global units (which never block, as in fleet) and waits for the units
+/// in `wait`.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_targets(
+    ctx: &mut Ctx,
+    target: TargetState,
+    verb: Verb,
+    set_only: &[UnitName],
+    globals: &[UnitName],
+    wait: &[UnitName],
+    block: &BlockFlags,
+    error_prefix: &str,
+) -> anyhow::Result<()> {
+    let changes: Vec<(UnitName, TargetState)> = set_only
+        .iter()
+        .chain(globals)
+        .chain(wait)
+        .map(|n| (n.clone(), target))
+        .collect();
+    if !changes.is_empty() {
+        let client = ctx.client().await?;
+        client
+            .registry
+            .set_targets(&changes)
+            .await
+            .map_err(|e| fail(format!("{error_prefix}: {e}")))?;
+    }
+    for name in globals {
+        out(format!("Triggered global unit {name} {}", verb.word()))?;
+    }
+    wait_for_units(ctx, wait, target, verb, block).await
 }
 
 /// Whether the records agents published for a unit show it at `target`.
@@ -113,7 +151,7 @@ pub async fn wait_for_units(
                         None => String::new(),
                     };
                     progress.suspend(|| out(format!("Unit {unit} {target}{legend}")))?;
-                    if verb == Verb::Start {
+                    if matches!(verb, Verb::Start | Verb::Restart) {
                         activating.push(unit);
                     }
                 }
@@ -169,7 +207,7 @@ pub async fn wait_for_units(
                 .collect::<Vec<_>>()
                 .join(" ");
             return Err(fail(match verb {
-                Verb::Load | Verb::Start => {
+                Verb::Load | Verb::Start | Verb::Restart => {
                     "Error waiting for unit states, exit status: timed out".to_string()
                 }
                 Verb::Stop => format!("Failed to stop units [{names}]. err: timed out"),

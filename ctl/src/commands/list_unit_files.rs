@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use fleet_core::machine::machine_legend;
-use fleet_core::{Requirements, TargetState};
+use fleet_core::{MachineId, Requirements, TargetState, UnitName};
+use fleet_registry::{UnitStateRecord, current_state};
 
 use crate::cli::TableFlags;
-use crate::commands::list_units::print_table;
+use crate::commands::list_units::{fetch_snapshot, machine_ips, print_table};
 use crate::context::{Ctx, err, fail};
 use crate::table::select_fields;
 
@@ -23,17 +24,17 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     if fields.contains(&"tmachine") {
         err("WARNING: The \"tmachine\" field is deprecated. Use \"target\" instead");
     }
-    let client = ctx.client().await?;
-    let snapshot = client.registry.snapshot().await.map_err(|e| {
-        fail(format!(
-            "Error retrieving list of units from repository: {e}"
-        ))
-    })?;
-    let ips: HashMap<_, _> = snapshot
-        .machines
-        .iter()
-        .map(|m| (&m.machine.id, m.machine.public_ip.as_str()))
-        .collect();
+    let snapshot = fetch_snapshot(ctx).await?;
+    let ips = machine_ips(&snapshot);
+    // Indexes built once, so the table costs O(units + placements + states).
+    let mut scheduled_on: HashMap<&UnitName, &MachineId> = HashMap::new();
+    for e in &snapshot.schedule {
+        scheduled_on.entry(&e.unit).or_insert(&e.machine);
+    }
+    let mut states: HashMap<&UnitName, Vec<&UnitStateRecord>> = HashMap::new();
+    for s in &snapshot.states {
+        states.entry(&s.unit).or_default().push(s);
+    }
     let mut unexplained = 0usize;
     let rows: Vec<Vec<String>> = snapshot
         .units
@@ -42,7 +43,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
             let global = Requirements::parse(&u.file)
                 .map(|r| r.global)
                 .unwrap_or(false);
-            let scheduled = snapshot.scheduled_on(&u.name);
+            let scheduled = scheduled_on.get(&u.name).copied();
             let reason = snapshot.unplaced.get(&u.name).cloned().unwrap_or_default();
             if !global
                 && scheduled.is_none()
@@ -64,7 +65,11 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                     }
                     "dstate" => u.target.to_string(),
                     "state" if global => "-".to_string(),
-                    "state" => snapshot.current_state(&u.name).to_string(),
+                    "state" => current_state(
+                        scheduled,
+                        states.get(&u.name).into_iter().flatten().copied(),
+                    )
+                    .to_string(),
                     "target" | "tmachine" if global => "global".to_string(),
                     "target" | "tmachine" => scheduled
                         .map(|m| machine_legend(m, ips.get(m).copied(), full))

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
+use fleet_core::MachineId;
 use fleet_core::machine::machine_legend;
+use fleet_registry::ClusterSnapshot;
 
 use crate::cli::TableFlags;
 use crate::context::{Ctx, fail, out};
@@ -16,17 +18,8 @@ const VALID_FIELDS: &[&str] = &["unit", "machine", "active", "sub", "load", "has
 pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Result<ExitCode> {
     let fields = select_fields(flags.fields.as_deref(), DEFAULT_FIELDS, VALID_FIELDS)
         .map_err(|e| fail(e.to_string()))?;
-    let client = ctx.client().await?;
-    let snapshot = client.registry.snapshot().await.map_err(|e| {
-        fail(format!(
-            "Error retrieving list of units from repository: {e}"
-        ))
-    })?;
-    let ips: HashMap<_, _> = snapshot
-        .machines
-        .iter()
-        .map(|m| (&m.machine.id, m.machine.public_ip.as_str()))
-        .collect();
+    let snapshot = fetch_snapshot(ctx).await?;
+    let ips = machine_ips(&snapshot);
     let rows = snapshot.states.iter().map(|s| {
         fields
             .iter()
@@ -48,6 +41,25 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
             .collect()
     });
     print_table(&fields, rows, flags)
+}
+
+/// The cluster at one revision, for the list commands.
+pub async fn fetch_snapshot(ctx: &mut Ctx) -> anyhow::Result<ClusterSnapshot> {
+    let client = ctx.client().await?;
+    client.registry.snapshot().await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })
+}
+
+/// Machine id → public IP of the machines alive in `snapshot`.
+pub fn machine_ips(snapshot: &ClusterSnapshot) -> HashMap<&MachineId, &str> {
+    snapshot
+        .machines
+        .iter()
+        .map(|m| (&m.machine.id, m.machine.public_ip.as_str()))
+        .collect()
 }
 
 /// Renders rows under the legend, honouring `--no-legend` and `--sort`.

@@ -8,8 +8,8 @@ use fleet_core::{Requirements, TargetState, UnitName};
 
 use crate::cli::BlockFlags;
 use crate::commands::destroy::find_units;
-use crate::context::{Ctx, err, fail, out};
-use crate::wait::{Verb, wait_for_units};
+use crate::context::{Ctx, err};
+use crate::wait::{Verb, apply_targets};
 
 pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::Result<ExitCode> {
     if args.is_empty() {
@@ -43,42 +43,36 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
     if start.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
-    let client = ctx.client().await?.clone();
-    if !stop.is_empty() {
-        let changes: Vec<_> = stop
-            .iter()
-            .map(|n| (n.clone(), TargetState::Loaded))
-            .collect();
-        client
-            .registry
-            .set_targets(&changes)
-            .await
-            .map_err(|e| fail(format!("Error restarting units: {e}")))?;
-        // Always wait for the stop, even with --no-block: without it there is no restart.
-        let stop_wait = BlockFlags {
-            no_block: false,
-            ..block.clone()
-        };
-        wait_for_units(ctx, &stop, TargetState::Loaded, Verb::Stop, &stop_wait).await?;
-    }
-    let changes: Vec<_> = start
-        .iter()
-        .map(|(n, _)| (n.clone(), TargetState::Launched))
-        .collect();
-    client
-        .registry
-        .set_targets(&changes)
-        .await
-        .map_err(|e| fail(format!("Error restarting units: {e}")))?;
-    let mut wait = Vec::new();
-    for (name, global) in start {
-        if global {
-            out(format!("Triggered global unit {name} restart"))?;
-        } else {
-            wait.push(name);
-        }
-    }
-    wait_for_units(ctx, &wait, TargetState::Launched, Verb::Start, block).await?;
+    // Always wait for the stop, even with --no-block: without it there is no restart.
+    let stop_wait = BlockFlags {
+        no_block: false,
+        ..block.clone()
+    };
+    let e = "Error restarting units";
+    apply_targets(
+        ctx,
+        TargetState::Loaded,
+        Verb::Stop,
+        &[],
+        &[],
+        &stop,
+        &stop_wait,
+        e,
+    )
+    .await?;
+    let (globals, wait): (Vec<_>, Vec<_>) = start.into_iter().partition(|(_, global)| *global);
+    let names = |v: Vec<(UnitName, bool)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    apply_targets(
+        ctx,
+        TargetState::Launched,
+        Verb::Restart,
+        &[],
+        &names(globals),
+        &names(wait),
+        block,
+        e,
+    )
+    .await?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -7,8 +7,8 @@ use fleet_core::{TargetState, UnitName};
 
 use crate::cli::{BlockFlags, CreateFlags};
 use crate::commands::create::{NamedUnit, create_units};
-use crate::context::{Ctx, err, fail, out};
-use crate::wait::{Verb, wait_for_units};
+use crate::context::{Ctx, err, fail};
+use crate::wait::{Verb, apply_targets};
 
 pub async fn submit(
     ctx: &mut Ctx,
@@ -82,41 +82,21 @@ async fn activate(
     }
     let units = create_units(ctx, args, create, allowed).await?;
     // Only units whose desired state changes are triggered (and waited for), as in fleet.
-    let triggered: Vec<&NamedUnit> = units
+    let (globals, wait): (Vec<&NamedUnit>, Vec<&NamedUnit>) = units
         .iter()
         .filter(|u| u.previous != Some(target))
-        .collect();
-    let changes: Vec<(UnitName, TargetState)> =
-        triggered.iter().map(|u| (u.name.clone(), target)).collect();
-    if !changes.is_empty() {
-        let client = ctx.client().await?;
-        client
-            .registry
-            .set_targets(&changes)
-            .await
-            .map_err(|e| fail(format!("{error_prefix}: {e}")))?;
-    }
-    let mut wait = Vec::new();
-    for unit in triggered {
-        if unit.global {
-            out(format!(
-                "Triggered global unit {} {}",
-                unit.name,
-                verb_word(verb)
-            ))?;
-        } else {
-            wait.push(unit.name.clone());
-        }
-    }
-    wait_for_units(ctx, &wait, target, verb, block).await?;
+        .partition(|u| u.global);
+    let names = |v: Vec<&NamedUnit>| v.into_iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+    apply_targets(
+        ctx,
+        target,
+        verb,
+        &[],
+        &names(globals),
+        &names(wait),
+        block,
+        error_prefix,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn verb_word(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Start => "start",
-        Verb::Load => "load",
-        Verb::Stop => "stop",
-        Verb::Unload => "unload",
-    }
 }

@@ -6,8 +6,8 @@ use fleet_core::{Requirements, TargetState, UnitName};
 
 use crate::cli::BlockFlags;
 use crate::commands::destroy::find_units;
-use crate::context::{Ctx, err, fail, out};
-use crate::wait::{Verb, wait_for_units};
+use crate::context::{Ctx, err, fail};
+use crate::wait::{Verb, apply_targets};
 
 pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::Result<ExitCode> {
     if args.is_empty() {
@@ -15,7 +15,7 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
         return Ok(ExitCode::SUCCESS);
     }
     let (snapshot, found, missing) = find_units(ctx, args).await?;
-    let mut changes = Vec::new();
+    let mut set_only = Vec::new();
     let mut wait = Vec::new();
     let mut globals = Vec::new();
     for unit in &found {
@@ -24,7 +24,6 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
             .unwrap_or(false);
         if global {
             if unit.target == TargetState::Launched {
-                changes.push((unit.name.clone(), TargetState::Loaded));
                 globals.push(unit.name.clone());
             }
             continue;
@@ -39,27 +38,22 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
             }
             (TargetState::Loaded, _) => {}
             // Asked to run but not placed yet: record the wish, nothing to wait for.
-            (TargetState::Launched, TargetState::Inactive) => {
-                changes.push((unit.name.clone(), TargetState::Loaded))
-            }
-            (TargetState::Launched, _) => {
-                changes.push((unit.name.clone(), TargetState::Loaded));
-                wait.push(unit.name.clone());
-            }
+            (TargetState::Launched, TargetState::Inactive) => set_only.push(unit.name.clone()),
+            (TargetState::Launched, _) => wait.push(unit.name.clone()),
         }
     }
-    if !changes.is_empty() {
-        let client = ctx.client().await?;
-        client
-            .registry
-            .set_targets(&changes)
-            .await
-            .map_err(|e| fail(format!("Error stopping units: {e}")))?;
-    }
-    for name in &globals {
-        out(format!("Triggered global unit {name} stop"))?;
-    }
-    wait_for_units(ctx, &wait, TargetState::Loaded, Verb::Stop, block).await?;
+    let (target, verb) = (TargetState::Loaded, Verb::Stop);
+    apply_targets(
+        ctx,
+        target,
+        verb,
+        &set_only,
+        &globals,
+        &wait,
+        block,
+        "Error stopping units",
+    )
+    .await?;
     err(format!("Successfully stopped units [{}].", join(&wait)));
     Ok(if missing {
         ExitCode::FAILURE
