@@ -535,7 +535,7 @@ impl ApiClient {
         let stream = self
             .journal_raw(pb::JournalRequest {
                 unit: unit.to_string(),
-                lines,
+                lines: Some(lines),
                 follow,
                 output: output.to_string(),
                 no_forward: false,

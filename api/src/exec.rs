@@ -44,12 +44,12 @@ impl LocalCommands {
     pub(crate) fn journal(
         &self,
         unit: &UnitName,
-        lines: u32,
+        lines: Option<u32>,
         follow: bool,
         output: &str,
     ) -> Command {
         let mut cmd = Command::new(&self.journalctl);
-        let lines = if lines == 0 { DEFAULT_LINES } else { lines };
+        let lines = lines.unwrap_or(DEFAULT_LINES);
         cmd.args(["--no-pager", "-o", output, "-n", &lines.to_string()]);
         if follow {
             cmd.arg("-f");

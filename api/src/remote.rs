@@ -11,6 +11,11 @@ use crate::exec::stream_command;
 use crate::pb;
 use crate::server::{FleetService, registry_status, wire_status};
 
+/// How long a fleetd tries to reach the unit's machine: below fleetctl's default
+/// `--request-timeout` (3 s), so a user asking about a unit on an unreachable machine
+/// hears which machine is unreachable, not that the fleetd they asked timed out.
+const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 type Chunks = std::pin::Pin<Box<dyn Stream<Item = Result<pb::OutputChunk, Status>> + Send>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -189,7 +194,7 @@ async fn forward_client(
     };
     let mut config = ClientConfig::new(endpoint);
     config.tls = svc.ctx.forward_tls.clone();
-    config.connect_timeout = svc.ctx.forward_timeout;
+    config.connect_timeout = svc.ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
     config.request_timeout = svc.ctx.forward_timeout;
     ApiClient::connect(&config)
         .await

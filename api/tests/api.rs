@@ -283,7 +283,8 @@ async fn journal_and_status_run_where_the_unit_runs() {
         "journal of m1: --no-pager -o cat -n 5 -u here.service\n"
     );
     assert_eq!(code, Some(0));
-    // Forwarded to m2 through its published address.
+    // Forwarded to m2 through its published address; 0 lines is journalctl's -n 0 (with
+    // -f: only new entries), as in fleet.
     let (out, _, _) = collect(
         c.journal(&name("there.service"), 0, false, "")
             .await
@@ -292,7 +293,7 @@ async fn journal_and_status_run_where_the_unit_runs() {
     .await;
     assert_eq!(
         out,
-        "journal of m2: --no-pager -o short -n 10 -u there.service\n"
+        "journal of m2: --no-pager -o short -n 0 -u there.service\n"
     );
     let (out, err, code) = collect(c.status(&name("there.service"), None).await.unwrap()).await;
     assert_eq!(out, "status on m2: status -l --no-pager there.service\n");

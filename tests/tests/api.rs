@@ -192,6 +192,16 @@ fn journal_and_status_from_any_machine() {
         assert!(status.contains("Active: active"), "{how}: {status}");
         assert!(status.contains("hello.service - hello"), "{how}: {status}");
     }
+    // --lines 0: nothing old (with -f, only new entries), as journalctl -n 0.
+    let out = drivers[1].1.ok(&[
+        "journal",
+        "--lines",
+        "0",
+        "--output",
+        "cat",
+        "hello.service",
+    ]);
+    assert_eq!(out, "");
     // Inside another machine, through the default unix socket.
     let (code, status, err) = sh(&lab, &others[1], "fleetctl status hello.service");
     assert_eq!(code, 0, "{err}");
@@ -380,8 +390,35 @@ fn the_api_driver_runs_the_unit_lifecycle_and_fails_in_one_line() {
         dir: dir.path().to_path_buf(),
     };
     assert_one_line_error("closed port", closed.run(&["list-units"]), &ip.to_string());
-    // A machine that stopped answering: bounded by --request-timeout.
+    // The machine running a unit stops answering: asking another fleetd about it fails
+    // in one line within bounded time.
+    let node2_id = lab.machines()[1].machine_id.clone();
+    dir.write(
+        "far.service",
+        &format!(
+            "[Unit]\nDescription=far\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nMachineID={node2_id}\n"
+        ),
+    );
+    api.ok(&["start", "far.service"]);
     lab.cut("node2").unwrap();
+    let t0 = Instant::now();
+    let result = api.run(&["status", "far.service"]);
+    let took = t0.elapsed();
+    eprintln!(
+        "FIGURE status of a unit on a cut machine: failed after {:.2} s: {}",
+        took.as_secs_f64(),
+        result.2.trim()
+    );
+    assert_ne!(result.0, 0);
+    assert_eq!(result.2.trim().lines().count(), 1, "{result:?}");
+    assert!(
+        result
+            .2
+            .contains(&format!("fleetd on machine {node2_id} is unreachable")),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // A machine that stopped answering: bounded by --request-timeout.
     let mut cut = Fleetctl::api(&lab, "node2", dir.path());
     cut.flags.push("--request-timeout=1".to_string());
     let t0 = Instant::now();
