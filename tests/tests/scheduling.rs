@@ -214,6 +214,21 @@ fn conflicts_keep_units_apart() {
         ctl.units().is_empty()
     });
 
+    // Conflicting global units: the one already running keeps every machine.
+    let global = unit("global", "Global=true\nConflicts=conflict-global.*.service");
+    dir.write("conflict-global.0.service", &global);
+    dir.write("conflict-global.1.service", &global);
+    ctl.ok(&["start", "--no-block", "conflict-global.0.service"]);
+    wait_active(&ctl, 3, Duration::from_secs(10));
+    ctl.ok(&["start", "--no-block", "conflict-global.1.service"]);
+    holds_for(
+        "conflict-global.1 runs nowhere",
+        Duration::from_secs(3),
+        || {
+            let active = ctl.active();
+            active.len() == 3 && active.iter().all(|r| r.unit == "conflict-global.0.service")
+        },
+    );
     assert_systemd_agrees(&lab, &ctl.units());
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
@@ -271,9 +286,18 @@ fn machine_metadata_and_or_and_global_units() {
     };
     let mut config = config("metadata", 1);
     config.groups = vec![
-        group("weast%d", &[("role", "web"), ("region", "east")]),
-        group("wwest%d", &[("role", "web"), ("region", "west")]),
-        group("db%d", &[("role", "db"), ("region", "east")]),
+        group(
+            "weast%d",
+            &[("role", "web"), ("region", "east"), ("host", "weast")],
+        ),
+        group(
+            "wwest%d",
+            &[("role", "web"), ("region", "west"), ("host", "wwest")],
+        ),
+        group(
+            "db%d",
+            &[("role", "db"), ("region", "east"), ("host", "db")],
+        ),
     ];
     let dir = UnitDir::new(&[
         // Different keys: AND.
@@ -296,6 +320,8 @@ fn machine_metadata_and_or_and_global_units() {
             "nowhere.service",
             &unit("nowhere", "MachineMetadata=role=cache"),
         ),
+        // A specifier in the requirement (fleet's metadata@.service).
+        ("meta@.service", &unit("meta %i", "MachineMetadata=host=%i")),
         (
             "gweb.service",
             &unit("global web", "Global=true\nMachineMetadata=role=web"),
@@ -364,6 +390,24 @@ fn machine_metadata_and_or_and_global_units() {
     );
     assert_systemd_agrees(&lab, &rows);
     assert_ne!(systemctl(&lab, "db1", "is-active gweb.service"), "active");
+
+    // MachineMetadata=host=%i: each instance on the machine its instance names.
+    ctl.ok(&[
+        "start",
+        "--no-block",
+        "meta@db.service",
+        "meta@wwest.service",
+        "meta@weast.service",
+    ]);
+    wait_active(&ctl, 14, Duration::from_secs(20));
+    let placed = placement(&ctl);
+    for (host, machine) in [("weast", &weast), ("wwest", &wwest), ("db", &db)] {
+        assert_eq!(
+            &placed[&format!("meta@{host}.service")],
+            machine,
+            "{placed:?}"
+        );
+    }
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
@@ -468,6 +512,11 @@ fn machine_id_pins_and_replaces_displaces() {
     holds_for("pin@nosuchmachine unplaced", Duration::from_secs(2), || {
         ctl.units().len() == 2
     });
+    // fleet also matched the 8-character short id.
+    let short = format!("pin@{}.service", &ids[0][..8]);
+    ctl.ok(&["start", &short]);
+    assert_eq!(placement(&ctl)[&short], ids[0]);
+    ctl.ok(&["destroy", &short]);
     assert_systemd_agrees(&lab, &ctl.units());
     let mut args = vec!["destroy", "pin@nosuchmachine.service"];
     let pins: Vec<String> = ids.iter().map(|id| format!("pin@{id}.service")).collect();
