@@ -1,5 +1,6 @@
 //! fleet-bench: benchmarks that print human figures, then one JSON line (last) for tools.
 
+mod cluster;
 mod scheduler;
 
 use anyhow::Result;
@@ -16,10 +17,23 @@ struct Cli {
 enum Command {
     /// Place units onto machines with the pure scheduler (one core, no I/O).
     Scheduler(scheduler::Args),
+    /// Real etcd, the real engine and thousands of in-process agents on a simulated
+    /// systemd: placement, start-up, etcd load, failover.
+    Cluster(cluster::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Scheduler(args) => scheduler::run(&args),
+        Command::Cluster(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            cluster::run(&args)
+        }
     }
 }

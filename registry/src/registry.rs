@@ -16,6 +16,9 @@ use crate::keys::Keys;
 /// itself sends up to 2 GiB.
 const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
+/// Chunked txns of one operation sent at once, at most.
+pub(crate) const PIPELINE: usize = 8;
+
 /// A handle on fleet's registry. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Registry {
@@ -108,6 +111,23 @@ impl Registry {
     ) -> Result<TxnResponse, RegistryError> {
         let mut kv = self.kv.clone();
         self.call(op, kv.txn(txn)).await
+    }
+
+    /// Sends `txns` with up to [`PIPELINE`] in flight (etcd commits concurrent
+    /// proposals in one raft round), answers in the order given. The first error wins;
+    /// txns already sent may have applied, exactly as when sending them one by one
+    /// and failing half-way.
+    pub(crate) async fn txns(
+        &self,
+        op: &'static str,
+        txns: Vec<Txn>,
+    ) -> Result<Vec<TxnResponse>, RegistryError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(txns)
+            .map(|t| self.txn(op, t))
+            .buffered(PIPELINE)
+            .try_collect()
+            .await
     }
 
     pub(crate) async fn get_prefix(

@@ -98,24 +98,25 @@ impl Registry {
             );
         }
         let ops: Vec<TxnOp> = ops.into_values().collect();
-        let mut txns = 0;
-        for chunk in ops.chunks(MAX_TXN_OPS) {
-            let mut txn = Txn::new();
-            if let Some(f) = fence {
-                txn = txn.when([Compare::create_revision(
-                    f.key.clone(),
-                    CompareOp::Equal,
-                    f.create_revision,
-                )]);
-            }
-            let resp = self
-                .txn("write schedule", txn.and_then(chunk.to_vec()))
-                .await?;
-            if !resp.succeeded() {
-                return Err(RegistryError::NotLeader);
-            }
-            txns += 1;
+        let txns: Vec<Txn> = ops
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| {
+                let txn = match fence {
+                    Some(f) => Txn::new().when([Compare::create_revision(
+                        f.key.clone(),
+                        CompareOp::Equal,
+                        f.create_revision,
+                    )]),
+                    None => Txn::new(),
+                };
+                txn.and_then(chunk.to_vec())
+            })
+            .collect();
+        let txns = self.txns("write schedule", txns).await?;
+        if txns.iter().any(|r| !r.succeeded()) {
+            return Err(RegistryError::NotLeader);
         }
+        let txns = txns.len();
         Ok(txns)
     }
 }

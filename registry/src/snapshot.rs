@@ -38,4 +38,37 @@ impl Registry {
             unplaced: decode::unplaced(k, unplaced.kvs())?,
         })
     }
+
+    /// What the engine plans from: [`Registry::snapshot`] without the unit states
+    /// (`states` is empty), which the scheduler never reads and which are as many as
+    /// the units; one txn, consistent at `revision`.
+    pub async fn placement_snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
+        let k = &self.keys;
+        let (revision, g) = self
+            .get_prefixes(
+                "placement snapshot",
+                vec![
+                    k.units(),
+                    k.jobs(),
+                    k.machines(),
+                    k.schedules(),
+                    k.unplaced_all(),
+                ],
+            )
+            .await?;
+        let [units, jobs, machines, schedule, unplaced] = g.as_slice() else {
+            return Err(RegistryError::corrupt(
+                k.prefix().as_bytes(),
+                "snapshot txn returned an unexpected number of ranges",
+            ));
+        };
+        Ok(ClusterSnapshot {
+            revision,
+            units: decode::units(k, units.kvs(), jobs.kvs())?,
+            machines: decode::machines(k, machines.kvs())?,
+            schedule: decode::schedule(k, schedule.kvs())?,
+            states: Vec::new(),
+            unplaced: decode::unplaced(k, unplaced.kvs())?,
+        })
+    }
 }

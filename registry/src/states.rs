@@ -60,10 +60,32 @@ impl Registry {
                 )
             })
             .collect();
-        for chunk in ops.chunks(MAX_TXN_OPS) {
-            self.txn("put states", Txn::new().and_then(chunk.to_vec()))
-                .await?;
-        }
+        let txns = ops
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| Txn::new().and_then(chunk.to_vec()))
+            .collect();
+        self.txns("put states", txns).await?;
+        Ok(())
+    }
+
+    /// Withdraws one machine's reports on many units, in txns of at most 128 deletes.
+    pub async fn delete_states(
+        &self,
+        units: &[UnitName],
+        machine: &MachineId,
+    ) -> Result<(), RegistryError> {
+        let txns = units
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| {
+                Txn::new().and_then(
+                    chunk
+                        .iter()
+                        .map(|u| TxnOp::delete(self.keys.state(u, machine), None))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        self.txns("delete states", txns).await?;
         Ok(())
     }
 

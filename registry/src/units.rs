@@ -90,18 +90,24 @@ impl Registry {
         names: &[UnitName],
     ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
         let k = &self.keys;
+        let txns = names
+            .chunks(MAX_TXN_OPS / 2)
+            .map(|chunk| {
+                Txn::new().and_then(
+                    chunk
+                        .iter()
+                        .flat_map(|n| {
+                            [
+                                TxnOp::get(k.unit(n), None),
+                                TxnOp::get(k.job_target(n), None),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
         let mut out = Vec::with_capacity(names.len());
-        for chunk in names.chunks(MAX_TXN_OPS / 2) {
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .flat_map(|n| {
-                    [
-                        TxnOp::get(k.unit(n), None),
-                        TxnOp::get(k.job_target(n), None),
-                    ]
-                })
-                .collect();
-            let resp = self.txn("get units", Txn::new().and_then(ops)).await?;
+        for resp in self.txns("get units", txns).await? {
             let g = gets(&resp);
             for pair in g.chunks(2) {
                 let [unit, job] = pair else {
@@ -128,57 +134,63 @@ impl Registry {
         let unique: Vec<usize> = first.values().copied().collect();
         let mut outcomes: BTreeMap<usize, CreateOutcome> = BTreeMap::new();
         // Each nested txn writes two keys; keep every level within max-txn-ops.
-        for chunk in unique.chunks(MAX_TXN_OPS / 2 - 1) {
-            let mut hashes = Vec::with_capacity(chunk.len());
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|&i| {
-                    let (name, file) = &units[i];
-                    let (value, hash) = codec::encode_unit(file);
-                    hashes.push(hash);
-                    let unit_key = k.unit(name);
-                    TxnOp::txn(
-                        Txn::new()
-                            .when([Compare::create_revision(
-                                unit_key.clone(),
-                                CompareOp::Equal,
-                                0,
-                            )])
-                            .and_then([
-                                TxnOp::put(unit_key.clone(), value, None),
-                                TxnOp::put(
-                                    k.job_target(name),
-                                    codec::encode_target(TargetState::Inactive),
-                                    None,
-                                ),
-                            ])
-                            .or_else([TxnOp::get(unit_key, None)]),
-                    )
-                })
-                .collect();
-            let resp = self.txn("create units", Txn::new().and_then(ops)).await?;
-            for ((&i, hash), r) in chunk.iter().zip(hashes).zip(resp.op_responses()) {
-                let TxnOpResponse::Txn(r) = r else {
-                    return Err(RegistryError::corrupt(
-                        b"create units",
-                        "unexpected txn response",
-                    ));
-                };
-                let outcome = if r.succeeded() {
-                    CreateOutcome::Created
-                } else {
-                    let existing = gets(&r)
-                        .first()
-                        .and_then(|g| g.kvs().first())
-                        .map(|kv| codec::decode_unit_hash(kv.key(), kv.value()))
-                        .transpose()?;
-                    match existing {
-                        Some(existing) if existing != hash => CreateOutcome::Differs { existing },
-                        _ => CreateOutcome::Identical,
-                    }
-                };
-                outcomes.insert(i, outcome);
-            }
+        let chunks: Vec<&[usize]> = unique.chunks(MAX_TXN_OPS / 2 - 1).collect();
+        let mut hashes = Vec::with_capacity(unique.len());
+        let txns = chunks
+            .iter()
+            .map(|chunk| {
+                let ops: Vec<TxnOp> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let (name, file) = &units[i];
+                        let (value, hash) = codec::encode_unit(file);
+                        hashes.push(hash);
+                        let unit_key = k.unit(name);
+                        TxnOp::txn(
+                            Txn::new()
+                                .when([Compare::create_revision(
+                                    unit_key.clone(),
+                                    CompareOp::Equal,
+                                    0,
+                                )])
+                                .and_then([
+                                    TxnOp::put(unit_key.clone(), value, None),
+                                    TxnOp::put(
+                                        k.job_target(name),
+                                        codec::encode_target(TargetState::Inactive),
+                                        None,
+                                    ),
+                                ])
+                                .or_else([TxnOp::get(unit_key, None)]),
+                        )
+                    })
+                    .collect();
+                Txn::new().and_then(ops)
+            })
+            .collect();
+        let responses = self.txns("create units", txns).await?;
+        let nested = responses.iter().flat_map(|resp| resp.op_responses());
+        for ((&i, hash), r) in unique.iter().zip(hashes).zip(nested) {
+            let TxnOpResponse::Txn(r) = r else {
+                return Err(RegistryError::corrupt(
+                    b"create units",
+                    "unexpected txn response",
+                ));
+            };
+            let outcome = if r.succeeded() {
+                CreateOutcome::Created
+            } else {
+                let existing = gets(&r)
+                    .first()
+                    .and_then(|g| g.kvs().first())
+                    .map(|kv| codec::decode_unit_hash(kv.key(), kv.value()))
+                    .transpose()?;
+                match existing {
+                    Some(existing) if existing != hash => CreateOutcome::Differs { existing },
+                    _ => CreateOutcome::Identical,
+                }
+            };
+            outcomes.insert(i, outcome);
         }
         Ok(units
             .iter()
@@ -228,23 +240,30 @@ impl Registry {
         let mut out = SetTargetsOutcome::default();
         // etcd gives nested txns the outer txn's unused op budget: n nested txns of
         // one op each fit iff n + 1 <= max-txn-ops.
-        for chunk in all.chunks(MAX_TXN_OPS - 1) {
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|(n, t)| {
-                    TxnOp::txn(
-                        Txn::new()
-                            .when([Compare::create_revision(k.unit(n), CompareOp::Greater, 0)])
-                            .and_then([TxnOp::put(
-                                k.job_target(n),
-                                codec::encode_target(*t),
-                                None,
-                            )]),
-                    )
-                })
-                .collect();
-            let resp = self.txn("set targets", Txn::new().and_then(ops)).await?;
-            out.txns += 1;
+        let chunks: Vec<&[(&UnitName, TargetState)]> = all.chunks(MAX_TXN_OPS - 1).collect();
+        let txns = chunks
+            .iter()
+            .map(|chunk| {
+                let ops: Vec<TxnOp> = chunk
+                    .iter()
+                    .map(|(n, t)| {
+                        TxnOp::txn(
+                            Txn::new()
+                                .when([Compare::create_revision(k.unit(n), CompareOp::Greater, 0)])
+                                .and_then([TxnOp::put(
+                                    k.job_target(n),
+                                    codec::encode_target(*t),
+                                    None,
+                                )]),
+                        )
+                    })
+                    .collect();
+                Txn::new().and_then(ops)
+            })
+            .collect();
+        let responses = self.txns("set targets", txns).await?;
+        out.txns = responses.len();
+        for (chunk, resp) in chunks.iter().zip(&responses) {
             for ((n, _), r) in chunk.iter().zip(resp.op_responses()) {
                 if let TxnOpResponse::Txn(r) = r
                     && !r.succeeded()

@@ -6,10 +6,12 @@
 //! - [`registration`]: the machine key and its lease.
 //! - [`reconcile`]: the pure plan (desired × current → actions).
 //! - [`execute`]: applies a plan through a [`crate::systemd::UnitManager`].
+//! - [`AgentMetrics`]: counters readable while the agent runs (benchmarks).
 //! - `runner`: the event loop tying them together (watch, debounce, retries).
 
 pub mod execute;
 pub mod identity;
+mod metrics;
 pub mod reconcile;
 pub mod registration;
 mod runner;
@@ -21,6 +23,7 @@ use fleet_core::Machine;
 
 use crate::config::Config;
 
+pub use metrics::AgentMetrics;
 pub use runner::{Agent, AgentError};
 
 /// How an agent behaves; built from fleetd's [`Config`] or set directly in tests.

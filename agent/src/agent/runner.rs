@@ -17,19 +17,15 @@ use fleet_registry::{
     Change, LeaseId, Registry, RegistryError, RegistryKey, ScheduleEntry, UnitStateRecord,
     WatchBatch, WatchEvent,
 };
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentConfig;
 use crate::agent::execute::{Outcome, execute};
 use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
 use crate::agent::registration::{self, register};
+use crate::agent::{AgentConfig, AgentMetrics};
 use crate::systemd::{StateChanged, SystemdError, UnitManager};
-
-/// Concurrent etcd reads of unit texts / deletes of state records.
-const ETCD_CONCURRENCY: usize = 32;
 
 /// Why the agent stopped on its own (fleetd exits; systemd restarts it).
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +56,7 @@ pub struct Agent<M: UnitManager> {
     own_leases: Vec<LeaseId>,
     adopted: bool,
     failures: u32,
+    metrics: AgentMetrics,
 }
 
 /// What a wait ended with.
@@ -90,6 +87,7 @@ impl<M: UnitManager> Agent<M> {
             own_leases,
             adopted: false,
             failures: 0,
+            metrics: AgentMetrics::default(),
         }
     }
 
@@ -100,6 +98,11 @@ impl<M: UnitManager> Agent<M> {
     /// The lease the machine is registered under (None before registration).
     pub fn lease(&self) -> Option<LeaseId> {
         self.lease
+    }
+
+    /// Counters about this agent, readable while it runs.
+    pub fn metrics(&self) -> AgentMetrics {
+        self.metrics.clone()
     }
 
     /// Units this agent has loaded, with the state it brought them to.
@@ -167,6 +170,7 @@ impl<M: UnitManager> Agent<M> {
                     match self.registry.machine_schedule(&me).await {
                         Ok((rev, entries)) => {
                             self.desired = desired_from(entries);
+                            self.metrics.set_scheduled(self.desired.len());
                             let prefix = self.registry.keys().machine_schedule(&me);
                             watch = Some(self.registry.watch_prefix(prefix, rev + 1));
                             need_sync = false;
@@ -312,6 +316,8 @@ impl<M: UnitManager> Agent<M> {
 
     fn apply_batch(&mut self, batch: WatchBatch) {
         let me = &self.config.machine.id;
+        let received = batch.events.len();
+        let mut foreign = 0;
         for ev in batch.events {
             match ev {
                 WatchEvent::Put {
@@ -336,9 +342,11 @@ impl<M: UnitManager> Agent<M> {
                 WatchEvent::Corrupt { revision, error } => {
                     tracing::warn!(revision, %error, "undecodable schedule entry ignored");
                 }
-                _ => {}
+                _ => foreign += 1,
             }
         }
+        self.metrics.received(received, foreign);
+        self.metrics.set_scheduled(self.desired.len());
     }
 
     /// Plans and executes; publishes states. Returns when to retry, if anything failed.
@@ -435,26 +443,41 @@ impl<M: UnitManager> Agent<M> {
                 _ => None,
             })
             .collect();
-        let registry = &self.registry;
-        let results: Vec<_> = futures_util::stream::iter(wanted)
-            .map(|(unit, hash)| async move { (registry.get_unit(&unit).await, unit, hash) })
-            .buffer_unordered(ETCD_CONCURRENCY)
-            .collect()
-            .await;
-        for (r, unit, hash) in results {
+        if wanted.is_empty() {
+            return;
+        }
+        // One batched read (64 units per txn) instead of a round trip per unit.
+        let names: Vec<UnitName> = wanted.iter().map(|(u, _)| u.clone()).collect();
+        let records = match self.registry.get_units(&names).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(units = names.len(), error = %e, "cannot read unit texts");
+                return;
+            }
+        };
+        for ((unit, hash), r) in wanted.into_iter().zip(records) {
             match r {
-                Ok(Some(rec)) if rec.hash == hash => {
+                Some(rec) if rec.hash == hash => {
                     self.texts.insert(hash, rec.file.canonical());
                 }
-                Ok(Some(rec)) => {
+                Some(rec) => {
                     tracing::debug!(unit = %unit, scheduled = %hash.short(), stored = %rec.hash.short(), "unit text changed since it was scheduled; waiting for the engine")
                 }
-                Ok(None) => {
+                None => {
                     tracing::debug!(unit = %unit, "scheduled unit no longer exists; waiting for the engine")
                 }
-                Err(e) => tracing::warn!(unit = %unit, error = %e, "cannot read unit text"),
             }
         }
+    }
+
+    /// Publishes how many of this machine's published states say running.
+    fn note_reported(&self) {
+        self.metrics.set_reported_active(
+            self.reported
+                .values()
+                .filter(|r| r.state == TargetState::Launched && r.systemd.active == "active")
+                .count(),
+        );
     }
 
     fn retry_delay(&self) -> Duration {
@@ -478,25 +501,20 @@ impl<M: UnitManager> Agent<M> {
             .cloned()
             .collect();
         if !gone.is_empty() {
-            let registry = &self.registry;
-            let me = &me;
-            let results: Vec<_> = futures_util::stream::iter(gone)
-                .map(|u| async move { (registry.delete_state(&u, me).await, u) })
-                .buffer_unordered(ETCD_CONCURRENCY)
-                .collect()
-                .await;
-            for (r, u) in results {
-                match r {
-                    Ok(_) => {
-                        self.reported.remove(&u);
+            // One batched delete (128 per txn) for every unit unloaded here.
+            match self.registry.delete_states(&gone, &me).await {
+                Ok(()) => {
+                    for u in &gone {
+                        self.reported.remove(u);
                     }
-                    Err(e) => {
-                        ok = false;
-                        tracing::warn!(unit = %u, error = %e, "cannot delete unit state");
-                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(units = gone.len(), error = %e, "cannot delete unit states");
                 }
             }
         }
+        self.note_reported();
         self.dirty.retain(|u| self.current.contains_key(u));
         if self.dirty.is_empty() {
             self.force_publish = false;
@@ -533,6 +551,7 @@ impl<M: UnitManager> Agent<M> {
                 self.reported.insert(r.unit.clone(), r);
             }
         }
+        self.note_reported();
         self.dirty.clear();
         self.force_publish = false;
         ok

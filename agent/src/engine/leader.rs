@@ -85,12 +85,27 @@ pub async fn lead(
     }
 }
 
-/// One pass: one snapshot txn, the plan, ⌈ops/128⌉ fenced write txns (none if
-/// nothing changed).
+/// One pass: one snapshot txn (without unit states, which planning never reads), the
+/// plan (off the async threads, so lease renewals are not starved by a big plan),
+/// ⌈ops/128⌉ fenced write txns (none if nothing changed).
 async fn pass(reg: &Registry, fence: &LeaderFence) -> Result<PassReport, RegistryError> {
     let started = Instant::now();
-    let snap = reg.snapshot().await?;
-    let d = decide(&snap);
+    let snap = reg.placement_snapshot().await?;
+    let planned = tokio::task::spawn_blocking(move || {
+        let d = decide(&snap);
+        (snap, d)
+    })
+    .await;
+    let (snap, d) = match planned {
+        Ok(p) => p,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime shuts down: the pass is moot.
+        Err(_) => {
+            return Err(RegistryError::Config(
+                "the engine's plan was cancelled (shutting down)".into(),
+            ));
+        }
+    };
     for (u, m, why) in &d.plan.unplace {
         tracing::info!(unit = %u, machine = %m, reason = %why, "Unscheduling unit {u} from {m}: {why}");
     }

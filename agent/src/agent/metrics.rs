@@ -1,0 +1,65 @@
+//! Counters an agent keeps about itself, readable from outside while it runs, so a
+//! benchmark hosting thousands of agents can check that each one hears only about its
+//! own units (no thundering herd) and see how far placement and start-up have got
+//! without reading etcd.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Shared view of one agent's counters; cheap to clone (one `Arc`).
+#[derive(Clone, Debug, Default)]
+pub struct AgentMetrics(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    watch_batches: AtomicU64,
+    watch_events: AtomicU64,
+    foreign_events: AtomicU64,
+    scheduled: AtomicU64,
+    reported_active: AtomicU64,
+}
+
+impl AgentMetrics {
+    /// Watch responses received on the agent's schedule watch.
+    pub fn watch_batches(&self) -> u64 {
+        self.0.watch_batches.load(Ordering::Relaxed)
+    }
+
+    /// Events received on the agent's schedule watch.
+    pub fn watch_events(&self) -> u64 {
+        self.0.watch_events.load(Ordering::Relaxed)
+    }
+
+    /// Events about anything but this machine's schedule (must stay 0).
+    pub fn foreign_events(&self) -> u64 {
+        self.0.foreign_events.load(Ordering::Relaxed)
+    }
+
+    /// Units currently scheduled here, as the agent knows it.
+    pub fn scheduled(&self) -> u64 {
+        self.0.scheduled.load(Ordering::Relaxed)
+    }
+
+    /// Units whose published state (in etcd) says launched and systemd-active.
+    pub fn reported_active(&self) -> u64 {
+        self.0.reported_active.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn received(&self, events: usize, foreign: usize) {
+        self.0.watch_batches.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .watch_events
+            .fetch_add(events as u64, Ordering::Relaxed);
+        self.0
+            .foreign_events
+            .fetch_add(foreign as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_scheduled(&self, n: usize) {
+        self.0.scheduled.store(n as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_reported_active(&self, n: usize) {
+        self.0.reported_active.store(n as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,552 @@
+//! `fleet-bench cluster`: a real etcd, the real engine and thousands of real agents
+//! (each a full `Agent` with registration, lease, its own schedule watch and state
+//! reports) in one process; only systemd is simulated. Units are submitted and started
+//! through the registry calls fleetctl makes (`get_units`, `create_units`,
+//! `set_targets`), then a fraction of the machines is killed at once.
+//!
+//! Runtimes are split so /proc's per-thread CPU splits engine from agents: the engine
+//! runs on `fleet-engine` threads, the agents on `fleet-agents` threads, the driver
+//! (the fleetctl side) on the main thread.
+
+mod etcd_metrics;
+mod procstat;
+mod workload;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use fleet_core::{MachineId, TargetState, UnitName};
+use fleet_registry::{Registry, RegistryConfig};
+use fleet_testkit::{EtcdConfig, EtcdServer};
+use fleetd::agent::{Agent, AgentConfig, AgentMetrics};
+use fleetd::engine::{self, EngineConfig, EngineHandle};
+use fleetd::systemd::SimulatedSystemd;
+use serde_json::json;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use etcd_metrics::EtcdCounters;
+use procstat::CpuTimes;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Simulated machines (one full agent each).
+    #[arg(long, default_value_t = 1_000)]
+    machines: usize,
+    /// Units to submit and start.
+    #[arg(long, default_value_t = 10_000)]
+    units: usize,
+    /// Percent of units that are template instances conflicting with their siblings.
+    #[arg(long, default_value_t = 20)]
+    templates: u32,
+    /// Percent of units that require machine metadata (a region).
+    #[arg(long, default_value_t = 10)]
+    constraints: u32,
+    /// The agents' lease TTL (fleet's agent_ttl).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    agent_ttl: Duration,
+    /// Use this etcd (client URL) instead of starting one; its metrics must be served
+    /// on the client port then.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// Key prefix in etcd (a fresh one per run when sharing an etcd).
+    #[arg(long, default_value = "/_bench/")]
+    prefix: String,
+    /// Fraction of machines killed at once (0 skips the failover phase).
+    #[arg(long, default_value_t = 0.1)]
+    kill_fraction: f64,
+    /// Engines campaigning (one leads).
+    #[arg(long, default_value_t = 1)]
+    engines: usize,
+    /// etcd connections (gRPC channels) the agents share.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Units per fleetctl-like submission (one `start` of that many arguments).
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Submissions running at once (several fleetctl invocations).
+    #[arg(long, default_value_t = 4)]
+    submitters: usize,
+    /// Threads of the agents' runtime.
+    #[arg(long, default_value_t = 2)]
+    agent_threads: usize,
+    /// etcd's backend quota in bytes when the benchmark starts it.
+    #[arg(long, default_value_t = 8 * 1024 * 1024 * 1024)]
+    quota_backend_bytes: u64,
+    /// Give up a phase after this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    phase_timeout: Duration,
+}
+
+/// One simulated machine while it runs.
+struct SimMachine {
+    id: MachineId,
+    metrics: AgentMetrics,
+    task: Option<JoinHandle<()>>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    ensure!(args.machines > 0, "--machines must be at least 1");
+    ensure!(
+        (0.0..1.0).contains(&args.kill_fraction),
+        "--kill-fraction must be in [0, 1)"
+    );
+    ensure!(
+        args.templates + args.constraints <= 100,
+        "--templates plus --constraints must not exceed 100 (percent)"
+    );
+    let etcd_server = match &args.etcd {
+        Some(_) => None,
+        None => Some(
+            EtcdServer::start_with(&EtcdConfig {
+                extra_args: vec![
+                    format!("--quota-backend-bytes={}", args.quota_backend_bytes),
+                    "--snapshot-count=1000000".into(),
+                ],
+                ..EtcdConfig::default()
+            })
+            .context("starting etcd")?,
+        ),
+    };
+    let (client_url, metrics_url, etcd_pid) = match (&etcd_server, &args.etcd) {
+        (Some(s), _) => (s.client_url(), s.metrics_url(), s.pid()),
+        (None, Some(url)) => (url.clone(), url.clone(), None),
+        (None, None) => bail!("no etcd"),
+    };
+    println!(
+        "etcd {client_url} (metrics {metrics_url}); {} machines, {} units ({}% instances, {}% constrained), agent_ttl {:?}",
+        args.machines, args.units, args.templates, args.constraints, args.agent_ttl
+    );
+
+    let engine_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("fleet-engine")
+        .enable_all()
+        .build()?;
+    let agent_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.agent_threads.max(1))
+        .thread_name("fleet-agents")
+        .enable_all()
+        .build()?;
+    let driver = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cfg = RegistryConfig::new(client_url.clone()).with_prefix(args.prefix.clone());
+
+    // Agents first: every machine registered before any unit is submitted.
+    let started = Instant::now();
+    let mut machines = start_agents(&agent_rt, &cfg, args)?;
+    let stop_engines = CancellationToken::new();
+    let engines = start_engines(&engine_rt, &cfg, args.engines, &stop_engines)?;
+    let registry = driver.block_on(Registry::connect(cfg.clone()))?;
+    driver.block_on(async {
+        wait_until(args.phase_timeout, "all machines registered", || async {
+            Ok(registry.list_machines().await?.len() >= args.machines)
+        })
+        .await?;
+        wait_until(args.phase_timeout, "an engine leads", || async {
+            Ok(engines.iter().any(EngineHandle::is_leader))
+        })
+        .await
+    })?;
+    let registered_after = started.elapsed();
+    println!(
+        "{} agents registered in {:.2}s",
+        args.machines,
+        registered_after.as_secs_f64()
+    );
+
+    let units = workload::units(args.units, args.templates, args.constraints)?;
+    let etcd_before = etcd_metrics::fetch(&metrics_url)?;
+    let cpu_before = procstat::own_cpu();
+    let etcd_cpu_before = procstat::pid_cpu(etcd_pid);
+    let t0 = Instant::now();
+    let submitted_after = driver.block_on(submit(&registry, &units, args))?;
+    let (placed_after, active_after) =
+        wait_all_active(&machines, args.units as u64, t0, args.phase_timeout)?;
+    let cpu_after = procstat::own_cpu();
+    let etcd_cpu_after = procstat::pid_cpu(etcd_pid);
+    let etcd_used = etcd_metrics::fetch(&metrics_url)?.since(&etcd_before);
+    println!(
+        "submitted in {:.2}s, all placed after {:.2}s, all active after {:.2}s",
+        submitted_after.as_secs_f64(),
+        placed_after.as_secs_f64(),
+        active_after.as_secs_f64()
+    );
+
+    let check = driver.block_on(check_cluster(&registry, &machines, args.units))?;
+    let listing = driver.block_on(time_listing(&registry))?;
+
+    let failover = if args.kill_fraction > 0.0 {
+        Some(kill_and_wait(&mut machines, args)?)
+    } else {
+        None
+    };
+    if let Some(f) = &failover {
+        // The survivors still hold every unit exactly once.
+        driver.block_on(check_cluster(&registry, &machines, args.units))?;
+        println!(
+            "killed {} machines ({} units): all active elsewhere after {:.2}s ({:.2}s past agent_ttl)",
+            f.killed,
+            f.units,
+            f.seconds,
+            f.seconds - args.agent_ttl.as_secs_f64()
+        );
+    }
+
+    let figures = figures(
+        args,
+        &Phase {
+            registered_after,
+            submitted_after,
+            placed_after,
+            active_after,
+            etcd: etcd_used,
+            cpu_before,
+            cpu_after,
+            etcd_cpu: etcd_cpu_after - etcd_cpu_before,
+            etcd_pid,
+        },
+        &machines,
+        &check,
+        listing,
+        failover.as_ref(),
+    );
+    print_table(&figures);
+
+    stop_engines.cancel();
+    for m in &mut machines {
+        if let Some(t) = m.task.take() {
+            t.abort();
+        }
+    }
+    drop(engines);
+    agent_rt.shutdown_timeout(Duration::from_secs(5));
+    engine_rt.shutdown_timeout(Duration::from_secs(5));
+    drop(etcd_server);
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(())
+}
+
+fn start_agents(rt: &Runtime, cfg: &RegistryConfig, args: &Args) -> Result<Vec<SimMachine>> {
+    let registries: Vec<Registry> = (0..args.clients.max(1))
+        .map(|_| rt.block_on(Registry::connect(cfg.clone())))
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(args.machines);
+    for (i, machine) in workload::machines(args.machines)?.into_iter().enumerate() {
+        let id = machine.id.clone();
+        let config = AgentConfig::new(machine, args.agent_ttl);
+        let agent = Agent::new(
+            registries[i % registries.len()].clone(),
+            Arc::new(SimulatedSystemd::new()),
+            config,
+        );
+        let metrics = agent.metrics();
+        let task = rt.spawn(run_agent(agent));
+        out.push(SimMachine {
+            id,
+            metrics,
+            task: Some(task),
+        });
+    }
+    Ok(out)
+}
+
+async fn run_agent(mut agent: Agent<SimulatedSystemd>) {
+    // Never cancelled: the benchmark aborts the task (a hard kill).
+    if let Err(e) = agent.run(CancellationToken::new()).await {
+        tracing::error!(machine = %agent.machine().id, error = %e, "agent stopped");
+    }
+}
+
+fn start_engines(
+    rt: &Runtime,
+    cfg: &RegistryConfig,
+    count: usize,
+    stop: &CancellationToken,
+) -> Result<Vec<EngineHandle>> {
+    (0..count.max(1))
+        .map(|i| {
+            let registry = rt.block_on(Registry::connect(cfg.clone()))?;
+            let config = EngineConfig::new(MachineId::new(&format!("engine-{i}"))?);
+            let _guard = rt.enter();
+            Ok(engine::spawn(registry, config, stop.clone()))
+        })
+        .collect()
+}
+
+/// fleetctl's `start` path for many invocations of `batch` units each, `submitters`
+/// at a time: one batched read, batched guarded creates, batched target writes.
+async fn submit(
+    registry: &Registry,
+    units: &[(UnitName, fleet_core::UnitFile)],
+    args: &Args,
+) -> Result<Duration> {
+    let t0 = Instant::now();
+    let batches: Vec<&[(UnitName, fleet_core::UnitFile)]> =
+        units.chunks(args.batch.max(1)).collect();
+    use futures_util::StreamExt;
+    let results: Vec<Result<()>> = futures_util::stream::iter(batches)
+        .map(|batch| async move {
+            let names: Vec<UnitName> = batch.iter().map(|(n, _)| n.clone()).collect();
+            let existing = registry.get_units(&names).await?;
+            let create: Vec<_> = batch
+                .iter()
+                .zip(&existing)
+                .filter(|(_, e)| e.is_none())
+                .map(|(u, _)| u.clone())
+                .collect();
+            registry.create_units(&create).await?;
+            let targets: Vec<(UnitName, TargetState)> = names
+                .into_iter()
+                .map(|n| (n, TargetState::Launched))
+                .collect();
+            let out = registry.set_targets(&targets).await?;
+            ensure!(out.missing.is_empty(), "units vanished: {:?}", out.missing);
+            Ok(())
+        })
+        .buffer_unordered(args.submitters.max(1))
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(t0.elapsed())
+}
+
+/// Polls the agents' own counters (no etcd reads) until every unit is scheduled on
+/// some machine and every one is reported active.
+fn wait_all_active(
+    machines: &[SimMachine],
+    units: u64,
+    t0: Instant,
+    limit: Duration,
+) -> Result<(Duration, Duration)> {
+    let mut placed = None;
+    loop {
+        let live = machines.iter().filter(|m| m.task.is_some());
+        let (scheduled, active) = live.fold((0, 0), |(s, a), m| {
+            (s + m.metrics.scheduled(), a + m.metrics.reported_active())
+        });
+        if placed.is_none() && scheduled >= units {
+            placed = Some(t0.elapsed());
+        }
+        if active >= units
+            && let Some(p) = placed
+        {
+            return Ok((p, t0.elapsed()));
+        }
+        if t0.elapsed() > limit {
+            bail!("after {limit:?}: {scheduled} of {units} units scheduled, {active} active");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the end state looks like in etcd.
+struct Check {
+    foreign_events: u64,
+    max_events_per_agent: u64,
+}
+
+/// Every unit scheduled exactly once, on a live machine, reported active there; no
+/// agent heard about another machine's schedule.
+async fn check_cluster(
+    registry: &Registry,
+    machines: &[SimMachine],
+    units: usize,
+) -> Result<Check> {
+    let snap = registry.snapshot().await?;
+    let live: std::collections::HashSet<&MachineId> = machines
+        .iter()
+        .filter(|m| m.task.is_some())
+        .map(|m| &m.id)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for e in &snap.schedule {
+        ensure!(seen.insert(&e.unit), "unit {} scheduled twice", e.unit);
+        ensure!(
+            live.contains(&e.machine),
+            "unit {} scheduled on dead machine {}",
+            e.unit,
+            e.machine
+        );
+    }
+    ensure!(
+        seen.len() == units,
+        "{} of {units} units scheduled",
+        seen.len()
+    );
+    let states: std::collections::HashMap<(&UnitName, &MachineId), &str> = snap
+        .states
+        .iter()
+        .map(|s| ((&s.unit, &s.machine), s.systemd.active.as_str()))
+        .collect();
+    for e in &snap.schedule {
+        let active = states.get(&(&e.unit, &e.machine)).copied();
+        ensure!(
+            active == Some("active"),
+            "unit {} on {} reports {:?}",
+            e.unit,
+            e.machine,
+            active
+        );
+    }
+    let foreign_events = machines.iter().map(|m| m.metrics.foreign_events()).sum();
+    ensure!(
+        foreign_events == 0,
+        "agents received {foreign_events} events about other machines"
+    );
+    Ok(Check {
+        foreign_events,
+        max_events_per_agent: machines
+            .iter()
+            .map(|m| m.metrics.watch_events())
+            .max()
+            .unwrap_or(0),
+    })
+}
+
+/// What `fleetctl list-units --driver=etcd` does: one full snapshot, rendered as its
+/// table, in-process (the fleetctl binary adds only its start-up).
+async fn time_listing(registry: &Registry) -> Result<f64> {
+    let t0 = Instant::now();
+    let snap = registry.snapshot().await?;
+    let mut out = String::with_capacity(snap.units.len() * 64);
+    let by_unit: std::collections::HashMap<&UnitName, &fleet_registry::UnitStateRecord> =
+        snap.states.iter().map(|s| (&s.unit, s)).collect();
+    for u in &snap.units {
+        let s = by_unit.get(&u.name);
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            u.name,
+            s.map_or("-", |s| s.machine.as_str()),
+            s.map_or("-", |s| s.systemd.active.as_str()),
+            s.map_or("-", |s| s.systemd.sub.as_str()),
+        ));
+    }
+    std::hint::black_box(out);
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+struct Failover {
+    killed: usize,
+    units: u64,
+    seconds: f64,
+}
+
+/// Aborts `kill_fraction` of the agents at once (leases not revoked, units keep
+/// "running" nowhere) and waits until every unit is active on a survivor.
+fn kill_and_wait(machines: &mut [SimMachine], args: &Args) -> Result<Failover> {
+    let count = ((machines.len() as f64) * args.kill_fraction).round() as usize;
+    let count = count.clamp(1, machines.len().saturating_sub(1).max(1));
+    let units: u64 = machines[..count]
+        .iter()
+        .map(|m| m.metrics.scheduled())
+        .sum();
+    let t0 = Instant::now();
+    for m in &mut machines[..count] {
+        if let Some(t) = m.task.take() {
+            t.abort();
+        }
+    }
+    let (_, all_active) = wait_all_active(machines, args.units as u64, t0, args.phase_timeout)?;
+    Ok(Failover {
+        killed: count,
+        units,
+        seconds: all_active.as_secs_f64(),
+    })
+}
+
+/// Where the time and resources of the start phase went.
+struct Phase {
+    registered_after: Duration,
+    submitted_after: Duration,
+    placed_after: Duration,
+    active_after: Duration,
+    etcd: EtcdCounters,
+    cpu_before: CpuTimes,
+    cpu_after: CpuTimes,
+    etcd_cpu: f64,
+    etcd_pid: Option<u32>,
+}
+
+fn figures(
+    args: &Args,
+    p: &Phase,
+    machines: &[SimMachine],
+    check: &Check,
+    listing: f64,
+    failover: Option<&Failover>,
+) -> serde_json::Value {
+    let u = args.units.max(1) as f64;
+    let events: Vec<u64> = machines.iter().map(|m| m.metrics.watch_events()).collect();
+    let mean_events = events.iter().sum::<u64>() as f64 / events.len().max(1) as f64;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    json!({
+        "machines": args.machines,
+        "units": args.units,
+        "templates_pct": args.templates,
+        "constraints_pct": args.constraints,
+        "agent_ttl_s": args.agent_ttl.as_secs_f64(),
+        "engines": args.engines,
+        "etcd_clients": args.clients,
+        "registered_s": round(p.registered_after.as_secs_f64()),
+        "submitted_s": round(p.submitted_after.as_secs_f64()),
+        "all_placed_s": round(p.placed_after.as_secs_f64()),
+        "all_active_s": round(p.active_after.as_secs_f64()),
+        "placements_per_s": round(u / p.placed_after.as_secs_f64().max(1e-9)),
+        "active_per_s": round(u / p.active_after.as_secs_f64().max(1e-9)),
+        "etcd_requests": p.etcd.requests,
+        "etcd_requests_per_unit": round(p.etcd.total_requests() / u),
+        "etcd_mvcc_txns_per_unit": round(p.etcd.write_txns / u),
+        "etcd_key_writes_per_unit": round((p.etcd.puts + p.etcd.deletes) / u),
+        "etcd_received_bytes_per_unit": round(p.etcd.received_bytes / u),
+        "etcd_sent_bytes_per_unit": round(p.etcd.sent_bytes / u),
+        "watch_events_per_agent_mean": round(mean_events),
+        "watch_events_per_agent_max": events.iter().max().copied().unwrap_or(0),
+        "watch_events_per_agent_max_at_start": check.max_events_per_agent,
+        "foreign_watch_events": check.foreign_events,
+        "engine_cpu_s": round(p.cpu_after.since(&p.cpu_before, "engine")),
+        "agents_cpu_s": round(p.cpu_after.since(&p.cpu_before, "agents")),
+        "other_cpu_s": round(p.cpu_after.since(&p.cpu_before, "other")),
+        "process_cpu_s": round(p.cpu_after.process - p.cpu_before.process),
+        "etcd_cpu_s": round(p.etcd_cpu),
+        "peak_rss_mib": round(procstat::peak_rss_mib("self")),
+        "etcd_peak_rss_mib": p.etcd_pid.map(|pid| round(procstat::peak_rss_mib(&pid.to_string()))),
+        "list_units_s": round(listing),
+        "killed_machines": failover.map(|f| f.killed),
+        "killed_units": failover.map(|f| f.units),
+        "failover_s": failover.map(|f| round(f.seconds)),
+        "failover_minus_ttl_s": failover.map(|f| round(f.seconds - args.agent_ttl.as_secs_f64())),
+        "all_units_once": true,
+    })
+}
+
+fn print_table(figures: &serde_json::Value) {
+    if let Some(map) = figures.as_object() {
+        for (k, v) in map {
+            println!("  {k:<32} {v}");
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until true, failing after `limit`.
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await.unwrap_or(false) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
