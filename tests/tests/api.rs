@@ -322,6 +322,17 @@ fn the_api_driver_runs_the_unit_lifecycle_and_fails_in_one_line() {
     let etcd = Fleetctl::etcd(&lab, dir.path());
     let api = Fleetctl::api(&lab, "node1", dir.path());
     assert_eq!(api.machines(), etcd.machines());
+    // FLEETCTL_ENDPOINT instead of --endpoint (fleet's TestFleetctlWithEnv).
+    let by_env = Fleetctl {
+        flags: Vec::new(),
+        dir: dir.path().to_path_buf(),
+    }
+    .command(&["list-machines", "--no-legend"])
+    .env("FLEETCTL_ENDPOINT", api_endpoint(&lab, "node2"))
+    .output()
+    .unwrap();
+    assert!(by_env.status.success(), "{by_env:?}");
+    assert_eq!(String::from_utf8_lossy(&by_env.stdout).lines().count(), 2);
     let (_, full, _) = api.run(&["list-machines", "-l", "--no-legend"]);
     for m in lab.machines() {
         assert!(full.contains(&m.machine_id), "{full}");

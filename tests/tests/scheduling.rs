@@ -456,6 +456,11 @@ fn a_failing_unit_shows_failed_and_stays_put() {
     );
     assert_eq!(runs, "1", "broken.service ran more than once");
     assert_eq!(ctl.unit_files()["broken.service"], "launched");
+    // What a user does next: read its journal and status through fleet.
+    let out = ctl.ok(&["journal", "--output=cat", "broken.service"]);
+    assert!(out.contains("broken-ran"), "{out}");
+    let (_, out, err) = ctl.run(&["status", "broken.service"]);
+    assert!(out.contains("Active: failed"), "{out}{err}");
     assert_systemd_agrees(&lab, &before);
     for m in lab.machines() {
         if m.name != node {
