@@ -30,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 use etcd_metrics::EtcdCounters;
 use procstat::CpuTimes;
 
+/// Request timeout of the submitting (fleetctl-like) client.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Simulated machines (one full agent each).
@@ -140,7 +143,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut machines = start_agents(&agent_rt, &cfg, args)?;
     let stop_engines = CancellationToken::new();
     let engines = start_engines(&engine_rt, &cfg, args.engines, &stop_engines)?;
-    let registry = driver.block_on(Registry::connect(cfg.clone()))?;
+    // fleetctl's --request-timeout, raised: one submission is a long batch.
+    let registry = driver.block_on(Registry::connect(cfg.clone().with_timeout(SUBMIT_TIMEOUT)))?;
     driver.block_on(async {
         wait_until(args.phase_timeout, "all machines registered", || async {
             Ok(registry.list_machines().await?.len() >= args.machines)
