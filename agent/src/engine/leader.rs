@@ -2,7 +2,7 @@
 //! snapshot at revision R, plan, write the difference in fenced txns, then sleep until
 //! a watched change after R (debounced) or the periodic full pass, and start over.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fleet_registry::{LeaderFence, Registry, RegistryError};
 use tokio::sync::watch;
@@ -31,6 +31,10 @@ pub async fn lead(
     let fence = won.leadership.fence();
     let mut triggers: Option<Triggers> = None;
     let mut failures = 0u32;
+    // How long the last pass took: the next one collects changes at least that long,
+    // so on a large cluster under a burst the engine's snapshots take at most about
+    // half of etcd's time (and a burst becomes fewer, larger passes).
+    let mut last_pass: Duration;
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return StepDown::Shutdown,
@@ -40,6 +44,7 @@ pub async fn lead(
         let seen = match outcome {
             Ok(report) => {
                 failures = 0;
+                last_pass = report.duration;
                 let seen = report.revision;
                 status.send_modify(|s| {
                     s.passes += 1;
@@ -66,7 +71,7 @@ pub async fn lead(
             _ = shutdown.cancelled() => return StepDown::Shutdown,
             e = won.keep.lost() => return StepDown::Lost(e.to_string()),
             _ = tokio::time::sleep(cfg.full_pass_interval()) => Ok(()),
-            r = t.changed_after(seen, cfg.debounce) => r.map(drop),
+            r = t.changed_after(seen, cfg.debounce.max(last_pass)) => r.map(drop),
         };
         if let Err(e) = woke {
             // Compacted or broken watches: the next snapshot covers the gap, and new
