@@ -45,41 +45,10 @@ impl Registry {
         name: &UnitName,
         file: &UnitFile,
     ) -> Result<CreateOutcome, RegistryError> {
-        let k = &self.keys;
-        let (value, hash) = codec::encode_unit(file);
-        let unit_key = k.unit(name);
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                unit_key.clone(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then([
-                TxnOp::put(unit_key.clone(), value, None),
-                TxnOp::put(
-                    k.job_target(name),
-                    codec::encode_target(TargetState::Inactive),
-                    None,
-                ),
-            ])
-            .or_else([TxnOp::get(unit_key.clone(), None)]);
-        let resp = self.txn("create unit", txn).await?;
-        if resp.succeeded() {
-            return Ok(CreateOutcome::Created);
-        }
-        let g = gets(&resp);
-        let Some(kv) = g.first().and_then(|g| g.kvs().first()) else {
-            // Deleted between compare and get cannot happen inside one txn.
-            return Err(RegistryError::corrupt(
-                unit_key.as_bytes(),
-                "vanished inside a txn",
-            ));
-        };
-        let existing = codec::decode_unit_hash(kv.key(), kv.value())?;
-        Ok(if existing == hash {
-            CreateOutcome::Identical
-        } else {
-            CreateOutcome::Differs { existing }
+        let units = [(name.clone(), file.clone())];
+        let outcome = self.create_units(&units).await?.into_iter().next();
+        outcome.ok_or_else(|| {
+            RegistryError::corrupt(name.as_str().as_bytes(), "no outcome for the unit created")
         })
     }
 

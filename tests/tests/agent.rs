@@ -105,31 +105,6 @@ fn list_units(lab: &Lab) -> Vec<Row> {
         .collect()
 }
 
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
-}
-
-/// The lab node whose machine id is `id`.
-fn node_of(lab: &Lab, id: &str) -> String {
-    lab.machines()
-        .iter()
-        .find(|m| m.machine_id == id)
-        .map(|m| m.name.clone())
-        .unwrap_or_else(|| panic!("no machine {id}"))
-}
-
-fn systemctl(lab: &Lab, node: &str, args: &str) -> String {
-    sh(lab, node, &format!("systemctl {args}")).1
-}
-
 fn main_pid(lab: &Lab, node: &str, unit: &str) -> String {
     systemctl(lab, node, &format!("show -p MainPID --value {unit}"))
 }
