@@ -100,7 +100,7 @@ async fn serve(cl: CommandLine, config: Config) -> anyhow::Result<()> {
         &cl,
         config,
         systemd,
-        &api.addr,
+        &api,
         (&mut sigterm, &mut sigint, &mut sighup),
     )
     .await;
@@ -114,11 +114,11 @@ async fn run_components(
     cl: &CommandLine,
     mut config: Config,
     systemd: Arc<SystemdManager>,
-    api_addr: &str,
+    api: &Api,
     (sigterm, sigint, sighup): (&mut Signal, &mut Signal, &mut Signal),
 ) -> anyhow::Result<()> {
     loop {
-        let mut server = Server::new(&config, systemd.clone(), api_addr).await?;
+        let mut server = Server::new(&config, systemd.clone(), api).await?;
         let stop = CancellationToken::new();
         let why = {
             let run = server.run(stop.clone());

@@ -46,11 +46,7 @@ pub struct Server<M: UnitManager> {
 impl<M: UnitManager> Server<M> {
     /// Resolves the machine's identity and prepares the etcd connection. `api_addr` is
     /// where this machine's API answers (published with the machine; may be empty).
-    pub async fn new(
-        config: &Config,
-        systemd: Arc<M>,
-        api_addr: &str,
-    ) -> Result<Self, ServerError> {
+    pub async fn new(config: &Config, systemd: Arc<M>, api: &Api) -> Result<Self, ServerError> {
         let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
         let public_ip = if config.public_ip.is_empty() {
             identity::detect_public_ip().await
@@ -66,7 +62,8 @@ impl<M: UnitManager> Server<M> {
         };
         let registry = Registry::connect(registry_config(config)).await?;
         let mut agent_config = AgentConfig::from_config(config, machine);
-        agent_config.api_addr = api_addr.to_string();
+        agent_config.api_addr = api.addr.clone();
+        agent_config.registered = Some(api.registered.clone());
         let agent = Agent::new(registry.clone(), systemd, agent_config);
         let engine = (!config.disable_engine).then_some((id, config.engine_reconcile_interval));
         Ok(Server {
@@ -121,6 +118,9 @@ impl<M: UnitManager> Server<M> {
 pub struct Api {
     /// `http(s)://ip:port` of the first TCP listener, empty without one.
     pub addr: String,
+    /// The agent says here whether the machine is registered; the API refuses calls
+    /// until it is.
+    pub registered: Arc<tokio::sync::watch::Sender<bool>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), fleet_api::ApiError>>,
 }
@@ -153,6 +153,8 @@ impl Api {
         let addr = listeners.api_addr(public_ip.parse().ok());
         let mut ctx =
             fleet_api::ApiContext::new(Registry::connect(registry_config(config)).await?, id);
+        let (registered, registered_rx) = tokio::sync::watch::channel(false);
+        ctx.registered = Some(registered_rx);
         ctx.commands.user = config.systemd_user;
         // Forwarding to other machines' TLS listeners uses this machine's identity.
         ctx.forward_tls = tls.map(|t| fleet_api::ClientTls {
@@ -164,7 +166,12 @@ impl Api {
         let stop = CancellationToken::new();
         let task = tokio::spawn(fleet_api::serve_on(listeners, ctx, stop.clone()));
         tracing::info!(addr = %addr, "serving the fleet API");
-        Ok(Api { addr, stop, task })
+        Ok(Api {
+            addr,
+            registered: Arc::new(registered),
+            stop,
+            task,
+        })
     }
 
     /// Stops serving and waits for the listeners to close.

@@ -10,6 +10,8 @@ use fleet_registry::{Change, CreateOutcome, Registry, RegistryError, RegistryKey
 use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self, WireError};
@@ -33,6 +35,10 @@ pub struct ApiContext {
     pub forward_tls: Option<ClientTls>,
     /// Bound on connecting to another fleetd and on its first answer.
     pub forward_timeout: Duration,
+    /// Whether this machine's agent is registered. While it is not (etcd unreachable,
+    /// or another fleetd holds this machine id), every call is refused as fleet did:
+    /// `fleet server unable to communicate with etcd`. `None`: always serve.
+    pub registered: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ApiContext {
@@ -44,6 +50,7 @@ impl ApiContext {
             commands: LocalCommands::default(),
             forward_tls: None,
             forward_timeout: Duration::from_secs(5),
+            registered: None,
         }
     }
 }
@@ -60,8 +67,26 @@ impl FleetService {
     }
 
     /// The tonic server wrapper, ready for `Server::builder().add_service(..)`.
-    pub fn into_server(self) -> pb::fleet_server::FleetServer<FleetService> {
-        pb::fleet_server::FleetServer::new(self)
+    pub fn into_server(
+        self,
+    ) -> InterceptedService<pb::fleet_server::FleetServer<FleetService>, RegisteredGate> {
+        let gate = RegisteredGate(self.ctx.registered.clone());
+        pb::fleet_server::FleetServer::with_interceptor(self, gate)
+    }
+}
+
+/// Refuses calls while the machine is not registered (fleet's 503).
+#[derive(Clone)]
+pub struct RegisteredGate(Option<tokio::sync::watch::Receiver<bool>>);
+
+impl Interceptor for RegisteredGate {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        match &self.0 {
+            Some(registered) if !*registered.borrow() => Err(Status::unavailable(
+                "fleet server unable to communicate with etcd",
+            )),
+            _ => Ok(req),
+        }
     }
 }
 

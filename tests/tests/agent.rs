@@ -524,3 +524,58 @@ fn restart_restarts_running_units_and_starts_stopped_ones() {
     assert_ne!(code, 0);
     assert!(err.contains("Units not found in registry"), "{err}");
 }
+
+/// fleet's TestDetectMachineId: a fleetd started with another machine's id does not
+/// take that machine over, and its API refuses calls with fleet's message until it can
+/// register; with its own id back, it serves again.
+#[test]
+fn duplicate_machine_id_never_registers_and_the_api_says_so() {
+    let lab = boot_fleet("agentdupid", 2);
+    let machines = lab.machines().to_vec();
+    let (first, second) = (&machines[0], &machines[1]);
+    let api = Fleetctl::api(&lab, &second.name, &unit_dir());
+    api.ok(&["list-machines"]);
+
+    let (code, _, err) = sh(
+        &lab,
+        &second.name,
+        &format!(
+            "systemctl set-environment FLEET_MACHINE_ID={} && systemctl restart fleet.service",
+            first.machine_id
+        ),
+    );
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        "the impostor's API to refuse calls",
+        Duration::from_secs(20),
+        || {
+            let (code, _, err) = api.run(&["list-machines", "--no-legend"]);
+            code == 1 && err.contains("fleet server unable to communicate with etcd")
+        },
+    );
+    // The real machine keeps its registration; fleetd on the impostor keeps running.
+    assert_eq!(
+        machines_listed(&lab).len(),
+        1,
+        "only the real machine is listed"
+    );
+    assert_eq!(
+        systemctl(&lab, &second.name, "is-active fleet.service"),
+        "active"
+    );
+
+    let (code, _, err) = sh(
+        &lab,
+        &second.name,
+        "systemctl unset-environment FLEET_MACHINE_ID && systemctl restart fleet.service",
+    );
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        "both machines registered again",
+        Duration::from_secs(20),
+        || machines_listed(&lab).len() == 2,
+    );
+    wait_until("the API to serve again", Duration::from_secs(20), || {
+        api.run(&["list-machines", "--no-legend"]).0 == 0
+    });
+}

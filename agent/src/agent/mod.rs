@@ -44,6 +44,9 @@ pub struct AgentConfig {
     pub state_batch: Duration,
     /// Full re-list of the schedule and republish of every state (safety net).
     pub resync_interval: Duration,
+    /// Told `true` while the machine is registered, `false` otherwise (the API refuses
+    /// calls meanwhile, as fleet's did).
+    pub registered: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
 }
 
 impl AgentConfig {
@@ -57,6 +60,7 @@ impl AgentConfig {
             debounce: Duration::from_millis(15),
             state_batch: Duration::from_millis(50),
             resync_interval: Duration::from_secs(60),
+            registered: None,
         }
     }
 

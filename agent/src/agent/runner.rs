@@ -91,6 +91,13 @@ impl<M: UnitManager> Agent<M> {
         }
     }
 
+    /// Tells whoever listens (fleetd's API) whether this machine is registered.
+    fn set_registered(&self, registered: bool) {
+        if let Some(tx) = &self.config.registered {
+            tx.send_replace(registered);
+        }
+    }
+
     pub fn machine(&self) -> &Machine {
         &self.config.machine
     }
@@ -149,6 +156,7 @@ impl<M: UnitManager> Agent<M> {
                 }
             };
             reg_failures = 0;
+            self.set_registered(true);
             let lease = keeper.lease();
             if self.lease != Some(lease) {
                 tracing::info!(machine = %me, %lease, "registered machine");
@@ -195,6 +203,7 @@ impl<M: UnitManager> Agent<M> {
                     _ = stop.cancelled() => return Ok(()),
                     e = keeper.lost() => {
                         tracing::warn!(error = %e, "the agent's lease is gone; registering again");
+                        self.set_registered(false);
                         continue 'session;
                     }
                     r = watch_next => match r {
