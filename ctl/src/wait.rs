@@ -15,6 +15,8 @@ use crate::context::{Ctx, err, fail, out};
 
 /// How long one of fleet's "attempts" lasts.
 const ATTEMPT: Duration = Duration::from_secs(2);
+/// How long `start` waits for systemd to report a launched unit active.
+const ACTIVE_WINDOW: Duration = Duration::from_secs(10);
 /// How often the progress line refreshes while no change arrives.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -127,7 +129,7 @@ pub async fn wait_for_units(
     let wanted: BTreeSet<&UnitName> = units.iter().collect();
     let mut pending: Vec<UnitName> = units.to_vec();
     // Units that reached `launched` and wait for systemd to say active (start only).
-    let mut activating: Vec<UnitName> = Vec::new();
+    let mut activating: Vec<(UnitName, Instant)> = Vec::new();
     let mut ips: HashMap<String, String> = HashMap::new();
     let (mut records, mut watch) = list_and_watch(registry, &wanted).await?;
     loop {
@@ -152,18 +154,37 @@ pub async fn wait_for_units(
                     };
                     progress.suspend(|| out(format!("Unit {unit} {target}{legend}")))?;
                     if matches!(verb, Verb::Start | Verb::Restart) {
-                        activating.push(unit);
+                        activating.push((unit, Instant::now()));
                     }
                 }
             }
         }
         pending = still;
         let systemd_of = |unit: &UnitName| records.get(unit).into_iter().flat_map(|m| m.values());
-        activating.retain(|unit| {
+        activating.retain(|(unit, _)| {
             !systemd_of(unit)
                 .any(|r| r.state == TargetState::Launched && r.systemd.active == "active")
         });
-        if let Some((unit, machine)) = activating.iter().find_map(|unit| {
+        // A launched unit that systemd does not report active within the window (a
+        // oneshot that already exited, a unit stuck in ExecStartPre) ends the wait, as
+        // fleet's (2 s) window did, instead of blocking forever.
+        if let Some((unit, _)) = activating
+            .iter()
+            .find(|(_, at)| at.elapsed() >= ACTIVE_WINDOW)
+        {
+            progress.finish();
+            let seen = systemd_of(unit)
+                .next()
+                .map(|r| format!("{}/{}", r.systemd.active, r.systemd.sub))
+                .unwrap_or_else(|| "no state".into());
+            err(format!(
+                "Error waiting for units: Failed to find an active unit {unit} within {ACTIVE_WINDOW:?}: systemd reports {seen}"
+            ));
+            return Err(fail(
+                "Error waiting for systemd unit states, err: unit not active",
+            ));
+        }
+        if let Some((unit, machine)) = activating.iter().find_map(|(unit, _)| {
             systemd_of(unit)
                 .find(|r| r.systemd.active == "failed")
                 .map(|r| (unit.clone(), r.machine.clone()))
@@ -186,7 +207,7 @@ pub async fn wait_for_units(
             progress.finish();
             let unit = pending
                 .first()
-                .or(activating.first())
+                .or(activating.first().map(|(u, _)| u))
                 .map(ToString::to_string)
                 .unwrap_or_default();
             if pending.is_empty() {

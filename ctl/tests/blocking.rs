@@ -238,3 +238,43 @@ async fn list_unit_files_says_why_a_unit_is_not_placed() {
         "UNIT\t\tDSTATE\t\tTARGET\tREASON\nhello.service\tlaunched\t-\tno machine has region=west\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_start_gives_up_when_systemd_never_reports_active() {
+    let etcd = EtcdServer::start().expect("etcd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oneshot.service"),
+        HELLO.replace("/bin/sleep 1000", "/bin/true"),
+    )
+    .unwrap();
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let child = fleetctl(&etcd, dir.path(), &["start", "oneshot.service"]);
+    report_when(
+        &reg,
+        "oneshot.service",
+        TargetState::Launched,
+        TargetState::Launched,
+        "inactive",
+    )
+    .await;
+    let started = Instant::now();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert!(!ok);
+    assert!(
+        out.contains("Unit oneshot.service launched on 01234567.../10.9.8.7"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "Failed to find an active unit oneshot.service within 10s: systemd reports inactive/x"
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(25));
+}
