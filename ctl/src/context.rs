@@ -44,13 +44,13 @@ impl Ctx {
 
     /// Connects on first use, so commands that need no cluster (version) never touch it.
     pub async fn client(&mut self) -> anyhow::Result<&Client> {
-        if self.client.is_none() {
-            let client = Client::connect(&self.global)
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => Client::connect(&self.global)
                 .await
-                .map_err(|e| fail(format!("Unable to initialize client: {e:#}")))?;
-            self.client = Some(client);
-        }
-        Ok(self.client.as_ref().expect("client was just set"))
+                .map_err(|e| fail(format!("Unable to initialize client: {e:#}")))?,
+        };
+        Ok(self.client.insert(client))
     }
 }
 
