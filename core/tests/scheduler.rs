@@ -704,3 +704,32 @@ fn same_input_in_any_order_gives_the_same_plan() {
     let b = plan(&view(ms, rev, &[]));
     assert_eq!(a, b);
 }
+
+/// Found by the property test: a replacer never displaces a unit on its own MachineOf
+/// chain, also through another unit (web@1 follows web@4, which follows a.service):
+/// moving a.service would drag web@1 along, forever.
+#[test]
+fn replacer_never_displaces_its_machine_of_chain_even_transitively() {
+    let v = view(
+        vec![machine("m0", &[]), machine("m1", &[])],
+        vec![
+            unit("a.service"),
+            unit("web@4.service").machine_of("a.service"),
+            unit("web@1.service")
+                .machine_of("web@4.service")
+                .replaces(&["?.service"]),
+        ],
+        &[],
+    );
+    let p = check(
+        &v,
+        &[
+            ("a.service", "m0"),
+            ("web@1.service", "m0"),
+            ("web@4.service", "m0"),
+        ],
+        &[],
+        &[],
+    );
+    assert!(p.unplace.is_empty(), "{:?}", p.unplace);
+}

@@ -115,6 +115,29 @@ fn glob_hit(globs: &[UnitGlob], name: &UnitName) -> bool {
 }
 
 /// Every rule holds in the schedule `after` (a plan applied to `v`).
+/// Whether `unit` is on `target`'s `MachineOf=` chain, directly or through others.
+fn follows(specs: &[&UnitSpec], unit: &UnitName, target: &UnitName) -> bool {
+    let mut seen = vec![unit.clone()];
+    let mut todo = vec![unit.clone()];
+    while let Some(u) = todo.pop() {
+        let Some(spec) = specs.iter().find(|s| s.name == u) else {
+            continue;
+        };
+        for peer in &spec.requirements.machine_of {
+            if peer == target.as_str() {
+                return true;
+            }
+            if let Ok(p) = UnitName::parse(peer)
+                && !seen.contains(&p)
+            {
+                seen.push(p.clone());
+                todo.push(p);
+            }
+        }
+    }
+    false
+}
+
 fn assert_rules(v: &ClusterView, after: &[(UnitName, MachineId)], exempt: &BTreeSet<UnitName>) {
     let units: BTreeMap<&UnitName, &UnitSpec> = v.units.iter().map(|u| (&u.name, u)).collect();
     let machines: BTreeMap<&MachineId, &Machine> = v.machines.iter().map(|m| (&m.id, m)).collect();
@@ -159,13 +182,10 @@ fn assert_rules(v: &ClusterView, after: &[(UnitName, MachineId)], exempt: &BTree
                     b.name
                 );
                 // Replacement is ignored when mutual, on a cycle (noted), towards a
-                // global unit, or towards the unit's own MachineOf target.
+                // global unit, or towards a unit on the replacer's own MachineOf chain
+                // (directly or through others: moving it would move the replacer).
                 let mutual = glob_hit(&b.requirements.replaces, &a.name);
-                let target = a
-                    .requirements
-                    .machine_of
-                    .iter()
-                    .any(|p| p == b.name.as_str());
+                let target = follows(specs, &a.name, &b.name);
                 if !b.requirements.global && !mutual && !target && !exempt.contains(&a.name) {
                     assert!(
                         !glob_hit(&a.requirements.replaces, &b.name),
@@ -187,7 +207,7 @@ fn assert_rules(v: &ClusterView, after: &[(UnitName, MachineId)], exempt: &BTree
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400)))]
 
     #[test]
     fn plans_obey_rules_settle_and_are_deterministic(v in cluster()) {
