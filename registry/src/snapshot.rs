@@ -9,54 +9,35 @@ impl Registry {
     /// Reads units, targets, machines, schedule, states and unplaced notes in ONE txn,
     /// so all of it is consistent at `revision`; watch from `revision + 1` to follow.
     pub async fn snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
-        let k = &self.keys;
-        let (revision, g) = self
-            .get_prefixes(
-                "snapshot",
-                vec![
-                    k.units(),
-                    k.jobs(),
-                    k.machines(),
-                    k.schedules(),
-                    k.states(),
-                    k.unplaced_all(),
-                ],
-            )
-            .await?;
-        let [units, jobs, machines, schedule, states, unplaced] = g.as_slice() else {
-            return Err(RegistryError::corrupt(
-                k.prefix().as_bytes(),
-                "snapshot txn returned an unexpected number of ranges",
-            ));
-        };
-        Ok(ClusterSnapshot {
-            revision,
-            units: decode::units(k, units.kvs(), jobs.kvs())?,
-            machines: decode::machines(k, machines.kvs())?,
-            schedule: decode::schedule(k, schedule.kvs())?,
-            states: decode::states(k, states.kvs())?,
-            unplaced: decode::unplaced(k, unplaced.kvs())?,
-        })
+        self.read_snapshot("snapshot", true).await
     }
 
     /// What the engine plans from: [`Registry::snapshot`] without the unit states
     /// (`states` is empty), which the scheduler never reads and which are as many as
     /// the units; one txn, consistent at `revision`.
     pub async fn placement_snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
+        self.read_snapshot("placement snapshot", false).await
+    }
+
+    async fn read_snapshot(
+        &self,
+        op: &'static str,
+        with_states: bool,
+    ) -> Result<ClusterSnapshot, RegistryError> {
         let k = &self.keys;
-        let (revision, g) = self
-            .get_prefixes(
-                "placement snapshot",
-                vec![
-                    k.units(),
-                    k.jobs(),
-                    k.machines(),
-                    k.schedules(),
-                    k.unplaced_all(),
-                ],
-            )
-            .await?;
-        let [units, jobs, machines, schedule, unplaced] = g.as_slice() else {
+        let mut prefixes = vec![
+            k.units(),
+            k.jobs(),
+            k.machines(),
+            k.schedules(),
+            k.unplaced_all(),
+        ];
+        if with_states {
+            prefixes.push(k.states());
+        }
+        let (revision, g) = self.get_prefixes(op, prefixes).await?;
+        let (ranges, states) = g.split_at(g.len().min(5));
+        let [units, jobs, machines, schedule, unplaced] = ranges else {
             return Err(RegistryError::corrupt(
                 k.prefix().as_bytes(),
                 "snapshot txn returned an unexpected number of ranges",
@@ -67,7 +48,10 @@ impl Registry {
             units: decode::units(k, units.kvs(), jobs.kvs())?,
             machines: decode::machines(k, machines.kvs())?,
             schedule: decode::schedule(k, schedule.kvs())?,
-            states: Vec::new(),
+            states: match states.first() {
+                Some(s) => decode::states(k, s.kvs())?,
+                None => Vec::new(),
+            },
             unplaced: decode::unplaced(k, unplaced.kvs())?,
         })
     }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use fleet_core::UnitName;
-use fleet_registry::{ClusterSnapshot, UnitRecord};
+use fleet_registry::UnitRecord;
 
 use crate::context::{Ctx, err, fail, out};
 
@@ -12,7 +12,7 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    let (_, found, missing) = find_units(ctx, args).await?;
+    let (found, missing) = find_units(ctx, args).await?;
     let client = ctx.client().await?;
     let mut failed = false;
     for unit in &found {
@@ -31,29 +31,31 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Looks the arguments up in the registry. Unknown units get a line on stderr each;
-/// if none is known, the command fails with fleet's `Units not found in registry`.
-/// Returns the snapshot, the units found (in argument order) and whether any was missing.
-pub async fn find_units(
-    ctx: &mut Ctx,
-    args: &[String],
-) -> anyhow::Result<(ClusterSnapshot, Vec<UnitRecord>, bool)> {
+/// Looks the arguments up in the registry (one batched read, not the whole cluster).
+/// Unknown units get a line on stderr each; if none is known, the command fails with
+/// fleet's `Units not found in registry`. Returns the units found (in argument order)
+/// and whether any was missing.
+pub async fn find_units(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<(Vec<UnitRecord>, bool)> {
+    let mut names: Vec<(UnitName, &String)> = Vec::new();
+    let mut missing: Vec<&String> = Vec::new();
+    for arg in args {
+        match UnitName::from_arg(arg) {
+            Ok((name, _)) if !names.iter().any(|(n, _)| *n == name) => names.push((name, arg)),
+            Ok(_) => {}
+            Err(_) => missing.push(arg),
+        }
+    }
     let client = ctx.client().await?;
-    let snapshot = client.registry.snapshot().await.map_err(|e| {
+    let lookup: Vec<UnitName> = names.iter().map(|(n, _)| n.clone()).collect();
+    let units = client.registry.get_units(&lookup).await.map_err(|e| {
         fail(format!(
             "Error retrieving list of units from repository: {e}"
         ))
     })?;
-    let mut found: Vec<UnitRecord> = Vec::new();
-    let mut missing = Vec::new();
-    for arg in args {
-        let unit = UnitName::from_arg(arg)
-            .ok()
-            .and_then(|(name, _)| snapshot.units.binary_search_by(|u| u.name.cmp(&name)).ok())
-            .map(|i| &snapshot.units[i]);
+    let mut found = Vec::with_capacity(units.len());
+    for ((_, arg), unit) in names.iter().zip(units) {
         match unit {
-            Some(u) if !found.iter().any(|f| f.name == u.name) => found.push(u.clone()),
-            Some(_) => {}
+            Some(u) => found.push(u),
             None => missing.push(arg),
         }
     }
@@ -63,5 +65,5 @@ pub async fn find_units(
     for arg in &missing {
         err(format!("Unit {arg} not found in registry"));
     }
-    Ok((snapshot, found, !missing.is_empty()))
+    Ok((found, !missing.is_empty()))
 }

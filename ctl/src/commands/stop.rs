@@ -6,6 +6,7 @@ use fleet_core::{Requirements, TargetState, UnitName};
 
 use crate::cli::BlockFlags;
 use crate::commands::destroy::find_units;
+use crate::commands::list_units::fetch_snapshot;
 use crate::context::{Ctx, err, fail};
 use crate::wait::{Verb, apply_targets};
 
@@ -14,7 +15,8 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    let (snapshot, found, missing) = find_units(ctx, args).await?;
+    let (found, missing) = find_units(ctx, args).await?;
+    let snapshot = fetch_snapshot(ctx).await?;
     let mut set_only = Vec::new();
     let mut wait = Vec::new();
     let mut globals = Vec::new();

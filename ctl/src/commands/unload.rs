@@ -15,7 +15,7 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    let (_, found, missing) = find_units(ctx, args).await?;
+    let (found, missing) = find_units(ctx, args).await?;
     let mut wait = Vec::new();
     let mut globals = Vec::new();
     for unit in found.iter().filter(|u| u.target != TargetState::Inactive) {
