@@ -522,6 +522,10 @@ fn machine_id_pins_and_replaces_displaces() {
     ctl.ok(&["start", &short]);
     assert_eq!(placement(&ctl)[&short], ids[0]);
     ctl.ok(&["destroy", &short]);
+    // destroy does not wait: compare once the agent has unloaded it.
+    wait_until("the short pin gone", Duration::from_secs(10), || {
+        ctl.units().iter().all(|r| r.unit != short)
+    });
     assert_systemd_agrees(&lab, &ctl.units());
     let mut args = vec!["destroy", "pin@nosuchmachine.service"];
     let pins: Vec<String> = ids.iter().map(|id| format!("pin@{id}.service")).collect();
