@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# Installs what building and testing fleet needs on a Debian 12 machine (run as root):
-# protoc (etcd-client's build), etcd (tests talk to a real one), and the container
-# tooling of the lab (systemd-nspawn, debootstrap). Idempotent and quick when done.
+# Installs everything building, testing and demonstrating fleet needs on a Debian 12
+# machine that has only the Rust toolchain (run as root, or through sudo). Idempotent,
+# and quick when nothing is missing. scripts/pristine-check.sh proves the list complete
+# by running it in a freshly debootstrapped Debian.
+#
+#   protobuf-compiler, libprotobuf-dev  protoc and its well-known .proto includes (etcd-client)
+#   gcc, libc6-dev                      the C compiler ring's build uses
+#   ca-certificates                     cargo's downloads over HTTPS
+#   etcd-server, etcd-client            tests talk to a real etcd
+#   systemd, dbus                       the driver tests run a private `systemd --user`
+#   systemd-container, debootstrap,
+#   iproute2, procps, util-linux        the lab: nspawn machines, their image, netns
+#   openssh-client, openssl             fleetctl ssh/--tunnel tests, test certificates
+#   vagrant (with ruby)                 the Vagrantfile checks (no provider needed)
+#   curl, bc                            the demo
 set -euo pipefail
-packages=(protobuf-compiler etcd-server etcd-client systemd-container debootstrap iproute2 dbus vagrant openssl)
+packages=(
+  protobuf-compiler libprotobuf-dev gcc libc6-dev ca-certificates
+  etcd-server etcd-client systemd dbus
+  systemd-container debootstrap iproute2 procps util-linux
+  openssh-client openssl vagrant ruby curl bc
+)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -11,11 +28,13 @@ done
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: need root to install packages (run with sudo)" >&2
+    echo "bootstrap: need root to install packages (run as root or with sudo)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Recommends stay off: each package a test needs is named above.
+  apt-get install -y -qq --no-install-recommends -- "${missing[@]}" >/dev/null
 fi
-command -v cargo >/dev/null || { echo "bootstrap: cargo not found (install Rust 1.95+ with rustup)" >&2; exit 1; }
+# shellcheck source=scripts/cargo-env.sh
+. "$(dirname "$0")/cargo-env.sh"

@@ -20,6 +20,8 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "demo: the lab needs root (run with sudo)" >&2; exit 1; }
 started=$(date +%s)
 scripts/bootstrap.sh
+# shellcheck source=scripts/cargo-env.sh
+. scripts/cargo-env.sh
 echo "== building fleetd, fleetctl, fleet-lab"
 cargo build --locked -q -p fleetd -p fleetctl -p fleet-lab
 bin=$PWD/target/debug

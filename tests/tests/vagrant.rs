@@ -1,8 +1,9 @@
 //! The Vagrant cluster in `vagrant/`: `vagrant validate` accepts the Vagrantfile in both
 //! provisioning modes, and the cloud-config is YAML cloud-init can read.
 //!
-//! Needs Debian's `vagrant` package (scripts/bootstrap.sh installs it); no VM is ever
-//! booted here (that needs VirtualBox or libvirt, see vagrant/README.md).
+//! Needs Debian's `vagrant` package (scripts/bootstrap.sh installs it) and no provider:
+//! validation ignores provider settings (`--ignore-provider`), so it needs no VirtualBox,
+//! libvirt or docker, and no VM is ever booted here (see vagrant/README.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,10 +25,14 @@ fn require(program: &str) {
 }
 
 fn validate(provision: &str) -> (bool, String) {
+    validate_in(&vagrant_dir(), provision)
+}
+
+fn validate_in(dir: &Path, provision: &str) -> (bool, String) {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("vagrant")
-        .arg("validate")
-        .current_dir(vagrant_dir())
+        .args(["validate", "--ignore-provider"])
+        .current_dir(dir)
         .env("FLEET_PROVISION", provision)
         .env("VAGRANT_HOME", home.path())
         .env("VAGRANT_CHECKPOINT_DISABLE", "1")
@@ -52,6 +57,37 @@ fn vagrantfile_validates_in_both_provisioning_modes() {
     let (ok, text) = validate("bogus");
     assert!(!ok, "a bad FLEET_PROVISION must be refused");
     assert!(text.contains("FLEET_PROVISION must be"), "{text}");
+}
+
+/// Ignoring the provider must not make validation pass everything: a Vagrantfile with a
+/// Ruby syntax error, or with an option Vagrant does not know, is still refused.
+#[test]
+fn a_broken_vagrantfile_is_refused_without_a_provider() {
+    require("vagrant");
+    let original = std::fs::read_to_string(vagrant_dir().join("Vagrantfile")).unwrap();
+    let cases = [
+        ("syntax", format!("{original}\nend end\n"), "syntax error"),
+        (
+            "unknown option",
+            original.replacen(
+                "Vagrant.configure(\"2\") do |config|",
+                "Vagrant.configure(\"2\") do |config|\n  config.vm.no_such_option = 1",
+                1,
+            ),
+            "no_such_option",
+        ),
+    ];
+    for (what, text, expect) in cases {
+        assert_ne!(text, original, "{what}: the breakage was not applied");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Vagrantfile"), text).unwrap();
+        for file in ["user-data", "meta-data", "provision.sh"] {
+            std::fs::copy(vagrant_dir().join(file), dir.path().join(file)).unwrap();
+        }
+        let (ok, out) = validate_in(dir.path(), "shell");
+        assert!(!ok, "{what}: a broken Vagrantfile validated:\n{out}");
+        assert!(out.contains(expect), "{what}: {out}");
+    }
 }
 
 #[test]
