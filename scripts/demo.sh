@@ -17,7 +17,7 @@ for arg in "$@"; do
     *) echo "demo: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
-[ "$(id -u)" -eq 0 ] || { echo "demo: the lab needs root (run with sudo)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "demo: the lab needs root (run it as root, or with sudo)" >&2; exit 1; }
 started=$(date +%s)
 scripts/bootstrap.sh
 # shellcheck source=scripts/cargo-env.sh

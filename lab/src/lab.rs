@@ -421,10 +421,11 @@ impl Lab {
 
     /// True when `pid` still is this machine's nspawn (not a recycled pid).
     fn is_machine_process(&self, pid: u32, m: &MachineState) -> bool {
-        let needle = format!("--machine={} ", self.name.machine(&m.name));
-        sys::alive(pid)
-            && sys::cmdline(pid)
-                .is_some_and(|c| c.contains("systemd-nspawn") && c.contains(&needle))
+        sys::runs(
+            pid,
+            NSPAWN,
+            &format!("--machine={}", self.name.machine(&m.name)),
+        )
     }
 
     /// Attaches to a lab started by another process (the CLI's later commands).
@@ -623,7 +624,13 @@ impl Lab {
     /// directories, mounts, state dir. Empty after a complete `down` (tests assert it).
     pub fn leftovers(name: &LabName) -> Vec<String> {
         let mut found = Vec::new();
-        for pid in sys::pids_matching(&format!("/run/netns/{}", name.netns_prefix())) {
+        let mut pids = nspawn_pids(name);
+        for root in cgroup::hierarchies() {
+            pids.extend(cgroup::processes(&root.join(name.cgroup_rel())));
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in pids {
             found.push(format!(
                 "process {pid}: {}",
                 sys::cmdline(pid).unwrap_or_default()
@@ -709,15 +716,12 @@ impl Lab {
 
     fn write_env_file(&self) -> Result<()> {
         let url = self.etcd_url().unwrap_or_default();
-        let text = format!(
-            "# Source this file to point fleetctl at lab {name}.\n\
-             export FLEETCTL_DRIVER=etcd\n\
-             export FLEETCTL_ENDPOINT={url}\n\
-             export FLEETCTL_ETCD_KEY_PREFIX={prefix}\n\
-             export FLEET_LAB_NAME={name}\n",
-            name = self.name,
-            prefix = self.state.etcd_key_prefix
-        );
+        let text = env_file_text(&[
+            ("FLEETCTL_DRIVER", "etcd"),
+            ("FLEETCTL_ENDPOINT", url),
+            ("FLEETCTL_ETCD_KEY_PREFIX", &self.state.etcd_key_prefix),
+            ("FLEET_LAB_NAME", &self.name.to_string()),
+        ]);
         let path = self.env_file();
         std::fs::write(&path, text)
             .map_err(LabError::io(format!("cannot write {}", path.display())))
@@ -769,6 +773,34 @@ fn new_machine_id() -> Result<String> {
     Ok(uuid.trim().replace('-', ""))
 }
 
+/// The `env` file users source: every value single-quoted for the shell, so no value
+/// (a key prefix with `$(...)` or `;`, say) runs as code when it is sourced.
+fn env_file_text(vars: &[(&str, &str)]) -> String {
+    let mut text = String::from("# Source this file to point fleetctl at the lab.\n");
+    for (name, value) in vars {
+        text.push_str(&format!(
+            "export {name}='{}'\n",
+            value.replace('\'', r"'\''")
+        ));
+    }
+    text
+}
+
+/// The nspawn program's name, as its executable is called.
+const NSPAWN: &str = "systemd-nspawn";
+
+/// The lab's container processes, found by what they are: systemd-nspawn running in
+/// one of the lab's network namespaces.
+fn nspawn_pids(name: &LabName) -> Vec<u32> {
+    sys::pids_running(
+        NSPAWN,
+        &format!(
+            "--network-namespace-path=/run/netns/{}*",
+            name.netns_prefix()
+        ),
+    )
+}
+
 /// Removes everything of lab `name`: recorded resources first, then anything found by
 /// its derived names. Reports what could not be removed.
 fn teardown(
@@ -777,11 +809,7 @@ fn teardown(
     children: &mut BTreeMap<String, Child>,
 ) -> Result<()> {
     // 1. Machines: SIGKILL each container's PID 1, then any nspawn still there.
-    let mut nspawns: Vec<u32> = sys::pids_matching(&format!(
-        "--network-namespace-path=/run/netns/{}",
-        name.netns_prefix()
-    ));
-    nspawns.retain(|&p| sys::cmdline(p).is_some_and(|c| c.contains("systemd-nspawn")));
+    let mut nspawns = nspawn_pids(name);
     for child in children.values() {
         if !nspawns.contains(&child.id()) {
             nspawns.push(child.id());
@@ -816,10 +844,11 @@ fn teardown(
     // 2. etcd, when another process started it (our own EtcdServer handle drops after).
     if let Some(etcd) = state.and_then(|s| s.etcd.as_ref()) {
         let dir = etcd.dir.display().to_string();
-        let mut pids = sys::pids_matching(&format!("--data-dir={dir}"));
+        let data_dir = format!("--data-dir={dir}/*");
+        let mut pids = sys::pids_running("etcd", &data_dir);
         pids.extend(
             etcd.pid
-                .filter(|&p| sys::cmdline(p).is_some_and(|c| c.contains(&dir))),
+                .filter(|&p| sys::runs(p, "etcd", &data_dir) && !pids.contains(&p)),
         );
         for &pid in &pids {
             sys::sigkill(pid);
@@ -878,5 +907,30 @@ fn teardown(
             cmd: format!("fleet-lab down --name {name}"),
             detail: format!("could not remove: {}", leftovers.join(", ")),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sourcing the env file sets each value verbatim and runs nothing.
+    #[test]
+    fn env_file_values_are_quoted_for_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let evil = format!("/x/$(touch {0});touch {0};'`touch {0}`'", marker.display());
+        let file = dir.path().join("env");
+        std::fs::write(&file, env_file_text(&[("FLEETCTL_ETCD_KEY_PREFIX", &evil)])).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"source "$1" && printf %s "$FLEETCTL_ETCD_KEY_PREFIX""#)
+            .arg("bash")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), evil);
+        assert!(!marker.exists(), "sourcing the env file ran a command");
     }
 }

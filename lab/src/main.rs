@@ -61,6 +61,13 @@ enum Cmd {
     Heal { node: String },
     /// Reboot a machine (killed, then booted again with the same id and IP).
     Restart { node: String },
+    /// Print the Debian mirror images are built from (FLEET_LAB_MIRROR, else the host's
+    /// apt sources).
+    Mirror {
+        /// Debian suite.
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,6 +156,10 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Restart { node } => {
             let secs = Lab::attach(&lab_name(&cli)?)?.restart(node, Duration::from_secs(60))?;
             println!("{node} running again in {secs:.2} s");
+            Ok(0)
+        }
+        Cmd::Mirror { suite } => {
+            println!("{}", fleet_lab::rootfs::mirror(suite)?);
             Ok(0)
         }
     }

@@ -75,12 +75,43 @@ pub fn pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Pids whose command line contains `needle` (the fallback when a recorded pid is lost).
-pub fn pids_matching(needle: &str) -> Vec<u32> {
+/// A process's arguments as the kernel has them (argv[0] first).
+pub fn argv(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// The file name of the program a process runs, from its executable (`/proc/PID/exe`),
+/// which the process cannot fake by renaming itself or choosing its arguments.
+pub fn exe_name(pid: u32) -> Option<String> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    Some(exe.file_name()?.to_string_lossy().into_owned())
+}
+
+/// True when `pid` runs `program` and one of its arguments is `arg` (whole, or `arg`
+/// as a prefix when it ends with `*`). What a process is, not what its command line
+/// happens to contain: `grep /run/netns/flx-` or a look-alike name is never matched.
+pub fn runs(pid: u32, program: &str, arg: &str) -> bool {
+    let matches = |a: &String| match arg.strip_suffix('*') {
+        Some(prefix) => a.starts_with(prefix),
+        None => a == arg,
+    };
+    exe_name(pid).is_some_and(|e| e == program)
+        && argv(pid).is_some_and(|args| args.iter().skip(1).any(matches))
+}
+
+/// Every pid (but ours) that [`runs`] `program` with `arg` (the fallback when a
+/// recorded pid is lost).
+pub fn pids_running(program: &str, arg: &str) -> Vec<u32> {
     let me = std::process::id();
     pids()
         .into_iter()
-        .filter(|&pid| pid != me && cmdline(pid).is_some_and(|c| c.contains(needle)))
+        .filter(|&pid| pid != me && runs(pid, program, arg))
         .collect()
 }
 
@@ -148,4 +179,52 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    struct Reaped(Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A process is matched by its executable and a whole argument, never by text that
+    /// merely appears in its command line.
+    #[test]
+    fn processes_are_found_by_what_they_run() {
+        let real = Reaped(Command::new("sleep").arg("30").spawn().unwrap());
+        // Calls itself systemd-nspawn with a lab's argument (its argv[0], all one
+        // command line to `ps`), but runs sleep.
+        let fake = Reaped(
+            Command::new("bash")
+                .args([
+                    "-c",
+                    "exec -a 'systemd-nspawn --network-namespace-path=/run/netns/flx-n1' sleep 30",
+                ])
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while exe_name(fake.0.id()).as_deref() != Some("sleep") {
+            assert!(std::time::Instant::now() < deadline, "bash did not exec");
+            std::thread::yield_now();
+        }
+        assert!(runs(real.0.id(), "sleep", "30"));
+        assert!(!runs(real.0.id(), "sleep", "3"), "arguments match whole");
+        assert!(runs(real.0.id(), "sleep", "3*"), "or by an explicit prefix");
+        let needle = "--network-namespace-path=/run/netns/flx-*";
+        assert!(!runs(fake.0.id(), "systemd-nspawn", needle));
+        assert!(!pids_running("systemd-nspawn", needle).contains(&fake.0.id()));
+        assert!(
+            !runs(fake.0.id(), "sleep", needle),
+            "argv[0] is no argument"
+        );
+        assert!(cmdline(fake.0.id()).is_some_and(|c| c.contains("systemd-nspawn --network")));
+    }
 }

@@ -116,8 +116,9 @@ fn down_after_a_killed_up_leaves_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once it has started machines, in the middle of booting them.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Kill it once it has started machines, in the middle of booting them. On a fresh
+    // host `up` first builds the image (minutes of debootstrap), hence the long bound.
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let started = LabState::load(&lab_name)
             .ok()
