@@ -60,7 +60,14 @@ impl UnitsDirectory {
     /// restarted agent never read half a file.
     pub(crate) fn write(&self, unit: &UnitName, text: &str) -> Result<PathBuf, SystemdError> {
         let target = self.file(unit);
-        let tmp = self.path.join(format!(".{}.tmp", unit.as_str()));
+        // A short temp name: the longest unit name systemd takes is already the longest
+        // file name the filesystem does, so `.NAME.tmp` would not fit.
+        let tmp = self.path.join(format!(".fleet-{:016x}.tmp", {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            unit.as_str().hash(&mut h);
+            h.finish()
+        }));
         fs::write(&tmp, text).map_err(|e| io_error(&tmp, e))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
             .map_err(|e| io_error(&tmp, e))?;
@@ -156,6 +163,22 @@ mod tests {
         dir.remove(&name("a.service")).unwrap();
         dir.remove(&name("a.service")).unwrap();
         assert!(dir.scan().unwrap().is_empty());
+    }
+
+    /// The longest name systemd accepts fits on disk, temp file included.
+    #[test]
+    fn the_longest_unit_name_can_be_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = UnitsDirectory::create(tmp.path().join("units")).unwrap();
+        let long = format!(
+            "{}.service",
+            "a".repeat(fleet_core::unit::name::MAX_NAME_LEN - ".service".len())
+        );
+        let path = dir
+            .write(&name(&long), "[Service]\nExecStart=/bin/true\n")
+            .unwrap();
+        assert_eq!(path.file_name().unwrap().len(), 255);
+        assert_eq!(dir.scan().unwrap().len(), 1, "no temp file left behind");
     }
 
     #[test]

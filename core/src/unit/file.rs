@@ -16,6 +16,12 @@ mod lexer;
 /// for the key and the rest of the txn).
 pub const MAX_UNIT_SIZE: usize = 1024 * 1024;
 
+/// Characters a unit file may not hold: control characters but tab, newline and the
+/// carriage return of CRLF line ends.
+fn forbidden(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
 /// One `Name=Value` line of a unit file, with the section it is in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitOption {
@@ -48,6 +54,41 @@ pub enum ParseError {
     /// Any other malformed line: an unclosed `[`, an option line without `=`.
     #[error("line {line}: {msg}")]
     Syntax { line: usize, msg: String },
+    /// A NUL, an escape or another control character: systemd would cut the line at a
+    /// NUL, and a terminal would obey an escape when `cat` prints it.
+    #[error("line {line}: control character {} is not allowed in a unit file", codepoint(*.ch))]
+    ControlChar { line: usize, ch: char },
+    /// An option (from the API) that would be read back as something else once written
+    /// as a file: a newline in a value smuggles in another option past the checks.
+    #[error(
+        "option {name:?} in [{section}] would not read back as written (newline or bracket in it)"
+    )]
+    NotPreserved { section: String, name: String },
+}
+
+/// Options as reading back yields them: grouped by section in order of first appearance,
+/// names and values trimmed (trimming smuggles nothing in).
+fn grouped(f: &UnitFile) -> Vec<(&str, &str, &str)> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut v: Vec<(usize, &UnitOption)> = Vec::new();
+    for o in &f.options {
+        let i = match order.iter().position(|s| *s == o.section) {
+            Some(i) => i,
+            None => {
+                order.push(&o.section);
+                order.len() - 1
+            }
+        };
+        v.push((i, o));
+    }
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter()
+        .map(|(_, o)| (o.section.as_str(), o.name.trim(), o.value.trim()))
+        .collect()
+}
+
+fn codepoint(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
 }
 
 /// SHA-1 of a unit's canonical text: fleet's unit identity (`HASH` column).
@@ -88,14 +129,41 @@ impl UnitFile {
                 max: MAX_UNIT_SIZE,
             });
         }
+        if let Some((line, ch)) = text
+            .split('\n')
+            .enumerate()
+            .find_map(|(i, l)| l.chars().find(|&c| forbidden(c)).map(|c| (i + 1, c)))
+        {
+            return Err(ParseError::ControlChar { line, ch });
+        }
         lexer::lex(text).map(UnitFile::from_options)
     }
 
     /// Checks that options received as a list (API, etcd) would survive being written
-    /// to disk and read back, as fleet's API does before accepting a unit: mainly the
-    /// line-length limit, which systemd would otherwise silently truncate.
+    /// to disk and read back, as fleet's API does before accepting a unit: the
+    /// line-length limit, which systemd would otherwise silently truncate, and that the
+    /// file reads back as exactly these options, so no value can carry a second option
+    /// (or section) past the `[X-Fleet]` checks.
     pub fn check(&self) -> Result<(), ParseError> {
-        UnitFile::parse(&self.canonical()).map(|_| ())
+        let back = UnitFile::parse(&self.canonical())?;
+        if back.options.len() == self.options.len() && grouped(&back) == grouped(self) {
+            return Ok(());
+        }
+        let bad = self
+            .options
+            .iter()
+            .find(|o| {
+                [&o.section, &o.name, &o.value]
+                    .iter()
+                    .any(|t| t.contains(['\n', '\r']))
+                    || o.section.contains(['[', ']'])
+                    || o.name.contains('=')
+            })
+            .or_else(|| self.options.first());
+        Err(ParseError::NotPreserved {
+            section: bad.map(|o| o.section.clone()).unwrap_or_default(),
+            name: bad.map(|o| o.name.clone()).unwrap_or_default(),
+        })
     }
 
     /// Builds a unit file from options (as the API receives them).

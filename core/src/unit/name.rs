@@ -30,8 +30,9 @@ const FLEETCTL_SUFFIXES: &[&str] = &[
     ".mount",
     ".automount",
 ];
-/// fleet's maximum unit name length.
-pub const MAX_NAME_LEN: usize = 256;
+/// Longest unit name systemd accepts (its `UNIT_NAME_MAX` is 256 with the NUL): a
+/// longer one fleet would store and no machine could load. Also the file-name limit.
+pub const MAX_NAME_LEN: usize = 255;
 
 /// A valid unit name such as `web@01.service`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,6 +57,9 @@ pub enum NameError {
     InvalidChar(char),
     #[error("unit name cannot start in \"@\"")]
     StartsWithAt,
+    /// `.service`: systemd refuses a name with nothing before the type.
+    #[error("unit name cannot start in \".\"")]
+    StartsWithDot,
 }
 
 impl UnitName {
@@ -72,6 +76,9 @@ impl UnitName {
         };
         if dot == name.len() - 1 {
             return Err(NameError::EndsInDot);
+        }
+        if dot == 0 {
+            return Err(NameError::StartsWithDot);
         }
         let (stem, suffix) = (&name[..dot], &name[dot + 1..]);
         if !UNIT_TYPES.contains(&suffix) {
@@ -174,16 +181,21 @@ mod tests {
     #[test]
     fn validation_table() {
         let long = format!("{}.service", "a".repeat(250));
+        // systemd's limit: 255 characters load, 256 do not (fleet allowed 256).
+        let longest = format!("{}.service", "a".repeat(255 - ".service".len()));
+        let one_more = format!("a{longest}");
         let cases: &[(&str, Result<(), NameError>)] = &[
             ("hello.service", Ok(())),
             ("web@01.service", Ok(())),
             ("web@.service", Ok(())),
             ("a-b_c:d\\e.socket", Ok(())),
             ("foo.1.service", Ok(())),
-            // the code quirk fleet has: an empty prefix passes
-            (".service", Ok(())),
+            // fleet let an empty prefix pass; systemd refuses it, so do we
+            (".service", Err(NameError::StartsWithDot)),
             ("", Err(NameError::Empty)),
             (&long, Err(NameError::TooLong)),
+            (&longest, Ok(())),
+            (&one_more, Err(NameError::TooLong)),
             ("hello", Err(NameError::NoDot)),
             ("hello.", Err(NameError::EndsInDot)),
             ("hello.exe", Err(NameError::InvalidType("exe".into()))),

@@ -186,3 +186,66 @@ fn size_limit() {
         format!("unit file too large ({} bytes, max 1048576)", big.len())
     );
 }
+
+#[test]
+fn control_characters_are_refused_with_their_line() {
+    for (text, line, ch) in [
+        ("[Service]\nExecStart=/bin/echo a\0b\n", 2, '\0'),
+        ("[Unit]\nDescription=\x1b[31mred\n", 2, '\x1b'),
+        ("[Unit]\x07\n", 1, '\x07'),
+        ("[Unit]\nDescription=x\x7f\n", 2, '\x7f'),
+    ] {
+        assert_eq!(
+            UnitFile::parse(text),
+            Err(ParseError::ControlChar { line, ch }),
+            "{text:?}"
+        );
+    }
+    assert_eq!(
+        UnitFile::parse("[Unit]\nDescription=\x1b[2J\n")
+            .unwrap_err()
+            .to_string(),
+        "line 2: control character U+001B is not allowed in a unit file"
+    );
+    // Tabs and CRLF line ends are what people write; they stay accepted.
+    assert!(UnitFile::parse("[Service]\r\nExecStart=/bin/echo\ta\r\n").is_ok());
+}
+
+#[test]
+fn options_that_would_read_back_differently_are_refused() {
+    let opt = |section: &str, name: &str, value: &str| UnitOption {
+        section: section.into(),
+        name: name.into(),
+        value: value.into(),
+    };
+    // A newline in a value would add an [X-Fleet] option the checks never saw.
+    let smuggled = UnitFile::from_options(vec![
+        opt("Service", "ExecStart", "/bin/true"),
+        opt(
+            "X-Fleet",
+            "Conflicts",
+            "a.service\nMachineID=0123456789abcdef",
+        ),
+    ]);
+    assert_eq!(
+        smuggled.check(),
+        Err(ParseError::NotPreserved {
+            section: "X-Fleet".into(),
+            name: "Conflicts".into()
+        })
+    );
+    let section = UnitFile::from_options(vec![opt("Unit]\n[X-Fleet", "Global", "true")]);
+    assert!(matches!(
+        section.check(),
+        Err(ParseError::NotPreserved { .. })
+    ));
+    let name = UnitFile::from_options(vec![opt("X-Fleet", "Global=true\nMachineOf", "x")]);
+    assert!(matches!(name.check(), Err(ParseError::NotPreserved { .. })));
+    // Ordinary options, interleaved sections and padding that reading back trims pass.
+    let fine = UnitFile::from_options(vec![
+        opt("Unit", "Description", "web"),
+        opt("Service", "ExecStart", "/bin/true"),
+        opt("Unit", "After", " db.service "),
+    ]);
+    assert_eq!(fine.check(), Ok(()));
+}
