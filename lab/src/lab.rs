@@ -786,6 +786,9 @@ fn env_file_text(vars: &[(&str, &str)]) -> String {
     text
 }
 
+/// Where nspawn keeps a directory per running machine.
+const NSPAWN_PROPAGATE: &str = "/run/systemd/nspawn/propagate";
+
 /// The nspawn program's name, as its executable is called.
 const NSPAWN: &str = "systemd-nspawn";
 
@@ -895,7 +898,13 @@ fn teardown(
             .map(|p| format!("process {p}")),
     );
 
-    // 5. State directory, last: it is what marks the lab as existing.
+    // 5. nspawn's per-machine propagation directories, which it cannot remove itself
+    // where /run is no tmpfs.
+    for m in state.map(|s| s.machines.as_slice()).unwrap_or_default() {
+        let _ = std::fs::remove_dir_all(Path::new(NSPAWN_PROPAGATE).join(name.machine(&m.name)));
+    }
+
+    // 6. State directory, last: it is what marks the lab as existing.
     let dir = name.state_dir();
     if leftovers.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);

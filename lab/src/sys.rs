@@ -211,7 +211,10 @@ mod tests {
                 .unwrap(),
         );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while exe_name(fake.0.id()).as_deref() != Some("sleep") {
+        // exec sets the new executable a moment before the new arguments: wait for both.
+        while exe_name(fake.0.id()).as_deref() != Some("sleep")
+            || !cmdline(fake.0.id()).is_some_and(|c| c.contains("systemd-nspawn --network"))
+        {
             assert!(std::time::Instant::now() < deadline, "bash did not exec");
             std::thread::yield_now();
         }
@@ -225,6 +228,5 @@ mod tests {
             !runs(fake.0.id(), "sleep", needle),
             "argv[0] is no argument"
         );
-        assert!(cmdline(fake.0.id()).is_some_and(|c| c.contains("systemd-nspawn --network")));
     }
 }
