@@ -10,8 +10,9 @@ use crate::names::LabName;
 /// File name `fleet-lab` reads and writes when none is given.
 pub const DEFAULT_FILE: &str = "fleet-lab.toml";
 
-/// Most machines one lab can hold: its /24 minus the network, bridge and broadcast addresses.
-pub const MAX_MACHINES: usize = 253;
+/// Most machines one lab can hold: its /24 minus the network, bridge and broadcast
+/// addresses and the five kept for etcd members (`.250` up).
+pub const MAX_MACHINES: usize = 248;
 
 /// Debian packages the example multi-tier deployment in `units/` runs on (Redis, nginx,
 /// python3's http.server, etcdctl, curl): a lab whose groups list these can run the
@@ -40,6 +41,11 @@ pub struct ClusterConfig {
     /// `agent_ttl` in fleet.conf: short in labs so lost machines vanish quickly.
     #[serde(default = "default_agent_ttl")]
     pub agent_ttl: String,
+    /// etcd members (1, 3 or 5), each a host process in a network namespace of its own
+    /// on the lab's bridge, so one can be killed, stopped or cut off alone. Every
+    /// machine's `etcd_servers` lists them all, as on a CoreOS cluster.
+    #[serde(default = "default_etcd_members")]
+    pub etcd_members: usize,
     /// Groups of identical machines.
     #[serde(rename = "group")]
     pub groups: Vec<MachineGroup>,
@@ -67,6 +73,12 @@ pub struct MachineSpec {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Three members: the smallest cluster that survives losing one, so labs (and the tests
+/// on them) exercise the multi-member path by default.
+fn default_etcd_members() -> usize {
+    3
+}
+
 fn default_suite() -> String {
     "bookworm".to_string()
 }
@@ -87,6 +99,7 @@ impl ClusterConfig {
             suite: default_suite(),
             etcd_key_prefix: default_key_prefix(),
             agent_ttl: default_agent_ttl(),
+            etcd_members: default_etcd_members(),
             groups: vec![MachineGroup {
                 name: "node%d".to_string(),
                 count: machines,
@@ -151,6 +164,12 @@ impl ClusterConfig {
             return invalid(format!(
                 "agent_ttl {:?} is not a duration like 10s",
                 self.agent_ttl
+            ));
+        }
+        if ![1, 3, 5].contains(&self.etcd_members) {
+            return invalid(format!(
+                "etcd_members = {}: a lab runs 1, 3 or 5 etcd members",
+                self.etcd_members
             ));
         }
         if self.groups.is_empty() {
@@ -319,7 +338,11 @@ count = 1
             ),
             (
                 "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 300",
-                "at most 253",
+                "at most 248",
+            ),
+            (
+                "name = \"x\"\netcd_members = 2\n[[group]]\nname = \"n%d\"\ncount = 1",
+                "1, 3 or 5 etcd members",
             ),
         ];
         for (text, want) in cases {

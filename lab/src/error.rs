@@ -19,6 +19,12 @@ pub enum LabError {
     NotRunning(String),
     #[error("no machine {node:?} in lab {lab:?}")]
     NoSuchMachine { lab: String, node: String },
+    #[error("no etcd member {member:?} in lab {lab:?} (members: {members})")]
+    NoSuchMember {
+        lab: String,
+        member: String,
+        members: String,
+    },
     #[error("machine {0:?} is not running")]
     MachineDown(String),
     #[error("missing binary {path}: {hint}")]

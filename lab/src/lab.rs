@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fleet_testkit::{EtcdConfig, EtcdServer};
+use fleet_testkit::{EtcdCluster, EtcdConfig, EtcdServer};
 
 use crate::cgroup;
 use crate::config::{ClusterConfig, MachineSpec};
@@ -15,7 +15,7 @@ use crate::error::{LabError, Result};
 use crate::names::{LabName, RUN_DIR};
 use crate::net::{self, Subnet};
 use crate::rootfs::{self, CACHE_DIR, ImageSpec};
-use crate::state::{EtcdState, LabState, MachineState, running_labs};
+use crate::state::{EtcdMember, EtcdState, LabState, MachineState, running_labs};
 use crate::sys::{self, FileLock};
 
 /// Where the fleet binaries appear inside every machine.
@@ -87,7 +87,10 @@ pub struct Lab {
     name: LabName,
     state: LabState,
     children: BTreeMap<String, Child>,
-    etcd: Option<EtcdServer>,
+    /// The members this process started (none when attached): killed and reaped on drop.
+    etcd: Vec<EtcdServer>,
+    /// Members this process started again (`etcd_start`), reaped as they exit.
+    etcd_children: Vec<Child>,
     detach: bool,
     torn_down: bool,
 }
@@ -133,7 +136,8 @@ impl Lab {
             name: name.clone(),
             state,
             children: BTreeMap::new(),
-            etcd: None,
+            etcd: Vec::new(),
+            etcd_children: Vec::new(),
             detach: opts.detach,
             torn_down: false,
         };
@@ -184,22 +188,50 @@ impl Lab {
         events: &mut dyn FnMut(LabEvent),
     ) -> Result<()> {
         let subnet = self.subnet()?;
-        let etcd = EtcdConfig::default()
-            .also_listen_on(IpAddr::V4(subnet.bridge_ip()))
-            .start()?;
-        let urls = etcd.client_urls();
+        // etcd: each member in a netns of its own on the bridge, so it can be cut off.
+        let mut members = Vec::new();
+        let mut configs = Vec::new();
+        for i in 0..config.etcd_members {
+            let netns = self.name.netns(&format!("etcd{i}"));
+            let host_veth = self.name.host_veth(MEMBER_VETH_BASE + i);
+            let ip = subnet.member_ip(i);
+            net::create_machine_net(&netns, &host_veth, &self.name.bridge(), subnet, ip)?;
+            configs.push(EtcdConfig {
+                listen_ips: vec![IpAddr::V4(ip)],
+                netns: Some(netns.clone()),
+                ..EtcdConfig::default()
+            });
+            members.push((netns, host_veth, ip));
+        }
+        let cluster = EtcdCluster::start_each(&configs)?;
+        let url = cluster.client_urls();
         self.state.etcd = Some(EtcdState {
-            pid: etcd.pid(),
-            local_url: urls[0].clone(),
-            bridge_url: urls.get(1).cloned().unwrap_or_else(|| urls[0].clone()),
-            dir: etcd.dir().to_path_buf(),
+            local_url: url.clone(),
+            bridge_url: url.clone(),
+            members: cluster
+                .members()
+                .iter()
+                .zip(members)
+                .map(|(m, (netns, host_veth, ip))| {
+                    let (bin, args) = m.command();
+                    EtcdMember {
+                        name: m.name().to_string(),
+                        ip,
+                        netns,
+                        host_veth,
+                        pid: m.pid(),
+                        dir: m.dir().to_path_buf(),
+                        command: std::iter::once(bin.display().to_string())
+                            .chain(args.iter().cloned())
+                            .collect(),
+                    }
+                })
+                .collect(),
         });
-        self.etcd = Some(etcd);
+        self.etcd = cluster.into_members();
         self.save()?;
         self.write_env_file()?;
-        events(LabEvent::EtcdReady {
-            url: urls[0].clone(),
-        });
+        events(LabEvent::EtcdReady { url });
 
         self.state.cgroups = cgroup::hierarchies()
             .into_iter()
@@ -436,7 +468,8 @@ impl Lab {
             name: name.clone(),
             state,
             children: BTreeMap::new(),
-            etcd: None,
+            etcd: Vec::new(),
+            etcd_children: Vec::new(),
             detach: true,
             torn_down: false,
         })
@@ -446,7 +479,7 @@ impl Lab {
     pub fn detach(mut self) {
         self.detach = true;
         self.children.clear(); // dropping a Child neither kills nor waits
-        if let Some(etcd) = self.etcd.take() {
+        for etcd in std::mem::take(&mut self.etcd) {
             std::mem::forget(etcd); // keeps the process and its data dir; `down` removes both
         }
     }
@@ -592,6 +625,162 @@ impl Lab {
         self.save()
     }
 
+    /// The etcd members and what each says of itself (run state, raft leader, cut).
+    pub fn etcd_members(&self) -> Vec<MemberStatus> {
+        let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);
+        let raft: Vec<_> = members
+            .iter()
+            .map(|m| {
+                fleet_testkit::raft_status_at(std::net::SocketAddr::new(
+                    IpAddr::V4(m.ip),
+                    ETCD_CLIENT_PORT,
+                ))
+            })
+            .collect();
+        let leader = raft
+            .iter()
+            .flatten()
+            .find(|r| r.leader_id != 0)
+            .map(|r| r.leader_id);
+        members
+            .iter()
+            .zip(&raft)
+            .map(|(m, r)| MemberStatus {
+                name: m.name.clone(),
+                ip: m.ip,
+                running: m.pid.is_some_and(|p| member_process(p, m)),
+                cut: net::link_is_down(&m.host_veth),
+                answers: r.is_some(),
+                leader: r.is_some_and(|r| Some(r.member_id) == leader),
+            })
+            .collect()
+    }
+
+    /// The member the others follow, if they agree on one.
+    pub fn etcd_leader(&self) -> Option<String> {
+        self.etcd_members()
+            .into_iter()
+            .find(|m| m.leader)
+            .map(|m| m.name)
+    }
+
+    /// Hard loss of an etcd member: SIGKILL. Its data stays for `etcd_start`.
+    pub fn etcd_kill(&mut self, member: &str) -> Result<()> {
+        self.signal_member(member, "KILL")
+    }
+
+    /// An orderly stop of an etcd member (SIGTERM; it leaves raft cleanly).
+    pub fn etcd_stop(&mut self, member: &str) -> Result<()> {
+        self.signal_member(member, "TERM")
+    }
+
+    /// Starts a killed or stopped member again with its data, and waits (bounded) until
+    /// it answers; it rejoins raft once a quorum runs.
+    pub fn etcd_start(&mut self, member: &str) -> Result<()> {
+        let index = self.member_index(member)?;
+        let m = self.member(index).clone();
+        if m.pid.is_some_and(|p| member_process(p, &m)) {
+            return Ok(());
+        }
+        let (program, args) = m
+            .command
+            .split_first()
+            .ok_or_else(|| LabError::NotRunning(format!("etcd member {}", m.name)))?;
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(m.dir.join("etcd.log"))
+            .map_err(LabError::io(format!(
+                "cannot open {}/etcd.log",
+                m.dir.display()
+            )))?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(LabError::io(format!("cannot start etcd member {}", m.name)))?;
+        let pid = child.id();
+        self.etcd_children.push(child);
+        if let Some(e) = self.state.etcd.as_mut() {
+            e.members[index].pid = Some(pid);
+        }
+        self.save()?;
+        let addr = std::net::SocketAddr::new(IpAddr::V4(m.ip), ETCD_CLIENT_PORT);
+        let deadline = Instant::now() + ETCD_START_TIMEOUT;
+        while fleet_testkit::raft_status_at(addr).is_none() {
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("etcd member {}", m.name),
+                    secs: ETCD_START_TIMEOUT.as_secs(),
+                    detail: format!(" (log: {}/etcd.log)", m.dir.display()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Cuts an etcd member off the network (peers and clients), or ends that.
+    pub fn etcd_cut(&mut self, member: &str, cut: bool) -> Result<()> {
+        let index = self.member_index(member)?;
+        net::set_link(&self.member(index).host_veth, !cut)
+    }
+
+    fn signal_member(&mut self, member: &str, signal: &str) -> Result<()> {
+        let index = self.member_index(member)?;
+        let m = self.member(index).clone();
+        if let Some(pid) = m.pid.filter(|&p| member_process(p, &m)) {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), "--", &pid.to_string()])
+                .status();
+            let gone = |_: &()| !sys::alive(pid);
+            let deadline = Instant::now() + KILL_TIMEOUT;
+            while !gone(&()) && Instant::now() < deadline {
+                self.reap_etcd_children();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.reap_etcd_children();
+        Ok(())
+    }
+
+    /// Reaps members this process restarted that have exited.
+    fn reap_etcd_children(&mut self) {
+        self.etcd_children
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        for handle in &mut self.etcd {
+            handle.reap();
+        }
+    }
+
+    fn member(&self, index: usize) -> &EtcdMember {
+        &self
+            .state
+            .etcd
+            .as_ref()
+            .expect("member_index checked it")
+            .members[index]
+    }
+
+    fn member_index(&self, member: &str) -> Result<usize> {
+        let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);
+        members
+            .iter()
+            .position(|m| m.name == member || m.ip.to_string() == member)
+            .ok_or_else(|| LabError::NoSuchMember {
+                lab: self.name.to_string(),
+                member: member.to_string(),
+                members: members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
     /// Reboots a machine (hard: kill, then boot again with the same id and IP; its
     /// overlay starts fresh). Returns the boot time.
     pub fn restart(&mut self, node: &str, timeout: Duration) -> Result<f64> {
@@ -606,7 +795,11 @@ impl Lab {
     pub fn down(&mut self) -> Result<()> {
         self.torn_down = true;
         let result = teardown(&self.name, Some(&self.state), &mut self.children);
-        self.etcd = None; // kills, reaps and removes its data dir
+        self.etcd.clear(); // kills, reaps and removes their data dirs
+        for mut child in std::mem::take(&mut self.etcd_children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         result
     }
 
@@ -786,6 +979,34 @@ fn env_file_text(vars: &[(&str, &str)]) -> String {
     text
 }
 
+/// etcd's client port inside a member's namespace.
+const ETCD_CLIENT_PORT: u16 = 2379;
+/// How long a restarted member may take to answer.
+const ETCD_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// True when `pid` still is this member's etcd (not a recycled pid).
+fn member_process(pid: u32, m: &EtcdMember) -> bool {
+    sys::runs(pid, "etcd", &format!("--data-dir={}/*", m.dir.display()))
+}
+
+/// What `fleet-lab etcd status` shows of a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+    /// Its process runs (possibly cut off).
+    pub running: bool,
+    /// Its link is down.
+    pub cut: bool,
+    /// It answered a status request just now.
+    pub answers: bool,
+    /// The answering members follow it.
+    pub leader: bool,
+}
+
+/// etcd member `i`'s host veth is `host_veth(MEMBER_VETH_BASE + i)`, clear of machines'.
+const MEMBER_VETH_BASE: usize = 250;
+
 /// Where nspawn keeps a directory per running machine.
 const NSPAWN_PROPAGATE: &str = "/run/systemd/nspawn/propagate";
 
@@ -844,21 +1065,25 @@ fn teardown(
     children.clear();
     sys::wait_gone(&nspawns, KILL_TIMEOUT);
 
-    // 2. etcd, when another process started it (our own EtcdServer handle drops after).
-    if let Some(etcd) = state.and_then(|s| s.etcd.as_ref()) {
-        let dir = etcd.dir.display().to_string();
+    // 2. etcd members, when another process started them (our own handles drop after).
+    for member in state
+        .and_then(|s| s.etcd.as_ref())
+        .map_or(&[][..], |e| &e.members[..])
+    {
+        let dir = member.dir.display().to_string();
         let data_dir = format!("--data-dir={dir}/*");
         let mut pids = sys::pids_running("etcd", &data_dir);
         pids.extend(
-            etcd.pid
+            member
+                .pid
                 .filter(|&p| sys::runs(p, "etcd", &data_dir) && !pids.contains(&p)),
         );
         for &pid in &pids {
             sys::sigkill(pid);
         }
         sys::wait_gone(&pids, KILL_TIMEOUT);
-        if pids.iter().all(|&p| !sys::alive(p)) && !pids.is_empty() {
-            let _ = std::fs::remove_dir_all(&etcd.dir);
+        if pids.iter().all(|&p| !sys::alive(p)) {
+            let _ = std::fs::remove_dir_all(&member.dir);
         }
     }
 

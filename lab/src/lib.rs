@@ -50,7 +50,7 @@ mod sys;
 
 pub use config::{ClusterConfig, MachineGroup, MachineSpec};
 pub use error::{LabError, Result};
-pub use lab::{API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, UpOptions};
+pub use lab::{API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, MemberStatus, UpOptions};
 pub use names::LabName;
 pub use state::{LabState, MachineState, running_labs};
 

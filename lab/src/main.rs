@@ -61,6 +61,11 @@ enum Cmd {
     Heal { node: String },
     /// Reboot a machine (killed, then booted again with the same id and IP).
     Restart { node: String },
+    /// The lab's etcd members: status, and faults one member at a time.
+    Etcd {
+        #[command(subcommand)]
+        command: EtcdCmd,
+    },
     /// Print the Debian mirror images are built from (FLEET_LAB_MIRROR, else the host's
     /// apt sources).
     Mirror {
@@ -68,6 +73,24 @@ enum Cmd {
         #[arg(long, default_value = "bookworm")]
         suite: String,
     },
+}
+
+#[derive(Subcommand)]
+enum EtcdCmd {
+    /// Each member: IP, process, network, and which one is the raft leader.
+    Status,
+    /// Hard loss of a member (SIGKILL); its data stays.
+    Kill { member: String },
+    /// Orderly stop of a member (SIGTERM).
+    Stop { member: String },
+    /// Start a killed or stopped member again with its data.
+    Start { member: String },
+    /// Cut a member off the network (peers and clients).
+    Cut { member: String },
+    /// End a member's cut.
+    Heal { member: String },
+    /// Print the raft leader's member name.
+    Leader,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +181,7 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{node} running again in {secs:.2} s");
             Ok(0)
         }
+        Cmd::Etcd { command } => etcd(&cli, command),
         Cmd::Mirror { suite } => {
             println!("{}", fleet_lab::rootfs::mirror(suite)?);
             Ok(0)
@@ -211,6 +235,55 @@ fn up(cli: &Cli, fleetd: Option<PathBuf>, fleetctl: Option<PathBuf>, timeout: u6
 
 /// `status`: a table per lab. Printed in one write, quietly ending on a closed pipe
 /// (`fleet-lab status | head`).
+fn etcd(cli: &Cli, command: &EtcdCmd) -> Result<i32> {
+    let mut lab = Lab::attach(&lab_name(cli)?)?;
+    match command {
+        EtcdCmd::Status => {
+            let mut text = format!(
+                "{:<6} {:<15} {:<8} {:<8} {:<8} LEADER\n",
+                "MEMBER", "IP", "PROCESS", "NETWORK", "ANSWERS"
+            );
+            for m in lab.etcd_members() {
+                text.push_str(&format!(
+                    "{:<6} {:<15} {:<8} {:<8} {:<8} {}\n",
+                    m.name,
+                    m.ip.to_string(),
+                    if m.running { "running" } else { "down" },
+                    if m.cut { "cut" } else { "ok" },
+                    if m.answers { "yes" } else { "no" },
+                    if m.leader { "*" } else { "" },
+                ));
+            }
+            print_quietly(&text);
+        }
+        EtcdCmd::Leader => match lab.etcd_leader() {
+            Some(name) => println!("{name}"),
+            None => bail!("no etcd member is raft leader now (quorum lost?)"),
+        },
+        EtcdCmd::Kill { member } => {
+            lab.etcd_kill(member)?;
+            println!("etcd member {member} killed");
+        }
+        EtcdCmd::Stop { member } => {
+            lab.etcd_stop(member)?;
+            println!("etcd member {member} stopped");
+        }
+        EtcdCmd::Start { member } => {
+            lab.etcd_start(member)?;
+            println!("etcd member {member} running");
+        }
+        EtcdCmd::Cut { member } => {
+            lab.etcd_cut(member, true)?;
+            println!("etcd member {member} cut off the network");
+        }
+        EtcdCmd::Heal { member } => {
+            lab.etcd_cut(member, false)?;
+            println!("etcd member {member} back on the network");
+        }
+    }
+    Ok(0)
+}
+
 fn status(cli: &Cli) -> Result<i32> {
     let mut text = String::new();
     macro_rules! outln {

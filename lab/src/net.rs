@@ -21,6 +21,11 @@ impl Subnet {
         Ipv4Addr::new(10, 231, self.0, (index + 2) as u8)
     }
 
+    /// etcd member `index` (from 0, at most 5): `.250` up, above every machine.
+    pub fn member_ip(self, index: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 231, self.0, 250 + index.min(5) as u8)
+    }
+
     fn cidr(self) -> String {
         format!("10.231.{}.0/24", self.0)
     }
@@ -92,6 +97,19 @@ pub fn create_machine_net(
         &subnet.bridge_ip().to_string(),
     ])?;
     Ok(())
+}
+
+/// True when the link exists and is administratively down (a cut).
+pub fn link_is_down(name: &str) -> bool {
+    output("ip", &["-o", "link", "show", "dev", name]).is_ok_and(|out| {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let flags = text
+            .split('<')
+            .nth(1)
+            .and_then(|f| f.split('>').next())
+            .unwrap_or("");
+        out.status.success() && !flags.split(',').any(|f| f == "UP")
+    })
 }
 
 /// Sets the host end of a machine's veth up or down: a network partition of that machine.

@@ -30,16 +30,30 @@ pub struct LabState {
     pub machines: Vec<MachineState>,
 }
 
-/// The lab's etcd on the host.
+/// The lab's etcd cluster: members on the host, each in a netns on the bridge.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EtcdState {
-    pub pid: Option<u32>,
-    /// For clients on the host.
+    /// Every member's client URL, comma-separated, for clients on the host.
     pub local_url: String,
-    /// For clients inside the machines (on the bridge).
+    /// The same for clients inside the machines (the members are on the bridge too).
     pub bridge_url: String,
+    pub members: Vec<EtcdMember>,
+}
+
+/// One etcd member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EtcdMember {
+    /// etcd's member name: `m0`, `m1`, ...
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+    pub netns: String,
+    /// Host end of its veth: down is a partition of this member.
+    pub host_veth: String,
+    pub pid: Option<u32>,
     /// Holds its data and log; removed by `down`.
     pub dir: PathBuf,
+    /// The command that starts it, to start it again after a kill or stop.
+    pub command: Vec<String>,
 }
 
 /// One machine.

@@ -58,6 +58,20 @@ pub struct EtcdConfig {
     pub election_timeout: Duration,
     /// Extra command-line flags, e.g. `--max-txn-ops=256`.
     pub extra_args: Vec<String>,
+    /// Run inside this network namespace (`ip netns exec`), reached on `listen_ips`
+    /// from outside. Its ports are then etcd's own (2379 client, 2380 peer, 2381
+    /// metrics): a fresh namespace has them free, and the host cannot probe them.
+    pub netns: Option<String>,
+}
+
+/// Ports of an etcd in a network namespace of its own.
+const NETNS_PORTS: [u16; 3] = [2379, 2380, 2381];
+
+/// One member of a cluster: its name and how it is started.
+struct Member<'a> {
+    name: String,
+    config: &'a EtcdConfig,
+    ports: [u16; 3],
 }
 
 impl Default for EtcdConfig {
@@ -69,6 +83,7 @@ impl Default for EtcdConfig {
             heartbeat: Duration::from_millis(50),
             election_timeout: Duration::from_millis(500),
             extra_args: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -98,6 +113,8 @@ impl EtcdConfig {
 #[derive(Debug)]
 pub struct EtcdServer {
     child: Option<Child>,
+    /// Member name (`--name`).
+    name: String,
     ips: Vec<IpAddr>,
     client_port: u16,
     metrics_port: u16,
@@ -133,32 +150,41 @@ impl EtcdServer {
     }
 
     fn try_start(config: &EtcdConfig) -> Result<EtcdServer, EtcdError> {
-        let ips = if config.listen_ips.is_empty() {
-            vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
-        } else {
-            config.listen_ips.clone()
+        let ips = listen_ips(config);
+        let member = Member {
+            name: "fleet-test".to_string(),
+            config,
+            ports: member_ports(config, ips[0])?,
         };
-        let first = ips[0];
-        let [client_port, peer_port, metrics_port] = free_ports(first)?;
+        let initial = member.peer_entry(ips[0]);
+        let mut server = EtcdServer::prepare(&member, &initial, "new")?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// An unstarted member of the cluster `initial` (`name=peer-url,...`).
+    fn prepare(member: &Member, initial: &str, state: &str) -> Result<EtcdServer, EtcdError> {
+        let config = member.config;
+        let ips = listen_ips(config);
+        let [client_port, peer_port, metrics_port] = member.ports;
         let dir = tempfile::Builder::new().prefix("fleet-etcd-").tempdir()?;
         let log_path = dir.path().join("etcd.log");
-
         let urls = |port: u16| {
             ips.iter()
                 .map(|ip| format!("http://{}", SocketAddr::new(*ip, port)))
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let peer_url = format!("http://{}", SocketAddr::new(first, peer_port));
-        let bin = config.bin();
+        let peer_url = format!("http://{}", SocketAddr::new(ips[0], peer_port));
         let mut args = vec![
-            "--name=fleet-test".to_string(),
+            format!("--name={}", member.name),
             format!("--data-dir={}", dir.path().join("data").display()),
             format!("--listen-client-urls={}", urls(client_port)),
             format!("--advertise-client-urls={}", urls(client_port)),
             format!("--listen-peer-urls={peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=fleet-test={peer_url}"),
+            format!("--initial-cluster={initial}"),
+            format!("--initial-cluster-state={state}"),
             format!("--listen-metrics-urls={}", urls(metrics_port)),
             format!("--heartbeat-interval={}", config.heartbeat.as_millis()),
             format!("--election-timeout={}", config.election_timeout.as_millis()),
@@ -167,22 +193,32 @@ impl EtcdServer {
             "--log-level=warn".to_string(),
         ];
         args.extend(config.extra_args.iter().cloned());
-        let mut server = EtcdServer {
+        let bin = config.bin();
+        let command = match &config.netns {
+            Some(ns) => {
+                let mut wrapped = vec!["netns".to_string(), "exec".to_string(), ns.clone()];
+                wrapped.push(bin.display().to_string());
+                wrapped.extend(args);
+                (PathBuf::from("ip"), wrapped)
+            }
+            None => (bin, args),
+        };
+        Ok(EtcdServer {
             child: None,
+            name: member.name.clone(),
             ips,
             client_port,
             metrics_port,
             log_path,
-            command: (bin, args),
+            command,
             startup_timeout: config.startup_timeout,
             dir,
-        };
-        server.spawn()?;
-        Ok(server)
+        })
     }
 
-    /// Starts the process (again) and waits until it is healthy.
-    fn spawn(&mut self) -> Result<(), EtcdError> {
+    /// Starts the process without waiting for it to be healthy (a cluster member
+    /// cannot be healthy before a quorum of its peers runs).
+    fn spawn_process(&mut self) -> Result<(), EtcdError> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -204,6 +240,12 @@ impl EtcdServer {
             source,
         })?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Starts the process (again) and waits until it is healthy.
+    fn spawn(&mut self) -> Result<(), EtcdError> {
+        self.spawn_process()?;
         self.wait_healthy(self.startup_timeout)
     }
 
@@ -270,6 +312,51 @@ impl EtcdServer {
         self.dir.path()
     }
 
+    /// The member name etcd runs as.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The program and arguments that start this etcd (with its data and ports), so a
+    /// process that outlives this handle (the lab's CLI) can start it again.
+    pub fn command(&self) -> (&Path, &[String]) {
+        (&self.command.0, &self.command.1)
+    }
+
+    /// Starts a killed or stopped member again with its data, and waits until it is
+    /// healthy (which needs a quorum of its peers up).
+    pub fn start_again(&mut self) -> Result<(), EtcdError> {
+        if self.child.is_none() {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
+    /// Reaps the process if it exited (killed from outside), so no zombie is left.
+    pub fn reap(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(Some(_)))
+        {
+            self.child = None;
+        }
+    }
+
+    /// Stops etcd as an operator would (SIGTERM, then waits); data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// The id of the member this one believes is the raft leader, and its own id
+    /// (from etcd's `/v3/maintenance/status`); `None` when it does not answer.
+    pub fn raft_status(&self) -> Option<RaftStatus> {
+        raft_status_at(SocketAddr::new(self.ips[0], self.client_port))
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -299,6 +386,172 @@ impl Drop for EtcdServer {
     }
 }
 
+/// What the etcd member serving clients at `client` says of raft; `None` when it does
+/// not answer (dead, stopped, cut off).
+pub fn raft_status_at(client: SocketAddr) -> Option<RaftStatus> {
+    let body = http(client, "POST", "/v3/maintenance/status", "{}")?;
+    let field = |name: &str| -> Option<u64> {
+        let at = body.find(&format!("\"{name}\":"))? + name.len() + 3;
+        let rest = body[at..].trim_start_matches('"');
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some(RaftStatus {
+        member_id: field("member_id")?,
+        leader_id: field("leader").unwrap_or(0),
+    })
+}
+
+/// What a member says of raft: who it is and whom it follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub member_id: u64,
+    /// 0 while it knows no leader.
+    pub leader_id: u64,
+}
+
+/// A real etcd cluster of several members, each a process with its own data, killed
+/// and reaped on drop. Members can be killed, stopped and started one by one, to test
+/// what clients see when a member (or the raft leader) goes away.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// `size` members on free loopback ports (`config.listen_ips`), all started and
+    /// healthy.
+    pub fn start(config: &EtcdConfig, size: usize) -> Result<EtcdCluster, EtcdError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ips = listen_ips(config);
+            let members = (0..size.max(1))
+                .map(|i| {
+                    Ok(Member {
+                        name: format!("m{i}"),
+                        config,
+                        ports: member_ports(config, ips[0])?,
+                    })
+                })
+                .collect::<Result<Vec<_>, EtcdError>>()?;
+            match Self::start_members(&members) {
+                Err(EtcdError::Exited { log_tail, .. })
+                    if attempt < PORT_CLASH_RETRIES
+                        && log_tail.contains("address already in use") =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One member per configuration (each in its own network namespace, say), named
+    /// `m0`, `m1`, ...
+    pub fn start_each(configs: &[EtcdConfig]) -> Result<EtcdCluster, EtcdError> {
+        let members = configs
+            .iter()
+            .enumerate()
+            .map(|(i, config)| {
+                Ok(Member {
+                    name: format!("m{i}"),
+                    config,
+                    ports: member_ports(config, listen_ips(config)[0])?,
+                })
+            })
+            .collect::<Result<Vec<_>, EtcdError>>()?;
+        Self::start_members(&members)
+    }
+
+    fn start_members(members: &[Member]) -> Result<EtcdCluster, EtcdError> {
+        let initial = members
+            .iter()
+            .map(|m| m.peer_entry(listen_ips(m.config)[0]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster {
+            members: members
+                .iter()
+                .map(|m| EtcdServer::prepare(m, &initial, "new"))
+                .collect::<Result<_, _>>()?,
+        };
+        for m in &mut cluster.members {
+            m.spawn_process()?;
+        }
+        for m in &mut cluster.members {
+            m.wait_healthy(m.startup_timeout)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The members, in order (`m0` first).
+    pub fn members(&self) -> &[EtcdServer] {
+        &self.members
+    }
+
+    /// One member, to kill, stop or start it.
+    pub fn member_mut(&mut self, index: usize) -> Option<&mut EtcdServer> {
+        self.members.get_mut(index)
+    }
+
+    /// Every member's first client URL, comma-separated: what `etcd_servers` takes.
+    pub fn client_urls(&self) -> String {
+        self.members
+            .iter()
+            .map(EtcdServer::client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the raft leader, as the running members agree on it.
+    pub fn leader(&self) -> Option<usize> {
+        let statuses: Vec<Option<RaftStatus>> =
+            self.members.iter().map(EtcdServer::raft_status).collect();
+        let leader = statuses
+            .iter()
+            .flatten()
+            .find(|s| s.leader_id != 0)?
+            .leader_id;
+        statuses
+            .iter()
+            .position(|s| s.is_some_and(|s| s.member_id == leader))
+    }
+
+    /// Takes the members out, to keep them running past this handle (the lab's CLI).
+    pub fn into_members(self) -> Vec<EtcdServer> {
+        self.members
+    }
+}
+
+impl Member<'_> {
+    fn peer_entry(&self, ip: IpAddr) -> String {
+        format!(
+            "{}=http://{}",
+            self.name,
+            SocketAddr::new(ip, self.ports[1])
+        )
+    }
+}
+
+fn listen_ips(config: &EtcdConfig) -> Vec<IpAddr> {
+    if config.listen_ips.is_empty() {
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+    } else {
+        config.listen_ips.clone()
+    }
+}
+
+/// Client, peer and metrics ports: free ones on `ip`, or etcd's own in a namespace.
+fn member_ports(config: &EtcdConfig, ip: IpAddr) -> Result<[u16; 3], EtcdError> {
+    match config.netns {
+        Some(_) => Ok(NETNS_PORTS),
+        None => Ok(free_ports(ip)?),
+    }
+}
+
 /// Picks distinct free ports on `ip` by binding port 0 (all held until all are chosen).
 fn free_ports<const N: usize>(ip: IpAddr) -> std::io::Result<[u16; N]> {
     let listeners = (0..N)
@@ -313,20 +566,24 @@ fn free_ports<const N: usize>(ip: IpAddr) -> std::io::Result<[u16; N]> {
 
 /// One bounded HTTP/1.0 `GET /health`; true when etcd reports itself healthy.
 fn health_ok(addr: SocketAddr) -> bool {
+    http(addr, "GET", "/health", "").is_some_and(|body| body.contains("\"health\":\"true\""))
+}
+
+/// One bounded HTTP/1.0 request; the response (headers and body), if any came.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<String> {
     let timeout = Duration::from_millis(500);
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
-        return false;
-    };
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
-    if s.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut body = String::new();
-    let _ = s.take(64 * 1024).read_to_string(&mut body);
-    body.contains("\"health\":\"true\"")
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    let _ = s.take(64 * 1024).read_to_string(&mut response);
+    (!response.is_empty()).then_some(response)
 }
 
 #[cfg(test)]
@@ -365,6 +622,44 @@ mod tests {
         assert_ne!(etcd.pid(), pid);
         let metrics: SocketAddr = etcd.metrics_url()["http://".len()..].parse().unwrap();
         assert!(health_ok(metrics));
+    }
+
+    /// Three members elect a leader; with the leader killed the others elect another,
+    /// and the killed one comes back as a follower with its data.
+    #[test]
+    fn a_cluster_survives_its_leader() {
+        let mut cluster = EtcdCluster::start(&EtcdConfig::default(), 3).expect("cluster starts");
+        assert_eq!(cluster.members().len(), 3);
+        assert_eq!(cluster.client_urls().split(',').count(), 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let leader = loop {
+            if let Some(l) = cluster.leader() {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        cluster.member_mut(leader).unwrap().kill();
+        let next = loop {
+            match cluster.leader() {
+                Some(l) if l != leader => break l,
+                _ => assert!(Instant::now() < deadline, "no new leader"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_ne!(next, leader);
+        cluster
+            .member_mut(leader)
+            .unwrap()
+            .start_again()
+            .expect("rejoins");
+        assert_eq!(
+            cluster.leader(),
+            Some(next),
+            "the old leader rejoins as follower"
+        );
+        cluster.member_mut(next).unwrap().stop();
+        assert!(cluster.members()[next].pid().is_none());
     }
 
     #[test]

@@ -44,8 +44,14 @@ fn three_machines_boot_reach_each_other_and_leave_nothing() {
     }
     assert_eq!(ids.len(), 3, "machine ids are distinct");
 
-    // The machines reach the lab's etcd and each other on the bridge.
-    let bridge_url = lab.etcd_bridge_url().unwrap().to_string();
+    // The machines reach the lab's etcd members and each other on the bridge.
+    let urls = lab.etcd_bridge_url().unwrap().to_string();
+    assert_eq!(
+        urls.split(',').count(),
+        3,
+        "three etcd members by default: {urls}"
+    );
+    let bridge_url = urls.split(',').next().unwrap().to_string();
     let etcd_host = bridge_url
         .trim_start_matches("http://")
         .split(':')
@@ -73,6 +79,93 @@ fn three_machines_boot_reach_each_other_and_leave_nothing() {
 
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+/// The lab's etcd members can be killed, stopped, cut off and started one at a time;
+/// the others keep a leader and serve, and nothing is left after `down`.
+#[test]
+fn etcd_members_fail_one_at_a_time() {
+    let mut lab = boot("members", 1);
+    let members = lab.etcd_members();
+    assert_eq!(members.len(), 3);
+    assert!(
+        members.iter().all(|m| m.running && m.answers && !m.cut),
+        "{members:?}"
+    );
+    let leader = wait_for("a raft leader", || lab.etcd_leader());
+
+    // The leader dies: another member leads, the dead one does not answer.
+    lab.etcd_kill(&leader).unwrap();
+    let next = wait_for("a new leader", || {
+        lab.etcd_leader().filter(|l| *l != leader)
+    });
+    let dead = lab
+        .etcd_members()
+        .into_iter()
+        .find(|m| m.name == leader)
+        .unwrap();
+    assert!(!dead.running && !dead.answers, "{dead:?}");
+
+    // It comes back with its data, as a follower.
+    lab.etcd_start(&leader).unwrap();
+    wait_for("the old leader to answer", || {
+        lab.etcd_members()
+            .into_iter()
+            .find(|m| m.name == leader && m.answers && m.running)
+    });
+    assert_eq!(lab.etcd_leader(), Some(next.clone()));
+
+    // A cut member runs but answers no one; healed, it answers again.
+    let follower = lab
+        .etcd_members()
+        .into_iter()
+        .find(|m| !m.leader)
+        .unwrap()
+        .name;
+    lab.etcd_cut(&follower, true).unwrap();
+    let cut = lab
+        .etcd_members()
+        .into_iter()
+        .find(|m| m.name == follower)
+        .unwrap();
+    assert!(cut.running && cut.cut && !cut.answers, "{cut:?}");
+    lab.etcd_cut(&follower, false).unwrap();
+    wait_for("the healed member to answer", || {
+        lab.etcd_members()
+            .into_iter()
+            .find(|m| m.name == follower && m.answers)
+    });
+
+    // An orderly stop; an unknown member is one clear error.
+    lab.etcd_stop(&follower).unwrap();
+    assert!(
+        !lab.etcd_members()
+            .into_iter()
+            .any(|m| m.name == follower && m.running)
+    );
+    let err = lab.etcd_kill("m9").unwrap_err().to_string();
+    assert!(
+        err.contains("no etcd member \"m9\"") && err.contains("m0, m1, m2"),
+        "{err}"
+    );
+
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+/// Polls `f` until it gives a value (20 s at most).
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
