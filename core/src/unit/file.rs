@@ -16,10 +16,10 @@ mod lexer;
 /// for the key and the rest of the txn).
 pub const MAX_UNIT_SIZE: usize = 1024 * 1024;
 
-/// Characters a unit file may not hold: control characters but tab, newline and the
-/// carriage return of CRLF line ends.
+/// Characters a unit file may not hold within a line: control characters but tab (a CR
+/// is allowed only as the first half of a CRLF line end).
 fn forbidden(c: char) -> bool {
-    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+    c.is_control() && c != '\t'
 }
 
 /// One `Name=Value` line of a unit file, with the section it is in.
@@ -129,11 +129,12 @@ impl UnitFile {
                 max: MAX_UNIT_SIZE,
             });
         }
-        if let Some((line, ch)) = text
-            .split('\n')
-            .enumerate()
-            .find_map(|(i, l)| l.chars().find(|&c| forbidden(c)).map(|c| (i + 1, c)))
-        {
+        if let Some((line, ch)) = text.split('\n').enumerate().find_map(|(i, l)| {
+            // A CR is a line end only right before the LF; anywhere else systemd
+            // would end the line there and go-systemd would not.
+            let body = l.strip_suffix('\r').unwrap_or(l);
+            body.chars().find(|&c| forbidden(c)).map(|c| (i + 1, c))
+        }) {
             return Err(ParseError::ControlChar { line, ch });
         }
         lexer::lex(text).map(UnitFile::from_options)

@@ -11,6 +11,15 @@
 //!   ending in `\` never continues there; systemd continues it.
 //! * An option line without `=` at the end of the file reports a clear message
 //!   instead of go-systemd's bare `EOF`.
+//!
+//! And two refusals where go-systemd's reading and systemd's differ, found by fuzzing
+//! (`fuzz/`): what fleet stores must be what the machine's systemd reads, and its
+//! canonical form must parse back to the same options.
+//! * A section name spanning lines (`[Unit` then `]` lines later): go-systemd reads
+//!   up to the next `]`, systemd sees garbage lines.
+//! * A value whose last line ends in a backslash that continues nothing (spaces after
+//!   it, or the end of the file): written back, the backslash would glue the next
+//!   option onto it.
 
 use super::{ParseError, UnitOption};
 
@@ -55,7 +64,7 @@ pub(super) fn lex(text: &str) -> Result<Vec<UnitOption>, ParseError> {
             lx.skip_comment();
         } else {
             let name = lx.option_name()?;
-            let value = lx.option_value();
+            let value = lx.option_value()?;
             options.push(UnitOption {
                 section: section.clone(),
                 name,
@@ -139,6 +148,12 @@ impl<'a> Lexer<'a> {
             });
         };
         let name = &rest[..end];
+        if name.contains(['\n', '\r']) {
+            return Err(ParseError::Syntax {
+                line: start_line,
+                msg: "unable to find end of section on its line".to_string(),
+            });
+        }
         self.pos += end + 1;
         self.line += name.matches('\n').count();
         let header_line = self.line;
@@ -175,10 +190,11 @@ impl<'a> Lexer<'a> {
     /// Reads a value: the rest of the line, continued while lines end in `\`. The
     /// backslash and the newline stay in the value (fleet hashes them); a blank line
     /// ends the value and a trailing newline produced by it is kept.
-    fn option_value(&mut self) -> String {
+    fn option_value(&mut self) -> Result<String, ParseError> {
         let mut partial = String::new();
         let mut continuing = false;
         loop {
+            let line_no = self.line;
             let (line, eof) = self.read_line();
             if continuing && is_comment_line(line) {
                 if eof {
@@ -190,6 +206,16 @@ impl<'a> Lexer<'a> {
                 break;
             }
             partial.push_str(line);
+            if (eof && line.ends_with('\\'))
+                || (!line.ends_with('\\') && line.trim_end().ends_with('\\'))
+            {
+                return Err(ParseError::Syntax {
+                    line: line_no,
+                    msg: "value ends in a backslash that continues no line (remove the \
+                          spaces after it to continue, or escape it)"
+                        .to_string(),
+                });
+            }
             if !line.ends_with('\\') || eof {
                 break;
             }
@@ -197,10 +223,10 @@ impl<'a> Lexer<'a> {
             continuing = true;
         }
         let trimmed = partial.trim();
-        if partial.ends_with('\n') {
+        Ok(if partial.ends_with('\n') {
             format!("{trimmed}\n")
         } else {
             trimmed.to_string()
-        }
+        })
     }
 }

@@ -76,8 +76,17 @@ fn continuation_keeps_backslash_and_newline() {
         "[S]\nK=a\\\n\nL=d\n",
         &[("S", "K", "a\\\n"), ("S", "L", "d")],
     );
-    // `\` on the last line of the file, without a newline: nothing follows
-    check("[S]\nK=a\\", &[("S", "K", "a\\")]);
+    // `\` on the last line of the file, without a newline, continues nothing: written
+    // back with its newline it would continue, so it is refused (found by fuzzing)
+    assert!(matches!(
+        UnitFile::parse("[S]\nK=a\\"),
+        Err(ParseError::Syntax { line: 2, .. })
+    ));
+    // nor may spaces follow the backslash that would then glue the next option on
+    assert!(matches!(
+        UnitFile::parse("[S]\nK=a\\ \nL=b\n"),
+        Err(ParseError::Syntax { line: 2, .. })
+    ));
     // a backslash that is not last does not continue
     check(
         "[S]\nK=a\\ b\nL=c\n",
@@ -184,6 +193,23 @@ fn size_limit() {
     assert_eq!(
         UnitFile::parse(&big).unwrap_err().to_string(),
         format!("unit file too large ({} bytes, max 1048576)", big.len())
+    );
+}
+
+#[test]
+fn section_names_on_one_line_and_lone_carriage_returns() {
+    // go-systemd read `[Unit` up to a `]` lines later; systemd never did
+    assert_eq!(
+        UnitFile::parse("[Unit\nDescription=x]\nA=b\n"),
+        Err(ParseError::Syntax {
+            line: 1,
+            msg: "unable to find end of section on its line".into()
+        })
+    );
+    // a CR that is no CRLF line end is a line end to systemd only
+    assert_eq!(
+        UnitFile::parse("[Unit]\nDescription=a\rExecStart=/bin/evil\n"),
+        Err(ParseError::ControlChar { line: 2, ch: '\r' })
     );
 }
 
