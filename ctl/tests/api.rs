@@ -258,14 +258,14 @@ fn status_and_journal_through_both_drivers() {
                     "hello.service"
                 ]
             ),
-            "journal --no-pager -o cat -n 5 -u hello.service\n",
+            "journal --no-pager --output=cat -n 5 --unit=hello.service\n",
             "{d:?}"
         );
         let out = c.run(d, &["status", "hello.service"]);
         assert_eq!(out.status.code(), Some(3), "{d:?}: {}", text(&out.stderr));
         assert_eq!(
             text(&out.stdout),
-            "status status -l --no-pager hello.service\n"
+            "status status -l --no-pager -- hello.service\n"
         );
         assert_eq!(
             c.fails(d, &["journal", "a.service", "b.service"]),
@@ -310,7 +310,7 @@ fn ssh_runs_the_system_ssh_to_the_machine_ip() {
             assert_eq!(out.status.code(), Some(7), "{d:?}");
             assert_eq!(
                 text(&out.stdout),
-                "ssh -l core -p 22 -o ConnectTimeout=10 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null 10.9.8.7 uptime -p\n"
+                "ssh -l core -p 22 -o ConnectTimeout=10 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -- 10.9.8.7 uptime -p\n"
             );
         }
         assert_eq!(
@@ -330,7 +330,7 @@ fn tunnel_reaches_the_socket_through_fd_forward() {
         c.dir.path(),
         "fake-ssh",
         &format!(
-            "while [ $# -gt 0 ]; do case \"$1\" in -l|-p|-o) shift 2;; *) break;; esac; done\nshift\n[ \"$1\" = fleetctl ] && shift\nexec {bin} \"$@\""
+            "while [ $# -gt 0 ]; do case \"$1\" in -l|-p|-o) shift 2;; --) shift; break;; *) break;; esac; done\nshift\ncmd=\"$*\"\nexec sh -c \"{bin} ${{cmd#fleetctl }}\""
         ),
     );
     let out = c
