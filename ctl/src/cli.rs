@@ -418,8 +418,7 @@ pub enum Command {
         /// The machine (id or unique prefix) or unit to connect to, then the command to
         /// run there. fleetctl's flags may follow the target; put the command after `--`
         /// when it has options of its own.
-        #[arg(value_name = "MACHINE|UNIT", allow_hyphen_values = true,
-              add = crate::completion::machines_and_units())]
+        #[arg(value_name = "MACHINE|UNIT", add = crate::completion::machines_and_units())]
         args: Vec<String>,
     },
     /// Print a shell completion script (completes commands, flags, unit names and
@@ -840,6 +839,83 @@ const LEGACY_SINGLE_DASH: &[&str] = &[
     "help",
 ];
 
+/// `fleetctl ssh TARGET ...`: fleetctl's flags (the command's and the global ones) may
+/// follow the target, as with fleet; the first word that is not one of them (or `--`)
+/// starts the remote command. A `--` is put before it, so clap leaves it and everything
+/// after it to the remote command.
+fn split_ssh_command(args: &mut Vec<String>) {
+    let Some(start) = args.iter().position(|a| a == "ssh") else {
+        return;
+    };
+    if args[..start].iter().any(|a| a == "--") {
+        return;
+    }
+    let root = command();
+    let Some(ssh) = root.find_subcommand("ssh") else {
+        return;
+    };
+    // (name, takes a separate value) of every flag `ssh` accepts.
+    let flags: Vec<(String, bool)> = root
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .chain(ssh.get_arguments())
+        .flat_map(|a| {
+            let takes_value = a.get_action().takes_values() && !a.is_require_equals_set();
+            let longs = a
+                .get_long_and_visible_aliases()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(a.get_all_aliases().unwrap_or_default())
+                .map(|l| format!("--{l}"));
+            let shorts = a
+                .get_short_and_visible_aliases()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| format!("-{c}"));
+            longs
+                .chain(shorts)
+                .map(move |f| (f, takes_value))
+                .collect::<Vec<_>>()
+        })
+        .chain([("--help".to_string(), false), ("-h".to_string(), false)])
+        .collect();
+    let mut i = start + 1;
+    let mut target_seen = false;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" {
+            return;
+        }
+        if arg.starts_with('-') && arg.len() > 1 {
+            let name = arg.split('=').next().unwrap_or(arg);
+            match flags.iter().find(|(f, _)| f == name) {
+                Some((_, takes_value)) => {
+                    i += if *takes_value && !arg.contains('=') {
+                        2
+                    } else {
+                        1
+                    };
+                    continue;
+                }
+                None => break,
+            }
+        }
+        // The first plain word is the target (unless --machine/--unit name it);
+        // the next one starts the command.
+        let named = args[start + 1..i]
+            .iter()
+            .any(|a| a.starts_with("--machine") || a.starts_with("--unit"));
+        if target_seen || named {
+            break;
+        }
+        target_seen = true;
+        i += 1;
+    }
+    if i < args.len() {
+        args.insert(i, "--".to_string());
+    }
+}
+
 /// Normalises argv before clap sees it: single-dash long flags become double-dash, and
 /// a leading `-v`/`--version` (fleet's version flags) becomes the `version` command.
 pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -867,6 +943,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         }
         out.push(arg);
     }
+    split_ssh_command(&mut out);
     out
 }
 
@@ -893,6 +970,62 @@ mod tests {
             norm(&["fleetctl", "ssh", "x", "--", "-full"]),
             ["fleetctl", "ssh", "x", "--", "-full"]
         );
+    }
+
+    #[test]
+    fn ssh_command_is_split_from_fleetctls_flags() {
+        let cases: [(&[&str], &[&str]); 6] = [
+            (
+                &["ssh", "m1", "--ssh-port", "2222"],
+                &["ssh", "m1", "--ssh-port", "2222"],
+            ),
+            (
+                &["ssh", "m1", "-A", "uptime", "-p"],
+                &["ssh", "m1", "-A", "--", "uptime", "-p"],
+            ),
+            (&["ssh", "m1", "-x"], &["ssh", "m1", "--", "-x"]),
+            (&["ssh", "m1", "--", "-v"], &["ssh", "m1", "--", "-v"]),
+            (
+                &[
+                    "--endpoint",
+                    "x",
+                    "ssh",
+                    "--unit",
+                    "u",
+                    "ls",
+                    "--tunnel",
+                    "t",
+                ],
+                &[
+                    "--endpoint",
+                    "x",
+                    "ssh",
+                    "--unit",
+                    "u",
+                    "--",
+                    "ls",
+                    "--tunnel",
+                    "t",
+                ],
+            ),
+            (
+                &["ssh", "m1", "--tunnel", "t", "--forward-agent=true", "ls"],
+                &[
+                    "ssh",
+                    "m1",
+                    "--tunnel",
+                    "t",
+                    "--forward-agent=true",
+                    "--",
+                    "ls",
+                ],
+            ),
+        ];
+        for (args, want) in cases {
+            let argv = std::iter::once("fleetctl").chain(args.iter().copied());
+            let got = normalize_args(argv.map(String::from));
+            assert_eq!(got[1..], *want, "{args:?}");
+        }
     }
 
     #[test]
