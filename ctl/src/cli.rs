@@ -400,6 +400,9 @@ pub enum Command {
         units: UnitNames,
     },
     /// Open interactive shell on a machine in the cluster.
+    #[command(
+        override_usage = "fleetctl ssh [OPTIONS] {MACHINE|UNIT} [OPTIONS] [[--] COMMAND...]\n\tfleetctl ssh [OPTIONS] --machine ID|--unit UNIT [[--] COMMAND...]"
+    )]
     Ssh {
         /// Open SSH connection to a specific machine (an id or a unique prefix of one).
         #[arg(long, value_name = "ID", add = crate::completion::machine_ids())]
