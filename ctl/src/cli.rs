@@ -20,9 +20,7 @@ USAGE:
 VERSION:
 \t{version}
 
-{all-args}
-
-{after-help}
+{all-args}{after-help}
 ";
 
 /// fleet's help layout for `fleetctl COMMAND --help` (and `fleetctl help COMMAND`):
