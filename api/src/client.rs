@@ -662,6 +662,15 @@ fn outcome_from_wire(resp: &pb::CreateUnitResponse) -> Result<CreateOutcome, Api
 /// (tonic and hyper wrap it in "transport error: tcp connect error: ..." layers that
 /// repeat each other), or the innermost message when there is none.
 pub fn connect_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let reason = innermost_reason(e);
+    // rustls' words for "the server answered in plain text".
+    if reason.contains("InvalidContentType") {
+        return "TLS handshake failed: the server does not speak TLS (for a plain-text API use http://)".into();
+    }
+    reason
+}
+
+fn innermost_reason(e: &(dyn std::error::Error + 'static)) -> String {
     let mut innermost = e.to_string();
     let mut cause = Some(e);
     while let Some(c) = cause {

@@ -633,3 +633,38 @@ fn unreachable_api_says_where_and_what_to_try() {
         );
     }
 }
+
+#[test]
+fn a_fleetd_that_refuses_the_connection_is_one_line() {
+    let c = Cluster::new();
+    let url = c.etcd.client_url();
+    let addr = c.rt.block_on(async move {
+        let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+        reg.list_machine_records().await.unwrap()[0]
+            .api_addr
+            .clone()
+    });
+    let host = addr.split_once("://").map_or(addr.as_str(), |(_, h)| h);
+    // TLS to a plain-text listener: the handshake fails.
+    let endpoint = format!("https://{host}");
+    let out = c
+        .cmd(Driver::Api)
+        .env("FLEETCTL_ENDPOINT", &endpoint)
+        .args(["--request-timeout=2", "list-units"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "Unable to initialize client: cannot reach fleet API at {endpoint}: "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("TLS handshake failed: the server does not speak TLS"),
+        "{err}"
+    );
+    assert!(err.contains("FLEETCTL_ENDPOINT"), "{err}");
+}
