@@ -274,7 +274,6 @@ pub struct UnitNames {
 }
 
 #[derive(Debug, Subcommand)]
-#[command(help_template = COMMAND_TEMPLATE)]
 pub enum Command {
     /// Upload one or more units to the cluster without starting them.
     Submit {
