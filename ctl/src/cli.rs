@@ -137,8 +137,8 @@ pub struct GlobalFlags {
     /// Location of TLS CA file used to secure communication with the fleet API or etcd.
     #[arg(long, global = true, env = "FLEETCTL_CA_FILE", alias = "etcd-cafile")]
     pub ca_file: Option<String>,
-    /// Print fleetctl's requests (method, endpoint, duration, result) and other debug
-    /// information to stderr.
+    /// Print fleetctl's API requests (method, endpoint, duration, result) and other
+    /// debug information to stderr.
     #[arg(long, global = true, env = "FLEETCTL_DEBUG", default_value = "false",
           value_name = "BOOL", hide_default_value = true, hide_possible_values = true,
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
