@@ -198,7 +198,7 @@ impl ApiClient {
         let target = parse_endpoint(&config.endpoint)?;
         let connect_err = |e: &(dyn std::error::Error + 'static)| ApiError::Connect {
             endpoint: config.endpoint.clone(),
-            reason: error_chain(e),
+            reason: connect_reason(e),
         };
         let base = match &target {
             Target::Unix(_) => "http://localhost".to_string(),
@@ -246,13 +246,20 @@ impl ApiClient {
             }
         };
         // The connect timeout bounds TCP setup; this also bounds TLS and tunnels.
+        let started = std::time::Instant::now();
         let channel = tokio::time::timeout(config.connect_timeout * 2, connecting)
             .await
             .map_err(|_| ApiError::Timeout {
                 endpoint: config.endpoint.clone(),
                 timeout: config.connect_timeout,
-            })?
-            .map_err(|e| connect_err(&e))?;
+            })
+            .and_then(|r| r.map_err(|e| connect_err(&e)));
+        let elapsed = started.elapsed();
+        match &channel {
+            Ok(_) => tracing::debug!("API connect {} ok in {elapsed:.1?}", config.endpoint),
+            Err(e) => tracing::debug!("API connect failed in {elapsed:.1?}: {e}"),
+        }
+        let channel = channel?;
         Ok(ApiClient {
             inner: FleetClient::new(channel),
             endpoint: config.endpoint.clone(),
@@ -265,6 +272,15 @@ impl ApiClient {
     /// bare "transport error".
     async fn call_error(&self, status: tonic::Status) -> ApiError {
         let Some(log) = &self.tunnel_log else {
+            // The connection broke or could not be re-established: say where and why.
+            if status.code() == tonic::Code::Unavailable
+                && let Some(source) = std::error::Error::source(&status)
+            {
+                return ApiError::Connect {
+                    endpoint: self.endpoint.clone(),
+                    reason: connect_reason(source),
+                };
+            }
             return status.into();
         };
         if !matches!(
@@ -290,18 +306,31 @@ impl ApiClient {
         }
     }
 
+    /// One call, bounded by the request timeout; logged at debug level (method,
+    /// endpoint, duration, result) for `fleetctl --debug`.
     async fn bounded<T>(
         &self,
+        method: &'static str,
         fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(status)) => Err(self.call_error(status).await),
             Err(_) => Err(ApiError::Timeout {
                 endpoint: self.endpoint.clone(),
                 timeout: self.timeout,
             }),
+        };
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(_) => tracing::debug!("API {method} {} ok in {elapsed:.1?}", self.endpoint),
+            Err(e) => tracing::debug!(
+                "API {method} {} failed in {elapsed:.1?}: {e}",
+                self.endpoint
+            ),
         }
+        result
     }
 
     async fn next_page<T>(&self, stream: &mut tonic::Streaming<T>) -> Result<Option<T>, ApiError> {
@@ -318,9 +347,12 @@ impl ApiClient {
     pub async fn get_unit(&self, name: &UnitName) -> Result<Option<UnitRecord>, ApiError> {
         let mut c = self.inner.clone();
         let resp = self
-            .bounded(c.get_unit(pb::GetUnitRequest {
-                name: name.to_string(),
-            }))
+            .bounded(
+                "GetUnit",
+                c.get_unit(pb::GetUnitRequest {
+                    name: name.to_string(),
+                }),
+            )
             .await?;
         Ok(resp
             .unit
@@ -333,9 +365,12 @@ impl ApiClient {
     pub async fn get_units(&self, names: &[UnitName]) -> Result<Vec<Option<UnitRecord>>, ApiError> {
         let mut c = self.inner.clone();
         let resp = self
-            .bounded(c.get_units(pb::GetUnitsRequest {
-                names: names.iter().map(ToString::to_string).collect(),
-            }))
+            .bounded(
+                "GetUnits",
+                c.get_units(pb::GetUnitsRequest {
+                    names: names.iter().map(ToString::to_string).collect(),
+                }),
+            )
             .await?;
         if resp.units.len() != names.len() {
             return Err(count_mismatch(names.len(), resp.units.len()));
@@ -354,10 +389,13 @@ impl ApiClient {
     ) -> Result<CreateOutcome, ApiError> {
         let mut c = self.inner.clone();
         let resp = self
-            .bounded(c.create_unit(pb::CreateUnitRequest {
-                name: name.to_string(),
-                options: convert::options_to_wire(file),
-            }))
+            .bounded(
+                "CreateUnit",
+                c.create_unit(pb::CreateUnitRequest {
+                    name: name.to_string(),
+                    options: convert::options_to_wire(file),
+                }),
+            )
             .await?;
         outcome_from_wire(&resp)
     }
@@ -370,6 +408,7 @@ impl ApiClient {
         let mut c = self.inner.clone();
         let resp = self
             .bounded(
+                "CreateUnits",
                 c.create_units(pb::CreateUnitsRequest {
                     units: units
                         .iter()
@@ -389,10 +428,13 @@ impl ApiClient {
 
     pub async fn replace_unit(&self, name: &UnitName, file: &UnitFile) -> Result<(), ApiError> {
         let mut c = self.inner.clone();
-        self.bounded(c.replace_unit(pb::ReplaceUnitRequest {
-            name: name.to_string(),
-            options: convert::options_to_wire(file),
-        }))
+        self.bounded(
+            "ReplaceUnit",
+            c.replace_unit(pb::ReplaceUnitRequest {
+                name: name.to_string(),
+                options: convert::options_to_wire(file),
+            }),
+        )
         .await?;
         Ok(())
     }
@@ -404,6 +446,7 @@ impl ApiClient {
         let mut c = self.inner.clone();
         let resp = self
             .bounded(
+                "SetTargets",
                 c.set_targets(pb::SetTargetsRequest {
                     targets: targets
                         .iter()
@@ -428,9 +471,12 @@ impl ApiClient {
     pub async fn destroy_unit(&self, name: &UnitName) -> Result<bool, ApiError> {
         let mut c = self.inner.clone();
         let resp = self
-            .bounded(c.destroy_unit(pb::DestroyUnitRequest {
-                name: name.to_string(),
-            }))
+            .bounded(
+                "DestroyUnit",
+                c.destroy_unit(pb::DestroyUnitRequest {
+                    name: name.to_string(),
+                }),
+            )
             .await?;
         Ok(resp.existed)
     }
@@ -439,7 +485,7 @@ impl ApiClient {
     pub async fn snapshot(&self) -> Result<ClusterSnapshot, ApiError> {
         let mut c = self.inner.clone();
         let mut stream = self
-            .bounded(c.snapshot(pb::SnapshotRequest { page_size: 0 }))
+            .bounded("Snapshot", c.snapshot(pb::SnapshotRequest { page_size: 0 }))
             .await?;
         let mut snap = ClusterSnapshot::default();
         while let Some(page) = self.next_page(&mut stream).await? {
@@ -472,10 +518,13 @@ impl ApiClient {
         for _ in 0..100_000 {
             let mut c = self.inner.clone();
             let resp = self
-                .bounded(c.list_machines(pb::ListMachinesRequest {
-                    page_size: 0,
-                    page_token: token.clone(),
-                }))
+                .bounded(
+                    "ListMachines",
+                    c.list_machines(pb::ListMachinesRequest {
+                        page_size: 0,
+                        page_token: token.clone(),
+                    }),
+                )
                 .await?;
             for m in &resp.machines {
                 out.push(convert::machine_from_wire(m)?);
@@ -501,7 +550,10 @@ impl ApiClient {
     pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), ApiError> {
         let mut c = self.inner.clone();
         let mut stream = self
-            .bounded(c.list_states(pb::ListStatesRequest { page_size: 0 }))
+            .bounded(
+                "ListStates",
+                c.list_states(pb::ListStatesRequest { page_size: 0 }),
+            )
             .await?;
         let mut revision = 0;
         let mut states = Vec::new();
@@ -518,7 +570,10 @@ impl ApiClient {
     pub async fn watch_states(&self, from_revision: i64) -> Result<StateWatch, ApiError> {
         let mut c = self.inner.clone();
         let stream = self
-            .bounded(c.watch_states(pb::WatchStatesRequest { from_revision }))
+            .bounded(
+                "WatchStates",
+                c.watch_states(pb::WatchStatesRequest { from_revision }),
+            )
             .await?;
         Ok(StateWatch { stream })
     }
@@ -566,7 +621,7 @@ impl ApiClient {
         req: pb::JournalRequest,
     ) -> Result<tonic::Streaming<pb::OutputChunk>, ApiError> {
         let mut c = self.inner.clone();
-        self.bounded(c.journal(req)).await
+        self.bounded("Journal", c.journal(req)).await
     }
 
     /// The status call as-is, for fleetd's forwarding.
@@ -575,7 +630,7 @@ impl ApiClient {
         req: pb::StatusRequest,
     ) -> Result<tonic::Streaming<pb::OutputChunk>, ApiError> {
         let mut c = self.inner.clone();
-        self.bounded(c.status(req)).await
+        self.bounded("Status", c.status(req)).await
     }
 }
 
@@ -603,17 +658,54 @@ fn outcome_from_wire(resp: &pb::CreateUnitResponse) -> Result<CreateOutcome, Api
     }
 }
 
-/// A display of an error and its causes on one line (tonic's top-level message alone
-/// is often just "transport error").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
+/// Why a connection failed, in a few words: the OS error at the bottom of the chain
+/// (tonic and hyper wrap it in "transport error: tcp connect error: ..." layers that
+/// repeat each other), or the innermost message when there is none.
+pub fn connect_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let reason = innermost_reason(e);
+    // rustls' words for "the server answered in plain text".
+    if reason.contains("InvalidContentType") {
+        return "TLS handshake failed: the server does not speak TLS (for a plain-text API use http://)".into();
+    }
+    reason
+}
+
+fn innermost_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = e.to_string();
+    let mut cause = Some(e);
     while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
+        }
+        let text = c.to_string();
+        if !text.is_empty() {
+            innermost = text;
+        }
         cause = c.source();
     }
-    s
+    innermost
+}
+
+/// An I/O error as a short phrase, without Rust's "(os error N)" suffix.
+fn io_reason(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::NotFound => "no such socket".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::TimedOut => "connection timed out".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        _ => {
+            let text = io.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
 }
 
 /// A command's stdin/stdout as one bidirectional stream; the command is killed when

@@ -40,7 +40,9 @@ impl Default for LocalCommands {
 const DEFAULT_LINES: u32 = 10;
 
 impl LocalCommands {
-    /// `journalctl --no-pager -o MODE -n N [-f] -u UNIT`.
+    /// `journalctl --no-pager --output=MODE -n N [-f] --unit=UNIT`. The values are
+    /// joined to their options with `=`, so a unit name or mode starting with `-` is a
+    /// value, never an option (journalctl's operands are matches, so `--` cannot help).
     pub(crate) fn journal(
         &self,
         unit: &UnitName,
@@ -50,22 +52,28 @@ impl LocalCommands {
     ) -> Command {
         let mut cmd = Command::new(&self.journalctl);
         let lines = lines.unwrap_or(DEFAULT_LINES);
-        cmd.args(["--no-pager", "-o", output, "-n", &lines.to_string()]);
+        cmd.args([
+            "--no-pager".to_string(),
+            format!("--output={output}"),
+            "-n".to_string(),
+            lines.to_string(),
+        ]);
         if follow {
             cmd.arg("-f");
         }
-        cmd.arg(if self.user { "--user-unit" } else { "-u" });
-        cmd.arg(unit.as_str());
+        let unit_opt = if self.user { "--user-unit" } else { "--unit" };
+        cmd.arg(format!("{unit_opt}={unit}"));
         cmd
     }
 
-    /// `systemctl [--user] status -l --no-pager UNIT`.
+    /// `systemctl [--user] status -l --no-pager -- UNIT`: `--` keeps a unit name that
+    /// starts with `-` from being read as an option.
     pub(crate) fn status(&self, unit: &UnitName) -> Command {
         let mut cmd = Command::new(&self.systemctl);
         if self.user {
             cmd.arg("--user");
         }
-        cmd.args(["status", "-l", "--no-pager", unit.as_str()]);
+        cmd.args(["status", "-l", "--no-pager", "--", unit.as_str()]);
         cmd
     }
 }
@@ -129,4 +137,37 @@ pub(crate) fn stream_command(mut cmd: Command) -> Result<OutputStream, Status> {
             .await;
     });
     Ok(ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(cmd: &Command) -> Vec<String> {
+        cmd.as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn unit_names_never_become_options() {
+        let commands = LocalCommands::default();
+        let unit = UnitName::parse("-pFoo.service").unwrap();
+        assert_eq!(
+            argv(&commands.status(&unit)),
+            ["status", "-l", "--no-pager", "--", "-pFoo.service"]
+        );
+        assert_eq!(
+            argv(&commands.journal(&unit, Some(5), true, "-x")),
+            [
+                "--no-pager",
+                "--output=-x",
+                "-n",
+                "5",
+                "-f",
+                "--unit=-pFoo.service"
+            ]
+        );
+    }
 }

@@ -280,7 +280,7 @@ async fn journal_and_status_run_where_the_unit_runs() {
     .await;
     assert_eq!(
         out,
-        "journal of m1: --no-pager -o cat -n 5 -u here.service\n"
+        "journal of m1: --no-pager --output=cat -n 5 --unit=here.service\n"
     );
     assert_eq!(code, Some(0));
     // Forwarded to m2 through its published address; 0 lines is journalctl's -n 0 (with
@@ -293,10 +293,10 @@ async fn journal_and_status_run_where_the_unit_runs() {
     .await;
     assert_eq!(
         out,
-        "journal of m2: --no-pager -o short -n 0 -u there.service\n"
+        "journal of m2: --no-pager --output=short -n 0 --unit=there.service\n"
     );
     let (out, err, code) = collect(c.status(&name("there.service"), None).await.unwrap()).await;
-    assert_eq!(out, "status on m2: status -l --no-pager there.service\n");
+    assert_eq!(out, "status on m2: status -l --no-pager -- there.service\n");
     assert_eq!((err.as_str(), code), ("oops\n", Some(3)));
 
     // Following: lines arrive while the command runs; dropping the stream ends it.

@@ -44,9 +44,9 @@ pub fn choose_driver(driver: &str, endpoint: &str) -> anyhow::Result<Driver> {
 /// Why a cluster operation failed, from either driver; displays as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(transparent)]
+    #[error("{}", crate::context::registry_error_line(.0))]
     Registry(#[from] RegistryError),
-    #[error(transparent)]
+    #[error("{}", crate::context::api_error_line(.0))]
     Api(#[from] ApiError),
 }
 
@@ -240,7 +240,7 @@ impl Client {
                 config.endpoints = endpoints;
                 let registry = Registry::connect(config)
                     .await
-                    .context("connecting to etcd")?;
+                    .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
                 Ok(Client {
                     registry: ClusterRegistry::Etcd(Box::new(registry)),
                     tls,
@@ -388,12 +388,14 @@ fn tunnel_command(
     let mut argv = vec![ssh_program()];
     argv.extend(ssh_options(global, port));
     match fleet_api::client::parse_endpoint(endpoint)? {
+        // `--` before the host; the remote shell gets the socket path single-quoted.
         fleet_api::client::Target::Unix(path) => {
+            argv.push("--".into());
             argv.push(host);
             argv.extend([
                 "fleetctl".to_string(),
                 "fd-forward".to_string(),
-                path.to_string_lossy().into_owned(),
+                shell_quote(&path.to_string_lossy()),
             ]);
         }
         fleet_api::client::Target::Http { uri, .. } => {
@@ -401,15 +403,27 @@ fn tunnel_command(
             let hostport = hostport.split('/').next().unwrap_or(hostport);
             argv.push("-W".into());
             argv.push(hostport.to_string());
+            argv.push("--".into());
             argv.push(host);
         }
     }
     Ok(argv)
 }
 
+/// `s` as one word for a POSIX shell (ssh hands the remote command to one).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_words_are_quoted() {
+        assert_eq!(shell_quote("/var/run/fleet.sock"), "'/var/run/fleet.sock'");
+        assert_eq!(shell_quote("/tmp/a b;x'y"), r"'/tmp/a b;x'\''y'");
+    }
 
     #[test]
     fn driver_selection() {

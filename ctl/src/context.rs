@@ -4,6 +4,10 @@
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
 
+use fleet_api::ApiError;
+use fleet_api::client::connect_reason;
+use fleet_registry::RegistryError;
+
 use crate::cli::GlobalFlags;
 use crate::client::Client;
 
@@ -29,7 +33,7 @@ pub fn fail(message: impl Into<String>) -> anyhow::Error {
 pub struct Ctx {
     pub global: GlobalFlags,
     client: Option<Client>,
-    /// Whether stdout is a terminal (progress displays only then).
+    /// Whether stdout is a terminal (progress displays and hints only then).
     pub tty: bool,
 }
 
@@ -38,7 +42,7 @@ impl Ctx {
         Ctx {
             global,
             client: None,
-            tty: io::stderr().is_terminal(),
+            tty: io::stdout().is_terminal(),
         }
     }
 
@@ -46,9 +50,13 @@ impl Ctx {
     pub async fn client(&mut self) -> anyhow::Result<&Client> {
         let client = match self.client.take() {
             Some(client) => client,
-            None => Client::connect(&self.global)
-                .await
-                .map_err(|e| fail(format!("Unable to initialize client: {e:#}")))?,
+            None => Client::connect(&self.global).await.map_err(|e| {
+                let line = match e.downcast_ref::<ApiError>() {
+                    Some(api) => api_error_line(api),
+                    None => e.to_string(),
+                };
+                fail(format!("Unable to initialize client: {line}"))
+            })?,
         };
         Ok(self.client.insert(client))
     }
@@ -64,4 +72,49 @@ pub fn out(line: impl Display) -> io::Result<()> {
 /// Writes one line to stderr (warnings and fleet's stderr messages).
 pub fn err(line: impl Display) {
     let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// What to try when the cluster cannot be reached.
+const ENDPOINT_HINT: &str = "set the address with --endpoint or FLEETCTL_ENDPOINT";
+
+/// An API error as one line; connection failures say where, why and what to try.
+pub fn api_error_line(e: &ApiError) -> String {
+    match e {
+        ApiError::Connect { .. } | ApiError::Timeout { .. } => {
+            format!("{e}; is fleetd running there? ({ENDPOINT_HINT}, or reach it with --tunnel)")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A registry (etcd driver) error as one line, without etcd-client's and tonic's
+/// nested debug dumps.
+pub fn registry_error_line(e: &RegistryError) -> String {
+    match e {
+        RegistryError::Unreachable { endpoints, source } => format!(
+            "cannot reach etcd at {endpoints}: {}; is etcd running there? ({ENDPOINT_HINT})",
+            etcd_reason(source)
+        ),
+        RegistryError::Timeout { .. } => {
+            format!("{e}; is etcd running and healthy there? ({ENDPOINT_HINT})")
+        }
+        RegistryError::Etcd { op, source } => format!("etcd {op} failed: {}", etcd_reason(source)),
+        _ => e.to_string(),
+    }
+}
+
+/// The reason inside an etcd-client error: the OS error of a failed connection, or
+/// etcd's own message.
+fn etcd_reason(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    match e {
+        E::GRpcStatus(status) => match std::error::Error::source(status) {
+            Some(source) => connect_reason(source),
+            None if status.message().is_empty() => format!("{:?}", status.code()),
+            None => status.message().to_string(),
+        },
+        E::TransportError(t) => connect_reason(t),
+        E::IoError(io) => connect_reason(io),
+        other => other.to_string(),
+    }
 }

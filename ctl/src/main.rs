@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod commands;
+mod completion;
 mod context;
 mod table;
 mod unit_source;
@@ -13,14 +14,19 @@ mod wait;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 use crate::cli::{Cli, normalize_args};
 use crate::context::Failure;
 
 fn main() -> ExitCode {
+    // A shell's completion script calling back: answer and exit.
+    completion::answer_if_asked();
     let args = normalize_args(std::env::args());
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = cli::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
@@ -69,11 +75,19 @@ fn report(err: anyhow::Error) -> ExitCode {
     }
 }
 
-/// Debug logs go to stderr only with `--debug`/`FLEETCTL_DEBUG`; warnings always.
+/// Debug logs go to stderr only with `--debug`/`FLEETCTL_DEBUG`, and only fleetctl's
+/// own (its requests: method, endpoint, duration, result), not the transport's frames;
+/// warnings always. Colour only on a terminal.
 fn init_tracing(debug: bool) {
-    let filter = if debug { "debug" } else { "warn" };
+    use std::io::IsTerminal;
+    let filter = if debug {
+        "warn,fleetctl=debug,fleet_api::client=debug,fleet_registry=debug"
+    } else {
+        "warn"
+    };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_target(false)
         .without_time()

@@ -3,6 +3,17 @@
 
 use std::fmt;
 
+/// Prints `--output json`: one JSON object per row, one per line (the schema is in
+/// README.md and only grows).
+pub fn print_json_rows(rows: impl IntoIterator<Item = serde_json::Value>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    for row in rows {
+        writeln!(stdout, "{row}")?;
+    }
+    stdout.flush()
+}
+
 /// Output fields could not be selected from `--fields`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldsError {

@@ -123,7 +123,7 @@ pub async fn wait_for_units(
         Instant::now() + ATTEMPT * u32::try_from(block.block_attempts).unwrap_or(u32::MAX)
     });
     let started = Instant::now();
-    let progress = Progress::new(ctx.tty, units.len(), target);
+    let progress = Progress::new(ctx.tty, target);
     let client = ctx.client().await?.clone();
     let registry = &client.registry;
     let wanted: BTreeSet<&UnitName> = units.iter().collect();
@@ -180,9 +180,9 @@ pub async fn wait_for_units(
             err(format!(
                 "Error waiting for units: Failed to find an active unit {unit} within {ACTIVE_WINDOW:?}: systemd reports {seen}"
             ));
-            return Err(fail(
-                "Error waiting for systemd unit states, err: unit not active",
-            ));
+            return Err(fail(format!(
+                "Error waiting for systemd unit states, err: unit {unit} not active within {ACTIVE_WINDOW:?} (systemd reports {seen}); see fleetctl status {unit}"
+            )));
         }
         if let Some((unit, machine)) = activating.iter().find_map(|(unit, _)| {
             systemd_of(unit)
@@ -193,15 +193,19 @@ pub async fn wait_for_units(
             err(format!(
                 "Error waiting for units: unit {unit} failed to start on {machine} (systemd reports it failed)"
             ));
-            return Err(fail(
-                "Error waiting for systemd unit states, err: unit failed",
-            ));
+            return Err(fail(format!(
+                "Error waiting for systemd unit states, err: unit {unit} failed; see fleetctl status {unit}"
+            )));
         }
         if pending.is_empty() && activating.is_empty() {
             progress.finish();
             return Ok(());
         }
-        progress.update(units.len() - pending.len(), started.elapsed());
+        progress.update(
+            &pending,
+            activating.iter().map(|(u, _)| u),
+            started.elapsed(),
+        );
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             progress.finish();
@@ -210,14 +214,14 @@ pub async fn wait_for_units(
                 .or(activating.first().map(|(u, _)| u))
                 .map(ToString::to_string)
                 .unwrap_or_default();
+            let waited = Duration::from_secs(started.elapsed().as_secs());
             if pending.is_empty() {
                 err(format!(
-                    "Error waiting for units: Failed to find an active unit {unit} within {:?}",
-                    started.elapsed()
+                    "Error waiting for units: Failed to find an active unit {unit} within {waited:?}"
                 ));
-                return Err(fail(
-                    "Error waiting for systemd unit states, err: timed out",
-                ));
+                return Err(fail(format!(
+                    "Error waiting for systemd unit states, err: timed out after {waited:?} waiting for unit {unit} to be active"
+                )));
             }
             err(format!(
                 "Error waiting for units: timed out waiting for unit {unit} to report state {target}"
@@ -227,12 +231,14 @@ pub async fn wait_for_units(
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(" ");
+            // fleet's line, with what was waited for instead of a bare "timed out".
+            let why = format!("timed out after {waited:?} waiting for [{names}] to be {target}");
             return Err(fail(match verb {
                 Verb::Load | Verb::Start | Verb::Restart => {
-                    "Error waiting for unit states, exit status: timed out".to_string()
+                    format!("Error waiting for unit states, exit status: {why}")
                 }
-                Verb::Stop => format!("Failed to stop units [{names}]. err: timed out"),
-                Verb::Unload => format!("Failed to unload units [{names}]. err: timed out"),
+                Verb::Stop => format!("Failed to stop units [{names}]. err: {why}"),
+                Verb::Unload => format!("Failed to unload units [{names}]. err: {why}"),
             }));
         }
         // Wake on the next change, or to refresh progress and check the deadline.
@@ -314,33 +320,69 @@ async fn machine_ips(client: &crate::client::Client) -> HashMap<String, String> 
     }
 }
 
-/// A one-line spinner on stderr while waiting, only when stderr is a terminal.
+/// A one-line spinner on stdout while waiting, only when stdout is a terminal: which
+/// units are still pending, and for how long. Piped output gets nothing extra.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    total: usize,
     target: TargetState,
 }
 
+/// How many pending unit names the progress line shows before `+N more`.
+const SHOWN: usize = 4;
+
 impl Progress {
-    fn new(tty: bool, total: usize, target: TargetState) -> Progress {
+    fn new(tty: bool, target: TargetState) -> Progress {
         let bar = tty.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stdout());
             bar
         });
-        Progress { bar, total, target }
+        Progress { bar, target }
     }
 
-    fn update(&self, done: usize, elapsed: Duration) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "waiting for units to be {}: {done}/{} done ({}s)",
+    fn update<'a>(
+        &self,
+        pending: &[UnitName],
+        activating: impl Iterator<Item = &'a UnitName>,
+        elapsed: Duration,
+    ) {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let list = |names: &mut dyn Iterator<Item = &UnitName>, count: usize| {
+            let mut text = names
+                .take(SHOWN)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            if count > SHOWN {
+                text.push_str(&format!(" +{} more", count - SHOWN));
+            }
+            text
+        };
+        let activating: Vec<&UnitName> = activating.collect();
+        let mut parts = Vec::new();
+        if !pending.is_empty() {
+            parts.push(format!(
+                "{} unit(s) not yet {}: {}",
+                pending.len(),
                 self.target,
-                self.total,
-                elapsed.as_secs()
+                list(&mut pending.iter(), pending.len())
             ));
-            bar.tick();
         }
+        if !activating.is_empty() {
+            parts.push(format!(
+                "{} unit(s) not yet active in systemd: {}",
+                activating.len(),
+                list(&mut activating.iter().copied(), activating.len())
+            ));
+        }
+        bar.set_message(format!(
+            "waiting {}s; {}",
+            elapsed.as_secs(),
+            parts.join("; ")
+        ));
+        bar.tick();
     }
 
     fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {

@@ -258,14 +258,14 @@ fn status_and_journal_through_both_drivers() {
                     "hello.service"
                 ]
             ),
-            "journal --no-pager -o cat -n 5 -u hello.service\n",
+            "journal --no-pager --output=cat -n 5 --unit=hello.service\n",
             "{d:?}"
         );
         let out = c.run(d, &["status", "hello.service"]);
         assert_eq!(out.status.code(), Some(3), "{d:?}: {}", text(&out.stderr));
         assert_eq!(
             text(&out.stdout),
-            "status status -l --no-pager hello.service\n"
+            "status status -l --no-pager -- hello.service\n"
         );
         assert_eq!(
             c.fails(d, &["journal", "a.service", "b.service"]),
@@ -310,7 +310,7 @@ fn ssh_runs_the_system_ssh_to_the_machine_ip() {
             assert_eq!(out.status.code(), Some(7), "{d:?}");
             assert_eq!(
                 text(&out.stdout),
-                "ssh -l core -p 22 -o ConnectTimeout=10 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null 10.9.8.7 uptime -p\n"
+                "ssh -l core -p 22 -o ConnectTimeout=10 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -- 10.9.8.7 uptime -p\n"
             );
         }
         assert_eq!(
@@ -330,7 +330,7 @@ fn tunnel_reaches_the_socket_through_fd_forward() {
         c.dir.path(),
         "fake-ssh",
         &format!(
-            "while [ $# -gt 0 ]; do case \"$1\" in -l|-p|-o) shift 2;; *) break;; esac; done\nshift\n[ \"$1\" = fleetctl ] && shift\nexec {bin} \"$@\""
+            "while [ $# -gt 0 ]; do case \"$1\" in -l|-p|-o) shift 2;; --) shift; break;; *) break;; esac; done\nshift\ncmd=\"$*\"\nexec sh -c \"{bin} ${{cmd#fleetctl }}\""
         ),
     );
     let out = c
@@ -371,4 +371,300 @@ fn unreachable_api_is_one_clear_line() {
         text(&out.stderr),
         "Unable to initialize client: unable to connect to host \"var\" with scheme \"unix\"\n"
     );
+}
+
+/// Runs `fleetctl ssh ARGS` with a stand-in ssh that prints its argv.
+fn ssh_argv(c: &Cluster, d: Driver, args: &[&str]) -> Output {
+    let fake = script(c.dir.path(), "print-ssh", "echo \"ssh $*\"");
+    c.cmd(d)
+        .env("FLEETCTL_SSH_COMMAND", &fake)
+        .arg("ssh")
+        .arg("--strict-host-key-checking=false")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ssh_parses_flags_after_the_target_and_says_what_is_missing() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.write("idle.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service", "idle.service"]);
+    c.run_on_m1("hello.service");
+    let opts =
+        "-l core -o ConnectTimeout=10 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null";
+    let line = |port: u16, extra: &str, rest: &str| {
+        let opts = opts.replace("-l core", &format!("-l core -p {port}"));
+        format!("ssh {opts}{extra} -- 10.9.8.7{rest}\n")
+    };
+    for d in BOTH {
+        let cases: [(&[&str], String); 6] = [
+            (&["m1", "--ssh-port", "2222"], line(2222, "", "")),
+            (
+                &["m1", "--ssh-port=2222", "uptime"],
+                line(2222, "", " uptime"),
+            ),
+            (&["hello.service", "-A"], line(22, " -A", "")),
+            (
+                &["hello", "--forward-agent", "--", "ls", "-la"],
+                line(22, " -A", " ls -la"),
+            ),
+            // After `--`, options belong to the remote command, never to ssh.
+            (&["m1", "--", "-v"], line(22, "", " -v")),
+            (
+                &["--unit", "hello.service", "--", "-oProxyCommand=x"],
+                line(22, "", " -oProxyCommand=x"),
+            ),
+        ];
+        for (args, want) in cases {
+            let out = ssh_argv(&c, d, args);
+            assert!(
+                out.status.success(),
+                "{d:?} {args:?}: {}",
+                text(&out.stderr)
+            );
+            assert_eq!(text(&out.stdout), want, "{d:?} {args:?}");
+        }
+        for (args, want) in [
+            (
+                &[][..],
+                "Unable to proceed: one machine or unit must be provided\n",
+            ),
+            (
+                &["--machine", "abc"],
+                "Unable to proceed: machine does not exist\n",
+            ),
+            (
+                &["--unit", "nope.service"],
+                "Unable to proceed: unit does not exist\n",
+            ),
+            (
+                &["--unit", "idle.service"],
+                "Could not determine address of machine.\n",
+            ),
+            (
+                &["zz"],
+                "Unable to proceed: could not find matching unit or machine\n",
+            ),
+            (
+                &["--machine", "m1", "--unit", "hello.service"],
+                "Both machine and unit flags provided, please specify only one.\n",
+            ),
+        ] {
+            let out = ssh_argv(&c, d, args);
+            assert_eq!(out.status.code(), Some(1), "{d:?} {args:?}");
+            assert_eq!(text(&out.stderr), want, "{d:?} {args:?}");
+            assert_eq!(text(&out.stdout), "", "ssh must not run: {d:?} {args:?}");
+        }
+    }
+}
+
+#[test]
+fn ssh_refuses_a_machine_address_that_is_not_an_ip() {
+    let c = Cluster::new();
+    let url = c.etcd.client_url();
+    let registered = c.rt.block_on(async move {
+        let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+        let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+        let mut m = Machine::new(MachineId::new("evil").unwrap());
+        m.public_ip = "-oProxyCommand=touch pwned".into();
+        reg.register_machine(&m, "", lease).await
+    });
+    // The registry may refuse such a record outright; if it took it, fleetctl must not
+    // hand it to ssh.
+    if registered.is_ok() {
+        for d in BOTH {
+            let out = ssh_argv(&c, d, &["evil"]);
+            assert_eq!(out.status.code(), Some(1), "{d:?}");
+            assert_eq!(text(&out.stdout), "", "{d:?}: ssh ran");
+            let err = text(&out.stderr);
+            assert!(
+                err.starts_with(
+                    "Machine evil publishes an invalid address \"-oProxyCommand=touch pwned\""
+                ),
+                "{d:?}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1);
+        }
+    }
+    assert!(!c.dir.path().join("pwned").exists());
+}
+
+#[test]
+fn status_of_a_unit_named_like_an_option_reaches_systemctl_as_a_name() {
+    let c = Cluster::new();
+    c.write("-pFoo.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "--", "-pFoo.service"]);
+    c.run_on_m1("-pFoo.service");
+    for d in BOTH {
+        let out = c.run(d, &["status", "--", "-pFoo.service"]);
+        assert_eq!(out.status.code(), Some(3), "{d:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "status status -l --no-pager -- -pFoo.service\n",
+            "{d:?}"
+        );
+        assert_eq!(
+            c.ok(d, &["journal", "--", "-pFoo.service"]),
+            "journal --no-pager --output=short -n 10 --unit=-pFoo.service\n"
+        );
+    }
+}
+
+#[test]
+fn json_output_through_both_drivers() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service"]);
+    c.run_on_m1("hello.service");
+    let lines = |out: String| -> Vec<serde_json::Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    };
+    for d in BOTH {
+        let units = lines(c.ok(d, &["list-units", "-o", "json"]));
+        let hash = units[0]["hash"].as_str().unwrap().to_string();
+        assert_eq!(
+            units,
+            [serde_json::json!({
+                "unit": "hello.service",
+                "machine_id": "m1",
+                "machine_ip": "10.9.8.7",
+                "load": "loaded",
+                "active": "active",
+                "sub": "running",
+                "hash": hash,
+            })],
+            "{d:?}"
+        );
+        assert_eq!(
+            lines(c.ok(d, &["list-machines", "-o", "json"])),
+            [serde_json::json!({"machine_id": "m1", "ip": "10.9.8.7", "metadata": {}})],
+            "{d:?}"
+        );
+        let files = lines(c.ok(d, &["list-unit-files", "-o", "json"]));
+        assert_eq!(files[0]["target_machine_id"], "m1", "{d:?}");
+        assert_eq!(files[0]["target_machine_ip"], "10.9.8.7", "{d:?}");
+        assert_eq!(files[0]["current_state"], "launched", "{d:?}");
+        assert_eq!(files[0]["desired_state"], "inactive", "{d:?}");
+        assert_eq!(
+            lines(c.ok(d, &["status", "-o", "json", "hello.service"])),
+            [serde_json::json!({
+                "unit": "hello.service",
+                "desired_state": "inactive",
+                "current_state": "launched",
+                "global": false,
+                "machine_id": "m1",
+                "machine_ip": "10.9.8.7",
+                "load": "loaded",
+                "active": "active",
+                "sub": "running",
+                "hash": hash,
+            })],
+            "{d:?}"
+        );
+        assert_eq!(
+            c.fails(d, &["status", "-o", "json", "nope.service"]),
+            "Unit nope.service does not exist.\n"
+        );
+    }
+}
+
+#[test]
+fn debug_shows_fleetctls_requests_only() {
+    let c = Cluster::new();
+    let out = c.run(Driver::Api, &["--debug", "list-units"]);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    let endpoint = format!("unix://{}", c.socket.display());
+    assert!(
+        err.contains(&format!("API connect {endpoint} ok in ")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("API Snapshot {endpoint} ok in ")),
+        "{err}"
+    );
+    // No colour into a file or pipe, no transport frames.
+    assert!(!err.contains('\x1b'), "{err}");
+    for noise in ["h2", "hyper", "tonic", "frame"] {
+        assert!(!err.contains(noise), "{noise}: {err}");
+    }
+    // FLEETCTL_DEBUG does the same.
+    let out = c
+        .cmd(Driver::Api)
+        .env("FLEETCTL_DEBUG", "true")
+        .arg("list-machines")
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).contains("API ListMachines"));
+}
+
+#[test]
+fn unreachable_api_says_where_and_what_to_try() {
+    let c = Cluster::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (endpoint, why) in [
+        (
+            "unix:///nonexistent/fleet.sock".to_string(),
+            "no such socket",
+        ),
+        (format!("http://127.0.0.1:{port}"), "connection refused"),
+    ] {
+        let out = c
+            .cmd(Driver::Api)
+            .env("FLEETCTL_ENDPOINT", &endpoint)
+            .arg("list-units")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "Unable to initialize client: cannot reach fleet API at {endpoint}: {why}; is fleetd running there? (set the address with --endpoint or FLEETCTL_ENDPOINT, or reach it with --tunnel)\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_fleetd_that_refuses_the_connection_is_one_line() {
+    let c = Cluster::new();
+    let url = c.etcd.client_url();
+    let addr = c.rt.block_on(async move {
+        let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+        reg.list_machine_records().await.unwrap()[0]
+            .api_addr
+            .clone()
+    });
+    let host = addr.split_once("://").map_or(addr.as_str(), |(_, h)| h);
+    // TLS to a plain-text listener: the handshake fails.
+    let endpoint = format!("https://{host}");
+    let out = c
+        .cmd(Driver::Api)
+        .env("FLEETCTL_ENDPOINT", &endpoint)
+        .args(["--request-timeout=2", "list-units"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "Unable to initialize client: cannot reach fleet API at {endpoint}: "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("TLS handshake failed: the server does not speak TLS"),
+        "{err}"
+    );
+    assert!(err.contains("FLEETCTL_ENDPOINT"), "{err}");
 }

@@ -278,3 +278,78 @@ async fn blocking_start_gives_up_when_systemd_never_reports_active() {
     );
     assert!(started.elapsed() < Duration::from_secs(25));
 }
+
+/// On a terminal, a blocking wait shows which units are still pending and for how long;
+/// piped (every other test here), stdout carries fleet's lines only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_start_shows_progress_on_a_terminal() {
+    let etcd = EtcdServer::start().expect("etcd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.service"), HELLO).unwrap();
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("fleetctl");
+    // util-linux `script` gives fleetctl a pseudo-terminal as stdout.
+    let mut child = Command::new("script")
+        .current_dir(dir.path())
+        .env("FLEETCTL_DRIVER", "etcd")
+        .env("FLEETCTL_ENDPOINT", etcd.client_url())
+        .args(["-q", "-f", "-e", "-c"])
+        .arg(format!("{} start hello.service", bin.display()))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let want = "1 unit(s) not yet launched: hello.service";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        assert!(
+            Instant::now() < deadline,
+            "no progress line on the terminal: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.extend(chunk);
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("waiting "));
+    report_when(
+        &reg,
+        "hello.service",
+        TargetState::Launched,
+        TargetState::Launched,
+        "active",
+    )
+    .await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(5)) {
+            seen.extend(chunk);
+        }
+        (status, seen)
+    });
+    let (status, seen) = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .expect("fleetctl finished")
+        .unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("Unit hello.service launched on 01234567.../10.9.8.7"),
+        "{text}"
+    );
+}

@@ -349,10 +349,18 @@ fn desired_state_lifecycle() {
         c.unit_files("unit,dstate")[1],
         vec!["hello.service", "launched"]
     );
-    c.ok(&["stop", "--no-block", "hello.service"]);
+    // Asked to run but on no machine yet (no engine here): as in fleet, stop refuses
+    // by current state, exits 1, and changes nothing.
+    let out = c.run(&["stop", "--no-block", "hello.service"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Unable to stop unit hello.service in state inactive\n"
+    );
+    assert_eq!(text(&out.stdout), "");
     assert_eq!(
         c.unit_files("unit,dstate")[1],
-        vec!["hello.service", "loaded"]
+        vec!["hello.service", "launched"]
     );
     c.ok(&["unload", "--no-block", "hello.service", "goodbye.service"]);
     assert_eq!(
@@ -374,6 +382,14 @@ fn blocking_start_gives_up_after_its_attempts_without_an_engine() {
     let err = c.fails(&["start", "--block-attempts=1", "hello.service"]);
     assert!(
         err.contains("timed out waiting for unit hello.service to report state launched"),
+        "{err}"
+    );
+    // The final line names the unit and the state waited for, not just "timed out".
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            "Error waiting for unit states, exit status: timed out after 2s waiting for [hello.service] to be launched"
+        ),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -401,7 +417,14 @@ fn unreachable_etcd_is_one_clear_line() {
             .output()
             .unwrap();
         assert!(!out.status.success(), "{args:?}");
-        assert!(!text(&out.stderr).trim().is_empty(), "{args:?}");
+        // One readable line: what failed, where, and what to try; no transport dumps.
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(&c.etcd.client_url()), "{err}");
+        assert!(err.contains("FLEETCTL_ENDPOINT"), "{err}");
+        for noise in ["grpc", "tonic", "os error", "Os {"] {
+            assert!(!err.contains(noise), "{args:?}: {err}");
+        }
     }
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -425,4 +448,203 @@ fn key_prefix_isolates_clusters() {
         "unit",
     ]);
     assert_eq!(out.trim(), "hello.service");
+}
+
+/// fleetctl with no cluster settings at all (help and completion scripts need none).
+fn bare() -> Command {
+    let mut cmd = Command::cargo_bin("fleetctl").unwrap();
+    cmd.env_remove("FLEETCTL_ENDPOINT")
+        .env_remove("FLEETCTL_DRIVER")
+        .timeout(Duration::from_secs(30));
+    cmd
+}
+
+fn bare_ok(args: &[&str]) -> String {
+    let out = bare().args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn help_describes_each_command_apart_from_global_flags() {
+    let commands = [
+        "submit",
+        "load",
+        "start",
+        "stop",
+        "unload",
+        "destroy",
+        "cat",
+        "list-unit-files",
+        "list-units",
+        "list-machines",
+        "status",
+        "restart",
+        "journal",
+        "ssh",
+        "completion",
+    ];
+    for command in commands {
+        let long = bare_ok(&[command, "--help"]);
+        // `help COMMAND` is `COMMAND --help`.
+        assert_eq!(bare_ok(&["help", command]), long, "{command}");
+        assert!(
+            long.starts_with(&format!("NAME:\n\tfleetctl {command} - ")),
+            "{long}"
+        );
+        assert!(long.contains("DESCRIPTION:\n"), "{command}: {long}");
+        assert!(long.contains("EXAMPLES:\n"), "{command}: {long}");
+        // The command's own flags come before the global ones, under their own heading.
+        let global = long.find("\nGlobal options:\n").expect("global heading");
+        let endpoint = long.find("--endpoint <ENDPOINT>").expect("--endpoint");
+        assert!(global < endpoint, "{command}");
+        assert!(long[..global].contains("-h, --help"), "{command}");
+    }
+    let submit = bare_ok(&["submit", "--help"]);
+    let global = submit.find("\nGlobal options:\n").unwrap();
+    assert!(submit.find("--replace").unwrap() < global);
+    assert!(submit.contains("Idempotent"));
+    // `[UNIT]...` is described.
+    assert!(
+        submit.contains("[UNIT]...  Unit files to submit"),
+        "{submit}"
+    );
+    assert!(bare_ok(&["stop", "--help"]).contains("[UNIT]...  Names of units in the cluster"));
+    // Valid fields with their defaults, including `reason`.
+    let files = bare_ok(&["list-unit-files", "--help"]);
+    assert!(files.contains(
+        "Valid fields: unit,hash,dstate,state,target,desc,global,tmachine,reason. Default: unit,hash,dstate,state,target"
+    ), "{files}");
+    assert!(files.contains("  reason    why a unit that should run is not placed"));
+    assert!(bare_ok(&["list-units", "--help"]).contains(
+        "Valid fields: unit,machine,active,sub,load,hash. Default: unit,machine,active,sub"
+    ));
+    assert!(
+        bare_ok(&["list-machines", "--help"])
+            .contains("Valid fields: machine,ip,metadata. Default: machine,ip,metadata")
+    );
+    // ssh/tunnel tips.
+    for command in ["ssh", "status", "journal"] {
+        let help = bare_ok(&[command, "--help"]);
+        assert!(
+            help.contains("alias fleetctl='fleetctl --tunnel 10.10.10.10'"),
+            "{command}"
+        );
+    }
+    // `help --help` is help about `help`.
+    assert!(bare_ok(&["help", "--help"]).contains("Usage: fleetctl help"));
+}
+
+#[test]
+fn repeated_global_flags_take_the_last() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    let dead = "http://127.0.0.1:1";
+    let live = c.etcd.client_url();
+    c.ok(&[
+        "--endpoint",
+        dead,
+        "--endpoint",
+        &live,
+        "submit",
+        "hello.service",
+    ]);
+    c.ok(&["--driver", "API", "--driver", "etcd", "list-units"]);
+    c.fails(&["--endpoint", &live, "--endpoint", dead, "list-units"]);
+    // Command flags too.
+    assert_eq!(
+        c.ok(&[
+            "list-unit-files",
+            "--fields",
+            "hash",
+            "--fields",
+            "unit",
+            "--no-legend"
+        ]),
+        "hello.service\n"
+    );
+}
+
+#[test]
+fn completion_offers_units_from_the_cluster() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.write("goodbye.service", HELLO);
+    c.ok(&["submit", "hello.service", "goodbye.service"]);
+    let script = c.ok(&["completion", "bash"]);
+    std::fs::write(c.dir.path().join("complete.bash"), &script).unwrap();
+    // What bash offers for `fleetctl stop he<Tab>` and `fleetctl list-u<Tab>`.
+    let complete = |words: &str| {
+        let out = std::process::Command::new("bash")
+            .current_dir(c.dir.path())
+            .env("FLEETCTL_DRIVER", "etcd")
+            .env("FLEETCTL_ENDPOINT", c.etcd.client_url())
+            .arg("-c")
+            .arg(format!(
+                "source ./complete.bash; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+                 _clap_complete_fleetctl fleetctl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\""
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(complete("fleetctl stop he"), ["hello.service"]);
+    assert_eq!(complete("fleetctl destroy go"), ["goodbye.service"]);
+    assert_eq!(
+        complete("fleetctl list-u"),
+        ["list-unit-files", "list-units"]
+    );
+    for shell in ["zsh", "fish"] {
+        let script = c.ok(&["completion", shell]);
+        assert!(
+            script.contains(&format!("COMPLETE=\"{shell}\""))
+                || script.contains(&format!("COMPLETE={shell}")),
+            "{script}"
+        );
+    }
+    assert!(
+        c.fails(&["completion", "tcsh"])
+            .contains("invalid value 'tcsh'")
+    );
+}
+
+#[test]
+fn json_output_is_one_object_per_row() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.ok(&["submit", "hello.service"]);
+    let out = c.ok(&["list-unit-files", "-o", "json"]);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let hash = rows[0]["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 40);
+    assert_eq!(
+        rows[0],
+        serde_json::json!({
+            "unit": "hello.service",
+            "hash": hash,
+            "desired_state": "inactive",
+            "current_state": "inactive",
+            "target_machine_id": null,
+            "target_machine_ip": null,
+            "global": false,
+            "description": "Hello World",
+            "reason": null,
+        })
+    );
+    // Nothing loaded, no machines: no rows (no legend either).
+    assert_eq!(c.ok(&["list-units", "--output", "json"]), "");
+    assert_eq!(c.ok(&["list-machines", "--output=json"]), "");
+    assert!(
+        c.fails(&["list-units", "-o", "yaml"])
+            .contains("invalid value 'yaml'")
+    );
 }

@@ -560,6 +560,18 @@ fn ssh_and_tunnel_reach_the_cluster() {
     assert!(out.contains("Active: active"), "{out}");
     let (code, out, err) = run(&etcd, &["ssh", "hello.service", "echo", "foo"]);
     assert_eq!((code, out.trim()), (0, "foo"), "{err}");
+    // fleetctl's flags may follow the target, as with fleet.
+    let id = &node2.machine_id[..12];
+    let (code, out, err) = run(&etcd, &["ssh", id, "--ssh-port", "22", "-A", "hostname"]);
+    assert_eq!((code, out.trim()), (0, node2.name.as_str()), "{err}");
+    // After `--`, an option belongs to the remote command, never to ssh itself (ssh
+    // would turn verbose): the remote shell gets it (`bash -c -v`) and refuses it.
+    let (code, _, err) = run(&etcd, &["ssh", id, "--", "-v"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("-c: option requires an argument"), "{err}");
+    assert!(!err.contains("debug1:"), "{err}");
+    let (code, out, err) = run(&etcd, &["ssh", "hello.service", "--", "echo", "-n", "foo"]);
+    assert_eq!((code, out.as_str()), (0, "foo"), "{err}");
     // A tunnel host that does not answer: one line, non-zero, bounded by --ssh-timeout.
     let mut dead = Fleetctl {
         flags: vec![

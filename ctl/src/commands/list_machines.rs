@@ -4,22 +4,33 @@ use std::process::ExitCode;
 
 use fleet_core::machine::machine_legend;
 
-use crate::cli::TableFlags;
+use serde_json::json;
+
+use crate::cli::{LIST_MACHINES_FIELDS, OutputFormat, TableFlags};
 use crate::commands::list_units::print_table;
 use crate::context::{Ctx, fail};
-
-const DEFAULT_FIELDS: &[&str] = &["machine", "ip", "metadata"];
-const VALID_FIELDS: &[&str] = &["machine", "ip", "metadata"];
+use crate::table::print_json_rows;
 
 pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Result<ExitCode> {
-    let fields = crate::table::select_fields(flags.fields.as_deref(), DEFAULT_FIELDS, VALID_FIELDS)
+    let (valid, defaults) = LIST_MACHINES_FIELDS;
+    let fields = crate::table::select_fields(flags.fields.as_deref(), defaults, valid)
         .map_err(|e| fail(e.to_string()))?;
     let client = ctx.client().await?;
     let machines = client.registry.list_machines().await.map_err(|e| {
         fail(format!(
-            "Error retrieving list of active machines from fleet API ({e})\nPossible issues:\n  etcd is unhealthy and/or lost quorum\n  connection cannot be established to any etcd servers"
+            "Error retrieving list of active machines from fleet API ({e})"
         ))
     })?;
+    if flags.output.output == OutputFormat::Json {
+        print_json_rows(machines.iter().map(|m| {
+            json!({
+                "machine_id": m.id.as_str(),
+                "ip": (!m.public_ip.is_empty()).then_some(&m.public_ip),
+                "metadata": m.metadata,
+            })
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows = machines.iter().map(|m| {
         fields
             .iter()

@@ -8,20 +8,19 @@ use fleet_core::machine::machine_legend;
 use fleet_core::{MachineId, Requirements, TargetState, UnitName};
 use fleet_registry::{UnitStateRecord, current_state};
 
-use crate::cli::TableFlags;
+use serde_json::json;
+
+use crate::cli::{LIST_UNIT_FILES_FIELDS, OutputFormat, TableFlags};
 use crate::commands::list_units::{fetch_snapshot, machine_ips, print_table};
 use crate::context::{Ctx, err, fail};
-use crate::table::select_fields;
-
-const DEFAULT_FIELDS: &[&str] = &["unit", "hash", "dstate", "state", "target"];
-const VALID_FIELDS: &[&str] = &[
-    "unit", "hash", "dstate", "state", "target", "desc", "global", "tmachine", "reason",
-];
+use crate::table::{print_json_rows, select_fields};
 
 pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Result<ExitCode> {
-    let fields = select_fields(flags.fields.as_deref(), DEFAULT_FIELDS, VALID_FIELDS)
-        .map_err(|e| fail(e.to_string()))?;
-    if fields.contains(&"tmachine") {
+    let (valid, defaults) = LIST_UNIT_FILES_FIELDS;
+    let fields =
+        select_fields(flags.fields.as_deref(), defaults, valid).map_err(|e| fail(e.to_string()))?;
+    let json_output = flags.output.output == OutputFormat::Json;
+    if fields.contains(&"tmachine") && !json_output {
         err("WARNING: The \"tmachine\" field is deprecated. Use \"target\" instead");
     }
     let snapshot = fetch_snapshot(ctx).await?;
@@ -34,6 +33,35 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     let mut states: HashMap<&UnitName, Vec<&UnitStateRecord>> = HashMap::new();
     for s in &snapshot.states {
         states.entry(&s.unit).or_default().push(s);
+    }
+    if json_output {
+        print_json_rows(snapshot.units.iter().map(|u| {
+            let global = Requirements::parse(&u.file)
+                .map(|r| r.global)
+                .unwrap_or(false);
+            let scheduled = scheduled_on.get(&u.name).copied();
+            let current = (!global).then(|| {
+                current_state(
+                    scheduled,
+                    states.get(&u.name).into_iter().flatten().copied(),
+                )
+                .to_string()
+            });
+            json!({
+                "unit": u.name.as_str(),
+                "hash": u.hash.to_string(),
+                "desired_state": u.target.to_string(),
+                "current_state": current,
+                "target_machine_id": scheduled.map(|m| m.as_str()),
+                "target_machine_ip": scheduled
+                    .and_then(|m| ips.get(m).copied())
+                    .filter(|ip| !ip.is_empty()),
+                "global": global,
+                "description": u.file.description(),
+                "reason": snapshot.unplaced.get(&u.name),
+            })
+        }))?;
+        return Ok(ExitCode::SUCCESS);
     }
     let mut unexplained = 0usize;
     let rows: Vec<Vec<String>> = snapshot

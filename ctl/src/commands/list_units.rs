@@ -8,18 +8,32 @@ use fleet_core::MachineId;
 use fleet_core::machine::machine_legend;
 use fleet_registry::ClusterSnapshot;
 
-use crate::cli::TableFlags;
-use crate::context::{Ctx, fail, out};
-use crate::table::{Table, select_fields};
+use serde_json::json;
 
-const DEFAULT_FIELDS: &[&str] = &["unit", "machine", "active", "sub"];
-const VALID_FIELDS: &[&str] = &["unit", "machine", "active", "sub", "load", "hash"];
+use crate::cli::{LIST_UNITS_FIELDS, OutputFormat, TableFlags};
+use crate::context::{Ctx, fail, out};
+use crate::table::{Table, print_json_rows, select_fields};
 
 pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Result<ExitCode> {
-    let fields = select_fields(flags.fields.as_deref(), DEFAULT_FIELDS, VALID_FIELDS)
-        .map_err(|e| fail(e.to_string()))?;
+    let (valid, defaults) = LIST_UNITS_FIELDS;
+    let fields =
+        select_fields(flags.fields.as_deref(), defaults, valid).map_err(|e| fail(e.to_string()))?;
     let snapshot = fetch_snapshot(ctx).await?;
     let ips = machine_ips(&snapshot);
+    if flags.output.output == OutputFormat::Json {
+        print_json_rows(snapshot.states.iter().map(|s| {
+            json!({
+                "unit": s.unit.as_str(),
+                "machine_id": s.machine.as_str(),
+                "machine_ip": ips.get(&s.machine).filter(|ip| !ip.is_empty()),
+                "load": s.systemd.load,
+                "active": s.systemd.active,
+                "sub": s.systemd.sub,
+                "hash": s.hash.to_string(),
+            })
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows = snapshot.states.iter().map(|s| {
         fields
             .iter()

@@ -17,8 +17,6 @@ mod unload;
 
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-
 use crate::cli::{Cli, Command};
 use crate::context::{Ctx, err, out};
 
@@ -27,7 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Ctx::new(cli.global);
     let Some(command) = cli.command else {
         // fleetctl with no arguments prints help and succeeds.
-        Cli::command().print_help()?;
+        crate::cli::command().print_help()?;
         return Ok(ExitCode::SUCCESS);
     };
     match command {
@@ -40,22 +38,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             err("WARNING: The signed/verified units feature is DEPRECATED and cannot be used.");
             Ok(ExitCode::from(2))
         }
-        Command::Submit { create, units } => start::submit(&mut ctx, &create, &units).await,
+        Command::Submit { create, units } => start::submit(&mut ctx, &create, &units.units).await,
         Command::Load {
             create,
             block,
             units,
-        } => start::load(&mut ctx, &create, &block, &units).await,
+        } => start::load(&mut ctx, &create, &block, &units.units).await,
         Command::Start {
             create,
             block,
             units,
-        } => start::start(&mut ctx, &create, &block, &units).await,
-        Command::Stop { block, units } => stop::run(&mut ctx, &block, &units).await,
-        Command::Restart { block, units } => restart::run(&mut ctx, &block, &units).await,
-        Command::Unload { block, units } => unload::run(&mut ctx, &block, &units).await,
-        Command::Destroy { block: _, units } => destroy::run(&mut ctx, &units).await,
-        Command::Cat { units } => cat::run(&mut ctx, &units).await,
+        } => start::start(&mut ctx, &create, &block, &units.units).await,
+        Command::Stop { block, units } => stop::run(&mut ctx, &block, &units.units).await,
+        Command::Restart { block, units } => restart::run(&mut ctx, &block, &units.units).await,
+        Command::Unload { block, units } => unload::run(&mut ctx, &block, &units.units).await,
+        Command::Destroy { units, .. } => destroy::run(&mut ctx, &units.units).await,
+        Command::Cat { units } => cat::run(&mut ctx, &units.units).await,
         Command::ListUnitFiles { table, full } => {
             list_unit_files::run(&mut ctx, &table, full).await
         }
@@ -63,7 +61,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListMachines { table, full } => {
             list_machines::run(&mut ctx, &table, full.full).await
         }
-        Command::Status { units, .. } => status::run(&mut ctx, &units).await,
+        Command::Status { units, output, .. } => {
+            status::run(&mut ctx, &units.units, output.output).await
+        }
         Command::Journal {
             lines,
             follow,
@@ -71,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sudo: _,
             ssh: _,
             units,
-        } => journal::run(&mut ctx, &units, lines, follow, &output).await,
+        } => journal::run(&mut ctx, &units.units, lines, follow, &output).await,
         Command::Ssh {
             machine,
             unit,
@@ -82,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let target = ssh::Target::from_flags(machine, unit, args)?;
             ssh::run(&mut ctx, target, forward_agent, ssh.ssh_port).await
         }
+        Command::Completion { shell } => crate::completion::run(shell),
         Command::FdForward { args } => fd_forward::run(&args).await,
     }
 }

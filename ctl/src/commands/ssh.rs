@@ -1,6 +1,7 @@
 //! `fleetctl ssh MACHINE|UNIT [CMD...]`: runs the system `ssh` to a machine's public IP
 //! (or the machine running a unit), through `--tunnel` when given.
 
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 use fleet_core::{Machine, UnitName};
@@ -33,7 +34,7 @@ impl Target {
             (None, None) => {
                 if args.is_empty() || args[0] == "--" {
                     return Err(fail(
-                        "Unable to proceed: could not find matching unit or machine",
+                        "Unable to proceed: one machine or unit must be provided",
                     ));
                 }
                 Target::Either(args.remove(0))
@@ -58,61 +59,63 @@ pub async fn run(
             "Error retrieving list of active machines from fleet API ({e})"
         ))
     })?;
-    let by_prefix = |p: &str| -> Option<Machine> {
+    // fleet's lookups and their reasons for not finding anything.
+    let by_prefix = |p: &str| -> Result<Machine, &'static str> {
         let mut found = machines.iter().filter(|m| m.id.as_str().starts_with(p));
         match (found.next(), found.next()) {
-            (Some(m), None) => Some(m.clone()),
-            _ => None,
+            (Some(m), None) => Ok(m.clone()),
+            (Some(_), Some(_)) => Err("found more than one machine"),
+            (None, _) => Err("machine does not exist"),
         }
     };
-    let unit_machine = |u: &str| {
-        let client = client.clone();
-        let u = u.to_string();
-        async move {
-            let Ok((name, _)) = UnitName::from_arg(&u) else {
-                return Ok::<_, anyhow::Error>(None);
-            };
-            let snapshot = client.registry.snapshot().await.map_err(|e| {
-                fail(format!(
-                    "Error retrieving list of units from repository: {e}"
-                ))
-            })?;
-            Ok(snapshot.scheduled_on(&name).cloned())
+    let snapshot = client.registry.snapshot().await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })?;
+    // Ok(None): the unit exists but is on no (known) machine.
+    let unit_machine = |u: &str| -> Result<Option<Machine>, &'static str> {
+        let Ok((name, _)) = UnitName::from_arg(u) else {
+            return Err("unit does not exist");
+        };
+        let Some(unit) = snapshot.units.iter().find(|r| r.name == name) else {
+            return Err("unit does not exist");
+        };
+        if super::status::is_global(unit) {
+            return Err("global units unsupported");
         }
+        Ok(snapshot
+            .scheduled_on(&name)
+            .and_then(|id| machines.iter().find(|m| &m.id == id))
+            .cloned())
     };
-    let not_found = || fail("Unable to proceed: could not find matching unit or machine");
+    let proceed = |reason: &str| fail(format!("Unable to proceed: {reason}"));
+    let unknown_address = || fail("Could not determine address of machine.");
     let machine = match target {
-        Target::Machine(m) => by_prefix(&m).ok_or_else(not_found)?,
-        Target::Unit(u) => {
-            let id = unit_machine(&u).await?.ok_or_else(not_found)?;
-            machines
-                .iter()
-                .find(|m| m.id == id)
-                .cloned()
-                .ok_or_else(not_found)?
-        }
-        Target::Either(x) => {
-            let as_machine = by_prefix(&x);
-            let as_unit = unit_machine(&x).await?;
-            match (as_machine, as_unit) {
-                (Some(_), Some(_)) => {
-                    return Err(fail(format!(
-                        "Unable to proceed: ambiguous argument, both machine and unit found for `{x}`.\nPlease use flag `-m` or `-u` to refine the search"
-                    )));
-                }
-                (Some(m), None) => m,
-                (None, Some(id)) => machines
-                    .iter()
-                    .find(|m| m.id == id)
-                    .cloned()
-                    .ok_or_else(not_found)?,
-                (None, None) => return Err(not_found()),
+        Target::Machine(m) => by_prefix(&m).map_err(proceed)?,
+        Target::Unit(u) => unit_machine(&u)
+            .map_err(proceed)?
+            .ok_or_else(unknown_address)?,
+        Target::Either(x) => match (by_prefix(&x), unit_machine(&x)) {
+            (Ok(_), Ok(Some(_))) => {
+                return Err(fail(format!(
+                    "Unable to proceed: ambiguous argument, both machine and unit found for `{x}`.\nPlease use flag `-m` or `-u` to refine the search"
+                )));
             }
-        }
+            (Ok(m), _) | (Err(_), Ok(Some(m))) => m,
+            (Err(_), _) => return Err(proceed("could not find matching unit or machine")),
+        },
     };
     if machine.public_ip.is_empty() {
-        return Err(fail("Could not determine address of machine."));
+        return Err(unknown_address());
     }
+    // The address comes from the cluster: only a plain IP may reach ssh's command line.
+    let ip: IpAddr = machine.public_ip.parse().map_err(|_| {
+        fail(format!(
+            "Machine {} publishes an invalid address {:?}; refusing to connect to it (fix its public_ip in fleet.conf)",
+            machine.id, machine.public_ip
+        ))
+    })?;
     let global = &ctx.global;
     let mut argv = ssh_options(global, port);
     if forward_agent {
@@ -123,7 +126,9 @@ pub async fn run(
         argv.push("-J".into());
         argv.push(format!("{}@{host}:{tport}", global.ssh_username));
     }
-    argv.push(machine.public_ip.clone());
+    // `--`: the host and the remote command are never read as ssh options.
+    argv.push("--".into());
+    argv.push(ip.to_string());
     if !command.is_empty() {
         argv.push(command.join(" "));
     }

@@ -8,9 +8,14 @@ use fleet_api::client::{Output, OutputPiece};
 use fleet_core::{MachineId, Requirements, TargetState, UnitName};
 use fleet_registry::{ClusterSnapshot, UnitRecord};
 
-use crate::context::{Ctx, err, fail};
+use serde_json::json;
 
-pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
+use crate::cli::OutputFormat;
+use crate::commands::list_units::machine_ips;
+use crate::context::{Ctx, err, fail};
+use crate::table::print_json_rows;
+
+pub async fn run(ctx: &mut Ctx, args: &[String], format: OutputFormat) -> anyhow::Result<ExitCode> {
     if args.is_empty() {
         err("No units given");
         return Ok(ExitCode::SUCCESS);
@@ -21,6 +26,9 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
             "Error retrieving list of units from repository: {e}"
         ))
     })?;
+    if format == OutputFormat::Json {
+        return json_status(&snapshot, args);
+    }
     for (i, arg) in args.iter().enumerate() {
         let (name, _) = UnitName::from_arg(arg)
             .map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
@@ -59,6 +67,55 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `status -o json`: the cluster's view of each unit, one object per unit and machine
+/// reporting it (one object with null machine fields when none does). Every unit is
+/// checked before anything is printed.
+fn json_status(snapshot: &ClusterSnapshot, args: &[String]) -> anyhow::Result<ExitCode> {
+    let ips = machine_ips(snapshot);
+    let mut rows = Vec::new();
+    for arg in args {
+        let (name, _) = UnitName::from_arg(arg)
+            .map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
+        let unit = find(snapshot, &name)?;
+        let global = is_global(unit);
+        let current = (!global).then(|| snapshot.current_state(&name).to_string());
+        let base = json!({
+            "unit": name.as_str(),
+            "desired_state": unit.target.to_string(),
+            "current_state": current,
+            "global": global,
+            "machine_id": null,
+            "machine_ip": null,
+            "load": null,
+            "active": null,
+            "sub": null,
+            "hash": unit.hash.to_string(),
+        });
+        let mut reported = false;
+        for state in snapshot.states_of(&name) {
+            let mut row = base.clone();
+            row["machine_id"] = json!(state.machine.as_str());
+            row["machine_ip"] = json!(ips.get(&state.machine).filter(|ip| !ip.is_empty()));
+            row["load"] = json!(state.systemd.load);
+            row["active"] = json!(state.systemd.active);
+            row["sub"] = json!(state.systemd.sub);
+            row["hash"] = json!(state.hash.to_string());
+            rows.push(row);
+            reported = true;
+        }
+        if !reported {
+            let mut row = base;
+            if let Some(m) = snapshot.scheduled_on(&name) {
+                row["machine_id"] = json!(m.as_str());
+                row["machine_ip"] = json!(ips.get(m).filter(|ip| !ip.is_empty()));
+            }
+            rows.push(row);
+        }
+    }
+    print_json_rows(rows)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,9 +17,10 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
     }
     let (found, missing) = find_units(ctx, args).await?;
     let snapshot = fetch_snapshot(ctx).await?;
-    let mut set_only = Vec::new();
     let mut wait = Vec::new();
     let mut globals = Vec::new();
+    // As fleet: by current state. A unit on no machine cannot be stopped (checked for
+    // every unit before anything is written); one already stopped is skipped.
     for unit in &found {
         let global = Requirements::parse(&unit.file)
             .map(|r| r.global)
@@ -30,18 +31,15 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
             }
             continue;
         }
-        match (unit.target, snapshot.current_state(&unit.name)) {
-            // Never loaded: nothing to stop (fleet's error, checked for all before writing).
-            (TargetState::Inactive, _) => {
+        match snapshot.current_state(&unit.name) {
+            TargetState::Inactive => {
                 return Err(fail(format!(
                     "Unable to stop unit {} in state inactive",
                     unit.name
                 )));
             }
-            (TargetState::Loaded, _) => {}
-            // Asked to run but not placed yet: record the wish, nothing to wait for.
-            (TargetState::Launched, TargetState::Inactive) => set_only.push(unit.name.clone()),
-            (TargetState::Launched, _) => wait.push(unit.name.clone()),
+            TargetState::Loaded => {}
+            TargetState::Launched => wait.push(unit.name.clone()),
         }
     }
     let (target, verb) = (TargetState::Loaded, Verb::Stop);
@@ -49,7 +47,7 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
         ctx,
         target,
         verb,
-        &set_only,
+        &[],
         &globals,
         &wait,
         block,
