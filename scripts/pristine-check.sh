@@ -95,7 +95,11 @@ t cargo test --locked --no-fail-fast -p fleet-tests --test vagrant --test stack
 EOF
 
 inside() {
-  mkdir -p "$scratch/target"
+  mkdir -p "$scratch/target" "$scratch/src"
+  # A snapshot of the checkout (tracked and new files, nothing ignored such as target/),
+  # so edits made while it runs do not reach the build.
+  git ls-files -z --cached --others --exclude-standard |
+    tar --null --no-recursion --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C "$scratch/src"
   # The host's own trust anchors (Debian's place for local CAs), as the mirror is the
   # host's: a network behind a TLS-inspecting proxy works in the container as on the
   # host. bootstrap's ca-certificates picks them up when it installs.
@@ -109,7 +113,7 @@ inside() {
     -D "$tree" --volatile=overlay --resolv-conf=copy-host --timezone=off \
     -M "pristine-$$" \
     --bind-ro="$toolchain:/opt/rust" \
-    --overlay="$PWD::/src" \
+    --bind="$scratch/src:/src" \
     --bind="$scratch:/scratch" "${trust[@]}" \
     --setenv=PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --setenv=HOME=/root --setenv=CARGO_HOME=/root/.cargo \
