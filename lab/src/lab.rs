@@ -625,6 +625,37 @@ impl Lab {
         self.save()
     }
 
+    /// A hung fleetd: SIGSTOP to every process of the machine's `fleet.service`. The
+    /// machine and its units keep running; its lease lapses after agent_ttl.
+    pub fn pause(&mut self, node: &str) -> Result<()> {
+        self.signal_fleetd(node, "SIGSTOP")
+    }
+
+    /// Ends [`Lab::pause`]: SIGCONT to fleetd.
+    pub fn resume(&mut self, node: &str) -> Result<()> {
+        self.signal_fleetd(node, "SIGCONT")
+    }
+
+    fn signal_fleetd(&mut self, node: &str, signal: &str) -> Result<()> {
+        let out = self.exec(
+            node,
+            &[
+                "systemctl",
+                "kill",
+                &format!("--signal={signal}"),
+                "--",
+                "fleet.service",
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(LabError::Command {
+                cmd: format!("systemctl kill --signal={signal} fleet.service in {node}"),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The etcd members and what each says of itself (run state, raft leader, cut).
     pub fn etcd_members(&self) -> Vec<MemberStatus> {
         let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);

@@ -59,6 +59,10 @@ enum Cmd {
     Cut { node: String },
     /// End a partition.
     Heal { node: String },
+    /// A hung fleetd: SIGSTOP fleet.service in the machine (units keep running).
+    Pause { node: String },
+    /// Ends a pause: SIGCONT fleet.service.
+    Resume { node: String },
     /// Reboot a machine (killed, then booted again with the same id and IP).
     Restart { node: String },
     /// The lab's etcd members: status, and faults one member at a time.
@@ -179,6 +183,16 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Restart { node } => {
             let secs = Lab::attach(&lab_name(&cli)?)?.restart(node, Duration::from_secs(60))?;
             println!("{node} running again in {secs:.2} s");
+            Ok(0)
+        }
+        Cmd::Pause { node } => {
+            Lab::attach(&lab_name(&cli)?)?.pause(node)?;
+            println!("fleetd on {node} paused (SIGSTOP)");
+            Ok(0)
+        }
+        Cmd::Resume { node } => {
+            Lab::attach(&lab_name(&cli)?)?.resume(node)?;
+            println!("fleetd on {node} resumed (SIGCONT)");
             Ok(0)
         }
         Cmd::Etcd { command } => etcd(&cli, command),

@@ -258,3 +258,32 @@ fn debootstrap_failure_is_clear_and_leaves_no_half_image_or_lab() {
     );
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// `pause` hangs fleetd (SIGSTOP) without touching the machine: its registration lapses
+/// after agent_ttl; `resume` brings it back.
+#[test]
+fn paused_fleetd_drops_out_and_resumed_comes_back() {
+    let mut config = ClusterConfig::with_machines(&unique_name("pause"), 2);
+    config.agent_ttl = "3s".to_string();
+    let mut lab = boot_registered(&config);
+    let ctl = Fleetctl::etcd(&lab, &std::env::temp_dir());
+    lab.pause("node1").unwrap();
+    assert_eq!(
+        lab.system_state_of("node1").unwrap(),
+        "running",
+        "the machine runs on"
+    );
+    wait_until(
+        "node1 to drop out",
+        std::time::Duration::from_secs(15),
+        || ctl.machines().len() == 1,
+    );
+    lab.resume("node1").unwrap();
+    wait_until(
+        "node1 to come back",
+        std::time::Duration::from_secs(15),
+        || ctl.machines().len() == 2,
+    );
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
