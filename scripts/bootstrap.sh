@@ -10,7 +10,9 @@
 #   etcd-server, etcd-client            tests talk to a real etcd
 #   systemd, dbus                       the driver tests run a private `systemd --user`
 #   systemd-container, debootstrap,
-#   iproute2, procps, util-linux        the lab: nspawn machines, their image, netns
+#   iproute2, procps, util-linux,
+#   nftables                            the lab: nspawn machines, their image, netns,
+#                                       packet loss and the latency relay's redirects
 #   openssh-client, openssl             fleetctl ssh/--tunnel tests, test certificates
 #   vagrant (with ruby)                 the Vagrantfile checks (no provider needed)
 #   curl, bc                            the demo
@@ -18,7 +20,7 @@ set -euo pipefail
 packages=(
   protobuf-compiler libprotobuf-dev gcc libc6-dev ca-certificates
   etcd-server etcd-client systemd dbus
-  systemd-container debootstrap iproute2 procps util-linux
+  systemd-container debootstrap iproute2 procps util-linux nftables
   openssh-client openssl vagrant ruby curl bc
 )
 missing=()

@@ -13,6 +13,8 @@ pub enum LabError {
     ConfigFile { path: PathBuf, reason: String },
     #[error("invalid cluster: {0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("lab {0:?} is already running (stop it with `fleet-lab down --name {0}`)")]
     AlreadyRunning(String),
     #[error("lab {0:?} is not running")]

@@ -1,7 +1,7 @@
 //! A running lab: `up`, the machine operations, and teardown.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -12,6 +12,7 @@ use fleet_testkit::{EtcdCluster, EtcdConfig, EtcdServer};
 use crate::cgroup;
 use crate::config::{ClusterConfig, MachineSpec};
 use crate::error::{LabError, Result};
+use crate::link;
 use crate::names::{LabName, RUN_DIR};
 use crate::net::{self, Subnet};
 use crate::rootfs::{self, CACHE_DIR, ImageSpec};
@@ -272,6 +273,7 @@ impl Lab {
             pid: None,
             boot_secs: None,
             cut: false,
+            relays: Vec::new(),
         };
         self.state.machines.push(machine.clone());
         self.save()?;
@@ -625,6 +627,76 @@ impl Lab {
         self.save()
     }
 
+    /// A bad link for `node`: `delay` added each way to its etcd traffic (a relay per
+    /// etcd member), and `loss` percent of its packets dropped both ways. Replaces an
+    /// earlier degradation; [`Lab::restore`] ends it.
+    pub fn degrade(&mut self, node: &str, delay: Option<Duration>, loss: Option<u8>) -> Result<()> {
+        let index = self.index(node)?;
+        self.restore(node)?;
+        let netns = self.state.machines[index].netns.clone().unwrap_or_default();
+        if let Some(percent) = loss {
+            if !(1..=100).contains(&percent) {
+                return Err(LabError::InvalidArgument(format!(
+                    "loss {percent}%: give 1 to 100"
+                )));
+            }
+            link::set_loss(&netns, percent)?;
+        }
+        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+            if delay > link::MAX_DELAY {
+                return Err(LabError::InvalidArgument(format!(
+                    "delay {delay:?} is over {:?}",
+                    link::MAX_DELAY
+                )));
+            }
+            let fleet_lab = self.state.fleetd.with_file_name("fleet-lab");
+            if !fleet_lab.exists() {
+                return Err(LabError::MissingBinary {
+                    path: fleet_lab,
+                    hint: "the delay relay is fleet-lab itself: cargo build -p fleet-lab".into(),
+                });
+            }
+            let subnet = self.subnet()?;
+            let members: Vec<Ipv4Addr> = self
+                .state
+                .etcd
+                .as_ref()
+                .map(|e| e.members.iter().map(|m| m.ip).collect())
+                .unwrap_or_default();
+            let mut redirects = Vec::new();
+            for ip in members {
+                let to = std::net::SocketAddr::new(IpAddr::V4(ip), ETCD_CLIENT_PORT);
+                let (pid, relay) = link::spawn_relay(
+                    &fleet_lab,
+                    &self.name.state_dir(),
+                    subnet.bridge_ip(),
+                    to,
+                    delay,
+                )?;
+                self.state.machines[index].relays.push(pid);
+                self.save()?;
+                redirects.push((ip, relay));
+            }
+            link::set_redirects(&netns, &redirects)?;
+        }
+        Ok(())
+    }
+
+    /// Ends [`Lab::degrade`]: rules removed, relays stopped.
+    pub fn restore(&mut self, node: &str) -> Result<()> {
+        let index = self.index(node)?;
+        if let Some(netns) = self.state.machines[index].netns.clone() {
+            link::clear(&netns);
+        }
+        let lab_dir = format!("--lab-dir={}", self.name.state_dir().display());
+        for pid in std::mem::take(&mut self.state.machines[index].relays) {
+            if sys::runs(pid, "fleet-lab", &lab_dir) {
+                sys::sigkill(pid);
+            }
+        }
+        self.save()
+    }
+
     /// A hung fleetd: SIGSTOP to every process of the machine's `fleet.service`. The
     /// machine and its units keep running; its lease lapses after agent_ttl.
     pub fn pause(&mut self, node: &str) -> Result<()> {
@@ -849,6 +921,10 @@ impl Lab {
     pub fn leftovers(name: &LabName) -> Vec<String> {
         let mut found = Vec::new();
         let mut pids = nspawn_pids(name);
+        pids.extend(sys::pids_running(
+            "fleet-lab",
+            &format!("--lab-dir={}", name.state_dir().display()),
+        ));
         for root in cgroup::hierarchies() {
             pids.extend(cgroup::processes(&root.join(name.cgroup_rel())));
         }
@@ -1095,6 +1171,16 @@ fn teardown(
     }
     children.clear();
     sys::wait_gone(&nspawns, KILL_TIMEOUT);
+
+    // 1b. Link relays (`degrade --delay`): fleet-lab processes serving this lab.
+    let relays = sys::pids_running(
+        "fleet-lab",
+        &format!("--lab-dir={}", name.state_dir().display()),
+    );
+    for &pid in &relays {
+        sys::sigkill(pid);
+    }
+    sys::wait_gone(&relays, KILL_TIMEOUT);
 
     // 2. etcd members, when another process started them (our own handles drop after).
     for member in state

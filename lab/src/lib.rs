@@ -42,6 +42,7 @@ mod cgroup;
 pub mod config;
 pub mod error;
 mod lab;
+pub mod link;
 pub mod names;
 mod net;
 pub mod rootfs;

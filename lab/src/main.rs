@@ -59,6 +59,30 @@ enum Cmd {
     Cut { node: String },
     /// End a partition.
     Heal { node: String },
+    /// A bad link: latency on the machine's etcd traffic and/or packet loss.
+    Degrade {
+        node: String,
+        /// Added each way to its etcd connections, Go-style (300ms, 1s).
+        #[arg(long)]
+        delay: Option<String>,
+        /// Percent of its packets dropped, both ways (1-100).
+        #[arg(long)]
+        loss: Option<u8>,
+    },
+    /// Ends a degradation.
+    Restore { node: String },
+    /// The latency relay `degrade` starts (internal).
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        lab_dir: PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long)]
+        delay_ms: u64,
+    },
     /// A hung fleetd: SIGSTOP fleet.service in the machine (units keep running).
     Pause { node: String },
     /// Ends a pause: SIGCONT fleet.service.
@@ -185,6 +209,37 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{node} running again in {secs:.2} s");
             Ok(0)
         }
+        Cmd::Degrade { node, delay, loss } => {
+            let delay = delay
+                .as_deref()
+                .map(|d| parse_delay(d).with_context(|| format!("--delay {d:?}")))
+                .transpose()?;
+            if delay.is_none() && loss.is_none() {
+                bail!("degrade needs --delay and/or --loss");
+            }
+            Lab::attach(&lab_name(&cli)?)?.degrade(node, delay, *loss)?;
+            println!("{node}: link degraded");
+            Ok(0)
+        }
+        Cmd::Restore { node } => {
+            Lab::attach(&lab_name(&cli)?)?.restore(node)?;
+            println!("{node}: link restored");
+            Ok(0)
+        }
+        Cmd::Relay {
+            lab_dir,
+            listen,
+            to,
+            delay_ms,
+        } => {
+            fleet_lab::link::run_relay(
+                lab_dir.clone(),
+                *listen,
+                *to,
+                Duration::from_millis((*delay_ms).min(10_000)),
+            )?;
+            Ok(0)
+        }
         Cmd::Pause { node } => {
             Lab::attach(&lab_name(&cli)?)?.pause(node)?;
             println!("fleetd on {node} paused (SIGSTOP)");
@@ -249,6 +304,24 @@ fn up(cli: &Cli, fleetd: Option<PathBuf>, fleetctl: Option<PathBuf>, timeout: u6
 
 /// `status`: a table per lab. Printed in one write, quietly ending on a closed pipe
 /// (`fleet-lab status | head`).
+/// `300ms`, `1s`, `1.5s`: a delay for `degrade`.
+fn parse_delay(text: &str) -> Result<Duration> {
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| text.split_at(i))
+        .context("needs a unit: ms or s")?;
+    let value: f64 = number.parse().context("not a number")?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        _ => bail!("unit {unit:?} is not ms or s"),
+    };
+    if !(0.0..=10.0).contains(&secs) {
+        bail!("must be between 0 and 10s");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 fn etcd(cli: &Cli, command: &EtcdCmd) -> Result<i32> {
     let mut lab = Lab::attach(&lab_name(cli)?)?;
     match command {

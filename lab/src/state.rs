@@ -74,6 +74,9 @@ pub struct MachineState {
     /// Whether `cut` took its link down.
     #[serde(default)]
     pub cut: bool,
+    /// The relays adding latency to its etcd traffic (`degrade --delay`).
+    #[serde(default)]
+    pub relays: Vec<u32>,
 }
 
 impl LabState {

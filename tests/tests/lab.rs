@@ -287,3 +287,32 @@ fn paused_fleetd_drops_out_and_resumed_comes_back() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+/// `degrade --delay` slows a machine's etcd traffic (each way), `--loss` drops its
+/// packets, and `restore` ends both; nothing is left after `down`.
+#[test]
+fn a_degraded_link_is_slow_until_restored() {
+    let mut lab = boot("degrade", 1);
+    let member = lab.etcd_members()[0].ip.to_string();
+    // One HTTP request to the member from inside the machine, timed there.
+    let probe = format!(
+        "s=$(date +%s%N); exec 3<>/dev/tcp/{member}/2379 && \
+         printf 'GET /version HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 5 cat <&3 >/dev/null; \
+         echo $(( ($(date +%s%N) - s) / 1000000 ))"
+    );
+    let millis = |lab: &TestLab| -> u64 {
+        let (_, out, _) = sh(lab, "node1", &probe);
+        out.trim().parse().unwrap_or(u64::MAX)
+    };
+    assert!(millis(&lab) < 300, "a healthy link is fast");
+    lab.degrade("node1", Some(std::time::Duration::from_millis(300)), None)
+        .unwrap();
+    let slow = millis(&lab);
+    assert!((600..5000).contains(&slow), "300 ms each way: {slow} ms");
+    lab.restore("node1").unwrap();
+    assert!(millis(&lab) < 300, "restored");
+    let err = lab.degrade("node1", None, Some(0)).unwrap_err().to_string();
+    assert_eq!(err, "loss 0%: give 1 to 100");
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
