@@ -1,6 +1,7 @@
 //! fleetd's API listeners: taken from systemd socket activation (`LISTEN_FDS`) when
 //! present, else bound from configuration (the unix socket, mode 0660, and any TCP
-//! addresses), then served until shutdown.
+//! addresses), then served until shutdown: gRPC and fleet's JSON HTTP API v1 (HTTP/1.1
+//! or HTTP/2) on each of them.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
@@ -235,26 +236,30 @@ pub async fn serve_on(
         Some(t) => Some(t.config()?),
         None => None,
     };
+    // gRPC and fleet's HTTP API v1 on every listener: HTTP/2 (gRPC, or HTTP/2
+    // clients of the JSON API) and HTTP/1.1 are told apart per connection.
+    let routes = crate::v1::routes(svc);
     for l in listeners.unix.drain(..) {
-        let server = svc.clone().into_server();
+        let routes = routes.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
             Server::builder()
-                .add_service(server)
+                .accept_http1(true)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(UnixListenerStream::new(l), stop.cancelled_owned())
                 .await
         });
     }
     for l in listeners.tcp.drain(..) {
-        let mut builder = Server::builder();
+        let mut builder = Server::builder().accept_http1(true);
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.clone())?;
         }
-        let server = svc.clone().into_server();
+        let routes = routes.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
             builder
-                .add_service(server)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(l), stop.cancelled_owned())
                 .await
         });
