@@ -39,7 +39,9 @@ pub(crate) async fn list(svc: &FleetService, uri: &axum::http::Uri) -> HttpResul
 
 pub(crate) async fn get(svc: &FleetService, name: &str) -> HttpResult {
     let name = name_of(name)?;
-    let snap = svc.ctx.registry.snapshot().await?;
+    // Placement without every unit's states, then only this unit's states.
+    let mut snap = svc.ctx.registry.placement_snapshot().await?;
+    snap.states = svc.ctx.registry.unit_states(&name).await?;
     let unit = snap
         .units
         .binary_search_by(|u| u.name.cmp(&name))
