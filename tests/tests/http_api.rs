@@ -16,6 +16,8 @@ enum Via {
     Unix(String),
     /// `curl http://<ip>:49153` from the host.
     Tcp(String),
+    /// `curl http://<ip>:<port>` from the host.
+    TcpPort(String, u16),
 }
 
 /// One curl call: (HTTP status, body). The body is passed on stdin.
@@ -40,11 +42,12 @@ fn curl(lab: &Lab, via: &Via, method: &str, path: &str, body: Option<&Value>) ->
             let script = format!("curl {} <<'BODY'\n{input}\nBODY", quoted.join(" "));
             sh(lab, node, &script)
         }
-        Via::Tcp(ip) => {
-            args.extend([
-                "--".into(),
-                format!("http://{ip}:{}{path}", fleet_lab::API_PORT),
-            ]);
+        Via::Tcp(_) | Via::TcpPort(..) => {
+            let url = match via {
+                Via::TcpPort(ip, port) => format!("http://{ip}:{port}{path}"),
+                _ => format!("http://{}:{}{path}", via_ip(via), fleet_lab::API_PORT),
+            };
+            args.extend(["--".into(), url]);
             let mut child = std::process::Command::new("curl")
                 .args(&args)
                 .stdin(std::process::Stdio::piped())
@@ -74,6 +77,13 @@ fn curl(lab: &Lab, via: &Via, method: &str, path: &str, body: Option<&Value>) ->
         .parse()
         .unwrap_or_else(|_| panic!("curl printed no status: {out:?}"));
     (status, body.to_string())
+}
+
+fn via_ip(via: &Via) -> &str {
+    match via {
+        Via::Tcp(ip) | Via::TcpPort(ip, _) => ip,
+        Via::Unix(node) => node,
+    }
 }
 
 fn json_of(body: &str) -> Value {
@@ -302,4 +312,47 @@ fn metadata_patch_places_a_waiting_unit_at_once_and_survives_restart() {
     wait_until("the unit stopped", Duration::from_secs(30), || {
         systemctl(&lab, &target.name, &format!("is-active {unit}")) != "active"
     });
+}
+
+/// Under socket activation (fleet's shipped `fleet.socket` and a TCP socket unit) the
+/// HTTP API answers on the sockets systemd passes, beside gRPC.
+#[test]
+fn http_api_on_socket_activated_listeners() {
+    let lab = boot_registered(&config("httpsock", 1));
+    let node = lab.machines()[0].name.clone();
+    let ip = lab.machines()[0].ip.to_string();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/units");
+    let unix = std::fs::read_to_string(root.join("fleet.socket")).expect("fleet.socket");
+    let tcp = std::fs::read_to_string(root.join("fleet-tcp.socket"))
+        .expect("fleet-tcp.socket")
+        .replace("ListenStream=49153", "ListenStream=54728");
+    let script = format!(
+        "cat > /etc/systemd/system/fleet.socket <<'UNIT'\n{unix}UNIT\n\
+         cat > /etc/systemd/system/fleet-tcp.socket <<'UNIT'\n{tcp}UNIT\n\
+         systemctl daemon-reload && systemctl stop fleet.service && \
+         systemctl start fleet.socket fleet-tcp.socket && systemctl start fleet.service"
+    );
+    let (code, _, err) = sh(&lab, &node, &script);
+    assert_eq!(code, 0, "{err}");
+    let activated = Via::TcpPort(ip.clone(), 54728);
+    wait_until(
+        "the HTTP API on the activated TCP socket",
+        Duration::from_secs(20),
+        || curl(&lab, &activated, "GET", "/fleet/v1/machines", None).0 == 200,
+    );
+    let create = json!({"desiredState": "launched", "options": sleeper(&[])});
+    let path = "/fleet/v1/units/act.service";
+    assert_eq!(curl(&lab, &activated, "PUT", path, Some(&create)).0, 201);
+    let local = Via::Unix(node.clone());
+    wait_until("act.service active", Duration::from_secs(30), || {
+        states(&lab, &local, "act.service")
+            .first()
+            .is_some_and(|s| s["systemdActiveState"] == "active")
+    });
+    assert_eq!(curl(&lab, &local, "DELETE", path, None).0, 204);
+    assert_eq!(
+        tcp_probe(&lab, &node, &ip, fleet_lab::API_PORT),
+        "refused",
+        "fleetd bound api_listen despite activation"
+    );
 }
