@@ -233,7 +233,7 @@ pub async fn serve_on(
     let svc = FleetService::new(ctx);
     let mut tasks = tokio::task::JoinSet::new();
     let tls = match &listeners.tls {
-        Some(t) => Some(t.config()?),
+        Some(t) => Some(crate::tls_accept::acceptor(t)?),
         None => None,
     };
     // gRPC and fleet's HTTP API v1 on every listener: HTTP/2 (gRPC, or HTTP/2
@@ -252,17 +252,30 @@ pub async fn serve_on(
     }
     for l in listeners.tcp.drain(..) {
         let mut builder = Server::builder().accept_http1(true);
-        if let Some(tls) = &tls {
-            builder = builder.tls_config(tls.clone())?;
-        }
         let routes = routes.clone();
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            builder
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), stop.cancelled_owned())
-                .await
-        });
+        match &tls {
+            Some(acceptor) => {
+                let incoming = crate::tls_accept::incoming(l, acceptor.clone(), stop.clone());
+                tasks.spawn(async move {
+                    builder
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    builder
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(
+                            TcpListenerStream::new(l),
+                            stop.cancelled_owned(),
+                        )
+                        .await
+                });
+            }
+        }
     }
     let mut first_err = None;
     while let Some(done) = tasks.join_next().await {

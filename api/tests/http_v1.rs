@@ -612,3 +612,131 @@ async fn machine_metadata_patch_persists_across_leaving_and_rejoining() {
     );
     assert!(!snap.machines[0].machine.metadata.contains_key("region"));
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `curl ARGS URL` on the host: (exit code, stdout).
+fn curl(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Over TLS (with mTLS), the HTTP API answers HTTP/1.1 clients (which offer only
+/// `http/1.1` in ALPN) and HTTP/2 clients alike; clients without a certificate the
+/// CA signed are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_mtls_serves_http1_and_http2_clients() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+    ]);
+    openssl(d, &ca);
+    for (who, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(d.join(format!("{who}.ext")), ext).unwrap();
+        let (key, csr, crt, ext) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.crt"),
+            format!("{who}.ext"),
+        );
+        let subj = format!("/CN={who}");
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(d, &req);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    let reg = registry(&etcd).await;
+    register(&reg, "m1", &[]).await;
+    let ctx = ApiContext::new(registry(&etcd).await, MachineId::new("m1").unwrap());
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(fleet_api::ServerTls {
+            cert: d.join("server.crt"),
+            key: d.join("server.key"),
+            client_ca: Some(d.join("ca.crt")),
+        }),
+        socket_activation: false,
+    })
+    .unwrap();
+    let url = format!("https://{}/fleet/v1/machines", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let ca = d.join("ca.crt").display().to_string();
+    let cert = d.join("client.crt").display().to_string();
+    let key = d.join("client.key").display().to_string();
+    for version in ["--http1.1", "--http2"] {
+        let args = [
+            version, "--cacert", &ca, "--cert", &cert, "--key", &key, &url,
+        ];
+        let (code, out) = tokio::task::block_in_place(|| curl(&args));
+        assert_eq!(code, 0, "curl {version}: {out}");
+        let page: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(page["machines"][0]["id"], "m1", "{version}");
+    }
+    let (code, _) = tokio::task::block_in_place(|| curl(&["--http1.1", "--cacert", &ca, &url]));
+    assert_ne!(code, 0, "a client without a certificate was served");
+    stop.cancel();
+}
