@@ -14,6 +14,8 @@ mod listen;
 mod remote;
 mod server;
 mod tls;
+mod tls_accept;
+mod v1;
 
 pub use client::{ApiClient, ClientConfig, Output, StateChange, StateWatch, Transport};
 pub use error::ApiError;

@@ -1,6 +1,7 @@
 //! fleetd's API listeners: taken from systemd socket activation (`LISTEN_FDS`) when
 //! present, else bound from configuration (the unix socket, mode 0660, and any TCP
-//! addresses), then served until shutdown.
+//! addresses), then served until shutdown: gRPC and fleet's JSON HTTP API v1 (HTTP/1.1
+//! or HTTP/2) on each of them.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
@@ -232,32 +233,49 @@ pub async fn serve_on(
     let svc = FleetService::new(ctx);
     let mut tasks = tokio::task::JoinSet::new();
     let tls = match &listeners.tls {
-        Some(t) => Some(t.config()?),
+        Some(t) => Some(crate::tls_accept::acceptor(t)?),
         None => None,
     };
+    // gRPC and fleet's HTTP API v1 on every listener: HTTP/2 (gRPC, or HTTP/2
+    // clients of the JSON API) and HTTP/1.1 are told apart per connection.
+    let routes = crate::v1::routes(svc);
     for l in listeners.unix.drain(..) {
-        let server = svc.clone().into_server();
+        let routes = routes.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
             Server::builder()
-                .add_service(server)
+                .accept_http1(true)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(UnixListenerStream::new(l), stop.cancelled_owned())
                 .await
         });
     }
     for l in listeners.tcp.drain(..) {
-        let mut builder = Server::builder();
-        if let Some(tls) = &tls {
-            builder = builder.tls_config(tls.clone())?;
-        }
-        let server = svc.clone().into_server();
+        let mut builder = Server::builder().accept_http1(true);
+        let routes = routes.clone();
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            builder
-                .add_service(server)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), stop.cancelled_owned())
-                .await
-        });
+        match &tls {
+            Some(acceptor) => {
+                let incoming = crate::tls_accept::incoming(l, acceptor.clone(), stop.clone());
+                tasks.spawn(async move {
+                    builder
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    builder
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(
+                            TcpListenerStream::new(l),
+                            stop.cancelled_owned(),
+                        )
+                        .await
+                });
+            }
+        }
     }
     let mut first_err = None;
     while let Some(done) = tasks.join_next().await {

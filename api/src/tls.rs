@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::ApiError;
 
@@ -32,17 +32,6 @@ fn read(path: &Path) -> Result<Vec<u8>, ApiError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
-}
-
-impl ServerTls {
-    pub(crate) fn config(&self) -> Result<ServerTlsConfig, ApiError> {
-        let identity = Identity::from_pem(read(&self.cert)?, read(&self.key)?);
-        let mut config = ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &self.client_ca {
-            config = config.client_ca_root(Certificate::from_pem(read(ca)?));
-        }
-        Ok(config)
-    }
 }
 
 impl ClientTls {

@@ -196,6 +196,15 @@ pub(crate) fn decode_unplaced(val: &[u8]) -> String {
     String::from_utf8_lossy(val).into_owned()
 }
 
+/// Dynamic machine metadata values are plain text, as in fleet (empty: removed).
+pub(crate) fn encode_metadata(value: &str) -> Vec<u8> {
+    value.as_bytes().to_vec()
+}
+
+pub(crate) fn decode_metadata(key: &[u8], val: &[u8]) -> Result<String, RegistryError> {
+    String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,7 @@ pub(crate) fn machines(keys: &Keys, kvs: &[KeyValue]) -> Result<Vec<MachineRecor
         }
     }
     out.sort_by(|a, b| a.machine.id.cmp(&b.machine.id));
+    crate::metadata::merge(keys, kvs, &mut out)?;
     Ok(out)
 }
 

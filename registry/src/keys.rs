@@ -5,6 +5,7 @@
 //! | `unit/<name>` | unit text + hash |
 //! | `job/<name>/target` | desired state |
 //! | `machine/<id>` | machine record, on the agent's lease |
+//! | `machine/<id>/metadata/<name>` | dynamic metadata (API), no lease |
 //! | `schedule/<machine-id>/<name>` | hash + target, written by the engine |
 //! | `state/<name>/<machine-id>` | systemd state, on the agent's lease |
 //! | `unplaced/<name>` | why the engine could not place the unit |
@@ -26,6 +27,8 @@ pub enum RegistryKey {
     Unit(UnitName),
     JobTarget(UnitName),
     Machine(MachineId),
+    /// Dynamic metadata of a machine (`machine/<id>/metadata/<name>`), see `metadata`.
+    MachineMetadata(MachineId, String),
     Schedule(MachineId, UnitName),
     State(UnitName, MachineId),
     Unplaced(UnitName),
@@ -71,6 +74,10 @@ impl Keys {
     }
     pub fn machine(&self, id: &MachineId) -> String {
         format!("{}machine/{id}", self.prefix)
+    }
+    /// Dynamic metadata: under `machine/` so machine reads and watches include it.
+    pub fn machine_metadata(&self, m: &MachineId, name: &str) -> String {
+        format!("{}machine/{m}/metadata/{name}", self.prefix)
     }
     pub fn machines(&self) -> String {
         format!("{}machine/", self.prefix)
@@ -123,7 +130,15 @@ impl Keys {
                 Some((n, "target")) => RegistryKey::JobTarget(unit(n)?),
                 _ => return Ok(None),
             },
-            "machine" => RegistryKey::Machine(machine(tail)?),
+            "machine" => match tail.split_once('/') {
+                None => RegistryKey::Machine(machine(tail)?),
+                Some((m, rest)) => match rest.split_once('/') {
+                    Some(("metadata", n)) if crate::metadata::valid_name(n) => {
+                        RegistryKey::MachineMetadata(machine(m)?, n.to_string())
+                    }
+                    _ => return Err(RegistryError::corrupt(key, "unknown key under a machine")),
+                },
+            },
             "schedule" => match tail.split_once('/') {
                 Some((m, n)) => RegistryKey::Schedule(machine(m)?, unit(n)?),
                 None => return Err(RegistryError::corrupt(key, "schedule key without unit")),

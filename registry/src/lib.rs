@@ -13,6 +13,7 @@ pub mod error;
 pub mod keys;
 pub mod lease;
 mod machines;
+pub mod metadata;
 pub mod model;
 mod registry;
 mod schedule;
@@ -27,6 +28,7 @@ pub use election::Leadership;
 pub use error::RegistryError;
 pub use keys::{Keys, RegistryKey};
 pub use lease::{LeaseId, LeaseKeepAlive};
+pub use metadata::MetadataChange;
 pub use model::{
     ClusterSnapshot, CreateOutcome, MachineRecord, ScheduleEntry, UnitRecord, UnitStateRecord,
     current_state,

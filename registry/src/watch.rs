@@ -29,6 +29,8 @@ pub enum Change {
     Unit(UnitHash),
     Target(TargetState),
     Machine(MachineRecord),
+    /// A dynamic metadata value (empty: removed).
+    MachineMetadata(String),
     Schedule(ScheduleEntry),
     State(UnitStateRecord),
     Unplaced(String),
@@ -229,6 +231,9 @@ fn decode_event(keys: &Keys, ty: EventType, kv: &etcd_client::KeyValue) -> Optio
         RegistryKey::Unit(_) => codec::decode_unit_hash(k, v).map(Change::Unit),
         RegistryKey::JobTarget(_) => codec::decode_target(k, v).map(Change::Target),
         RegistryKey::Machine(id) => codec::decode_machine(k, id.clone(), v).map(Change::Machine),
+        RegistryKey::MachineMetadata(..) => {
+            codec::decode_metadata(k, v).map(Change::MachineMetadata)
+        }
         RegistryKey::Schedule(m, n) => {
             codec::decode_schedule(k, m.clone(), n.clone(), v).map(Change::Schedule)
         }
