@@ -1,6 +1,8 @@
 //! Journal and status: answered by the fleetd of the machine that runs the unit, which
 //! runs `journalctl`/`systemctl` there; any other fleetd forwards the request to it.
 
+use std::net::SocketAddr;
+
 use fleet_core::{MachineId, Requirements, TargetState, UnitName};
 use futures_util::{Stream, StreamExt};
 use tonic::Status;
@@ -182,17 +184,38 @@ async fn route(
     })
 }
 
+/// The socket address in a machine record's `api_addr`: an IP and a port, optionally
+/// behind the `http://`/`https://` fleetd itself publishes. The record never chooses the
+/// scheme (the forwarding fleetd's own TLS setting does), a host name, a path or
+/// anything else: whoever can write a machine record must not steer fleetd's requests.
+fn forward_target(machine: &MachineId, api_addr: &str) -> Result<SocketAddr, Status> {
+    let bare = api_addr
+        .strip_prefix("https://")
+        .or_else(|| api_addr.strip_prefix("http://"))
+        .unwrap_or(api_addr);
+    bare.parse::<SocketAddr>()
+        .ok()
+        .filter(|a| a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast())
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "machine {machine} publishes an invalid API address {api_addr:?} (want IP:PORT)"
+            ))
+        })
+}
+
 async fn forward_client(
     svc: &FleetService,
     machine: &MachineId,
     api_addr: &str,
 ) -> Result<ApiClient, Status> {
-    let endpoint = if api_addr.contains("://") {
-        api_addr.to_string()
+    let target = forward_target(machine, api_addr)?;
+    // TLS exactly when this fleetd's own API is configured for it.
+    let scheme = if svc.ctx.forward_tls.is_some() {
+        "https"
     } else {
-        format!("http://{api_addr}")
+        "http"
     };
-    let mut config = ClientConfig::new(endpoint);
+    let mut config = ClientConfig::new(format!("{scheme}://{target}"));
     config.tls = svc.ctx.forward_tls.clone();
     config.connect_timeout = svc.ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
     config.request_timeout = svc.ctx.forward_timeout;

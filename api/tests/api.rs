@@ -473,3 +473,100 @@ async fn mtls_refuses_clients_without_a_valid_cert() {
     };
     assert!(refused);
 }
+
+/// Republishes `machine`'s record with `api_addr`, as anyone able to write to etcd could.
+async fn publish_addr(reg: &Registry, machine: &str, api_addr: &str) {
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let mut m = Machine::new(mid(machine));
+    m.public_ip = "127.0.0.1".into();
+    reg.register_machine(&m, api_addr, lease).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(d);
+    let server_tls = || ServerTls {
+        cert: d.join("server.crt"),
+        key: d.join("server.key"),
+        client_ca: Some(d.join("ca.crt")),
+    };
+    let forward_tls = || ClientTls {
+        ca: Some(d.join("ca.crt")),
+        cert: Some(d.join("client.crt")),
+        key: Some(d.join("client.key")),
+        domain: None,
+    };
+    let m1 = fleetd(
+        &etcd,
+        d,
+        "m1",
+        true,
+        Some(server_tls()),
+        Some(forward_tls()),
+    )
+    .await;
+    let m2 = fleetd(
+        &etcd,
+        d,
+        "m2",
+        true,
+        Some(server_tls()),
+        Some(forward_tls()),
+    )
+    .await;
+    let reg = registry(&etcd).await;
+    reg.create_unit(&name("there.service"), &UnitFile::parse(UNIT).unwrap())
+        .await
+        .unwrap();
+    run_on(&reg, "there.service", "m2").await;
+    let c = unix_client(&m1).await;
+    let there = name("there.service");
+    let journal = || c.journal(&there, 1, false, "cat");
+    let expected = "journal of m2: --no-pager --output=cat -n 1 --unit=there.service\n";
+
+    let (out, _, _) = collect(journal().await.unwrap()).await;
+    assert_eq!(out, expected);
+    // A record asking for plaintext does not get it: m1 speaks TLS, as configured.
+    let port = m2.tcp.unwrap().port();
+    for addr in [
+        format!("http://127.0.0.1:{port}"),
+        format!("127.0.0.1:{port}"),
+    ] {
+        publish_addr(&reg, "m2", &addr).await;
+        let (out, _, _) = collect(journal().await.unwrap()).await;
+        assert_eq!(out, expected, "api_addr {addr}");
+    }
+    // Anything but IP:PORT is refused with one line naming the machine.
+    for bad in [
+        "unix:///run/fleet.sock".to_string(),
+        format!("localhost:{port}"),
+        format!("http://127.0.0.1:{port}/x"),
+        format!("ftp://127.0.0.1:{port}"),
+        format!("user@127.0.0.1:{port}"),
+        format!("0.0.0.0:{port}"),
+        "127.0.0.1".to_string(),
+        "127.0.0.1:0".to_string(),
+        format!("127.0.0.1:{port}\nx"),
+        "-oProxyCommand=touch pwned".to_string(),
+    ] {
+        publish_addr(&reg, "m2", &bad).await;
+        let err = match journal().await {
+            Ok(_) => panic!("api_addr {bad:?} was used"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("machine m2 publishes an invalid API address")
+                && err.contains("IP:PORT")
+                && !err.contains('\n'),
+            "{bad:?}: {err}"
+        );
+        let err = match c.status(&name("there.service"), None).await {
+            Ok(_) => panic!("api_addr {bad:?} was used"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("invalid API address"), "{bad:?}: {err}");
+    }
+}

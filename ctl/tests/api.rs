@@ -14,6 +14,10 @@ use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan, Unit
 use fleet_testkit::EtcdServer;
 use tokio_util::sync::CancellationToken;
 
+/// What the stand-in journalctl/systemctl print first for `esc.service`: a terminal
+/// title write, colours, a C1 CSI, a stray byte, tab and CR.
+const ESCAPES: &str = "case \"$*\" in *esc.service*) printf '\\033]0;pwned\\007\\033[31mred\\tx\\r\\302\\233\\377\\n'; printf 'err\\033[2J\\n' >&2;; esac\n";
+
 const HELLO: &str = "[Unit]\nDescription=Hello World\n\n[Service]\nExecStart=/bin/sleep 1000\n";
 
 #[derive(Clone, Copy, Debug)]
@@ -57,8 +61,16 @@ impl Cluster {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let url = etcd.client_url();
         let commands = LocalCommands {
-            journalctl: script(dir.path(), "journalctl", "echo \"journal $*\""),
-            systemctl: script(dir.path(), "systemctl", "echo \"status $*\"\nexit 3"),
+            journalctl: script(
+                dir.path(),
+                "journalctl",
+                &format!("{ESCAPES}echo \"journal $*\""),
+            ),
+            systemctl: script(
+                dir.path(),
+                "systemctl",
+                &format!("{ESCAPES}echo \"status $*\"\nexit 3"),
+            ),
             user: false,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -283,6 +295,31 @@ fn status_and_journal_through_both_drivers() {
             c.fails(d, &["status", "idle.service"]),
             "Unit idle.service does not appear to be loaded.\n"
         );
+    }
+}
+
+#[test]
+fn remote_output_shows_control_characters_visibly() {
+    let c = Cluster::new();
+    c.write("esc.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "esc.service"]);
+    c.run_on_m1("esc.service");
+    let shown = "^[]0;pwned^G^[[31mred\tx^M\\u{9b}\\xff\n";
+    for d in BOTH {
+        let out = c.run(d, &["journal", "--output", "cat", "esc.service"]);
+        assert_eq!(
+            text(&out.stdout),
+            format!("{shown}journal --no-pager --output=cat -n 10 --unit=esc.service\n"),
+            "{d:?}"
+        );
+        assert_eq!(text(&out.stderr), "err^[[2J\n", "{d:?}");
+        let out = c.run(d, &["status", "esc.service"]);
+        assert_eq!(
+            text(&out.stdout),
+            format!("{shown}status status -l --no-pager -- esc.service\n"),
+            "{d:?}"
+        );
+        assert_eq!(out.status.code(), Some(3));
     }
 }
 
