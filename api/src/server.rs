@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self, WireError};
 use crate::exec::LocalCommands;
+use crate::limits::{Peer, StreamLimits, StreamPermit};
 use crate::pb::{self, fleet_server::Fleet};
 use crate::tls::ClientTls;
 
@@ -59,11 +60,16 @@ impl ApiContext {
 #[derive(Clone)]
 pub struct FleetService {
     pub(crate) ctx: Arc<ApiContext>,
+    /// Open journal/status streams, bounded per client and in all.
+    streams: Arc<StreamLimits>,
 }
 
 impl FleetService {
     pub fn new(ctx: ApiContext) -> FleetService {
-        FleetService { ctx: Arc::new(ctx) }
+        FleetService {
+            ctx: Arc::new(ctx),
+            streams: Arc::default(),
+        }
     }
 
     /// The tonic server wrapper, ready for `Server::builder().add_service(..)`.
@@ -473,9 +479,10 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::JournalRequest>,
     ) -> Result<Response<Self::JournalStream>, Status> {
+        let permit = self.streams.acquire(Peer::of(&req))?;
         crate::remote::journal(self, req.into_inner())
             .await
-            .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
+            .map(|s| Response::new(holding(permit, s)))
     }
 
     type StatusStream = BoxStream<pb::OutputChunk>;
@@ -484,10 +491,23 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<Self::StatusStream>, Status> {
+        let permit = self.streams.acquire(Peer::of(&req))?;
         crate::remote::status(self, req.into_inner())
             .await
-            .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
+            .map(|s| Response::new(holding(permit, s)))
     }
+}
+
+/// `stream`, keeping its slot among the open streams until it is dropped.
+fn holding<T: Send + 'static>(
+    permit: StreamPermit,
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+) -> BoxStream<T> {
+    use futures_util::StreamExt;
+    Box::pin(stream.map(move |item| {
+        let _held = &permit;
+        item
+    }))
 }
 
 fn state_event(e: &WatchEvent) -> Option<pb::StateEvent> {

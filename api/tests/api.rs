@@ -570,3 +570,52 @@ async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
         assert!(err.contains("invalid API address"), "{bad:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_and_status_streams_are_bounded_per_client() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m1 = fleetd(&etcd, dir.path(), "m1", false, None, None).await;
+    let reg = registry(&etcd).await;
+    reg.create_unit(&name("here.service"), &UnitFile::parse(UNIT).unwrap())
+        .await
+        .unwrap();
+    run_on(&reg, "here.service", "m1").await;
+    let c = unix_client(&m1).await;
+    let here = name("here.service");
+    let mut open = Vec::new();
+    for _ in 0..fleet_api::MAX_STREAMS_PER_CLIENT {
+        let mut s = c.journal(&here, 1, true, "cat").await.unwrap();
+        // journalctl is running: its first line arrived.
+        assert!(matches!(s.next().await, Ok(Some(OutputPiece::Stdout(_)))));
+        open.push(s);
+    }
+    let refused = |r: Result<fleet_api::Output, fleet_api::ApiError>| match r {
+        Ok(_) => panic!("stream past the limit was served"),
+        Err(fleet_api::ApiError::Status(s)) => (s.code(), s.message().to_string()),
+        Err(e) => panic!("unexpected {e}"),
+    };
+    let expected = (
+        tonic::Code::ResourceExhausted,
+        "too many journal/status streams (limit 16 per client); close some".to_string(),
+    );
+    assert_eq!(refused(c.journal(&here, 1, true, "cat").await), expected);
+    assert_eq!(refused(c.status(&here, None).await), expected);
+    // Other calls are not affected.
+    assert!(c.get_unit(&here).await.unwrap().is_some());
+    // Closing streams frees their slots (once the server has seen them go).
+    open.truncate(fleet_api::MAX_STREAMS_PER_CLIENT - 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        match c.status(&here, None).await {
+            Ok(out) => break out,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("too many"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("slot never freed: {e}"),
+        }
+    };
+    let (out, _, _) = collect(out).await;
+    assert_eq!(out, "status on m1: status -l --no-pager -- here.service\n");
+}

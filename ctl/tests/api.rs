@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the stand-in journalctl/systemctl print first for `esc.service`: a terminal
 /// title write, colours, a C1 CSI, a stray byte, tab and CR.
-const ESCAPES: &str = "case \"$*\" in *esc.service*) printf '\\033]0;pwned\\007\\033[31mred\\tx\\r\\302\\233\\377\\n'; printf 'err\\033[2J\\n' >&2;; esac\n";
+const ESCAPES: &str = "case \"$*\" in *esc.service*) printf '\\033]0;pwned\\007\\033[31mred\\tx\\r\\302\\233\\377\\n'; printf 'err\\033[2J\\n' >&2;; esac\ncase \"$*\" in *-f*) echo following; exec sleep 60;; esac\n";
 
 const HELLO: &str = "[Unit]\nDescription=Hello World\n\n[Service]\nExecStart=/bin/sleep 1000\n";
 
@@ -320,6 +320,45 @@ fn remote_output_shows_control_characters_visibly() {
             "{d:?}"
         );
         assert_eq!(out.status.code(), Some(3));
+    }
+}
+
+#[test]
+fn too_many_streams_is_one_line() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service"]);
+    c.run_on_m1("hello.service");
+    // The test holds every stream one client may have (fleetctl runs as the same uid).
+    let endpoint = format!("unix://{}", c.socket.display());
+    let _open = c.rt.block_on(async {
+        let api = fleet_api::ApiClient::connect(&fleet_api::ClientConfig::new(endpoint))
+            .await
+            .unwrap();
+        let unit = UnitName::parse("hello.service").unwrap();
+        let mut open = Vec::new();
+        for _ in 0..fleet_api::MAX_STREAMS_PER_CLIENT {
+            let mut s = api.journal(&unit, 1, true, "cat").await.unwrap();
+            s.next().await.unwrap();
+            open.push(s);
+        }
+        (api, open)
+    });
+    // Through the unix socket: the same client (the etcd driver reaches fleetd over TCP,
+    // another client).
+    for d in [Driver::Api] {
+        for args in [
+            &["journal", "-f", "hello.service"][..],
+            &["status", "hello.service"],
+        ] {
+            let out = c.run(d, args);
+            assert_eq!(out.status.code(), Some(1), "{d:?} {args:?}");
+            assert_eq!(
+                text(&out.stderr),
+                "too many journal/status streams (limit 16 per client); close some\n",
+                "{d:?} {args:?}"
+            );
+        }
     }
 }
 
