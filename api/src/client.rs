@@ -361,25 +361,31 @@ impl ApiClient {
             .transpose()?)
     }
 
-    /// Several units in one round trip, in `names` order (`None`: no such unit).
+    /// Several units in `names` order (`None`: no such unit): one round trip, or more
+    /// when the server answers a prefix to keep each message below the size limit.
     pub async fn get_units(&self, names: &[UnitName]) -> Result<Vec<Option<UnitRecord>>, ApiError> {
-        let mut c = self.inner.clone();
-        let resp = self
-            .bounded(
-                "GetUnits",
-                c.get_units(pb::GetUnitsRequest {
-                    names: names.iter().map(ToString::to_string).collect(),
-                }),
-            )
-            .await?;
-        if resp.units.len() != names.len() {
-            return Err(count_mismatch(names.len(), resp.units.len()));
+        let mut out = Vec::with_capacity(names.len());
+        let mut rest = names;
+        while !rest.is_empty() {
+            let mut c = self.inner.clone();
+            let resp = self
+                .bounded(
+                    "GetUnits",
+                    c.get_units(pb::GetUnitsRequest {
+                        names: rest.iter().map(ToString::to_string).collect(),
+                    }),
+                )
+                .await?;
+            // An empty answer would never finish; more answers than asked is wrong.
+            if resp.units.is_empty() || resp.units.len() > rest.len() {
+                return Err(count_mismatch(rest.len(), resp.units.len()));
+            }
+            for u in &resp.units {
+                out.push(u.unit.as_ref().map(convert::unit_from_wire).transpose()?);
+            }
+            rest = &rest[resp.units.len()..];
         }
-        Ok(resp
-            .units
-            .iter()
-            .map(|u| u.unit.as_ref().map(convert::unit_from_wire).transpose())
-            .collect::<Result<_, _>>()?)
+        Ok(out)
     }
 
     pub async fn create_unit(

@@ -619,3 +619,46 @@ async fn journal_and_status_streams_are_bounded_per_client() {
     let (out, _, _) = collect(out).await;
     assert_eq!(out, "status on m1: status -l --no-pager -- here.service\n");
 }
+
+/// A valid unit of about `kib` KiB.
+fn big_unit(kib: usize) -> UnitFile {
+    let mut text = String::from("[Service]\nExecStart=/bin/sleep 1000\n");
+    for i in 0..kib {
+        text.push_str(&format!("Environment=V{i}={}\n", "x".repeat(1000)));
+    }
+    UnitFile::parse(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_sized_by_bytes_so_big_units_list() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleetd(&etcd, dir.path(), "m1", false, None, None).await;
+    let reg = registry(&etcd).await;
+    let names: Vec<UnitName> = (0..6).map(|i| name(&format!("big{i}.service"))).collect();
+    let file = big_unit(880);
+    for n in &names {
+        assert_eq!(
+            reg.create_unit(n, &file).await.unwrap(),
+            CreateOutcome::Created
+        );
+        run_on(&reg, n.as_str(), "m1").await;
+    }
+    let c = unix_client(&f).await;
+    let snap = c.snapshot().await.unwrap();
+    assert_eq!(snap.units.len(), 6);
+    assert!(snap.units.iter().all(|u| u.file == file));
+    assert_eq!(snap.states.len(), 6);
+    let mut asked = names.clone();
+    asked.insert(3, name("none.service"));
+    let got = c.get_units(&asked).await.unwrap();
+    assert_eq!(got.len(), 7);
+    assert!(got[3].is_none());
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, u)| i == 3 || u.as_ref().is_some_and(|u| u.file == file))
+    );
+    assert_eq!(c.list_states_at().await.unwrap().1.len(), 6);
+    assert_eq!(c.list_machines().await.unwrap().len(), 1);
+}

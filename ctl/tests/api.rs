@@ -363,6 +363,32 @@ fn too_many_streams_is_one_line() {
 }
 
 #[test]
+fn big_units_list_and_cat_through_both_drivers() {
+    let c = Cluster::new();
+    let mut text = String::from("[Service]\nExecStart=/bin/sleep 1000\n");
+    for i in 0..880 {
+        text.push_str(&format!("Environment=V{i}={}\n", "x".repeat(1000)));
+    }
+    let file = UnitFile::parse(&text).unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("big{i}.service")).collect();
+    for n in &names {
+        c.write(n, &text);
+        // One at a time: five of these exceed etcd's request limit in one transaction.
+        c.ok(Driver::Etcd, &["submit", n]);
+    }
+    let mut all = vec!["submit"];
+    all.extend(names.iter().map(String::as_str));
+    for d in BOTH {
+        let files = c.ok(d, &["list-unit-files", "--no-legend", "--fields", "unit"]);
+        assert_eq!(files, format!("{}\n", names.join("\n")), "{d:?}");
+        assert_eq!(c.ok(d, &["cat", "big3.service"]), file.canonical(), "{d:?}");
+        // Already there: submit looks them all up and has nothing to do.
+        assert_eq!(c.ok(d, &all), "", "{d:?}");
+        assert!(c.ok(d, &["list-units", "--no-legend"]).is_empty(), "{d:?}");
+    }
+}
+
+#[test]
 fn ssh_runs_the_system_ssh_to_the_machine_ip() {
     let c = Cluster::new();
     c.write("hello.service", HELLO);
