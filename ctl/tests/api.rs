@@ -389,6 +389,36 @@ fn big_units_list_and_cat_through_both_drivers() {
 }
 
 #[test]
+fn several_big_units_submit_in_one_command() {
+    let c = Cluster::new();
+    let mut text = String::from("[Service]\nExecStart=/bin/sleep 1000\n");
+    for i in 0..900 {
+        text.push_str(&format!("Environment=V{i}={}\n", "y".repeat(1000)));
+    }
+    for (k, d) in BOTH.into_iter().enumerate() {
+        let names: Vec<String> = (0..5).map(|i| format!("s{k}x{i}.service")).collect();
+        let mut args = vec!["submit"];
+        for n in &names {
+            c.write(n, &text);
+            args.push(n);
+        }
+        let expected: String = names
+            .iter()
+            .map(|n| format!("Unit {n} inactive\n"))
+            .collect();
+        assert_eq!(c.ok(d, &args), expected, "{d:?}");
+        for n in &names {
+            assert_eq!(
+                c.ok(d, &["cat", n]),
+                UnitFile::parse(&text).unwrap().canonical(),
+                "{d:?}"
+            );
+        }
+        assert_eq!(c.ok(d, &args), "", "{d:?}");
+    }
+}
+
+#[test]
 fn ssh_runs_the_system_ssh_to_the_machine_ip() {
     let c = Cluster::new();
     c.write("hello.service", HELLO);
