@@ -23,6 +23,7 @@ pub use error::ApiError;
 pub use exec::LocalCommands;
 pub use limits::{MAX_STREAMS, MAX_STREAMS_PER_CLIENT};
 pub use listen::{ListenConfig, Listeners, serve, serve_on};
+pub use remote::parse_api_addr;
 pub use server::{ApiContext, FleetService};
 pub use tls::{ClientTls, ServerTls};
 

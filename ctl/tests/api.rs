@@ -624,6 +624,39 @@ fn ssh_refuses_a_machine_address_that_is_not_an_ip() {
 }
 
 #[test]
+fn journal_refuses_a_machine_api_address_that_is_not_ip_and_port() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service"]);
+    c.run_on_m1("hello.service");
+    let other = c.dir.path().join("other.sock");
+    for bad in [
+        format!("unix://{}", other.display()),
+        "localhost:1".to_string(),
+        "http://127.0.0.1:1/x".to_string(),
+    ] {
+        let url = c.etcd.client_url();
+        let addr = bad.clone();
+        c.rt.block_on(async move {
+            let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+            let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+            let mut m = Machine::new(MachineId::new("m1").unwrap());
+            m.public_ip = "10.9.8.7".into();
+            reg.register_machine(&m, &addr, lease).await.unwrap();
+        });
+        // The etcd driver reads the record itself; through the API, fleetd serves it
+        // locally (m1 is itself), so only the etcd driver meets the address.
+        let err = c.fails(Driver::Etcd, &["journal", "hello.service"]);
+        assert_eq!(
+            err,
+            format!(
+                "Unable to reach machine m1: machine m1 publishes an invalid API address {bad:?} (want IP:PORT)\n"
+            )
+        );
+    }
+}
+
+#[test]
 fn status_of_a_unit_named_like_an_option_reaches_systemctl_as_a_name() {
     let c = Cluster::new();
     c.write("-pFoo.service", HELLO);
