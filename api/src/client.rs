@@ -361,25 +361,31 @@ impl ApiClient {
             .transpose()?)
     }
 
-    /// Several units in one round trip, in `names` order (`None`: no such unit).
+    /// Several units in `names` order (`None`: no such unit): one round trip, or more
+    /// when the server answers a prefix to keep each message below the size limit.
     pub async fn get_units(&self, names: &[UnitName]) -> Result<Vec<Option<UnitRecord>>, ApiError> {
-        let mut c = self.inner.clone();
-        let resp = self
-            .bounded(
-                "GetUnits",
-                c.get_units(pb::GetUnitsRequest {
-                    names: names.iter().map(ToString::to_string).collect(),
-                }),
-            )
-            .await?;
-        if resp.units.len() != names.len() {
-            return Err(count_mismatch(names.len(), resp.units.len()));
+        let mut out = Vec::with_capacity(names.len());
+        let mut rest = names;
+        while !rest.is_empty() {
+            let mut c = self.inner.clone();
+            let resp = self
+                .bounded(
+                    "GetUnits",
+                    c.get_units(pb::GetUnitsRequest {
+                        names: rest.iter().map(ToString::to_string).collect(),
+                    }),
+                )
+                .await?;
+            // An empty answer would never finish; more answers than asked is wrong.
+            if resp.units.is_empty() || resp.units.len() > rest.len() {
+                return Err(count_mismatch(rest.len(), resp.units.len()));
+            }
+            for u in &resp.units {
+                out.push(u.unit.as_ref().map(convert::unit_from_wire).transpose()?);
+            }
+            rest = &rest[resp.units.len()..];
         }
-        Ok(resp
-            .units
-            .iter()
-            .map(|u| u.unit.as_ref().map(convert::unit_from_wire).transpose())
-            .collect::<Result<_, _>>()?)
+        Ok(out)
     }
 
     pub async fn create_unit(
@@ -400,30 +406,52 @@ impl ApiClient {
         outcome_from_wire(&resp)
     }
 
-    /// Several create-only submissions in one round trip; outcomes in input order.
+    /// Several create-only submissions; outcomes in input order. One round trip, or
+    /// several when the units would not fit in one message (each unit is created or
+    /// reported on its own either way, so the split changes nothing the caller sees).
     pub async fn create_units(
         &self,
         units: &[(UnitName, UnitFile)],
     ) -> Result<Vec<CreateOutcome>, ApiError> {
-        let mut c = self.inner.clone();
-        let resp = self
-            .bounded(
-                "CreateUnits",
-                c.create_units(pb::CreateUnitsRequest {
-                    units: units
-                        .iter()
-                        .map(|(n, f)| pb::CreateUnitRequest {
-                            name: n.to_string(),
-                            options: convert::options_to_wire(f),
-                        })
-                        .collect(),
-                }),
-            )
-            .await?;
-        if resp.outcomes.len() != units.len() {
-            return Err(count_mismatch(units.len(), resp.outcomes.len()));
+        use prost::Message as _;
+        let wire: Vec<pb::CreateUnitRequest> = units
+            .iter()
+            .map(|(n, f)| pb::CreateUnitRequest {
+                name: n.to_string(),
+                options: convert::options_to_wire(f),
+            })
+            .collect();
+        let mut batches: Vec<Vec<pb::CreateUnitRequest>> = Vec::new();
+        let mut bytes = 0;
+        for w in wire {
+            let len = w.encoded_len() + 6;
+            match batches.last_mut() {
+                Some(batch) if bytes + len <= crate::server::PAGE_BYTES => batch.push(w),
+                _ => {
+                    batches.push(vec![w]);
+                    bytes = 0;
+                }
+            }
+            bytes += len;
         }
-        resp.outcomes.iter().map(outcome_from_wire).collect()
+        let mut outcomes = Vec::with_capacity(units.len());
+        for batch in batches {
+            let asked = batch.len();
+            let mut c = self.inner.clone();
+            let resp = self
+                .bounded(
+                    "CreateUnits",
+                    c.create_units(pb::CreateUnitsRequest { units: batch }),
+                )
+                .await?;
+            if resp.outcomes.len() != asked {
+                return Err(count_mismatch(asked, resp.outcomes.len()));
+            }
+            for o in &resp.outcomes {
+                outcomes.push(outcome_from_wire(o)?);
+            }
+        }
+        Ok(outcomes)
     }
 
     pub async fn replace_unit(&self, name: &UnitName, file: &UnitFile) -> Result<(), ApiError> {

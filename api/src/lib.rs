@@ -10,6 +10,7 @@ pub mod client;
 pub mod convert;
 mod error;
 mod exec;
+mod limits;
 mod listen;
 mod remote;
 mod server;
@@ -20,7 +21,9 @@ mod v1;
 pub use client::{ApiClient, ClientConfig, Output, StateChange, StateWatch, Transport};
 pub use error::ApiError;
 pub use exec::LocalCommands;
+pub use limits::{MAX_STREAMS, MAX_STREAMS_PER_CLIENT};
 pub use listen::{ListenConfig, Listeners, serve, serve_on};
+pub use remote::parse_api_addr;
 pub use server::{ApiContext, FleetService};
 pub use tls::{ClientTls, ServerTls};
 

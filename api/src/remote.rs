@@ -1,6 +1,8 @@
 //! Journal and status: answered by the fleetd of the machine that runs the unit, which
 //! runs `journalctl`/`systemctl` there; any other fleetd forwards the request to it.
 
+use std::net::SocketAddr;
+
 use fleet_core::{MachineId, Requirements, TargetState, UnitName};
 use futures_util::{Stream, StreamExt};
 use tonic::Status;
@@ -182,17 +184,45 @@ async fn route(
     })
 }
 
+/// A machine record's `api_addr` as published by fleetd: an IP and a port, optionally
+/// behind `http://` or `https://` (returned as whether it said `https`). Anything else
+/// (host names, paths, unix sockets, port 0, unspecified or multicast addresses) is
+/// `None`: whoever can write a machine record must not steer where requests go.
+pub fn parse_api_addr(api_addr: &str) -> Option<(bool, SocketAddr)> {
+    let (https, bare) = match api_addr.split_once("://") {
+        Some(("https", rest)) => (true, rest),
+        Some(("http", rest)) => (false, rest),
+        Some(_) => return None,
+        None => (false, api_addr),
+    };
+    let addr: SocketAddr = bare.parse().ok()?;
+    (addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast())
+        .then_some((https, addr))
+}
+
+/// The socket address to forward to. The record never chooses the scheme: the
+/// forwarding fleetd's own TLS setting does.
+fn forward_target(machine: &MachineId, api_addr: &str) -> Result<SocketAddr, Status> {
+    parse_api_addr(api_addr).map(|(_, a)| a).ok_or_else(|| {
+        Status::failed_precondition(format!(
+            "machine {machine} publishes an invalid API address {api_addr:?} (want IP:PORT)"
+        ))
+    })
+}
+
 async fn forward_client(
     svc: &FleetService,
     machine: &MachineId,
     api_addr: &str,
 ) -> Result<ApiClient, Status> {
-    let endpoint = if api_addr.contains("://") {
-        api_addr.to_string()
+    let target = forward_target(machine, api_addr)?;
+    // TLS exactly when this fleetd's own API is configured for it.
+    let scheme = if svc.ctx.forward_tls.is_some() {
+        "https"
     } else {
-        format!("http://{api_addr}")
+        "http"
     };
-    let mut config = ClientConfig::new(endpoint);
+    let mut config = ClientConfig::new(format!("{scheme}://{target}"));
     config.tls = svc.ctx.forward_tls.clone();
     config.connect_timeout = svc.ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
     config.request_timeout = svc.ctx.forward_timeout;
@@ -224,4 +254,42 @@ fn relay(machine: MachineId, stream: tonic::Streaming<pb::OutputChunk>) -> Chunk
             _ => s,
         })
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_api_addr;
+
+    #[test]
+    fn api_addr_is_an_ip_and_a_port() {
+        let ok = |s: &str| parse_api_addr(s).map(|(https, a)| (https, a.to_string()));
+        assert_eq!(ok("10.0.0.1:4002"), Some((false, "10.0.0.1:4002".into())));
+        assert_eq!(
+            ok("http://10.0.0.1:4002"),
+            Some((false, "10.0.0.1:4002".into()))
+        );
+        assert_eq!(
+            ok("https://[fd00::1]:4002"),
+            Some((true, "[fd00::1]:4002".into()))
+        );
+        for bad in [
+            "",
+            "10.0.0.1",
+            "10.0.0.1:0",
+            "0.0.0.0:4002",
+            "[::]:4002",
+            "224.0.0.1:4002",
+            "host:4002",
+            "unix:///run/fleet.sock",
+            "file:///run/fleet.sock",
+            "HTTP://10.0.0.1:4002",
+            "http://10.0.0.1:4002/",
+            "http://u@10.0.0.1:4002",
+            " 10.0.0.1:4002",
+            "10.0.0.1:4002\n",
+            "fd00::1:4002",
+        ] {
+            assert_eq!(parse_api_addr(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use fleet_core::{MachineId, Requirements, TargetState, UnitName};
 use fleet_registry::{Change, CreateOutcome, Registry, RegistryError, RegistryKey, WatchEvent};
 use futures_util::Stream;
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Interceptor;
@@ -16,13 +17,49 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self, WireError};
 use crate::exec::LocalCommands;
+use crate::limits::{Peer, StreamLimits, StreamPermit};
 use crate::pb::{self, fleet_server::Fleet};
 use crate::tls::ClientTls;
 
 /// Items per snapshot/list page when the caller does not say.
 const DEFAULT_PAGE: usize = 500;
-/// The largest page a caller may ask for (keeps messages far below gRPC's 4 MiB).
+/// The largest page a caller may ask for.
 const MAX_PAGE: usize = 2000;
+/// Encoded bytes of items per page or batch answer: below gRPC's default 4 MiB message
+/// limit with room to spare, whatever the count (one unit alone may be 1 MiB). An item
+/// larger than this still goes, alone.
+pub(crate) const PAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// Cuts a sequence of items into pages by count and by encoded bytes.
+struct Pager {
+    size: usize,
+    items: usize,
+    bytes: usize,
+}
+
+impl Pager {
+    fn new(size: usize) -> Pager {
+        Pager {
+            size,
+            items: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts an item of `len` encoded bytes; true when it must start a new page.
+    fn starts_page(&mut self, len: usize) -> bool {
+        // Field tag and length prefix of the item in its page.
+        let len = len + 6;
+        let full = self.items > 0 && (self.items >= self.size || self.bytes + len > PAGE_BYTES);
+        if full {
+            self.items = 0;
+            self.bytes = 0;
+        }
+        self.items += 1;
+        self.bytes += len;
+        full
+    }
+}
 
 /// What the API server needs from fleetd.
 #[derive(Clone)]
@@ -59,11 +96,16 @@ impl ApiContext {
 #[derive(Clone)]
 pub struct FleetService {
     pub(crate) ctx: Arc<ApiContext>,
+    /// Open journal/status streams, bounded per client and in all.
+    streams: Arc<StreamLimits>,
 }
 
 impl FleetService {
     pub fn new(ctx: ApiContext) -> FleetService {
-        FleetService { ctx: Arc::new(ctx) }
+        FleetService {
+            ctx: Arc::new(ctx),
+            streams: Arc::default(),
+        }
     }
 
     /// The tonic server wrapper, ready for `Server::builder().add_service(..)`.
@@ -189,14 +231,19 @@ impl Fleet for FleetService {
             .get_units(&names)
             .await
             .map_err(registry_status)?;
-        Ok(Response::new(pb::GetUnitsResponse {
-            units: units
-                .iter()
-                .map(|u| pb::GetUnitResponse {
-                    unit: u.as_ref().map(convert::unit_to_wire),
-                })
-                .collect(),
-        }))
+        // A prefix of the answers that fits in one message; the client asks for the rest.
+        let mut pager = Pager::new(MAX_BATCH);
+        let mut answers = Vec::new();
+        for u in &units {
+            let w = pb::GetUnitResponse {
+                unit: u.as_ref().map(convert::unit_to_wire),
+            };
+            if pager.starts_page(w.encoded_len()) {
+                break;
+            }
+            answers.push(w);
+        }
+        Ok(Response::new(pb::GetUnitsResponse { units: answers }))
     }
 
     async fn create_unit(
@@ -321,46 +368,46 @@ impl Fleet for FleetService {
             revision,
             ..Default::default()
         };
-        let mut items = 0;
-        let mut push = |page: &mut pb::SnapshotPage, pages: &mut Vec<pb::SnapshotPage>| {
-            items += 1;
-            if items >= size {
-                items = 0;
-                pages.push(std::mem::replace(
-                    page,
-                    pb::SnapshotPage {
-                        revision,
-                        ..Default::default()
-                    },
-                ));
+        let mut pager = Pager::new(size);
+        let empty = || pb::SnapshotPage {
+            revision,
+            ..Default::default()
+        };
+        // Starts a new page when the next item (of `len` bytes) does not fit.
+        let mut next = |len: usize, page: &mut pb::SnapshotPage, pages: &mut Vec<_>| {
+            if pager.starts_page(len) {
+                pages.push(std::mem::replace(page, empty()));
             }
         };
         for u in &snap.units {
-            page.units.push(convert::unit_to_wire(u));
-            push(&mut page, &mut pages);
+            let w = convert::unit_to_wire(u);
+            next(w.encoded_len(), &mut page, &mut pages);
+            page.units.push(w);
         }
         for m in &snap.machines {
-            page.machines.push(convert::machine_to_wire(m));
-            push(&mut page, &mut pages);
+            let w = convert::machine_to_wire(m);
+            next(w.encoded_len(), &mut page, &mut pages);
+            page.machines.push(w);
         }
         for e in &snap.schedule {
-            page.schedule.push(convert::schedule_to_wire(e));
-            push(&mut page, &mut pages);
+            let w = convert::schedule_to_wire(e);
+            next(w.encoded_len(), &mut page, &mut pages);
+            page.schedule.push(w);
         }
-        for s in &snap.states {
-            page.states.push(convert::state_to_wire(s));
-            push(&mut page, &mut pages);
+        for st in &snap.states {
+            let w = convert::state_to_wire(st);
+            next(w.encoded_len(), &mut page, &mut pages);
+            page.states.push(w);
         }
         for (unit, reason) in &snap.unplaced {
-            page.unplaced.push(pb::Unplaced {
+            let w = pb::Unplaced {
                 unit: unit.to_string(),
                 reason: reason.clone(),
-            });
-            push(&mut page, &mut pages);
+            };
+            next(w.encoded_len(), &mut page, &mut pages);
+            page.unplaced.push(w);
         }
-        if items > 0 || pages.is_empty() {
-            pages.push(page);
-        }
+        pages.push(page);
         Ok(Response::new(Box::pin(tokio_stream::iter(
             pages.into_iter().map(Ok),
         ))))
@@ -380,20 +427,25 @@ impl Fleet for FleetService {
             .map_err(registry_status)?;
         // The token is the last id of the previous page: machines joining or leaving
         // between pages never shift the others.
-        let mut rest: Vec<_> = machines
-            .iter()
-            .filter(|m| {
-                req.page_token.is_empty() || m.machine.id.as_str() > req.page_token.as_str()
-            })
-            .collect();
-        let more = rest.len() > size;
-        rest.truncate(size);
-        let next_page_token = match (more, rest.last()) {
-            (true, Some(last)) => last.machine.id.to_string(),
+        let mut pager = Pager::new(size);
+        let mut page = Vec::new();
+        let mut more = false;
+        for m in machines.iter().filter(|m| {
+            req.page_token.is_empty() || m.machine.id.as_str() > req.page_token.as_str()
+        }) {
+            let w = convert::machine_to_wire(m);
+            if pager.starts_page(w.encoded_len()) {
+                more = true;
+                break;
+            }
+            page.push(w);
+        }
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => last.id.clone(),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListMachinesResponse {
-            machines: rest.into_iter().map(convert::machine_to_wire).collect(),
+            machines: page,
             next_page_token,
         }))
     }
@@ -411,19 +463,21 @@ impl Fleet for FleetService {
             .list_states_at()
             .await
             .map_err(registry_status)?;
-        let mut pages: Vec<pb::StatesPage> = states
-            .chunks(size)
-            .map(|c| pb::StatesPage {
-                revision,
-                states: c.iter().map(convert::state_to_wire).collect(),
-            })
-            .collect();
-        if pages.is_empty() {
-            pages.push(pb::StatesPage {
-                revision,
-                states: Vec::new(),
-            });
+        let mut pager = Pager::new(size);
+        let mut pages = Vec::new();
+        let mut page = pb::StatesPage {
+            revision,
+            states: Vec::new(),
+        };
+        for st in &states {
+            let w = convert::state_to_wire(st);
+            if pager.starts_page(w.encoded_len()) {
+                let states = std::mem::take(&mut page.states);
+                pages.push(pb::StatesPage { revision, states });
+            }
+            page.states.push(w);
         }
+        pages.push(page);
         Ok(Response::new(Box::pin(tokio_stream::iter(
             pages.into_iter().map(Ok),
         ))))
@@ -473,9 +527,10 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::JournalRequest>,
     ) -> Result<Response<Self::JournalStream>, Status> {
+        let permit = self.streams.acquire(Peer::of(&req))?;
         crate::remote::journal(self, req.into_inner())
             .await
-            .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
+            .map(|s| Response::new(holding(permit, s)))
     }
 
     type StatusStream = BoxStream<pb::OutputChunk>;
@@ -484,10 +539,23 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<Self::StatusStream>, Status> {
+        let permit = self.streams.acquire(Peer::of(&req))?;
         crate::remote::status(self, req.into_inner())
             .await
-            .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
+            .map(|s| Response::new(holding(permit, s)))
     }
+}
+
+/// `stream`, keeping its slot among the open streams until it is dropped.
+fn holding<T: Send + 'static>(
+    permit: StreamPermit,
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+) -> BoxStream<T> {
+    use futures_util::StreamExt;
+    Box::pin(stream.map(move |item| {
+        let _held = &permit;
+        item
+    }))
 }
 
 fn state_event(e: &WatchEvent) -> Option<pb::StateEvent> {

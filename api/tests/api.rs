@@ -473,3 +473,192 @@ async fn mtls_refuses_clients_without_a_valid_cert() {
     };
     assert!(refused);
 }
+
+/// Republishes `machine`'s record with `api_addr`, as anyone able to write to etcd could.
+async fn publish_addr(reg: &Registry, machine: &str, api_addr: &str) {
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let mut m = Machine::new(mid(machine));
+    m.public_ip = "127.0.0.1".into();
+    reg.register_machine(&m, api_addr, lease).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(d);
+    let server_tls = || ServerTls {
+        cert: d.join("server.crt"),
+        key: d.join("server.key"),
+        client_ca: Some(d.join("ca.crt")),
+    };
+    let forward_tls = || ClientTls {
+        ca: Some(d.join("ca.crt")),
+        cert: Some(d.join("client.crt")),
+        key: Some(d.join("client.key")),
+        domain: None,
+    };
+    let m1 = fleetd(
+        &etcd,
+        d,
+        "m1",
+        true,
+        Some(server_tls()),
+        Some(forward_tls()),
+    )
+    .await;
+    let m2 = fleetd(
+        &etcd,
+        d,
+        "m2",
+        true,
+        Some(server_tls()),
+        Some(forward_tls()),
+    )
+    .await;
+    let reg = registry(&etcd).await;
+    reg.create_unit(&name("there.service"), &UnitFile::parse(UNIT).unwrap())
+        .await
+        .unwrap();
+    run_on(&reg, "there.service", "m2").await;
+    let c = unix_client(&m1).await;
+    let there = name("there.service");
+    let journal = || c.journal(&there, 1, false, "cat");
+    let expected = "journal of m2: --no-pager --output=cat -n 1 --unit=there.service\n";
+
+    let (out, _, _) = collect(journal().await.unwrap()).await;
+    assert_eq!(out, expected);
+    // A record asking for plaintext does not get it: m1 speaks TLS, as configured.
+    let port = m2.tcp.unwrap().port();
+    for addr in [
+        format!("http://127.0.0.1:{port}"),
+        format!("127.0.0.1:{port}"),
+    ] {
+        publish_addr(&reg, "m2", &addr).await;
+        let (out, _, _) = collect(journal().await.unwrap()).await;
+        assert_eq!(out, expected, "api_addr {addr}");
+    }
+    // Anything but IP:PORT is refused with one line naming the machine.
+    for bad in [
+        "unix:///run/fleet.sock".to_string(),
+        format!("localhost:{port}"),
+        format!("http://127.0.0.1:{port}/x"),
+        format!("ftp://127.0.0.1:{port}"),
+        format!("user@127.0.0.1:{port}"),
+        format!("0.0.0.0:{port}"),
+        "127.0.0.1".to_string(),
+        "127.0.0.1:0".to_string(),
+        format!("127.0.0.1:{port}\nx"),
+        "-oProxyCommand=touch pwned".to_string(),
+    ] {
+        publish_addr(&reg, "m2", &bad).await;
+        let err = match journal().await {
+            Ok(_) => panic!("api_addr {bad:?} was used"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("machine m2 publishes an invalid API address")
+                && err.contains("IP:PORT")
+                && !err.contains('\n'),
+            "{bad:?}: {err}"
+        );
+        let err = match c.status(&name("there.service"), None).await {
+            Ok(_) => panic!("api_addr {bad:?} was used"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("invalid API address"), "{bad:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_and_status_streams_are_bounded_per_client() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m1 = fleetd(&etcd, dir.path(), "m1", false, None, None).await;
+    let reg = registry(&etcd).await;
+    reg.create_unit(&name("here.service"), &UnitFile::parse(UNIT).unwrap())
+        .await
+        .unwrap();
+    run_on(&reg, "here.service", "m1").await;
+    let c = unix_client(&m1).await;
+    let here = name("here.service");
+    let mut open = Vec::new();
+    for _ in 0..fleet_api::MAX_STREAMS_PER_CLIENT {
+        let mut s = c.journal(&here, 1, true, "cat").await.unwrap();
+        // journalctl is running: its first line arrived.
+        assert!(matches!(s.next().await, Ok(Some(OutputPiece::Stdout(_)))));
+        open.push(s);
+    }
+    let refused = |r: Result<fleet_api::Output, fleet_api::ApiError>| match r {
+        Ok(_) => panic!("stream past the limit was served"),
+        Err(fleet_api::ApiError::Status(s)) => (s.code(), s.message().to_string()),
+        Err(e) => panic!("unexpected {e}"),
+    };
+    let expected = (
+        tonic::Code::ResourceExhausted,
+        "too many journal/status streams (limit 16 per client); close some".to_string(),
+    );
+    assert_eq!(refused(c.journal(&here, 1, true, "cat").await), expected);
+    assert_eq!(refused(c.status(&here, None).await), expected);
+    // Other calls are not affected.
+    assert!(c.get_unit(&here).await.unwrap().is_some());
+    // Closing streams frees their slots (once the server has seen them go).
+    open.truncate(fleet_api::MAX_STREAMS_PER_CLIENT - 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        match c.status(&here, None).await {
+            Ok(out) => break out,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("too many"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("slot never freed: {e}"),
+        }
+    };
+    let (out, _, _) = collect(out).await;
+    assert_eq!(out, "status on m1: status -l --no-pager -- here.service\n");
+}
+
+/// A valid unit of about `kib` KiB.
+fn big_unit(kib: usize) -> UnitFile {
+    let mut text = String::from("[Service]\nExecStart=/bin/sleep 1000\n");
+    for i in 0..kib {
+        text.push_str(&format!("Environment=V{i}={}\n", "x".repeat(1000)));
+    }
+    UnitFile::parse(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_sized_by_bytes_so_big_units_list() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleetd(&etcd, dir.path(), "m1", false, None, None).await;
+    let reg = registry(&etcd).await;
+    let names: Vec<UnitName> = (0..6).map(|i| name(&format!("big{i}.service"))).collect();
+    let file = big_unit(880);
+    for n in &names {
+        assert_eq!(
+            reg.create_unit(n, &file).await.unwrap(),
+            CreateOutcome::Created
+        );
+        run_on(&reg, n.as_str(), "m1").await;
+    }
+    let c = unix_client(&f).await;
+    let snap = c.snapshot().await.unwrap();
+    assert_eq!(snap.units.len(), 6);
+    assert!(snap.units.iter().all(|u| u.file == file));
+    assert_eq!(snap.states.len(), 6);
+    let mut asked = names.clone();
+    asked.insert(3, name("none.service"));
+    let got = c.get_units(&asked).await.unwrap();
+    assert_eq!(got.len(), 7);
+    assert!(got[3].is_none());
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, u)| i == 3 || u.as_ref().is_some_and(|u| u.file == file))
+    );
+    assert_eq!(c.list_states_at().await.unwrap().1.len(), 6);
+    assert_eq!(c.list_machines().await.unwrap().len(), 1);
+}

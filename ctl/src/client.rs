@@ -270,12 +270,17 @@ impl Client {
                     ))
                     .into());
                 }
-                let endpoint = if rec.api_addr.contains("://") {
-                    rec.api_addr
-                } else {
-                    format!("http://{}", rec.api_addr)
+                // Only IP:PORT, over http or https: a record must not send fleetctl to
+                // a host name, a path or a local socket.
+                let Some((https, addr)) = fleet_api::parse_api_addr(&rec.api_addr) else {
+                    return Err(ApiError::Endpoint(format!(
+                        "machine {machine} publishes an invalid API address {:?} (want IP:PORT)",
+                        rec.api_addr
+                    ))
+                    .into());
                 };
-                let mut config = ClientConfig::new(endpoint);
+                let scheme = if https { "https" } else { "http" };
+                let mut config = ClientConfig::new(format!("{scheme}://{addr}"));
                 config.tls = self.tls.clone();
                 config.request_timeout = self.timeout;
                 config.connect_timeout = self.timeout;

@@ -14,6 +14,10 @@ use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan, Unit
 use fleet_testkit::EtcdServer;
 use tokio_util::sync::CancellationToken;
 
+/// What the stand-in journalctl/systemctl print first for `esc.service`: a terminal
+/// title write, colours, a C1 CSI, a stray byte, tab and CR.
+const ESCAPES: &str = "case \"$*\" in *esc.service*) printf '\\033]0;pwned\\007\\033[31mred\\tx\\r\\302\\233\\377\\n'; printf 'err\\033[2J\\n' >&2;; esac\ncase \"$*\" in *-f*) echo following; exec sleep 60;; esac\n";
+
 const HELLO: &str = "[Unit]\nDescription=Hello World\n\n[Service]\nExecStart=/bin/sleep 1000\n";
 
 #[derive(Clone, Copy, Debug)]
@@ -57,8 +61,16 @@ impl Cluster {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let url = etcd.client_url();
         let commands = LocalCommands {
-            journalctl: script(dir.path(), "journalctl", "echo \"journal $*\""),
-            systemctl: script(dir.path(), "systemctl", "echo \"status $*\"\nexit 3"),
+            journalctl: script(
+                dir.path(),
+                "journalctl",
+                &format!("{ESCAPES}echo \"journal $*\""),
+            ),
+            systemctl: script(
+                dir.path(),
+                "systemctl",
+                &format!("{ESCAPES}echo \"status $*\"\nexit 3"),
+            ),
             user: false,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -287,6 +299,126 @@ fn status_and_journal_through_both_drivers() {
 }
 
 #[test]
+fn remote_output_shows_control_characters_visibly() {
+    let c = Cluster::new();
+    c.write("esc.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "esc.service"]);
+    c.run_on_m1("esc.service");
+    let shown = "^[]0;pwned^G^[[31mred\tx^M\\u{9b}\\xff\n";
+    for d in BOTH {
+        let out = c.run(d, &["journal", "--output", "cat", "esc.service"]);
+        assert_eq!(
+            text(&out.stdout),
+            format!("{shown}journal --no-pager --output=cat -n 10 --unit=esc.service\n"),
+            "{d:?}"
+        );
+        assert_eq!(text(&out.stderr), "err^[[2J\n", "{d:?}");
+        let out = c.run(d, &["status", "esc.service"]);
+        assert_eq!(
+            text(&out.stdout),
+            format!("{shown}status status -l --no-pager -- esc.service\n"),
+            "{d:?}"
+        );
+        assert_eq!(out.status.code(), Some(3));
+    }
+}
+
+#[test]
+fn too_many_streams_is_one_line() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service"]);
+    c.run_on_m1("hello.service");
+    // The test holds every stream one client may have (fleetctl runs as the same uid).
+    let endpoint = format!("unix://{}", c.socket.display());
+    let _open = c.rt.block_on(async {
+        let api = fleet_api::ApiClient::connect(&fleet_api::ClientConfig::new(endpoint))
+            .await
+            .unwrap();
+        let unit = UnitName::parse("hello.service").unwrap();
+        let mut open = Vec::new();
+        for _ in 0..fleet_api::MAX_STREAMS_PER_CLIENT {
+            let mut s = api.journal(&unit, 1, true, "cat").await.unwrap();
+            s.next().await.unwrap();
+            open.push(s);
+        }
+        (api, open)
+    });
+    // Through the unix socket: the same client (the etcd driver reaches fleetd over TCP,
+    // another client).
+    for d in [Driver::Api] {
+        for args in [
+            &["journal", "-f", "hello.service"][..],
+            &["status", "hello.service"],
+        ] {
+            let out = c.run(d, args);
+            assert_eq!(out.status.code(), Some(1), "{d:?} {args:?}");
+            assert_eq!(
+                text(&out.stderr),
+                "too many journal/status streams (limit 16 per client); close some\n",
+                "{d:?} {args:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn big_units_list_and_cat_through_both_drivers() {
+    let c = Cluster::new();
+    let mut text = String::from("[Service]\nExecStart=/bin/sleep 1000\n");
+    for i in 0..880 {
+        text.push_str(&format!("Environment=V{i}={}\n", "x".repeat(1000)));
+    }
+    let file = UnitFile::parse(&text).unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("big{i}.service")).collect();
+    for n in &names {
+        c.write(n, &text);
+        // One at a time: five of these exceed etcd's request limit in one transaction.
+        c.ok(Driver::Etcd, &["submit", n]);
+    }
+    let mut all = vec!["submit"];
+    all.extend(names.iter().map(String::as_str));
+    for d in BOTH {
+        let files = c.ok(d, &["list-unit-files", "--no-legend", "--fields", "unit"]);
+        assert_eq!(files, format!("{}\n", names.join("\n")), "{d:?}");
+        assert_eq!(c.ok(d, &["cat", "big3.service"]), file.canonical(), "{d:?}");
+        // Already there: submit looks them all up and has nothing to do.
+        assert_eq!(c.ok(d, &all), "", "{d:?}");
+        assert!(c.ok(d, &["list-units", "--no-legend"]).is_empty(), "{d:?}");
+    }
+}
+
+#[test]
+fn several_big_units_submit_in_one_command() {
+    let c = Cluster::new();
+    let mut text = String::from("[Service]\nExecStart=/bin/sleep 1000\n");
+    for i in 0..900 {
+        text.push_str(&format!("Environment=V{i}={}\n", "y".repeat(1000)));
+    }
+    for (k, d) in BOTH.into_iter().enumerate() {
+        let names: Vec<String> = (0..5).map(|i| format!("s{k}x{i}.service")).collect();
+        let mut args = vec!["submit"];
+        for n in &names {
+            c.write(n, &text);
+            args.push(n);
+        }
+        let expected: String = names
+            .iter()
+            .map(|n| format!("Unit {n} inactive\n"))
+            .collect();
+        assert_eq!(c.ok(d, &args), expected, "{d:?}");
+        for n in &names {
+            assert_eq!(
+                c.ok(d, &["cat", n]),
+                UnitFile::parse(&text).unwrap().canonical(),
+                "{d:?}"
+            );
+        }
+        assert_eq!(c.ok(d, &args), "", "{d:?}");
+    }
+}
+
+#[test]
 fn ssh_runs_the_system_ssh_to_the_machine_ip() {
     let c = Cluster::new();
     c.write("hello.service", HELLO);
@@ -489,6 +621,39 @@ fn ssh_refuses_a_machine_address_that_is_not_an_ip() {
         }
     }
     assert!(!c.dir.path().join("pwned").exists());
+}
+
+#[test]
+fn journal_refuses_a_machine_api_address_that_is_not_ip_and_port() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service"]);
+    c.run_on_m1("hello.service");
+    let other = c.dir.path().join("other.sock");
+    for bad in [
+        format!("unix://{}", other.display()),
+        "localhost:1".to_string(),
+        "http://127.0.0.1:1/x".to_string(),
+    ] {
+        let url = c.etcd.client_url();
+        let addr = bad.clone();
+        c.rt.block_on(async move {
+            let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+            let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+            let mut m = Machine::new(MachineId::new("m1").unwrap());
+            m.public_ip = "10.9.8.7".into();
+            reg.register_machine(&m, &addr, lease).await.unwrap();
+        });
+        // The etcd driver reads the record itself; through the API, fleetd serves it
+        // locally (m1 is itself), so only the etcd driver meets the address.
+        let err = c.fails(Driver::Etcd, &["journal", "hello.service"]);
+        assert_eq!(
+            err,
+            format!(
+                "Unable to reach machine m1: machine m1 publishes an invalid API address {bad:?} (want IP:PORT)\n"
+            )
+        );
+    }
 }
 
 #[test]

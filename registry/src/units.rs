@@ -12,6 +12,10 @@ use crate::error::RegistryError;
 use crate::model::{CreateOutcome, UnitRecord};
 use crate::registry::{Registry, gets};
 
+/// Unit bytes per `create_units` txn: below etcd's default `--max-request-bytes`
+/// (1.5 MiB), so several units of up to 1 MiB each go in several txns.
+const TXN_BYTES: usize = 1024 * 1024;
+
 /// What `set_targets` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetTargetsOutcome {
@@ -102,18 +106,34 @@ impl Registry {
         }
         let unique: Vec<usize> = first.values().copied().collect();
         let mut outcomes: BTreeMap<usize, CreateOutcome> = BTreeMap::new();
-        // Each nested txn writes two keys; keep every level within max-txn-ops.
-        let chunks: Vec<&[usize]> = unique.chunks(MAX_TXN_OPS / 2 - 1).collect();
-        let mut hashes = Vec::with_capacity(unique.len());
+        let mut encoded: Vec<_> = unique
+            .iter()
+            .map(|&i| codec::encode_unit(&units[i].1))
+            .collect();
+        let hashes: Vec<_> = encoded.iter().map(|(_, h)| *h).collect();
+        // Each nested txn writes two keys; keep every level within max-txn-ops, and each
+        // request within etcd's request size limit (a unit may be 1 MiB).
+        let mut chunks: Vec<&[usize]> = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (j, (value, _)) in encoded.iter().enumerate() {
+            if j > start && (j - start >= MAX_TXN_OPS / 2 - 1 || bytes + value.len() > TXN_BYTES) {
+                chunks.push(&unique[start..j]);
+                (start, bytes) = (j, 0);
+            }
+            bytes += value.len();
+        }
+        if start < unique.len() {
+            chunks.push(&unique[start..]);
+        }
+        let mut values = encoded.iter_mut().map(|(v, _)| std::mem::take(v));
         let txns = chunks
             .iter()
             .map(|chunk| {
                 let ops: Vec<TxnOp> = chunk
                     .iter()
                     .map(|&i| {
-                        let (name, file) = &units[i];
-                        let (value, hash) = codec::encode_unit(file);
-                        hashes.push(hash);
+                        let name = &units[i].0;
+                        let value = values.next().unwrap_or_default();
                         let unit_key = k.unit(name);
                         TxnOp::txn(
                             Txn::new()

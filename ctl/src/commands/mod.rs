@@ -14,6 +14,7 @@ mod start;
 mod status;
 mod stop;
 mod unload;
+mod visible;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::cli::OutputFormat;
 use crate::commands::list_units::machine_ips;
+use crate::commands::visible::Visible;
 use crate::context::{Ctx, err, fail};
 use crate::table::print_json_rows;
 
@@ -143,25 +144,31 @@ pub(super) fn running_on(snapshot: &ClusterSnapshot, name: &UnitName) -> Option<
     snapshot.scheduled_on(name).cloned()
 }
 
-/// Copies a remote command's output to ours; returns its exit code (255 if the stream
-/// ended without one). A broken connection is one line and exit 1.
+/// Copies a remote command's output to ours, control characters made visible (see
+/// `visible`); returns its exit code (255 if the stream ended without one). A broken
+/// connection is one line and exit 1.
 pub(super) async fn pipe(mut output: Output) -> anyhow::Result<i32> {
-    loop {
+    let (mut out, mut err) = (Visible::default(), Visible::default());
+    let result = loop {
         match output.next().await {
             Ok(Some(OutputPiece::Stdout(b))) => {
                 let mut stdout = std::io::stdout().lock();
-                stdout.write_all(&b)?;
+                stdout.write_all(out.push(&b).as_bytes())?;
                 stdout.flush()?;
             }
             Ok(Some(OutputPiece::Stderr(b))) => {
-                let mut stderr = std::io::stderr().lock();
-                let _ = stderr.write_all(&b);
+                let _ = std::io::stderr().lock().write_all(err.push(&b).as_bytes());
             }
-            Ok(Some(OutputPiece::Exit(code))) => return Ok(code),
-            Ok(None) => return Ok(255),
-            Err(e) => return Err(fail(e.to_string())),
+            Ok(Some(OutputPiece::Exit(code))) => break Ok(code),
+            Ok(None) => break Ok(255),
+            Err(e) => break Err(fail(e.to_string())),
         }
-    }
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.finish().as_bytes())?;
+    stdout.flush()?;
+    let _ = std::io::stderr().lock().write_all(err.finish().as_bytes());
+    result
 }
 
 /// A remote exit status as ours (`-1`, a signal, becomes 255 as in fleet).
