@@ -78,7 +78,7 @@ async fn schedule(reg: &Registry, machine: &str, units: &[(&str, UnitFile)], tar
             target,
         });
     }
-    reg.apply_schedule(&plan, None).await.unwrap();
+    write_schedule(reg, &plan).await;
 }
 
 async fn unschedule(reg: &Registry, machine: &str, units: &[&str]) {
@@ -89,7 +89,16 @@ async fn unschedule(reg: &Registry, machine: &str, units: &[&str]) {
             .collect(),
         ..Default::default()
     };
-    reg.apply_schedule(&plan, None).await.unwrap();
+    write_schedule(reg, &plan).await;
+}
+
+/// Writes `plan` as an engine would: the only writer of the schedule is a leader.
+async fn write_schedule(reg: &Registry, plan: &SchedulePlan) {
+    let lease = reg.grant_lease(Duration::from_secs(10)).await.unwrap();
+    let leader = reg.campaign("test-engine", lease).await.unwrap();
+    leader.apply(plan).await.unwrap();
+    leader.resign().await.unwrap();
+    reg.revoke_lease(lease).await.unwrap();
 }
 
 /// Polls `cond` until it holds or the deadline passes.

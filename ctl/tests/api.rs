@@ -30,6 +30,8 @@ struct Cluster {
     stop: CancellationToken,
     server: Option<std::thread::JoinHandle<()>>,
     rt: tokio::runtime::Runtime,
+    /// m1 as registered by the API's fleetd: its record, API address and lease.
+    m1: (Machine, String, fleet_registry::LeaseId),
 }
 
 impl Drop for Cluster {
@@ -74,19 +76,20 @@ impl Cluster {
                     socket_activation: false,
                 })
                 .unwrap();
-                let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
                 let mut m = Machine::new(MachineId::new("m1").unwrap());
                 m.public_ip = "10.9.8.7".into();
-                reg.register_machine(&m, &listeners.api_addr(None), lease)
+                let addr = listeners.api_addr(None);
+                let (agent, _keep) = reg
+                    .register_agent(&m, &addr, Duration::from_secs(60), &[])
                     .await
                     .unwrap();
                 let mut ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
                 ctx.commands = commands;
-                ready_tx.send(()).unwrap();
+                ready_tx.send((m, addr, agent.lease())).unwrap();
                 let _ = serve_on(listeners, ctx, stop2).await;
             });
         });
-        ready_rx
+        let m1 = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("API server ready");
         Cluster {
@@ -96,6 +99,7 @@ impl Cluster {
             stop,
             server: Some(server),
             rt,
+            m1,
         }
     }
 
@@ -148,6 +152,7 @@ impl Cluster {
     fn run_on_m1(&self, unit: &str) {
         let url = self.etcd.client_url();
         let unit = UnitName::parse(unit).unwrap();
+        let (machine, addr, lease) = self.m1.clone();
         self.rt.block_on(async move {
             let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
             let hash = reg.get_unit(&unit).await.unwrap().unwrap().hash;
@@ -162,8 +167,16 @@ impl Cluster {
                 place: vec![place],
                 ..Default::default()
             };
-            reg.apply_schedule(&plan, None).await.unwrap();
-            let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+            let engine_lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+            let engine = reg.campaign("test-engine", engine_lease).await.unwrap();
+            engine.apply(&plan).await.unwrap();
+            engine.resign().await.unwrap();
+            // m1's agent, taking its lease back from the API's fleetd
+            let ttl = Duration::from_secs(60);
+            let (agent, _keep) = reg
+                .register_agent(&machine, &addr, ttl, &[lease])
+                .await
+                .unwrap();
             let state = UnitStateRecord {
                 unit,
                 machine: m1,
@@ -175,7 +188,7 @@ impl Cluster {
                     sub: "running".into(),
                 },
             };
-            reg.put_states(&[state], lease).await.unwrap();
+            agent.put_states(&[state]).await.unwrap();
         });
     }
 }

@@ -41,11 +41,6 @@ impl LeaseKeepAlive {
         let _ = self.lost.wait_for(|lost| *lost).await;
         RegistryError::LeaseLost(self.lease)
     }
-
-    /// Whether the lease is known to be gone.
-    pub fn is_lost(&self) -> bool {
-        *self.lost.borrow() || self.task.is_finished()
-    }
 }
 
 impl Drop for LeaseKeepAlive {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use fleet_core::{Machine, TargetState, UnitHash, UnitName};
 use fleet_registry::{
-    Change, LeaseId, Registry, RegistryError, RegistryKey, ScheduleEntry, UnitStateRecord,
-    WatchBatch, WatchEvent,
+    AgentRegistry, Change, LeaseId, Registry, RegistryError, RegistryKey, ScheduleEntry,
+    UnitStateRecord, WatchBatch, WatchEvent,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::execute::{Outcome, execute};
 use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
-use crate::agent::registration::{self, register};
+use crate::agent::registration;
 use crate::agent::{AgentConfig, AgentMetrics};
 use crate::systemd::{StateChanged, SystemdError, UnitManager};
 
@@ -52,7 +52,8 @@ pub struct Agent<M: UnitManager> {
     pub(super) dirty: BTreeSet<UnitName>,
     /// Publish every state even if unchanged (new lease, periodic safety net).
     pub(super) force_publish: bool,
-    lease: Option<LeaseId>,
+    /// This machine's handle on the registry, once registered.
+    handle: Option<AgentRegistry>,
     own_leases: Vec<LeaseId>,
     adopted: bool,
     failures: u32,
@@ -83,7 +84,7 @@ impl<M: UnitManager> Agent<M> {
             reported: BTreeMap::new(),
             dirty: BTreeSet::new(),
             force_publish: false,
-            lease: None,
+            handle: None,
             own_leases,
             adopted: false,
             failures: 0,
@@ -104,7 +105,7 @@ impl<M: UnitManager> Agent<M> {
 
     /// The lease the machine is registered under (None before registration).
     pub fn lease(&self) -> Option<LeaseId> {
-        self.lease
+        self.handle.as_ref().map(AgentRegistry::lease)
     }
 
     /// Counters about this agent, readable while it runs.
@@ -129,15 +130,16 @@ impl<M: UnitManager> Agent<M> {
         let mut reg_failures = 0u32;
         'session: loop {
             // Register (or take our lease back), retrying with backoff.
-            let mut keeper = loop {
-                match register(
-                    &self.registry,
-                    &self.config.machine,
-                    &self.config.api_addr,
-                    self.config.ttl,
-                    &self.own_leases,
-                )
-                .await
+            let (handle, mut keeper) = loop {
+                match self
+                    .registry
+                    .register_agent(
+                        &self.config.machine,
+                        &self.config.api_addr,
+                        self.config.ttl,
+                        &self.own_leases,
+                    )
+                    .await
                 {
                     Ok(k) => break k,
                     Err(e) => {
@@ -158,12 +160,12 @@ impl<M: UnitManager> Agent<M> {
             reg_failures = 0;
             self.set_registered(true);
             let lease = keeper.lease();
-            if self.lease != Some(lease) {
+            if self.lease() != Some(lease) {
                 tracing::info!(machine = %me, %lease, "registered machine");
                 self.force_publish = true;
                 self.dirty.extend(self.current.keys().cloned());
             }
-            self.lease = Some(lease);
+            self.handle = Some(handle.clone());
             self.own_leases = vec![lease];
             if let Some(f) = &self.config.lease_file {
                 registration::write_lease_file(f, lease);
@@ -175,14 +177,13 @@ impl<M: UnitManager> Agent<M> {
             let mut retry_at: Option<Instant> = None;
             loop {
                 if need_sync {
-                    match self.registry.machine_schedule(&me).await {
+                    match handle.schedule().await {
                         Ok((rev, entries)) => {
                             self.desired = desired_from(entries);
                             self.metrics.set_scheduled(self.desired.len());
-                            let prefix = self.registry.keys().machine_schedule(&me);
-                            watch = Some(self.registry.watch_prefix(prefix, rev + 1));
+                            watch = Some(handle.watch_schedule(rev + 1));
                             need_sync = false;
-                            retry_at = self.reconcile(lease).await;
+                            retry_at = self.reconcile(&handle).await;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
@@ -224,7 +225,7 @@ impl<M: UnitManager> Agent<M> {
                                 }
                             }
                             if !need_sync {
-                                retry_at = self.reconcile(lease).await;
+                                retry_at = self.reconcile(&handle).await;
                             }
                         }
                         Err(RegistryError::Compacted { .. }) => need_sync = true,
@@ -241,14 +242,14 @@ impl<M: UnitManager> Agent<M> {
                             let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
                             self.dirty.insert(u);
                         }
-                        if !self.publish_states(lease).await && retry_at.is_none() {
+                        if !self.publish_states(&handle).await && retry_at.is_none() {
                             retry_at = Some(Instant::now() + self.retry_delay());
                         }
                     }
                     _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
                         retry_at = None;
                         if !need_sync {
-                            retry_at = self.reconcile(lease).await;
+                            retry_at = self.reconcile(&handle).await;
                         }
                     }
                     _ = sleep_until(next_resync) => {
@@ -270,10 +271,11 @@ impl<M: UnitManager> Agent<M> {
             let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
             self.apply_outcomes(outcomes);
         }
-        if let Some(lease) = self.lease
-            && let Err(e) = self.registry.revoke_lease(lease).await
-        {
-            tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
+        if let Some(handle) = self.handle.take() {
+            let lease = handle.lease();
+            if let Err(e) = handle.revoke().await {
+                tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
+            }
         }
         if let Some(f) = &self.config.lease_file {
             registration::remove_lease_file(f);
@@ -359,11 +361,11 @@ impl<M: UnitManager> Agent<M> {
     }
 
     /// Plans and executes; publishes states. Returns when to retry, if anything failed.
-    async fn reconcile(&mut self, lease: LeaseId) -> Option<Instant> {
+    async fn reconcile(&mut self, handle: &AgentRegistry) -> Option<Instant> {
         let actions = plan(&self.desired, &self.current);
         let mut ok = true;
         if !actions.is_empty() {
-            self.fetch_texts(&actions).await;
+            self.fetch_texts(handle, &actions).await;
             let texts: HashMap<UnitName, String> = actions
                 .iter()
                 .filter_map(|a| match a {
@@ -385,7 +387,7 @@ impl<M: UnitManager> Agent<M> {
             .chain(self.current.values().map(|c| c.hash))
             .collect();
         self.texts.retain(|h, _| keep.contains(h));
-        if !self.publish_states(lease).await {
+        if !self.publish_states(handle).await {
             ok = false;
         }
         if ok {
@@ -442,7 +444,7 @@ impl<M: UnitManager> Agent<M> {
     }
 
     /// Reads `unit/<name>` for loads whose text (by hash) is not cached: only those.
-    async fn fetch_texts(&mut self, actions: &[Action]) {
+    async fn fetch_texts(&mut self, handle: &AgentRegistry, actions: &[Action]) {
         let wanted: Vec<(UnitName, UnitHash)> = actions
             .iter()
             .filter_map(|a| match a {
@@ -457,7 +459,7 @@ impl<M: UnitManager> Agent<M> {
         }
         // One batched read (64 units per txn) instead of a round trip per unit.
         let names: Vec<UnitName> = wanted.iter().map(|(u, _)| u.clone()).collect();
-        let records = match self.registry.get_units(&names).await {
+        let records = match handle.units(&names).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(units = names.len(), error = %e, "cannot read unit texts");
@@ -500,7 +502,7 @@ impl<M: UnitManager> Agent<M> {
     /// Deletes the records of units no longer loaded; queries systemd once for the
     /// dirty units and writes the records that changed, in one batch. False on failure
     /// (the units stay dirty and are retried).
-    pub(super) async fn publish_states(&mut self, lease: LeaseId) -> bool {
+    pub(super) async fn publish_states(&mut self, handle: &AgentRegistry) -> bool {
         let me = self.config.machine.id.clone();
         let mut ok = true;
         let gone: Vec<UnitName> = self
@@ -511,7 +513,7 @@ impl<M: UnitManager> Agent<M> {
             .collect();
         if !gone.is_empty() {
             // One batched delete (128 per txn) for every unit unloaded here.
-            match self.registry.delete_states(&gone, &me).await {
+            match handle.delete_states(&gone).await {
                 Ok(()) => {
                     for u in &gone {
                         self.reported.remove(u);
@@ -552,7 +554,7 @@ impl<M: UnitManager> Agent<M> {
             .filter(|r| self.force_publish || self.reported.get(&r.unit) != Some(r))
             .collect();
         if !records.is_empty() {
-            if let Err(e) = self.registry.put_states(&records, lease).await {
+            if let Err(e) = handle.put_states(&records).await {
                 tracing::warn!(error = %e, "cannot publish unit states; retrying");
                 return false;
             }
