@@ -10,17 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::pending;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleet_core::{Machine, TargetState, UnitHash, UnitName};
 use fleet_registry::{
-    AgentRegistry, Change, LeaseId, Registry, RegistryError, RegistryKey, ScheduleEntry,
-    UnitStateRecord, WatchBatch, WatchEvent,
+    AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, Registry, RegistryError, RegistryWatch,
+    ScheduleEntry, UnitStateRecord, WatchEvent,
 };
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::events::{Effects, Event, LoopState, Timing};
 use crate::agent::execute::{Outcome, execute};
 use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
 use crate::agent::registration;
@@ -43,13 +43,12 @@ pub struct Agent<M: UnitManager> {
     pub(super) registry: Registry,
     pub(super) systemd: Arc<M>,
     pub(super) config: AgentConfig,
-    pub(super) desired: BTreeMap<UnitName, DesiredUnit>,
+    /// The event loop's memory: desired units, dirty states, timers.
+    state: LoopState,
     pub(super) current: BTreeMap<UnitName, CurrentUnit>,
     texts: HashMap<UnitHash, String>,
     /// What is published at `state/<unit>/<me>`, to write only changes.
     pub(super) reported: BTreeMap<UnitName, UnitStateRecord>,
-    /// Units whose state must be queried and published.
-    pub(super) dirty: BTreeSet<UnitName>,
     /// Publish every state even if unchanged (new lease, periodic safety net).
     pub(super) force_publish: bool,
     /// This machine's handle on the registry, once registered.
@@ -59,6 +58,19 @@ pub struct Agent<M: UnitManager> {
     failures: u32,
     metrics: AgentMetrics,
 }
+
+/// Registration retries: 0.5 s doubling up to 10 s.
+const REGISTER_BACKOFF: Backoff = Backoff::new(
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(10),
+);
+/// Reconcile and publish retries: 0.2 s doubling up to 10 s.
+const RETRY_BACKOFF: Backoff = Backoff::new(
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_secs(10),
+);
+/// A burst of schedule events is debounced at most this many debounce periods.
+const MAX_DEBOUNCE_FACTOR: u32 = 20;
 
 /// What a wait ended with.
 enum Woke {
@@ -74,15 +86,24 @@ impl<M: UnitManager> Agent<M> {
             .and_then(registration::read_lease_file)
             .into_iter()
             .collect();
+        let state = LoopState::new(
+            config.machine.id.clone(),
+            Timing {
+                debounce: config.debounce,
+                max_debounce: config.debounce * MAX_DEBOUNCE_FACTOR,
+                state_batch: config.state_batch,
+                resync: config.resync_interval,
+            },
+            Instant::now(),
+        );
         Agent {
             registry,
             systemd,
             config,
-            desired: BTreeMap::new(),
+            state,
             current: BTreeMap::new(),
             texts: HashMap::new(),
             reported: BTreeMap::new(),
-            dirty: BTreeSet::new(),
             force_publish: false,
             handle: None,
             own_leases,
@@ -126,141 +147,173 @@ impl<M: UnitManager> Agent<M> {
             self.adopt().await?;
             self.adopted = true;
         }
-        let me = self.config.machine.id.clone();
-        let mut reg_failures = 0u32;
-        'session: loop {
-            // Register (or take our lease back), retrying with backoff.
-            let (handle, mut keeper) = loop {
-                match self
-                    .registry
-                    .register_agent(
-                        &self.config.machine,
-                        &self.config.api_addr,
-                        self.config.ttl,
-                        &self.own_leases,
-                    )
-                    .await
-                {
-                    Ok(k) => break k,
-                    Err(e) => {
-                        reg_failures += 1;
-                        let d = backoff(
-                            reg_failures,
-                            Duration::from_millis(500),
-                            Duration::from_secs(10),
-                        );
-                        tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
-                        if let Woke::Stop = self.wait(&mut hints, &stop, Instant::now() + d).await?
-                        {
-                            return Ok(());
-                        }
-                    }
-                }
+        loop {
+            let Some((handle, mut keeper)) = self.register(&mut hints, &stop).await? else {
+                return Ok(());
             };
-            reg_failures = 0;
-            self.set_registered(true);
-            let lease = keeper.lease();
-            if self.lease() != Some(lease) {
-                tracing::info!(machine = %me, %lease, "registered machine");
-                self.force_publish = true;
-                self.dirty.extend(self.current.keys().cloned());
-            }
-            self.handle = Some(handle.clone());
-            self.own_leases = vec![lease];
-            if let Some(f) = &self.config.lease_file {
-                registration::write_lease_file(f, lease);
-            }
-
+            self.state.new_session(Instant::now());
             let mut watch = None;
-            let mut need_sync = true;
-            let mut next_resync = Instant::now() + self.config.resync_interval;
-            let mut retry_at: Option<Instant> = None;
+            let mut fx = Effects {
+                relist: true,
+                ..Effects::default()
+            };
             loop {
-                if need_sync {
-                    match handle.schedule().await {
-                        Ok((rev, entries)) => {
-                            self.desired = desired_from(entries);
-                            self.metrics.set_scheduled(self.desired.len());
-                            watch = Some(handle.watch_schedule(rev + 1));
-                            need_sync = false;
-                            retry_at = self.reconcile(&handle).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
-                            self.failures += 1;
-                            retry_at = Some(Instant::now() + self.retry_delay());
-                        }
+                if fx.stop {
+                    return Ok(());
+                }
+                if fx.reregister {
+                    tracing::warn!("the agent's lease is gone; registering again");
+                    self.set_registered(false);
+                    break;
+                }
+                if let Some((received, foreign)) = fx.received {
+                    self.metrics.received(received, foreign);
+                    self.metrics.set_scheduled(self.state.desired.len());
+                }
+                if fx.republish_all {
+                    self.force_publish = true;
+                    self.state.dirty.extend(self.current.keys().cloned());
+                }
+                if fx.relist {
+                    watch = self.relist(&handle).await;
+                } else if fx.reconcile {
+                    let retry = self.reconcile(&handle).await;
+                    if let Some(at) = retry {
+                        self.state.retry_at(at);
                     }
                 }
-                let far = Instant::now() + Duration::from_secs(3600);
-                let watch_next = async {
-                    match watch.as_mut() {
-                        Some(w) => w.next().await,
-                        None => pending().await,
-                    }
-                };
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return Ok(()),
-                    e = keeper.lost() => {
-                        tracing::warn!(error = %e, "the agent's lease is gone; registering again");
-                        self.set_registered(false);
-                        continue 'session;
-                    }
-                    r = watch_next => match r {
-                        Ok(batch) => {
-                            self.apply_batch(batch);
-                            // Debounce: a burst of placements becomes one batch.
-                            if let Some(w) = watch.as_mut() {
-                                while let Ok(r) = timeout(self.config.debounce, w.next()).await {
-                                    match r {
-                                        Ok(b) => self.apply_batch(b),
-                                        Err(e) => {
-                                            if matches!(e, RegistryError::Compacted { .. }) {
-                                                need_sync = true;
-                                            }
-                                            break;
-                                        }
-                                    }
-                                }
-                            }
-                            if !need_sync {
-                                retry_at = self.reconcile(&handle).await;
-                            }
-                        }
-                        Err(RegistryError::Compacted { .. }) => need_sync = true,
-                        Err(e) => {
-                            // The watch backs off by itself before reconnecting.
-                            tracing::warn!(error = %e, "schedule watch failed; units keep running, retrying");
-                        }
-                    },
-                    h = hints.recv() => {
-                        let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
-                        self.dirty.insert(u);
-                        let deadline = Instant::now() + self.config.state_batch;
-                        while let Ok(h) = timeout_at(deadline, hints.recv()).await {
-                            let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
-                            self.dirty.insert(u);
-                        }
-                        if !self.publish_states(&handle).await && retry_at.is_none() {
-                            retry_at = Some(Instant::now() + self.retry_delay());
-                        }
-                    }
-                    _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
-                        retry_at = None;
-                        if !need_sync {
-                            retry_at = self.reconcile(&handle).await;
-                        }
-                    }
-                    _ = sleep_until(next_resync) => {
-                        next_resync = Instant::now() + self.config.resync_interval;
-                        need_sync = true;
-                        self.force_publish = true;
-                        self.dirty.extend(self.current.keys().cloned());
-                    }
+                if fx.publish
+                    && !self.publish_states(&handle).await
+                    && self.state.reconcile_at.is_none()
+                {
+                    self.state.retry_at(Instant::now() + self.retry_delay());
                 }
+                let event = self
+                    .next_event(&mut hints, &stop, &mut keeper, watch.as_mut())
+                    .await?;
+                fx = self.state.on(event, Instant::now());
             }
         }
+    }
+
+    /// Registers (or takes our lease back), retrying with backoff; `None` if stopped
+    /// meanwhile.
+    async fn register(
+        &mut self,
+        hints: &mut mpsc::Receiver<StateChanged>,
+        stop: &CancellationToken,
+    ) -> Result<Option<(AgentRegistry, LeaseKeepAlive)>, AgentError> {
+        let mut failures = 0u32;
+        let (handle, keeper) = loop {
+            let registered = self
+                .registry
+                .register_agent(
+                    &self.config.machine,
+                    &self.config.api_addr,
+                    self.config.ttl,
+                    &self.own_leases,
+                )
+                .await;
+            match registered {
+                Ok(r) => break r,
+                Err(e) => {
+                    failures += 1;
+                    self.metrics.registration_failed();
+                    let d = REGISTER_BACKOFF.delay(failures);
+                    tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
+                    if let Woke::Stop = self.wait(hints, stop, Instant::now() + d).await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        self.set_registered(true);
+        let lease = handle.lease();
+        if self.lease() != Some(lease) {
+            tracing::info!(machine = %self.config.machine.id, %lease, "registered machine");
+            self.force_publish = true;
+            self.state.dirty.extend(self.current.keys().cloned());
+        }
+        self.handle = Some(handle.clone());
+        self.own_leases = vec![lease];
+        if let Some(f) = &self.config.lease_file {
+            registration::write_lease_file(f, lease);
+        }
+        Ok(Some((handle, keeper)))
+    }
+
+    /// Reads this machine's schedule, reconciles, and returns the watch that follows
+    /// it; on failure (units keep running) a retry is scheduled and `None` returned.
+    async fn relist(&mut self, handle: &AgentRegistry) -> Option<RegistryWatch> {
+        match handle.schedule().await {
+            Ok((rev, entries)) => {
+                self.state.desired = desired_from(entries);
+                self.metrics.set_scheduled(self.state.desired.len());
+                let watch = handle.watch_schedule(rev + 1);
+                let retry = self.reconcile(handle).await;
+                self.state.synced(retry);
+                Some(watch)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
+                self.failures += 1;
+                self.state.retry_at(Instant::now() + self.retry_delay());
+                None
+            }
+        }
+    }
+
+    /// Waits for the next event. Stop and lease loss come first, then the timers (so a
+    /// steady stream of watch events cannot put a due reconcile off), then the watch
+    /// and systemd's hints.
+    async fn next_event(
+        &self,
+        hints: &mut mpsc::Receiver<StateChanged>,
+        stop: &CancellationToken,
+        keeper: &mut LeaseKeepAlive,
+        watch: Option<&mut RegistryWatch>,
+    ) -> Result<Event, AgentError> {
+        let at = |t: Option<Instant>| async move {
+            match t {
+                Some(t) => sleep_until(t).await,
+                None => pending().await,
+            }
+        };
+        let watch_next = async {
+            match watch {
+                Some(w) => w.next().await,
+                None => pending().await,
+            }
+        };
+        let event = tokio::select! {
+            biased;
+            _ = stop.cancelled() => Event::Stop,
+            e = keeper.lost() => Event::LeaseLost(e),
+            _ = at(self.state.reconcile_at) => Event::ReconcileDue,
+            _ = at(self.state.publish_at) => Event::PublishDue,
+            _ = sleep_until(self.state.next_resync) => Event::Resync,
+            r = watch_next => Event::Schedule(r),
+            h = hints.recv() => match h {
+                Some(StateChanged(u)) => Event::Hint(u),
+                None => return Err(AgentError::HintsClosed),
+            },
+        };
+        match &event {
+            Event::Schedule(Ok(b)) => {
+                for e in &b.events {
+                    if let WatchEvent::Corrupt { revision, error } = e {
+                        tracing::warn!(revision, %error, "undecodable schedule entry ignored");
+                    }
+                }
+            }
+            Event::Schedule(Err(RegistryError::Compacted { .. })) => {}
+            Event::Schedule(Err(e)) => {
+                tracing::warn!(error = %e, "schedule watch failed; units keep running, retrying");
+            }
+            Event::LeaseLost(e) => tracing::debug!(error = %e, "lease lost"),
+            _ => {}
+        }
+        Ok(event)
     }
 
     /// Graceful shutdown, as fleet: unload every unit this agent runs (they stop), then
@@ -299,7 +352,7 @@ impl<M: UnitManager> Agent<M> {
                 TargetState::Loaded
             };
             tracing::info!(unit = %name, %state, "adopting unit found in the units directory");
-            self.dirty.insert(name.clone());
+            self.state.dirty.insert(name.clone());
             self.current.insert(name, CurrentUnit { hash, state });
         }
         Ok(())
@@ -318,51 +371,16 @@ impl<M: UnitManager> Agent<M> {
                 _ = stop.cancelled() => return Ok(Woke::Stop),
                 _ = sleep_until(deadline) => return Ok(Woke::Elapsed),
                 h = hints.recv() => match h {
-                    Some(StateChanged(u)) => { self.dirty.insert(u); }
+                    Some(StateChanged(u)) => { self.state.dirty.insert(u); }
                     None => return Err(AgentError::HintsClosed),
                 },
             }
         }
     }
 
-    fn apply_batch(&mut self, batch: WatchBatch) {
-        let me = &self.config.machine.id;
-        let received = batch.events.len();
-        let mut foreign = 0;
-        for ev in batch.events {
-            match ev {
-                WatchEvent::Put {
-                    key: RegistryKey::Schedule(m, unit),
-                    change: Change::Schedule(e),
-                    ..
-                } if &m == me => {
-                    self.desired.insert(
-                        unit,
-                        DesiredUnit {
-                            hash: e.hash,
-                            target: e.target,
-                        },
-                    );
-                }
-                WatchEvent::Delete {
-                    key: RegistryKey::Schedule(m, unit),
-                    ..
-                } if &m == me => {
-                    self.desired.remove(&unit);
-                }
-                WatchEvent::Corrupt { revision, error } => {
-                    tracing::warn!(revision, %error, "undecodable schedule entry ignored");
-                }
-                _ => foreign += 1,
-            }
-        }
-        self.metrics.received(received, foreign);
-        self.metrics.set_scheduled(self.desired.len());
-    }
-
     /// Plans and executes; publishes states. Returns when to retry, if anything failed.
     async fn reconcile(&mut self, handle: &AgentRegistry) -> Option<Instant> {
-        let actions = plan(&self.desired, &self.current);
+        let actions = plan(&self.state.desired, &self.current);
         let mut ok = true;
         if !actions.is_empty() {
             self.fetch_texts(handle, &actions).await;
@@ -381,6 +399,7 @@ impl<M: UnitManager> Agent<M> {
             tracing::debug!(actions = actions.len(), elapsed = ?started.elapsed(), "reconciled");
         }
         let keep: BTreeSet<UnitHash> = self
+            .state
             .desired
             .values()
             .map(|d| d.hash)
@@ -412,7 +431,7 @@ impl<M: UnitManager> Agent<M> {
                 }
             }
             if let Some(u) = o.action.unit() {
-                self.dirty.insert(u.clone());
+                self.state.dirty.insert(u.clone());
             }
             match o.action {
                 Action::Unload { unit, .. } => {
@@ -491,12 +510,8 @@ impl<M: UnitManager> Agent<M> {
         );
     }
 
-    fn retry_delay(&self) -> Duration {
-        backoff(
-            self.failures,
-            Duration::from_millis(200),
-            Duration::from_secs(10),
-        )
+    fn retry_delay(&self) -> std::time::Duration {
+        RETRY_BACKOFF.delay(self.failures)
     }
 
     /// Deletes the records of units no longer loaded; queries systemd once for the
@@ -526,12 +541,12 @@ impl<M: UnitManager> Agent<M> {
             }
         }
         self.note_reported();
-        self.dirty.retain(|u| self.current.contains_key(u));
-        if self.dirty.is_empty() {
+        self.state.dirty.retain(|u| self.current.contains_key(u));
+        if self.state.dirty.is_empty() {
             self.force_publish = false;
             return ok;
         }
-        let query: Vec<UnitName> = self.dirty.iter().cloned().collect();
+        let query: Vec<UnitName> = self.state.dirty.iter().cloned().collect();
         let states: HashMap<UnitName, _> = match self.systemd.states(&query).await {
             Ok(s) => s.into_iter().collect(),
             Err(e) => {
@@ -563,7 +578,7 @@ impl<M: UnitManager> Agent<M> {
             }
         }
         self.note_reported();
-        self.dirty.clear();
+        self.state.dirty.clear();
         self.force_publish = false;
         ok
     }
@@ -589,29 +604,9 @@ fn is_running(active: &str) -> bool {
     matches!(active, "active" | "activating" | "reloading")
 }
 
-/// Exponential backoff from `min` to `max` with ±25 % jitter, so agents that lost etcd
-/// together do not retry in lockstep.
-fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
-    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(max).mul_f64(rand::random_range(0.75..1.25))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        let (min, max) = (Duration::from_millis(200), Duration::from_secs(10));
-        for f in 0..50 {
-            let b = backoff(f, min, max);
-            assert!(
-                b >= min.mul_f64(0.75) && b <= max.mul_f64(1.25),
-                "{f}: {b:?}"
-            );
-        }
-        assert!(backoff(30, min, max) > Duration::from_secs(7));
-    }
 
     #[test]
     fn running_states() {

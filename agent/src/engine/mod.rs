@@ -286,13 +286,9 @@ async fn campaign_loop(
     }
 }
 
-/// Exponential from 100 ms up to `cap`, ±25 % jitter so engines that lost etcd
-/// together do not retry in lockstep.
+/// Exponential from 100 ms up to `cap`, jittered (see [`fleet_registry::Backoff`]).
 fn backoff(failures: u32, cap: Duration) -> Duration {
-    let base =
-        Duration::from_millis(100).saturating_mul(1u32 << failures.saturating_sub(1).min(10));
-    base.min(cap.max(Duration::from_millis(100)))
-        .mul_f64(rand::random_range(0.75..1.25))
+    fleet_registry::Backoff::new(Duration::from_millis(100), cap).delay(failures)
 }
 
 #[cfg(test)]
