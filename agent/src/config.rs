@@ -32,11 +32,8 @@ pub struct Config {
     pub units_directory: PathBuf,
     /// Manage the user's systemd instance (session bus) instead of the system's.
     pub systemd_user: bool,
-    pub token_limit: u32,
-    pub enable_grpc: bool,
     /// Never campaign for the engine.
     pub disable_engine: bool,
-    pub disable_watches: bool,
     /// Overrides `/etc/machine-id` (several agents on one host in tests and benchmarks).
     pub machine_id: Option<String>,
     /// Where the machine id is read from when `machine_id` is not set.
@@ -74,10 +71,7 @@ impl Default for Config {
             agent_ttl: Duration::from_secs(30),
             units_directory: PathBuf::from("/run/fleet/units/"),
             systemd_user: false,
-            token_limit: 100,
-            enable_grpc: false,
             disable_engine: false,
-            disable_watches: false,
             machine_id: None,
             machine_id_file: PathBuf::from("/etc/machine-id"),
             api_socket: Some(PathBuf::from("/var/run/fleet.sock")),
@@ -114,6 +108,13 @@ pub enum ConfigError {
 
 /// Options fleet knew but no longer uses: accepted with a warning.
 const DEPRECATED: &[&str] = &["verify_units", "authorized_keys_file"];
+
+/// fleet's options that this fleetd accepts but does not implement: each is validated
+/// and then ignored with a one-line warning, never silently.
+const NOT_IMPLEMENTED: &[&str] = &["token_limit", "enable_grpc", "disable_watches"];
+
+/// The shortest `agent_ttl` (etcd leases are granted in whole seconds).
+pub const MIN_AGENT_TTL: Duration = fleet_core::MIN_AGENT_TTL;
 
 /// What the command line asked for.
 #[derive(Debug, Default, PartialEq)]
@@ -301,7 +302,7 @@ impl Config {
             "metadata" => self.metadata = fleet_core::machine::parse_metadata(value),
             "agent_ttl" => {
                 let ttl = go_duration(value).map_err(|w| invalid(&w))?;
-                if ttl < Duration::from_secs(1) {
+                if ttl < MIN_AGENT_TTL {
                     return Err(invalid("must be at least 1s"));
                 }
                 self.agent_ttl = ttl;
@@ -309,16 +310,19 @@ impl Config {
             "units_directory" => self.units_directory = PathBuf::from(value.trim()),
             "systemd_user" => self.systemd_user = boolean(value).map_err(|w| invalid(&w))?,
             "token_limit" => {
-                self.token_limit = value
+                value
                     .trim()
-                    .parse()
+                    .parse::<u32>()
                     .ok()
                     .filter(|n| *n > 0)
-                    .ok_or_else(|| invalid("expected a positive whole number"))?
+                    .ok_or_else(|| invalid("expected a positive whole number"))?;
+                warnings.push(not_implemented(&name));
             }
-            "enable_grpc" => self.enable_grpc = boolean(value).map_err(|w| invalid(&w))?,
+            "enable_grpc" | "disable_watches" => {
+                boolean(value).map_err(|w| invalid(&w))?;
+                warnings.push(not_implemented(&name));
+            }
             "disable_engine" => self.disable_engine = boolean(value).map_err(|w| invalid(&w))?,
-            "disable_watches" => self.disable_watches = boolean(value).map_err(|w| invalid(&w))?,
             "machine_id" => self.machine_id = opt(value.trim()),
             "machine_id_file" => self.machine_id_file = PathBuf::from(value.trim()),
             "api_socket" => self.api_socket = opt(value.trim()).map(PathBuf::from),
@@ -349,12 +353,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// How often the agent refreshes its lease: a third of the TTL, so two renewals can
-    /// fail before the machine is declared gone.
-    pub fn keepalive_interval(&self) -> Duration {
-        self.agent_ttl / 3
     }
 }
 
@@ -421,6 +419,12 @@ fn boolean(v: &str) -> Result<bool, String> {
     }
 }
 
+/// The one-line warning for an option of fleet's that this fleetd ignores.
+fn not_implemented(name: &str) -> String {
+    debug_assert!(NOT_IMPLEMENTED.contains(&name));
+    format!("Config option {name} is not implemented by this fleetd - ignoring")
+}
+
 fn seconds(v: &str) -> Result<Duration, String> {
     let s: f64 = v
         .trim()
@@ -433,43 +437,9 @@ fn seconds(v: &str) -> Result<Duration, String> {
 }
 
 /// Go's `time.ParseDuration` format (`30s`, `1m30s`, `1.5h`, `500ms`), which
-/// `agent_ttl` uses. A bare number is taken as seconds.
+/// `agent_ttl` uses; a bare number is seconds. The parser is core's, shared with the lab.
 pub fn go_duration(v: &str) -> Result<Duration, String> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return seconds(&secs.to_string());
-    }
-    let bad = || format!("expected a duration such as 30s or 1m30s, got {v:?}");
-    let mut total = 0f64;
-    let mut rest = v;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let num: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += num * scale;
-        rest = &rest[unit_end..];
-    }
-    if !(total > 0.0 && total.is_finite()) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    fleet_core::parse_duration(v).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -558,6 +528,34 @@ mod tests {
                 .unwrap_err()
                 .contains("takes no arguments")
         );
+    }
+
+    #[test]
+    fn unimplemented_options_warn_and_huge_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.conf");
+        std::fs::write(&path, "token_limit=50\nenable_grpc=true\n").unwrap();
+        let args = ["fleetd".to_string(), format!("--config={}", path.display())];
+        let cl = parse_command_line(&args).unwrap();
+        let (_, warnings) = Config::load(&cl, Vec::new()).unwrap();
+        assert_eq!(
+            warnings,
+            [
+                "Config option token_limit is not implemented by this fleetd - ignoring",
+                "Config option enable_grpc is not implemented by this fleetd - ignoring"
+            ]
+        );
+        // still validated
+        assert!(load("token_limit=lots\n", &[], &[]).is_err());
+        let e = load("", &[], &["--agent_ttl=10000000000000000h"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = load("", &[], &["--etcd_request_timeout=1e300"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd_request_timeout"), "{e}");
     }
 
     #[test]
