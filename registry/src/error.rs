@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fleet_core::{MachineId, UnitName};
 
-use crate::lease::LeaseId;
+use crate::model::LeaseId;
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
