@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_core::{MachineId, Requirements, TargetState, UnitName};
-use fleet_registry::{Change, CreateOutcome, Registry, RegistryError, RegistryKey, WatchEvent};
+use fleet_registry::{Registry, RegistryError};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -136,19 +136,6 @@ fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFi
     Ok((name, file))
 }
 
-fn outcome_to_wire(outcome: CreateOutcome) -> pb::CreateUnitResponse {
-    use pb::create_unit_response::Outcome;
-    let (outcome, existing_hash) = match outcome {
-        CreateOutcome::Created => (Outcome::Created, Vec::new()),
-        CreateOutcome::Identical => (Outcome::Identical, Vec::new()),
-        CreateOutcome::Differs { existing } => (Outcome::Differs, existing.0.to_vec()),
-    };
-    pb::CreateUnitResponse {
-        outcome: outcome as i32,
-        existing_hash,
-    }
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -210,7 +197,7 @@ impl Fleet for FleetService {
             .create_unit(&name, &file)
             .await
             .map_err(registry_status)?;
-        Ok(Response::new(outcome_to_wire(outcome)))
+        Ok(Response::new(convert::outcome_to_wire(outcome)))
     }
 
     async fn create_units(
@@ -233,7 +220,7 @@ impl Fleet for FleetService {
             .await
             .map_err(registry_status)?;
         Ok(Response::new(pb::CreateUnitsResponse {
-            outcomes: outcomes.into_iter().map(outcome_to_wire).collect(),
+            outcomes: outcomes.into_iter().map(convert::outcome_to_wire).collect(),
         }))
     }
 
@@ -352,10 +339,7 @@ impl Fleet for FleetService {
             push(&mut page, &mut pages);
         }
         for (unit, reason) in &snap.unplaced {
-            page.unplaced.push(pb::Unplaced {
-                unit: unit.to_string(),
-                reason: reason.clone(),
-            });
+            page.unplaced.push(convert::unplaced_to_wire(unit, reason));
             push(&mut page, &mut pages);
         }
         if items > 0 || pages.is_empty() {
@@ -454,7 +438,11 @@ impl Fleet for FleetService {
                 let msg = match batch {
                     Ok(batch) => Ok(pb::StateEvents {
                         revision: batch.revision,
-                        events: batch.events.iter().filter_map(state_event).collect(),
+                        events: batch
+                            .events
+                            .iter()
+                            .filter_map(convert::state_event_to_wire)
+                            .collect(),
                     }),
                     Err(e) => Err(registry_status(e)),
                 };
@@ -487,27 +475,5 @@ impl Fleet for FleetService {
         crate::remote::status(self, req.into_inner())
             .await
             .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
-    }
-}
-
-fn state_event(e: &WatchEvent) -> Option<pb::StateEvent> {
-    use pb::state_event::Event;
-    match e {
-        WatchEvent::Put {
-            change: Change::State(s),
-            ..
-        } => Some(pb::StateEvent {
-            event: Some(Event::Put(convert::state_to_wire(s))),
-        }),
-        WatchEvent::Delete {
-            key: RegistryKey::State(unit, machine),
-            ..
-        } => Some(pb::StateEvent {
-            event: Some(Event::Deleted(pb::StateKey {
-                unit: unit.to_string(),
-                machine: machine.to_string(),
-            })),
-        }),
-        _ => None,
     }
 }
