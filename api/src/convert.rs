@@ -11,6 +11,8 @@ use fleet_registry::{
 };
 
 use crate::pb;
+use fleet_registry::RegistryError;
+use tonic::Status;
 
 /// A wire message that does not describe a valid value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -223,6 +225,23 @@ pub fn unplaced_to_wire(unit: &UnitName, reason: &str) -> pb::Unplaced {
         unit: unit.to_string(),
         reason: reason.to_string(),
     }
+}
+
+/// A registry error as the gRPC status fleetctl shows (fleet's words for etcd trouble).
+pub(crate) fn registry_status(e: RegistryError) -> Status {
+    match &e {
+        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => {
+            Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
+        }
+        RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
+        RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+/// An invalid wire value as the caller's mistake.
+pub(crate) fn wire_status(e: WireError) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@ use futures_util::{Stream, StreamExt};
 use tonic::Status;
 
 use crate::client::{ApiClient, ClientConfig};
+use crate::context::ApiContext;
 use crate::convert;
+use crate::convert::{registry_status, wire_status};
 use crate::exec::stream_command;
 use crate::pb;
-use crate::server::{FleetService, registry_status, wire_status};
 
 /// How long a fleetd tries to reach the unit's machine: below fleetctl's default
 /// `--request-timeout` (3 s), so a user asking about a unit on an unreachable machine
@@ -40,7 +41,7 @@ fn valid_output(mode: &str) -> bool {
         && mode.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Result<Chunks, Status> {
+pub(crate) async fn journal(ctx: &ApiContext, req: pb::JournalRequest) -> Result<Chunks, Status> {
     let unit = convert::unit_name(&req.unit).map_err(wire_status)?;
     let output = if req.output.is_empty() {
         "short".to_string()
@@ -52,16 +53,13 @@ pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Resu
             "invalid journal output mode {output:?}"
         )));
     }
-    match route(svc, &unit, None, Kind::Journal, req.no_forward).await? {
+    match route(ctx, &unit, None, Kind::Journal, req.no_forward).await? {
         Route::Local => {
-            let cmd = svc
-                .ctx
-                .commands
-                .journal(&unit, req.lines, req.follow, &output);
+            let cmd = ctx.commands.journal(&unit, req.lines, req.follow, &output);
             Ok(Box::pin(stream_command(cmd)?))
         }
         Route::Remote { machine, api_addr } => {
-            let client = forward_client(svc, &machine, &api_addr).await?;
+            let client = forward_client(ctx, &machine, &api_addr).await?;
             let stream = client
                 .journal_raw(pb::JournalRequest {
                     no_forward: true,
@@ -75,17 +73,17 @@ pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Resu
     }
 }
 
-pub(crate) async fn status(svc: &FleetService, req: pb::StatusRequest) -> Result<Chunks, Status> {
+pub(crate) async fn status(ctx: &ApiContext, req: pb::StatusRequest) -> Result<Chunks, Status> {
     let unit = convert::unit_name(&req.unit).map_err(wire_status)?;
     let machine = if req.machine.is_empty() {
         None
     } else {
         Some(convert::machine_id(&req.machine).map_err(wire_status)?)
     };
-    match route(svc, &unit, machine, Kind::Status, req.no_forward).await? {
-        Route::Local => Ok(Box::pin(stream_command(svc.ctx.commands.status(&unit))?)),
+    match route(ctx, &unit, machine, Kind::Status, req.no_forward).await? {
+        Route::Local => Ok(Box::pin(stream_command(ctx.commands.status(&unit))?)),
         Route::Remote { machine, api_addr } => {
-            let client = forward_client(svc, &machine, &api_addr).await?;
+            let client = forward_client(ctx, &machine, &api_addr).await?;
             let stream = client
                 .status_raw(pb::StatusRequest {
                     unit: unit.to_string(),
@@ -102,13 +100,13 @@ pub(crate) async fn status(svc: &FleetService, req: pb::StatusRequest) -> Result
 /// Finds the machine that runs `unit` (or checks that `asked` does) with fleet's
 /// messages for units that do not exist or do not run anywhere.
 async fn route(
-    svc: &FleetService,
+    ctx: &ApiContext,
     unit: &UnitName,
     asked: Option<MachineId>,
     kind: Kind,
     no_forward: bool,
 ) -> Result<Route, Status> {
-    let reg = &svc.ctx.registry;
+    let reg = &ctx.registry;
     let Some(record) = reg.get_unit(unit).await.map_err(registry_status)? else {
         return Err(Status::not_found(format!("Unit {unit} does not exist.")));
     };
@@ -156,13 +154,13 @@ async fn route(
         }
         m
     };
-    if machine == svc.ctx.machine_id {
+    if machine == ctx.machine_id {
         return Ok(Route::Local);
     }
     if no_forward {
         return Err(Status::failed_precondition(format!(
             "Unit {unit} runs on machine {machine}, not on {}",
-            svc.ctx.machine_id
+            ctx.machine_id
         )));
     }
     let machines = reg.list_machine_records().await.map_err(registry_status)?;
@@ -183,7 +181,7 @@ async fn route(
 }
 
 async fn forward_client(
-    svc: &FleetService,
+    ctx: &ApiContext,
     machine: &MachineId,
     api_addr: &str,
 ) -> Result<ApiClient, Status> {
@@ -193,9 +191,9 @@ async fn forward_client(
         format!("http://{api_addr}")
     };
     let mut config = ClientConfig::new(endpoint);
-    config.tls = svc.ctx.forward_tls.clone();
-    config.connect_timeout = svc.ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
-    config.request_timeout = svc.ctx.forward_timeout;
+    config.tls = ctx.forward_tls.clone();
+    config.connect_timeout = ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
+    config.request_timeout = ctx.forward_timeout;
     ApiClient::connect(&config)
         .await
         .map_err(|e| forward_error(machine, e))

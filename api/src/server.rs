@@ -3,10 +3,8 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use fleet_core::{MachineId, Requirements, TargetState, UnitName};
-use fleet_registry::{Registry, RegistryError};
+use fleet_core::{Requirements, TargetState, UnitName};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,46 +12,15 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+pub use crate::context::ApiContext;
 use crate::convert::{self, WireError};
-use crate::exec::LocalCommands;
+pub(crate) use crate::convert::{registry_status, wire_status};
 use crate::pb::{self, fleet_server::Fleet};
-use crate::tls::ClientTls;
 
 /// Items per snapshot/list page when the caller does not say.
 const DEFAULT_PAGE: usize = 500;
 /// The largest page a caller may ask for (keeps messages far below gRPC's 4 MiB).
 const MAX_PAGE: usize = 2000;
-
-/// What the API server needs from fleetd.
-#[derive(Clone)]
-pub struct ApiContext {
-    pub registry: Registry,
-    /// This machine, to know which journal/status requests to answer locally.
-    pub machine_id: MachineId,
-    pub commands: LocalCommands,
-    /// TLS used when forwarding to another machine's `https://` API address.
-    pub forward_tls: Option<ClientTls>,
-    /// Bound on connecting to another fleetd and on its first answer.
-    pub forward_timeout: Duration,
-    /// Whether this machine's agent is registered. While it is not (etcd unreachable,
-    /// or another fleetd holds this machine id), every call is refused as fleet did:
-    /// `fleet server unable to communicate with etcd`. `None`: always serve.
-    pub registered: Option<tokio::sync::watch::Receiver<bool>>,
-}
-
-impl ApiContext {
-    /// A context with the default commands, no forwarding TLS and a 5 s forward timeout.
-    pub fn new(registry: Registry, machine_id: MachineId) -> ApiContext {
-        ApiContext {
-            registry,
-            machine_id,
-            commands: LocalCommands::default(),
-            forward_tls: None,
-            forward_timeout: Duration::from_secs(5),
-            registered: None,
-        }
-    }
-}
 
 /// The gRPC service; wrap it in `pb::fleet_server::FleetServer` to serve it.
 #[derive(Clone)]
@@ -91,21 +58,6 @@ impl Interceptor for RegisteredGate {
 }
 
 /// Maps registry failures to gRPC codes; the message stays the registry's one line.
-pub(crate) fn registry_status(e: RegistryError) -> Status {
-    match &e {
-        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => {
-            Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
-        }
-        RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
-        RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
-}
-
-pub(crate) fn wire_status(e: WireError) -> Status {
-    Status::invalid_argument(e.to_string())
-}
-
 fn page_size(asked: u32) -> usize {
     match asked as usize {
         0 => DEFAULT_PAGE,
@@ -461,7 +413,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::JournalRequest>,
     ) -> Result<Response<Self::JournalStream>, Status> {
-        crate::remote::journal(self, req.into_inner())
+        crate::remote::journal(&self.ctx, req.into_inner())
             .await
             .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
     }
@@ -472,7 +424,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<Self::StatusStream>, Status> {
-        crate::remote::status(self, req.into_inner())
+        crate::remote::status(&self.ctx, req.into_inner())
             .await
             .map(|s| Response::new(Box::pin(s) as BoxStream<_>))
     }
