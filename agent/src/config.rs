@@ -32,11 +32,8 @@ pub struct Config {
     pub units_directory: PathBuf,
     /// Manage the user's systemd instance (session bus) instead of the system's.
     pub systemd_user: bool,
-    pub token_limit: u32,
-    pub enable_grpc: bool,
     /// Never campaign for the engine.
     pub disable_engine: bool,
-    pub disable_watches: bool,
     /// Overrides `/etc/machine-id` (several agents on one host in tests and benchmarks).
     pub machine_id: Option<String>,
     /// Where the machine id is read from when `machine_id` is not set.
@@ -74,10 +71,7 @@ impl Default for Config {
             agent_ttl: Duration::from_secs(30),
             units_directory: PathBuf::from("/run/fleet/units/"),
             systemd_user: false,
-            token_limit: 100,
-            enable_grpc: false,
             disable_engine: false,
-            disable_watches: false,
             machine_id: None,
             machine_id_file: PathBuf::from("/etc/machine-id"),
             api_socket: Some(PathBuf::from("/var/run/fleet.sock")),
@@ -112,8 +106,222 @@ pub enum ConfigError {
     Syntax { source_name: String, line: usize },
 }
 
-/// Options fleet knew but no longer uses: accepted with a warning.
-const DEPRECATED: &[&str] = &["verify_units", "authorized_keys_file"];
+/// What an option does with its value.
+enum Apply {
+    /// Parses the value into the configuration; the error says why it is invalid.
+    Set(fn(&mut Config, &str) -> Result<(), String>),
+    /// fleet's option that this fleetd does not implement: validated, then ignored
+    /// with a one-line warning, never silently.
+    NotImplemented(fn(&str) -> Result<(), String>),
+    /// fleet knew it but no longer uses it: accepted with a warning.
+    Deprecated,
+}
+
+/// One fleet.conf option: its name (also `FLEET_<NAME>` and `--<name>`), whether a bare
+/// `--<name>` flag means true, and what it does. The only place an option is spelled
+/// (besides its `Config` field).
+struct OptionSpec {
+    name: &'static str,
+    boolean: bool,
+    apply: Apply,
+}
+
+const fn set(name: &'static str, f: fn(&mut Config, &str) -> Result<(), String>) -> OptionSpec {
+    OptionSpec {
+        name,
+        boolean: false,
+        apply: Apply::Set(f),
+    }
+}
+
+const fn flag(name: &'static str, f: fn(&mut Config, &str) -> Result<(), String>) -> OptionSpec {
+    OptionSpec {
+        name,
+        boolean: true,
+        apply: Apply::Set(f),
+    }
+}
+
+/// Every option fleetd accepts.
+const OPTIONS: &[OptionSpec] = &[
+    set("verbosity", |c, v| {
+        c.verbosity = v.trim().parse().map_err(|_| "expected a whole number")?;
+        Ok(())
+    }),
+    set("etcd_servers", |c, v| {
+        c.etcd_servers = etcd_servers(v)?;
+        Ok(())
+    }),
+    set("etcd_username", |c, v| {
+        c.etcd_username = opt(v);
+        Ok(())
+    }),
+    set("etcd_password", |c, v| {
+        c.etcd_password = opt(v);
+        Ok(())
+    }),
+    set("etcd_keyfile", |c, v| {
+        c.etcd_keyfile = opt(v).map(PathBuf::from);
+        Ok(())
+    }),
+    set("etcd_certfile", |c, v| {
+        c.etcd_certfile = opt(v).map(PathBuf::from);
+        Ok(())
+    }),
+    set("etcd_cafile", |c, v| {
+        c.etcd_cafile = opt(v).map(PathBuf::from);
+        Ok(())
+    }),
+    set("etcd_key_prefix", |c, v| {
+        if v.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        c.etcd_key_prefix = v.trim().to_string();
+        Ok(())
+    }),
+    set("etcd_request_timeout", |c, v| {
+        c.etcd_request_timeout = seconds(v)?;
+        Ok(())
+    }),
+    set("engine_reconcile_interval", |c, v| {
+        c.engine_reconcile_interval = seconds(v)?;
+        Ok(())
+    }),
+    set("public_ip", |c, v| {
+        let ip = v.trim();
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            return Err("expected an IP address".into());
+        }
+        c.public_ip = ip.to_string();
+        Ok(())
+    }),
+    set("metadata", |c, v| {
+        c.metadata = fleet_core::machine::parse_metadata(v);
+        Ok(())
+    }),
+    set("agent_ttl", |c, v| {
+        let ttl = go_duration(v)?;
+        if ttl < MIN_AGENT_TTL {
+            return Err("must be at least 1s".into());
+        }
+        c.agent_ttl = ttl;
+        Ok(())
+    }),
+    set("units_directory", |c, v| {
+        c.units_directory = PathBuf::from(v.trim());
+        Ok(())
+    }),
+    flag("systemd_user", |c, v| {
+        c.systemd_user = boolean(v)?;
+        Ok(())
+    }),
+    OptionSpec {
+        name: "token_limit",
+        boolean: false,
+        apply: Apply::NotImplemented(|v| {
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(drop)
+                .ok_or_else(|| "expected a positive whole number".to_string())
+        }),
+    },
+    OptionSpec {
+        name: "enable_grpc",
+        boolean: true,
+        apply: Apply::NotImplemented(|v| boolean(v).map(drop)),
+    },
+    flag("disable_engine", |c, v| {
+        c.disable_engine = boolean(v)?;
+        Ok(())
+    }),
+    OptionSpec {
+        name: "disable_watches",
+        boolean: true,
+        apply: Apply::NotImplemented(|v| boolean(v).map(drop)),
+    },
+    OptionSpec {
+        name: "verify_units",
+        boolean: true,
+        apply: Apply::Deprecated,
+    },
+    OptionSpec {
+        name: "authorized_keys_file",
+        boolean: false,
+        apply: Apply::Deprecated,
+    },
+    set("machine_id", |c, v| {
+        c.machine_id = opt(v.trim());
+        Ok(())
+    }),
+    set("machine_id_file", |c, v| {
+        c.machine_id_file = PathBuf::from(v.trim());
+        Ok(())
+    }),
+    set("api_socket", |c, v| {
+        c.api_socket = opt(v.trim()).map(PathBuf::from);
+        Ok(())
+    }),
+    set("api_listen", |c, v| {
+        c.api_listen = v
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| format!("{a:?} is not an ip:port address"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }),
+    set("api_tls_cert", |c, v| {
+        c.api_tls_cert = opt(v.trim()).map(PathBuf::from);
+        Ok(())
+    }),
+    set("api_tls_key", |c, v| {
+        c.api_tls_key = opt(v.trim()).map(PathBuf::from);
+        Ok(())
+    }),
+    set("api_tls_client_ca", |c, v| {
+        c.api_tls_client_ca = opt(v.trim()).map(PathBuf::from);
+        Ok(())
+    }),
+];
+
+fn option(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+/// An empty value means "not set".
+fn opt(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// `etcd_servers`: a comma-separated list of http(s) URLs, brackets and quotes allowed.
+fn etcd_servers(value: &str) -> Result<Vec<String>, String> {
+    let servers: Vec<String> = value
+        .split(',')
+        .map(|s| {
+            s.trim_matches(|c: char| c == '[' || c == ']' || c == '"' || c.is_whitespace())
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.is_empty() {
+        return Err("expected a comma-separated list of URLs".into());
+    }
+    if let Some(bad) = servers
+        .iter()
+        .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
+    {
+        return Err(format!("{bad:?} is not an http:// or https:// URL"));
+    }
+    Ok(servers)
+}
+
+/// The shortest `agent_ttl` (etcd leases are granted in whole seconds).
+pub const MIN_AGENT_TTL: Duration = fleet_core::MIN_AGENT_TTL;
 
 /// What the command line asked for.
 #[derive(Debug, Default, PartialEq)]
@@ -175,10 +383,7 @@ pub const USAGE: &str = "usage: fleetd [--config=PATH] [--version] [--<option>=<
   Precedence: flags > FLEET_<OPTION> environment variables > config file > defaults.";
 
 fn is_bool_option(name: &str) -> bool {
-    matches!(
-        name,
-        "systemd_user" | "enable_grpc" | "disable_engine" | "disable_watches" | "verify_units"
-    )
+    option(&name.to_ascii_lowercase().replace('-', "_")).is_some_and(|o| o.boolean)
 }
 
 impl Config {
@@ -242,119 +447,25 @@ impl Config {
             value: value.to_string(),
             why: why.to_string(),
         };
-        let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
-        match name.as_str() {
-            "verbosity" => {
-                self.verbosity = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("expected a whole number"))?
-            }
-            "etcd_servers" => {
-                let servers: Vec<String> = value
-                    .split(',')
-                    .map(|s| {
-                        s.trim_matches(|c: char| {
-                            c == '[' || c == ']' || c == '"' || c.is_whitespace()
-                        })
-                        .to_string()
-                    })
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if servers.is_empty() {
-                    return Err(invalid("expected a comma-separated list of URLs"));
-                }
-                if let Some(bad) = servers
-                    .iter()
-                    .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
-                {
-                    return Err(invalid(&format!(
-                        "{bad:?} is not an http:// or https:// URL"
-                    )));
-                }
-                self.etcd_servers = servers;
-            }
-            "etcd_username" => self.etcd_username = opt(value),
-            "etcd_password" => self.etcd_password = opt(value),
-            "etcd_keyfile" => self.etcd_keyfile = opt(value).map(PathBuf::from),
-            "etcd_certfile" => self.etcd_certfile = opt(value).map(PathBuf::from),
-            "etcd_cafile" => self.etcd_cafile = opt(value).map(PathBuf::from),
-            "etcd_key_prefix" => {
-                if value.trim().is_empty() {
-                    return Err(invalid("must not be empty"));
-                }
-                self.etcd_key_prefix = value.trim().to_string();
-            }
-            "etcd_request_timeout" => {
-                self.etcd_request_timeout = seconds(value).map_err(|w| invalid(&w))?
-            }
-            "engine_reconcile_interval" => {
-                self.engine_reconcile_interval = seconds(value).map_err(|w| invalid(&w))?
-            }
-            "public_ip" => {
-                let ip = value.trim();
-                if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-                    return Err(invalid("expected an IP address"));
-                }
-                self.public_ip = ip.to_string();
-            }
-            "metadata" => self.metadata = fleet_core::machine::parse_metadata(value),
-            "agent_ttl" => {
-                let ttl = go_duration(value).map_err(|w| invalid(&w))?;
-                if ttl < Duration::from_secs(1) {
-                    return Err(invalid("must be at least 1s"));
-                }
-                self.agent_ttl = ttl;
-            }
-            "units_directory" => self.units_directory = PathBuf::from(value.trim()),
-            "systemd_user" => self.systemd_user = boolean(value).map_err(|w| invalid(&w))?,
-            "token_limit" => {
-                self.token_limit = value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| invalid("expected a positive whole number"))?
-            }
-            "enable_grpc" => self.enable_grpc = boolean(value).map_err(|w| invalid(&w))?,
-            "disable_engine" => self.disable_engine = boolean(value).map_err(|w| invalid(&w))?,
-            "disable_watches" => self.disable_watches = boolean(value).map_err(|w| invalid(&w))?,
-            "machine_id" => self.machine_id = opt(value.trim()),
-            "machine_id_file" => self.machine_id_file = PathBuf::from(value.trim()),
-            "api_socket" => self.api_socket = opt(value.trim()).map(PathBuf::from),
-            "api_listen" => {
-                self.api_listen = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| {
-                        a.parse()
-                            .map_err(|_| invalid(&format!("{a:?} is not an ip:port address")))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "api_tls_cert" => self.api_tls_cert = opt(value.trim()).map(PathBuf::from),
-            "api_tls_key" => self.api_tls_key = opt(value.trim()).map(PathBuf::from),
-            "api_tls_client_ca" => self.api_tls_client_ca = opt(value.trim()).map(PathBuf::from),
-            n if DEPRECATED.contains(&n) => {
+        let Some(spec) = option(&name) else {
+            return Err(ConfigError::Unknown {
+                source_name: source.to_string(),
+                name,
+            });
+        };
+        match spec.apply {
+            Apply::Set(apply) => apply(self, value).map_err(|w| invalid(&w))?,
+            Apply::NotImplemented(check) => {
+                check(value).map_err(|w| invalid(&w))?;
                 warnings.push(format!(
-                    "Config option {n} is no longer supported - ignoring"
+                    "Config option {name} is not implemented by this fleetd - ignoring"
                 ));
             }
-            _ => {
-                return Err(ConfigError::Unknown {
-                    source_name: source.to_string(),
-                    name,
-                });
-            }
+            Apply::Deprecated => warnings.push(format!(
+                "Config option {name} is no longer supported - ignoring"
+            )),
         }
         Ok(())
-    }
-
-    /// How often the agent refreshes its lease: a third of the TTL, so two renewals can
-    /// fail before the machine is declared gone.
-    pub fn keepalive_interval(&self) -> Duration {
-        self.agent_ttl / 3
     }
 }
 
@@ -433,43 +544,9 @@ fn seconds(v: &str) -> Result<Duration, String> {
 }
 
 /// Go's `time.ParseDuration` format (`30s`, `1m30s`, `1.5h`, `500ms`), which
-/// `agent_ttl` uses. A bare number is taken as seconds.
+/// `agent_ttl` uses; a bare number is seconds. The parser is core's, shared with the lab.
 pub fn go_duration(v: &str) -> Result<Duration, String> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return seconds(&secs.to_string());
-    }
-    let bad = || format!("expected a duration such as 30s or 1m30s, got {v:?}");
-    let mut total = 0f64;
-    let mut rest = v;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let num: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += num * scale;
-        rest = &rest[unit_end..];
-    }
-    if !(total > 0.0 && total.is_finite()) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    fleet_core::parse_duration(v).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -558,6 +635,44 @@ mod tests {
                 .unwrap_err()
                 .contains("takes no arguments")
         );
+    }
+
+    #[test]
+    fn unimplemented_options_warn_and_huge_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.conf");
+        std::fs::write(&path, "token_limit=50\nenable_grpc=true\n").unwrap();
+        let args = ["fleetd".to_string(), format!("--config={}", path.display())];
+        let cl = parse_command_line(&args).unwrap();
+        let (_, warnings) = Config::load(&cl, Vec::new()).unwrap();
+        assert_eq!(
+            warnings,
+            [
+                "Config option token_limit is not implemented by this fleetd - ignoring",
+                "Config option enable_grpc is not implemented by this fleetd - ignoring"
+            ]
+        );
+        // still validated
+        assert!(load("token_limit=lots\n", &[], &[]).is_err());
+        let e = load("", &[], &["--agent_ttl=10000000000000000h"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = load("", &[], &["--etcd_request_timeout=1e300"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("etcd_request_timeout"), "{e}");
+    }
+
+    #[test]
+    fn each_option_is_defined_once() {
+        let mut names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "an option is defined twice");
+        assert!(is_bool_option("disable-engine") && !is_bool_option("agent_ttl"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fleetd::config::{CommandLine, Config, DEFAULT_CONFIG_PATH, parse_command_line};
-use fleetd::server::{Api, Server};
+use fleetd::server::{Api, Server, Setup, reload_refusal};
 use fleetd::systemd::{SystemdManager, SystemdOptions};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,8 @@ fn init_tracing(verbosity: u32) {
 enum Stop {
     Terminate(&'static str),
     Reload,
+    /// The API task ended on its own.
+    Failed(fleetd::server::ServerError),
 }
 
 async fn serve(cl: CommandLine, config: Config) -> anyhow::Result<()> {
@@ -95,12 +97,15 @@ async fn serve(cl: CommandLine, config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot connect to systemd")?,
     );
-    let api = Api::start(&config).await?;
+    // Identity and the etcd connection: once per process, shared by API and components.
+    let setup = Setup::new(&config).await?;
+    let mut api = Api::start(&config, &setup)?;
     let result = run_components(
         &cl,
         config,
+        &setup,
         systemd,
-        &api,
+        &mut api,
         (&mut sigterm, &mut sigint, &mut sighup),
     )
     .await;
@@ -108,17 +113,19 @@ async fn serve(cl: CommandLine, config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Runs incarnations of the components until a terminating signal (or a failure);
-/// SIGHUP rebuilds them from the reloaded configuration without stopping units.
+/// Runs incarnations of the components until a terminating signal (or a failure of a
+/// component or of the API); SIGHUP rebuilds them from the reloaded configuration
+/// without stopping units, or refuses a change that needs a restart.
 async fn run_components(
     cl: &CommandLine,
     mut config: Config,
+    setup: &Setup,
     systemd: Arc<SystemdManager>,
-    api: &Api,
+    api: &mut Api,
     (sigterm, sigint, sighup): (&mut Signal, &mut Signal, &mut Signal),
 ) -> anyhow::Result<()> {
     loop {
-        let mut server = Server::new(&config, systemd.clone(), api).await?;
+        let mut server = Server::new(&config, setup, systemd.clone(), api);
         let stop = CancellationToken::new();
         let why = {
             let run = server.run(stop.clone());
@@ -131,12 +138,17 @@ async fn run_components(
                 _ = sigterm.recv() => Stop::Terminate("SIGTERM"),
                 _ = sigint.recv() => Stop::Terminate("SIGINT"),
                 _ = sighup.recv() => Stop::Reload,
+                e = api.died() => Stop::Failed(e),
             };
             stop.cancel();
             run.await?;
             why
         };
         match why {
+            Stop::Failed(e) => {
+                drop(server);
+                return Err(e.into());
+            }
             Stop::Terminate(sig) => {
                 tracing::info!("{sig}: shutting down, unloading this machine's units");
                 server.shutdown().await;
@@ -150,7 +162,10 @@ async fn run_components(
                         for w in warnings {
                             tracing::warn!("{w}");
                         }
-                        config = c;
+                        match reload_refusal(&config, &c) {
+                            Some(why) => tracing::error!("{why}"),
+                            None => config = c,
+                        }
                     }
                     Err(e) => tracing::error!("{e}; keeping the current configuration"),
                 }

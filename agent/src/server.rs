@@ -33,6 +33,89 @@ pub enum ServerError {
     Engine(String),
     #[error("API: {0}")]
     Api(#[from] fleet_api::ApiError),
+    #[error("API: {0}")]
+    ApiTask(String),
+}
+
+/// What fleetd sets up once per process: who this machine is and the etcd
+/// connection. The API and every incarnation of the components share it; a SIGHUP that
+/// would change it is refused (see [`reload_refusal`]).
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The machine as published (metadata is refreshed from each reloaded config).
+    pub machine: Machine,
+    pub registry: Registry,
+}
+
+impl Setup {
+    /// Resolves the machine's identity and prepares the etcd connection.
+    pub async fn new(config: &Config) -> Result<Setup, ServerError> {
+        let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
+        let public_ip = if config.public_ip.is_empty() {
+            identity::detect_public_ip().await
+        } else {
+            config.public_ip.clone()
+        };
+        let machine = Machine {
+            id,
+            public_ip,
+            metadata: config.metadata.clone(),
+            version: fleet_core::VERSION.to_string(),
+            disable_engine: config.disable_engine,
+        };
+        let registry = Registry::connect(registry_config(config)).await?;
+        Ok(Setup { machine, registry })
+    }
+}
+
+/// Why a reloaded configuration cannot be applied without restarting fleetd, if it
+/// cannot: the settings that identity, the etcd connection, the API's listeners and the
+/// systemd connection were built from are set up once per process.
+pub fn reload_refusal(old: &Config, new: &Config) -> Option<String> {
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("etcd_servers", old.etcd_servers != new.etcd_servers);
+    check("etcd_username", old.etcd_username != new.etcd_username);
+    check("etcd_password", old.etcd_password != new.etcd_password);
+    check("etcd_keyfile", old.etcd_keyfile != new.etcd_keyfile);
+    check("etcd_certfile", old.etcd_certfile != new.etcd_certfile);
+    check("etcd_cafile", old.etcd_cafile != new.etcd_cafile);
+    check(
+        "etcd_key_prefix",
+        old.etcd_key_prefix != new.etcd_key_prefix,
+    );
+    check(
+        "etcd_request_timeout",
+        old.etcd_request_timeout != new.etcd_request_timeout,
+    );
+    check("public_ip", old.public_ip != new.public_ip);
+    check(
+        "machine_id",
+        old.machine_id != new.machine_id || old.machine_id_file != new.machine_id_file,
+    );
+    check(
+        "units_directory",
+        old.units_directory != new.units_directory,
+    );
+    check("systemd_user", old.systemd_user != new.systemd_user);
+    check(
+        "api_*",
+        old.api_socket != new.api_socket
+            || old.api_listen != new.api_listen
+            || old.api_tls_cert != new.api_tls_cert
+            || old.api_tls_key != new.api_tls_key
+            || old.api_tls_client_ca != new.api_tls_client_ca,
+    );
+    (!changed.is_empty()).then(|| {
+        format!(
+            "changing {} needs a restart of fleetd (systemctl restart fleet); keeping the current configuration",
+            changed.join(", ")
+        )
+    })
 }
 
 /// One incarnation of fleetd's components.
@@ -44,58 +127,66 @@ pub struct Server<M: UnitManager> {
 }
 
 impl<M: UnitManager> Server<M> {
-    /// Resolves the machine's identity and prepares the etcd connection. `api_addr` is
+    /// The components for `config` on the process's [`Setup`]; `api` tells the agent
     /// where this machine's API answers (published with the machine; may be empty).
-    pub async fn new(config: &Config, systemd: Arc<M>, api: &Api) -> Result<Self, ServerError> {
-        let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
-        let public_ip = if config.public_ip.is_empty() {
-            identity::detect_public_ip().await
-        } else {
-            config.public_ip.clone()
-        };
-        let machine = Machine {
-            id: id.clone(),
-            public_ip,
-            metadata: config.metadata.clone(),
-            version: fleet_core::VERSION.to_string(),
-            disable_engine: config.disable_engine,
-        };
-        let registry = Registry::connect(registry_config(config)).await?;
+    pub fn new(config: &Config, setup: &Setup, systemd: Arc<M>, api: &Api) -> Self {
+        let mut machine = setup.machine.clone();
+        machine.metadata = config.metadata.clone();
+        machine.disable_engine = config.disable_engine;
+        let id = machine.id.clone();
         let mut agent_config = AgentConfig::from_config(config, machine);
         agent_config.api_addr = api.addr.clone();
         agent_config.registered = Some(api.registered.clone());
-        let agent = Agent::new(registry.clone(), systemd, agent_config);
+        let agent = Agent::new(setup.registry.clone(), systemd, agent_config);
         let engine = (!config.disable_engine).then_some((id, config.engine_reconcile_interval));
-        Ok(Server {
-            registry,
+        Server {
+            registry: setup.registry.clone(),
             agent,
             engine,
-        })
+        }
     }
 
     pub fn machine(&self) -> &Machine {
         self.agent.machine()
     }
 
-    /// Runs the agent and the engine until `stop` (Ok) or until one of them fails.
+    /// Runs the agent and the engine until `stop` (Ok) or until one of them fails. An
+    /// engine that ends on its own (error or panic) is a failure: fleetd exits non-zero
+    /// and systemd restarts it.
     pub async fn run(&mut self, stop: CancellationToken) -> Result<(), ServerError> {
         let components = stop.child_token();
-        let engine = self.engine.clone().map(|(id, interval)| {
+        let mut engine = self.engine.clone().map(|(id, interval)| {
             let (registry, token) = (self.registry.clone(), components.clone());
             tokio::spawn(run_engine(registry, id, interval, token))
         });
         tracing::info!(machine = %self.agent.machine().id, ip = %self.agent.machine().public_ip, engine = engine.is_some(), "starting fleetd components");
-        let agent = self.agent.run(components.clone()).await;
+        let agent_run = self.agent.run(components.clone());
+        tokio::pin!(agent_run);
+        let engine_done = async {
+            match engine.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
+        let early_engine = tokio::select! {
+            a = &mut agent_run => Err(a),
+            e = engine_done => Ok(e),
+        };
         components.cancel();
-        let engine = match engine {
-            Some(task) => match task.await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "engine task panicked");
-                    Ok(())
-                }
+        let (agent, ended) = match early_engine {
+            Err(agent) => match engine {
+                Some(task) => (agent, Some(task.await)),
+                None => (agent, None),
             },
+            Ok(ended) => (agent_run.await, Some(ended)),
+        };
+        let engine = match ended {
             None => Ok(()),
+            Some(Ok(Ok(()))) if stop.is_cancelled() => Ok(()),
+            Some(Ok(Ok(()))) => Err(ServerError::Engine("stopped unexpectedly".into())),
+            Some(Ok(Err(e))) => Err(e),
+            // A panic: fleetd must not carry on without its engine.
+            Some(Err(e)) => Err(ServerError::Engine(format!("task failed: {e}"))),
         };
         agent?;
         engine
@@ -122,13 +213,13 @@ pub struct Api {
     /// until it is.
     pub registered: Arc<tokio::sync::watch::Sender<bool>>,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), fleet_api::ApiError>>,
+    task: Option<tokio::task::JoinHandle<Result<(), fleet_api::ApiError>>>,
 }
 
 impl Api {
     /// Opens the listeners (systemd's LISTEN_FDS sockets if passed, else `api_socket`
-    /// and `api_listen`) and serves until [`Api::stop`].
-    pub async fn start(config: &Config) -> Result<Api, ServerError> {
+    /// and `api_listen`) and serves with the process's [`Setup`] until [`Api::stop`].
+    pub fn start(config: &Config, setup: &Setup) -> Result<Api, ServerError> {
         let tls = match (&config.api_tls_cert, &config.api_tls_key) {
             (Some(cert), Some(key)) => Some(fleet_api::ServerTls {
                 cert: cert.clone(),
@@ -144,15 +235,8 @@ impl Api {
             socket_activation: true,
         };
         let listeners = fleet_api::Listeners::open(&listen)?;
-        let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
-        let public_ip = if config.public_ip.is_empty() {
-            identity::detect_public_ip().await
-        } else {
-            config.public_ip.clone()
-        };
-        let addr = listeners.api_addr(public_ip.parse().ok());
-        let mut ctx =
-            fleet_api::ApiContext::new(Registry::connect(registry_config(config)).await?, id);
+        let addr = listeners.api_addr(setup.machine.public_ip.parse().ok());
+        let mut ctx = fleet_api::ApiContext::new(setup.registry.clone(), setup.machine.id.clone());
         let (registered, registered_rx) = tokio::sync::watch::channel(false);
         ctx.registered = Some(registered_rx);
         ctx.commands.user = config.systemd_user;
@@ -170,14 +254,30 @@ impl Api {
             addr,
             registered: Arc::new(registered),
             stop,
-            task,
+            task: Some(task),
         })
+    }
+
+    /// Resolves only if the API stopped serving on its own (error or panic): fleetd
+    /// must then exit non-zero. Never resolves again once it has.
+    pub async fn died(&mut self) -> ServerError {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = task.await;
+        self.task = None;
+        match result {
+            Ok(Err(e)) => ServerError::Api(e),
+            Ok(Ok(())) => ServerError::ApiTask("stopped serving unexpectedly".into()),
+            Err(e) => ServerError::ApiTask(e.to_string()),
+        }
     }
 
     /// Stops serving and waits for the listeners to close.
     pub async fn stop(self) {
         self.stop.cancel();
-        match self.task.await {
+        let Some(task) = self.task else { return };
+        match task.await {
             Ok(Err(e)) => tracing::error!("API: {e}"),
             Err(e) => tracing::error!("API task failed: {e}"),
             Ok(Ok(())) => {}
@@ -217,4 +317,25 @@ async fn run_engine(
     engine::run(registry, cfg, stop)
         .await
         .map_err(|e| ServerError::Engine(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_touching_what_is_set_up_once_is_refused_by_name() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.metadata.insert("region".into(), "west".into());
+        new.agent_ttl = Duration::from_secs(10);
+        assert_eq!(reload_refusal(&old, &new), None);
+        new.etcd_servers = vec!["http://10.0.0.1:2379".into()];
+        new.api_listen = vec!["127.0.0.1:4002".parse().unwrap()];
+        let why = reload_refusal(&old, &new).unwrap();
+        assert!(
+            why.starts_with("changing etcd_servers, api_* needs a restart"),
+            "{why}"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitName};
 use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan};
 use fleet_testkit::EtcdServer;
-use fleetd::agent::{Agent, AgentConfig};
+use fleetd::agent::{Agent, AgentConfig, AgentMetrics};
 use fleetd::systemd::{SimulatedSystemd, UnitManager};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -46,17 +46,23 @@ fn config(id: &str, lease_file: &std::path::Path) -> AgentConfig {
 struct Running {
     stop: CancellationToken,
     task: JoinHandle<Agent<SimulatedSystemd>>,
+    metrics: AgentMetrics,
 }
 
 fn spawn(reg: &Registry, sd: &SimulatedSystemd, cfg: AgentConfig) -> Running {
     let stop = CancellationToken::new();
     let mut agent = Agent::new(reg.clone(), Arc::new(sd.clone()), cfg);
+    let metrics = agent.metrics();
     let s = stop.clone();
     let task = tokio::spawn(async move {
         agent.run(s).await.expect("agent runs");
         agent
     });
-    Running { stop, task }
+    Running {
+        stop,
+        task,
+        metrics,
+    }
 }
 
 impl Running {
@@ -78,7 +84,7 @@ async fn schedule(reg: &Registry, machine: &str, units: &[(&str, UnitFile)], tar
             target,
         });
     }
-    reg.apply_schedule(&plan, None).await.unwrap();
+    write_schedule(reg, &plan).await;
 }
 
 async fn unschedule(reg: &Registry, machine: &str, units: &[&str]) {
@@ -89,7 +95,16 @@ async fn unschedule(reg: &Registry, machine: &str, units: &[&str]) {
             .collect(),
         ..Default::default()
     };
-    reg.apply_schedule(&plan, None).await.unwrap();
+    write_schedule(reg, &plan).await;
+}
+
+/// Writes `plan` as an engine would: the only writer of the schedule is a leader.
+async fn write_schedule(reg: &Registry, plan: &SchedulePlan) {
+    let lease = reg.grant_lease(Duration::from_secs(10)).await.unwrap();
+    let leader = reg.campaign("test-engine", lease).await.unwrap();
+    leader.apply(plan).await.unwrap();
+    leader.resign().await.unwrap();
+    reg.revoke_lease(lease).await.unwrap();
 }
 
 /// Polls `cond` until it holds or the deadline passes.
@@ -297,7 +312,11 @@ async fn duplicate_machine_id_does_not_steal_the_registration() {
     })
     .await;
     let second = spawn(&reg, &sd2, config("m1", &dir.path().join("second.lease")));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Refused twice (not merely not tried yet), and never registered.
+    wait_for("second refused twice", || async {
+        second.metrics.registration_failures() >= 2
+    })
+    .await;
     assert!(
         !dir.path().join("second.lease").exists(),
         "the second fleetd must not register"
@@ -340,7 +359,10 @@ async fn etcd_outage_keeps_units_running_and_converges_after() {
     let reg = registry(&etcd).await;
     let dir = tempfile::tempdir().unwrap();
     let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    let mut cfg = config("m1", &dir.path().join("m1.lease"));
+    let (registered, mut registered_rx) = tokio::sync::watch::channel(false);
+    cfg.registered = Some(Arc::new(registered));
+    let agent = spawn(&reg, &sd, cfg);
     schedule(
         &reg,
         "m1",
@@ -350,9 +372,13 @@ async fn etcd_outage_keeps_units_running_and_converges_after() {
     .await;
     wait_for("launched", || launched_here(&reg, &["a.service"], "m1")).await;
 
-    // etcd gone for longer than the lease TTL: the unit keeps running.
+    // etcd gone for longer than the lease TTL (the agent saw its lease go): the unit
+    // keeps running.
     etcd.kill();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::timeout(DEADLINE, registered_rx.wait_for(|r| !*r))
+        .await
+        .expect("lease loss noticed")
+        .unwrap();
     assert_eq!(sd_state(&sd, "a.service").await.active, "active");
 
     // etcd back: the agent registers again (new lease) and republishes.

@@ -197,7 +197,7 @@ async fn a_deposed_leaders_write_is_refused() {
         TestEngine::start(&etcd, "e2", false).await,
     ];
     let first = wait_leader(&engines, WAIT).await;
-    let old_fence = engines[first].status().borrow().fence.clone().unwrap();
+    let old = engines[first].status().borrow().leadership.clone().unwrap();
     engines[first].kill();
     let other = 1 - first;
     let mut st = engines[other].status();
@@ -210,18 +210,13 @@ async fn a_deposed_leaders_write_is_refused() {
         unplaced: vec![(name("x.service"), "stale".into())],
         ..Default::default()
     };
-    let err = reg
-        .apply_schedule(&plan, Some(&old_fence))
-        .await
-        .unwrap_err();
+    let err = old.apply(&plan).await.unwrap_err();
     assert!(matches!(err, RegistryError::NotLeader), "{err}");
     assert!(reg.snapshot().await.unwrap().unplaced.is_empty());
     // The new leader's own fence works.
-    let new_fence = engines[other].status().borrow().fence.clone().unwrap();
-    assert_ne!(new_fence, old_fence);
-    reg.apply_schedule(&SchedulePlan::default(), Some(&new_fence))
-        .await
-        .unwrap();
+    let new = engines[other].status().borrow().leadership.clone().unwrap();
+    assert_ne!(new.revision(), old.revision());
+    new.apply(&SchedulePlan::default()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,14 @@ use std::collections::BTreeMap;
 
 use fleet_core::unit::UnitOption;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
-use fleet_registry::{MachineRecord, ScheduleEntry, UnitRecord, UnitStateRecord};
+use fleet_registry::{
+    Change, CreateOutcome, MachineRecord, RegistryKey, ScheduleEntry, UnitRecord, UnitStateRecord,
+    WatchEvent,
+};
 
 use crate::pb;
+use fleet_registry::RegistryError;
+use tonic::Status;
 
 /// A wire message that does not describe a valid value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,6 +180,68 @@ pub fn state_from_wire(s: &pb::UnitState) -> Result<UnitStateRecord, WireError> 
             sub: s.sub.clone(),
         },
     })
+}
+
+/// What a create did, as the wire says it.
+pub fn outcome_to_wire(outcome: CreateOutcome) -> pb::CreateUnitResponse {
+    use pb::create_unit_response::Outcome;
+    let (outcome, existing_hash) = match outcome {
+        CreateOutcome::Created => (Outcome::Created, Vec::new()),
+        CreateOutcome::Identical => (Outcome::Identical, Vec::new()),
+        CreateOutcome::Differs { existing } => (Outcome::Differs, existing.0.to_vec()),
+    };
+    pb::CreateUnitResponse {
+        outcome: outcome as i32,
+        existing_hash,
+    }
+}
+
+/// A state put or delete as a wire event; `None` for anything else.
+pub fn state_event_to_wire(e: &WatchEvent) -> Option<pb::StateEvent> {
+    use pb::state_event::Event;
+    match e {
+        WatchEvent::Put {
+            change: Change::State(s),
+            ..
+        } => Some(pb::StateEvent {
+            event: Some(Event::Put(state_to_wire(s))),
+        }),
+        WatchEvent::Delete {
+            key: RegistryKey::State(unit, machine),
+            ..
+        } => Some(pb::StateEvent {
+            event: Some(Event::Deleted(pb::StateKey {
+                unit: unit.to_string(),
+                machine: machine.to_string(),
+            })),
+        }),
+        _ => None,
+    }
+}
+
+/// An unplaced unit and why.
+pub fn unplaced_to_wire(unit: &UnitName, reason: &str) -> pb::Unplaced {
+    pb::Unplaced {
+        unit: unit.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A registry error as the gRPC status fleetctl shows (fleet's words for etcd trouble).
+pub(crate) fn registry_status(e: RegistryError) -> Status {
+    match &e {
+        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => {
+            Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
+        }
+        RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
+        RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+/// An invalid wire value as the caller's mistake.
+pub(crate) fn wire_status(e: WireError) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
 #[cfg(test)]

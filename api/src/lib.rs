@@ -7,6 +7,7 @@
 //! unit; any other fleetd forwards them there using that machine's published address.
 
 pub mod client;
+mod context;
 pub mod convert;
 mod error;
 mod exec;

@@ -8,10 +8,11 @@ use futures_util::{Stream, StreamExt};
 use tonic::Status;
 
 use crate::client::{ApiClient, ClientConfig};
+use crate::context::ApiContext;
 use crate::convert;
+use crate::convert::{registry_status, wire_status};
 use crate::exec::stream_command;
 use crate::pb;
-use crate::server::{FleetService, registry_status, wire_status};
 
 /// How long a fleetd tries to reach the unit's machine: below fleetctl's default
 /// `--request-timeout` (3 s), so a user asking about a unit on an unreachable machine
@@ -42,7 +43,7 @@ fn valid_output(mode: &str) -> bool {
         && mode.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Result<Chunks, Status> {
+pub(crate) async fn journal(ctx: &ApiContext, req: pb::JournalRequest) -> Result<Chunks, Status> {
     let unit = convert::unit_name(&req.unit).map_err(wire_status)?;
     let output = if req.output.is_empty() {
         "short".to_string()
@@ -54,16 +55,13 @@ pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Resu
             "invalid journal output mode {output:?}"
         )));
     }
-    match route(svc, &unit, None, Kind::Journal, req.no_forward).await? {
+    match route(ctx, &unit, None, Kind::Journal, req.no_forward).await? {
         Route::Local => {
-            let cmd = svc
-                .ctx
-                .commands
-                .journal(&unit, req.lines, req.follow, &output);
+            let cmd = ctx.commands.journal(&unit, req.lines, req.follow, &output);
             Ok(Box::pin(stream_command(cmd)?))
         }
         Route::Remote { machine, api_addr } => {
-            let client = forward_client(svc, &machine, &api_addr).await?;
+            let client = forward_client(ctx, &machine, &api_addr).await?;
             let stream = client
                 .journal_raw(pb::JournalRequest {
                     no_forward: true,
@@ -77,17 +75,17 @@ pub(crate) async fn journal(svc: &FleetService, req: pb::JournalRequest) -> Resu
     }
 }
 
-pub(crate) async fn status(svc: &FleetService, req: pb::StatusRequest) -> Result<Chunks, Status> {
+pub(crate) async fn status(ctx: &ApiContext, req: pb::StatusRequest) -> Result<Chunks, Status> {
     let unit = convert::unit_name(&req.unit).map_err(wire_status)?;
     let machine = if req.machine.is_empty() {
         None
     } else {
         Some(convert::machine_id(&req.machine).map_err(wire_status)?)
     };
-    match route(svc, &unit, machine, Kind::Status, req.no_forward).await? {
-        Route::Local => Ok(Box::pin(stream_command(svc.ctx.commands.status(&unit))?)),
+    match route(ctx, &unit, machine, Kind::Status, req.no_forward).await? {
+        Route::Local => Ok(Box::pin(stream_command(ctx.commands.status(&unit))?)),
         Route::Remote { machine, api_addr } => {
-            let client = forward_client(svc, &machine, &api_addr).await?;
+            let client = forward_client(ctx, &machine, &api_addr).await?;
             let stream = client
                 .status_raw(pb::StatusRequest {
                     unit: unit.to_string(),
@@ -104,13 +102,13 @@ pub(crate) async fn status(svc: &FleetService, req: pb::StatusRequest) -> Result
 /// Finds the machine that runs `unit` (or checks that `asked` does) with fleet's
 /// messages for units that do not exist or do not run anywhere.
 async fn route(
-    svc: &FleetService,
+    ctx: &ApiContext,
     unit: &UnitName,
     asked: Option<MachineId>,
     kind: Kind,
     no_forward: bool,
 ) -> Result<Route, Status> {
-    let reg = &svc.ctx.registry;
+    let reg = &ctx.registry;
     let Some(record) = reg.get_unit(unit).await.map_err(registry_status)? else {
         return Err(Status::not_found(format!("Unit {unit} does not exist.")));
     };
@@ -158,13 +156,13 @@ async fn route(
         }
         m
     };
-    if machine == svc.ctx.machine_id {
+    if machine == ctx.machine_id {
         return Ok(Route::Local);
     }
     if no_forward {
         return Err(Status::failed_precondition(format!(
             "Unit {unit} runs on machine {machine}, not on {}",
-            svc.ctx.machine_id
+            ctx.machine_id
         )));
     }
     let machines = reg.list_machine_records().await.map_err(registry_status)?;
@@ -211,21 +209,21 @@ fn forward_target(machine: &MachineId, api_addr: &str) -> Result<SocketAddr, Sta
 }
 
 async fn forward_client(
-    svc: &FleetService,
+    ctx: &ApiContext,
     machine: &MachineId,
     api_addr: &str,
 ) -> Result<ApiClient, Status> {
     let target = forward_target(machine, api_addr)?;
     // TLS exactly when this fleetd's own API is configured for it.
-    let scheme = if svc.ctx.forward_tls.is_some() {
+    let scheme = if ctx.forward_tls.is_some() {
         "https"
     } else {
         "http"
     };
     let mut config = ClientConfig::new(format!("{scheme}://{target}"));
-    config.tls = svc.ctx.forward_tls.clone();
-    config.connect_timeout = svc.ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
-    config.request_timeout = svc.ctx.forward_timeout;
+    config.tls = ctx.forward_tls.clone();
+    config.connect_timeout = ctx.forward_timeout.min(FORWARD_CONNECT_TIMEOUT);
+    config.request_timeout = ctx.forward_timeout;
     ApiClient::connect(&config)
         .await
         .map_err(|e| forward_error(machine, e))

@@ -3,10 +3,8 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use fleet_core::{MachineId, Requirements, TargetState, UnitName};
-use fleet_registry::{Change, CreateOutcome, Registry, RegistryError, RegistryKey, WatchEvent};
+use fleet_core::{Requirements, TargetState, UnitName};
 use futures_util::Stream;
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -15,11 +13,11 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+pub use crate::context::ApiContext;
 use crate::convert::{self, WireError};
-use crate::exec::LocalCommands;
+pub(crate) use crate::convert::{registry_status, wire_status};
 use crate::limits::{Peer, StreamLimits, StreamPermit};
 use crate::pb::{self, fleet_server::Fleet};
-use crate::tls::ClientTls;
 
 /// Items per snapshot/list page when the caller does not say.
 const DEFAULT_PAGE: usize = 500;
@@ -58,37 +56,6 @@ impl Pager {
         self.items += 1;
         self.bytes += len;
         full
-    }
-}
-
-/// What the API server needs from fleetd.
-#[derive(Clone)]
-pub struct ApiContext {
-    pub registry: Registry,
-    /// This machine, to know which journal/status requests to answer locally.
-    pub machine_id: MachineId,
-    pub commands: LocalCommands,
-    /// TLS used when forwarding to another machine's `https://` API address.
-    pub forward_tls: Option<ClientTls>,
-    /// Bound on connecting to another fleetd and on its first answer.
-    pub forward_timeout: Duration,
-    /// Whether this machine's agent is registered. While it is not (etcd unreachable,
-    /// or another fleetd holds this machine id), every call is refused as fleet did:
-    /// `fleet server unable to communicate with etcd`. `None`: always serve.
-    pub registered: Option<tokio::sync::watch::Receiver<bool>>,
-}
-
-impl ApiContext {
-    /// A context with the default commands, no forwarding TLS and a 5 s forward timeout.
-    pub fn new(registry: Registry, machine_id: MachineId) -> ApiContext {
-        ApiContext {
-            registry,
-            machine_id,
-            commands: LocalCommands::default(),
-            forward_tls: None,
-            forward_timeout: Duration::from_secs(5),
-            registered: None,
-        }
     }
 }
 
@@ -133,21 +100,6 @@ impl Interceptor for RegisteredGate {
 }
 
 /// Maps registry failures to gRPC codes; the message stays the registry's one line.
-pub(crate) fn registry_status(e: RegistryError) -> Status {
-    match &e {
-        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => {
-            Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
-        }
-        RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
-        RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
-}
-
-pub(crate) fn wire_status(e: WireError) -> Status {
-    Status::invalid_argument(e.to_string())
-}
-
 fn page_size(asked: u32) -> usize {
     match asked as usize {
         0 => DEFAULT_PAGE,
@@ -176,19 +128,6 @@ fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFi
     let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
     validate(&name, &file)?;
     Ok((name, file))
-}
-
-fn outcome_to_wire(outcome: CreateOutcome) -> pb::CreateUnitResponse {
-    use pb::create_unit_response::Outcome;
-    let (outcome, existing_hash) = match outcome {
-        CreateOutcome::Created => (Outcome::Created, Vec::new()),
-        CreateOutcome::Identical => (Outcome::Identical, Vec::new()),
-        CreateOutcome::Differs { existing } => (Outcome::Differs, existing.0.to_vec()),
-    };
-    pb::CreateUnitResponse {
-        outcome: outcome as i32,
-        existing_hash,
-    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -257,7 +196,7 @@ impl Fleet for FleetService {
             .create_unit(&name, &file)
             .await
             .map_err(registry_status)?;
-        Ok(Response::new(outcome_to_wire(outcome)))
+        Ok(Response::new(convert::outcome_to_wire(outcome)))
     }
 
     async fn create_units(
@@ -280,7 +219,7 @@ impl Fleet for FleetService {
             .await
             .map_err(registry_status)?;
         Ok(Response::new(pb::CreateUnitsResponse {
-            outcomes: outcomes.into_iter().map(outcome_to_wire).collect(),
+            outcomes: outcomes.into_iter().map(convert::outcome_to_wire).collect(),
         }))
     }
 
@@ -400,10 +339,7 @@ impl Fleet for FleetService {
             page.states.push(w);
         }
         for (unit, reason) in &snap.unplaced {
-            let w = pb::Unplaced {
-                unit: unit.to_string(),
-                reason: reason.clone(),
-            };
+            let w = convert::unplaced_to_wire(unit, reason);
             next(w.encoded_len(), &mut page, &mut pages);
             page.unplaced.push(w);
         }
@@ -508,7 +444,11 @@ impl Fleet for FleetService {
                 let msg = match batch {
                     Ok(batch) => Ok(pb::StateEvents {
                         revision: batch.revision,
-                        events: batch.events.iter().filter_map(state_event).collect(),
+                        events: batch
+                            .events
+                            .iter()
+                            .filter_map(convert::state_event_to_wire)
+                            .collect(),
                     }),
                     Err(e) => Err(registry_status(e)),
                 };
@@ -528,7 +468,7 @@ impl Fleet for FleetService {
         req: Request<pb::JournalRequest>,
     ) -> Result<Response<Self::JournalStream>, Status> {
         let permit = self.streams.acquire(Peer::of(&req))?;
-        crate::remote::journal(self, req.into_inner())
+        crate::remote::journal(&self.ctx, req.into_inner())
             .await
             .map(|s| Response::new(holding(permit, s)))
     }
@@ -540,7 +480,7 @@ impl Fleet for FleetService {
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<Self::StatusStream>, Status> {
         let permit = self.streams.acquire(Peer::of(&req))?;
-        crate::remote::status(self, req.into_inner())
+        crate::remote::status(&self.ctx, req.into_inner())
             .await
             .map(|s| Response::new(holding(permit, s)))
     }
@@ -556,26 +496,4 @@ fn holding<T: Send + 'static>(
         let _held = &permit;
         item
     }))
-}
-
-fn state_event(e: &WatchEvent) -> Option<pb::StateEvent> {
-    use pb::state_event::Event;
-    match e {
-        WatchEvent::Put {
-            change: Change::State(s),
-            ..
-        } => Some(pb::StateEvent {
-            event: Some(Event::Put(convert::state_to_wire(s))),
-        }),
-        WatchEvent::Delete {
-            key: RegistryKey::State(unit, machine),
-            ..
-        } => Some(pb::StateEvent {
-            event: Some(Event::Deleted(pb::StateKey {
-                unit: unit.to_string(),
-                machine: machine.to_string(),
-            })),
-        }),
-        _ => None,
-    }
 }

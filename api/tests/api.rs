@@ -35,6 +35,11 @@ struct Fleetd {
     task: Option<tokio::task::JoinHandle<Result<(), fleet_api::ApiError>>>,
     socket: PathBuf,
     tcp: Option<std::net::SocketAddr>,
+    /// This machine's agent handle (its lease is kept alive while the value lives).
+    agent: (
+        fleet_registry::AgentRegistry,
+        fleet_registry::LeaseKeepAlive,
+    ),
 }
 
 impl Drop for Fleetd {
@@ -104,10 +109,12 @@ async fn fleetd(
     let tcp = listeners.tcp_addrs().first().copied();
     let api_addr = listeners.api_addr(None);
     let reg = registry(etcd).await;
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
     let mut m = Machine::new(mid(machine));
     m.public_ip = "127.0.0.1".into();
-    reg.register_machine(&m, &api_addr, lease).await.unwrap();
+    let agent = reg
+        .register_agent(&m, &api_addr, Duration::from_secs(30), &[])
+        .await
+        .unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(serve_on(listeners, ctx, stop.clone()));
     Fleetd {
@@ -115,6 +122,7 @@ async fn fleetd(
         task: Some(task),
         socket,
         tcp,
+        agent,
     }
 }
 
@@ -124,28 +132,30 @@ async fn unix_client(f: &Fleetd) -> ApiClient {
         .unwrap()
 }
 
-/// Places `unit` on `machine` and reports it launched there, as engine and agent would.
-async fn run_on(reg: &Registry, unit: &str, machine: &str) {
+/// Places `unit` on `f`'s machine and reports it launched there, as engine and agent
+/// would.
+async fn run_on(reg: &Registry, unit: &str, f: &Fleetd) {
     let file = UnitFile::parse(UNIT).unwrap();
-    reg.apply_schedule(
-        &SchedulePlan {
+    let agent = &f.agent.0;
+    let engine_lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let engine = reg.campaign("test-engine", engine_lease).await.unwrap();
+    engine
+        .apply(&SchedulePlan {
             place: vec![ScheduleEntry {
-                machine: mid(machine),
+                machine: agent.machine().clone(),
                 unit: name(unit),
                 hash: file.hash(),
                 target: TargetState::Launched,
             }],
             ..Default::default()
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
-    reg.put_states(
-        &[UnitStateRecord {
+        })
+        .await
+        .unwrap();
+    engine.resign().await.unwrap();
+    agent
+        .put_states(&[UnitStateRecord {
             unit: name(unit),
-            machine: mid(machine),
+            machine: agent.machine().clone(),
             hash: file.hash(),
             state: TargetState::Launched,
             systemd: SystemdState {
@@ -153,11 +163,9 @@ async fn run_on(reg: &Registry, unit: &str, machine: &str) {
                 active: "active".into(),
                 sub: "running".into(),
             },
-        }],
-        lease,
-    )
-    .await
-    .unwrap();
+        }])
+        .await
+        .unwrap();
 }
 
 async fn collect(mut out: fleet_api::Output) -> (String, String, Option<i32>) {
@@ -238,7 +246,7 @@ async fn every_operation_over_the_unix_socket() {
     assert!(states.is_empty());
     let mut watch = c.watch_states(rev + 1).await.unwrap();
     let reg = registry(&etcd).await;
-    run_on(&reg, "a.service", "m1").await;
+    run_on(&reg, "a.service", &f).await;
     let (_, changes) = tokio::time::timeout(Duration::from_secs(10), watch.next())
         .await
         .unwrap()
@@ -259,7 +267,7 @@ async fn journal_and_status_run_where_the_unit_runs() {
     let etcd = EtcdServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let m1 = fleetd(&etcd, dir.path(), "m1", true, None, None).await;
-    let _m2 = fleetd(&etcd, dir.path(), "m2", true, None, None).await;
+    let m2 = fleetd(&etcd, dir.path(), "m2", true, None, None).await;
     let reg = registry(&etcd).await;
     let file = UnitFile::parse(UNIT).unwrap();
     for u in ["here.service", "there.service", "idle.service"] {
@@ -268,8 +276,8 @@ async fn journal_and_status_run_where_the_unit_runs() {
     reg.create_unit(&name("g.service"), &UnitFile::parse(GLOBAL).unwrap())
         .await
         .unwrap();
-    run_on(&reg, "here.service", "m1").await;
-    run_on(&reg, "there.service", "m2").await;
+    run_on(&reg, "here.service", &m1).await;
+    run_on(&reg, "there.service", &m2).await;
     let c = unix_client(&m1).await;
 
     let (out, _, code) = collect(
@@ -338,7 +346,7 @@ async fn journal_and_status_run_where_the_unit_runs() {
     assert!(msg(c.journal(&name("here.service"), 1, false, "x;rm").await).contains("output mode"));
 
     // The machine going away: its fleetd stops answering, the error says so.
-    drop(_m2);
+    drop(m2);
     let e = msg(c.journal(&name("there.service"), 1, false, "").await);
     assert!(e.contains("m2"), "{e}");
     let _ = m1.tcp;
@@ -474,12 +482,13 @@ async fn mtls_refuses_clients_without_a_valid_cert() {
     assert!(refused);
 }
 
-/// Republishes `machine`'s record with `api_addr`, as anyone able to write to etcd could.
-async fn publish_addr(reg: &Registry, machine: &str, api_addr: &str) {
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
-    let mut m = Machine::new(mid(machine));
+/// Republishes `f`'s machine record with `api_addr`, as whoever holds that machine's
+/// etcd credentials could.
+async fn publish_addr(f: &Fleetd, api_addr: &str) {
+    let agent = &f.agent.0;
+    let mut m = Machine::new(agent.machine().clone());
     m.public_ip = "127.0.0.1".into();
-    reg.register_machine(&m, api_addr, lease).await.unwrap();
+    agent.publish_machine(&m, api_addr).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,7 +530,7 @@ async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
     reg.create_unit(&name("there.service"), &UnitFile::parse(UNIT).unwrap())
         .await
         .unwrap();
-    run_on(&reg, "there.service", "m2").await;
+    run_on(&reg, "there.service", &m2).await;
     let c = unix_client(&m1).await;
     let there = name("there.service");
     let journal = || c.journal(&there, 1, false, "cat");
@@ -535,7 +544,7 @@ async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
         format!("http://127.0.0.1:{port}"),
         format!("127.0.0.1:{port}"),
     ] {
-        publish_addr(&reg, "m2", &addr).await;
+        publish_addr(&m2, &addr).await;
         let (out, _, _) = collect(journal().await.unwrap()).await;
         assert_eq!(out, expected, "api_addr {addr}");
     }
@@ -552,7 +561,7 @@ async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
         format!("127.0.0.1:{port}\nx"),
         "-oProxyCommand=touch pwned".to_string(),
     ] {
-        publish_addr(&reg, "m2", &bad).await;
+        publish_addr(&m2, &bad).await;
         let err = match journal().await {
             Ok(_) => panic!("api_addr {bad:?} was used"),
             Err(e) => e.to_string(),
@@ -580,7 +589,7 @@ async fn journal_and_status_streams_are_bounded_per_client() {
     reg.create_unit(&name("here.service"), &UnitFile::parse(UNIT).unwrap())
         .await
         .unwrap();
-    run_on(&reg, "here.service", "m1").await;
+    run_on(&reg, "here.service", &m1).await;
     let c = unix_client(&m1).await;
     let here = name("here.service");
     let mut open = Vec::new();
@@ -642,7 +651,7 @@ async fn pages_are_sized_by_bytes_so_big_units_list() {
             reg.create_unit(n, &file).await.unwrap(),
             CreateOutcome::Created
         );
-        run_on(&reg, n.as_str(), "m1").await;
+        run_on(&reg, n.as_str(), &f).await;
     }
     let c = unix_client(&f).await;
     let snap = c.snapshot().await.unwrap();

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use fleet_api::{ApiClient, ApiContext, ClientConfig, ListenConfig, Listeners, serve_on};
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitName};
-use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan, UnitStateRecord};
+use fleet_registry::{
+    AgentRegistry, LeaseKeepAlive, Registry, RegistryConfig, ScheduleEntry, SchedulePlan,
+    UnitStateRecord,
+};
 use fleet_testkit::EtcdServer;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -164,38 +167,42 @@ async fn fleetd(etcd: &EtcdServer, dir: &Path) -> Fleetd {
 }
 
 /// Publishes machine `id` with configured metadata, as its agent would.
-async fn register(reg: &Registry, id: &str, metadata: &[(&str, &str)]) -> fleet_registry::LeaseId {
+async fn register(
+    reg: &Registry,
+    id: &str,
+    metadata: &[(&str, &str)],
+) -> (AgentRegistry, LeaseKeepAlive) {
     let mut m = Machine::new(MachineId::new(id).unwrap());
     m.public_ip = format!("10.0.0.{}", id.len());
     m.metadata = metadata
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
-    reg.register_machine(&m, "", lease).await.unwrap();
-    lease
+    reg.register_agent(&m, "", Duration::from_secs(30), &[])
+        .await
+        .unwrap()
 }
 
 /// What engine and agent do once `unit` is launched: place it on `machine` and
 /// report it running there.
-async fn run_on(reg: &Registry, unit: &str, machine: &str) {
+async fn run_on(reg: &Registry, unit: &str, agent: &AgentRegistry) {
     let file = UnitFile::parse(HELLO).unwrap();
-    let (unit, machine) = (
-        UnitName::parse(unit).unwrap(),
-        MachineId::new(machine).unwrap(),
-    );
-    let place = ScheduleEntry {
-        machine: machine.clone(),
-        unit: unit.clone(),
-        hash: file.hash(),
-        target: TargetState::Launched,
-    };
+    let unit = UnitName::parse(unit).unwrap();
+    let machine = agent.machine().clone();
     let plan = SchedulePlan {
-        place: vec![place],
+        place: vec![ScheduleEntry {
+            machine: machine.clone(),
+            unit: unit.clone(),
+            hash: file.hash(),
+            target: TargetState::Launched,
+        }],
         ..Default::default()
     };
-    reg.apply_schedule(&plan, None).await.unwrap();
+    // The engine's part, under a leadership of its own.
     let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let engine = reg.campaign("test-engine", lease).await.unwrap();
+    engine.apply(&plan).await.unwrap();
+    engine.resign().await.unwrap();
     let state = UnitStateRecord {
         unit,
         machine,
@@ -207,7 +214,7 @@ async fn run_on(reg: &Registry, unit: &str, machine: &str) {
             sub: "running".into(),
         },
     };
-    reg.put_states(&[state], lease).await.unwrap();
+    agent.put_states(&[state]).await.unwrap();
 }
 
 /// The unit's options as the API wants them (parsed from unit text, as a client does).
@@ -229,7 +236,7 @@ async fn unit_lifecycle_over_unix_socket_and_tcp() {
     let dir = tempfile::tempdir().unwrap();
     let f = fleetd(&etcd, dir.path()).await;
     let reg = registry(&etcd).await;
-    register(&reg, "m1", &[]).await;
+    let (m1, _keep) = register(&reg, "m1", &[]).await;
     for (ep, unit) in [
         (&f.unix, "hello-unix.service"),
         (&f.tcp, "hello-tcp.service"),
@@ -259,7 +266,7 @@ async fn unit_lifecycle_over_unix_socket_and_tcp() {
         assert!(u.get("machineID").is_none(), "not scheduled yet: {u}");
         assert_eq!(u["options"], options(HELLO));
         // Engine and agent run it; /state shows it active, the unit its machine.
-        run_on(&reg, unit, "m1").await;
+        run_on(&reg, unit, &m1).await;
         let states = get(ep, &format!("/fleet/v1/state?unitName={unit}")).await;
         assert_eq!(states.status, 200, "{states:?}");
         let states = states.json();
@@ -400,7 +407,7 @@ async fn routing_discovery_and_grpc_on_the_same_socket() {
     let dir = tempfile::tempdir().unwrap();
     let f = fleetd(&etcd, dir.path()).await;
     let reg = registry(&etcd).await;
-    register(&reg, "m1", &[]).await;
+    let _m1 = register(&reg, "m1", &[]).await;
     let ep = &f.tcp;
     get(ep, "/fleet/v1/units/").await.assert_error(404, "");
     get(ep, "/fleet/v1/units/a.service/x")
@@ -537,8 +544,8 @@ async fn machine_metadata_patch_persists_across_leaving_and_rejoining() {
     let dir = tempfile::tempdir().unwrap();
     let f = fleetd(&etcd, dir.path()).await;
     let reg = registry(&etcd).await;
-    let lease = register(&reg, "m1", &[("hostname", "one"), ("region", "eu")]).await;
-    register(&reg, "m2", &[("hostname", "two")]).await;
+    let (m1, _keep1) = register(&reg, "m1", &[("hostname", "one"), ("region", "eu")]).await;
+    let _m2 = register(&reg, "m2", &[("hostname", "two")]).await;
     let ep = &f.unix;
     let patch = |body: Value| async move {
         call(
@@ -593,9 +600,9 @@ async fn machine_metadata_patch_persists_across_leaving_and_rejoining() {
         .assert_error(400, "unable to decode body");
     assert!(metadata().await["m1"].get("x").is_none());
     // m1 leaves (its lease ends) and rejoins: the dynamic metadata is still there.
-    reg.revoke_lease(lease).await.unwrap();
+    m1.revoke().await.unwrap();
     assert!(!metadata().await.contains_key("m1"));
-    register(&reg, "m1", &[("hostname", "one"), ("region", "eu")]).await;
+    let _m1 = register(&reg, "m1", &[("hostname", "one"), ("region", "eu")]).await;
     assert_eq!(
         metadata().await["m1"],
         json!({"disk": "ssd", "hostname": "one"})
@@ -708,7 +715,7 @@ async fn https_with_mtls_serves_http1_and_http2_clients() {
         );
     }
     let reg = registry(&etcd).await;
-    register(&reg, "m1", &[]).await;
+    let _m1 = register(&reg, "m1", &[]).await;
     let ctx = ApiContext::new(registry(&etcd).await, MachineId::new("m1").unwrap());
     let listeners = Listeners::open(&ListenConfig {
         unix: None,

@@ -4,11 +4,13 @@
 //! registry (etcd), the agent (systemd) and fleetctl feed it values and act on the
 //! values it returns, which is what makes it exhaustively testable and benchmarkable.
 
+pub mod duration;
 pub mod machine;
 pub mod scheduler;
 pub mod state;
 pub mod unit;
 
+pub use duration::{DurationError, MAX_DURATION, MIN_AGENT_TTL, parse_duration};
 pub use machine::{Machine, MachineId};
 pub use state::{SystemdState, TargetState};
 pub use unit::{Requirements, UnitFile, UnitHash, UnitName};

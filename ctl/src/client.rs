@@ -2,7 +2,10 @@
 //! straight to etcd (`--driver=etcd`, also chosen when the endpoint looks like etcd).
 //! Both drivers offer the same operations, so every command works through either.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -61,79 +64,152 @@ impl ClientError {
     }
 }
 
-/// The cluster's registry as fleetctl reaches it: etcd itself, or fleetd's API in
-/// front of it. Same methods, same results.
-#[derive(Clone)]
-pub enum ClusterRegistry {
-    Etcd(Box<Registry>),
-    Api(Box<ApiClient>),
-}
+/// One cluster operation of either driver, boxed so that [`Cluster`] is object safe.
+pub type Op<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send + 'a>>;
 
-macro_rules! both {
-    ($self:ident, $c:ident => $call:expr) => {
-        match $self {
-            ClusterRegistry::Etcd($c) => $call.await.map_err(ClientError::from),
-            ClusterRegistry::Api($c) => $call.await.map_err(ClientError::from),
-        }
-    };
-}
-
-impl ClusterRegistry {
-    pub async fn get_unit(&self, name: &UnitName) -> Result<Option<UnitRecord>, ClientError> {
-        both!(self, r => r.get_unit(name))
-    }
-
-    pub async fn get_units(
-        &self,
-        names: &[UnitName],
-    ) -> Result<Vec<Option<UnitRecord>>, ClientError> {
-        both!(self, r => r.get_units(names))
-    }
-
-    pub async fn create_units(
-        &self,
-        units: &[(UnitName, UnitFile)],
-    ) -> Result<Vec<CreateOutcome>, ClientError> {
-        both!(self, r => r.create_units(units))
-    }
-
-    pub async fn replace_unit(&self, name: &UnitName, file: &UnitFile) -> Result<(), ClientError> {
-        both!(self, r => r.replace_unit(name, file))
-    }
-
-    pub async fn set_targets(
-        &self,
-        targets: &[(UnitName, TargetState)],
-    ) -> Result<SetTargetsOutcome, ClientError> {
-        both!(self, r => r.set_targets(targets))
-    }
-
-    pub async fn destroy_unit(&self, name: &UnitName) -> Result<bool, ClientError> {
-        both!(self, r => r.destroy_unit(name))
-    }
-
-    pub async fn snapshot(&self) -> Result<ClusterSnapshot, ClientError> {
-        both!(self, r => r.snapshot())
-    }
-
-    pub async fn list_machines(&self) -> Result<Vec<Machine>, ClientError> {
-        both!(self, r => r.list_machines())
-    }
-
-    pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), ClientError> {
-        both!(self, r => r.list_states_at())
-    }
-
+/// What fleetctl needs from the cluster. Both drivers implement it (etcd itself, and
+/// fleetd's API in front of it), so every command works the same through either, and a
+/// driver missing an operation does not compile.
+pub trait Cluster: Send + Sync {
+    fn get_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, Option<UnitRecord>>;
+    /// Many units in few round trips, in the order asked; `None` for missing ones.
+    fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>>;
+    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>>;
+    fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()>;
+    fn set_targets<'a>(
+        &'a self,
+        targets: &'a [(UnitName, TargetState)],
+    ) -> Op<'a, SetTargetsOutcome>;
+    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool>;
+    fn snapshot(&self) -> Op<'_, ClusterSnapshot>;
+    fn list_machines(&self) -> Op<'_, Vec<Machine>>;
+    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)>;
     /// Watches unit states from `from_revision` (a `list_states_at` revision + 1).
-    pub async fn watch_states(&self, from_revision: i64) -> Result<StateWatch, ClientError> {
-        Ok(match self {
-            ClusterRegistry::Etcd(r) => {
-                StateWatch::Etcd(Box::new(r.watch_prefix(r.keys().states(), from_revision)))
+    fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch>;
+    /// The API that answers journal/status for a unit on `machine`.
+    fn api_for<'a>(&'a self, machine: &'a MachineId, how: &'a Forwarding) -> Op<'a, ApiClient>;
+}
+
+/// The cluster as the connected driver reaches it. Cheap to clone.
+pub type ClusterRegistry = Arc<dyn Cluster>;
+
+/// How fleetctl reaches a machine's own fleetd (journal/status with the etcd driver).
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    tls: Option<ClientTls>,
+    timeout: Duration,
+}
+
+impl Cluster for Registry {
+    fn get_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, Option<UnitRecord>> {
+        Box::pin(async move { Ok(Registry::get_unit(self, name).await?) })
+    }
+    fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>> {
+        Box::pin(async move { Ok(Registry::get_units(self, names).await?) })
+    }
+    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>> {
+        Box::pin(async move { Ok(Registry::create_units(self, units).await?) })
+    }
+    fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
+        Box::pin(async move { Ok(Registry::replace_unit(self, name, file).await?) })
+    }
+    fn set_targets<'a>(
+        &'a self,
+        targets: &'a [(UnitName, TargetState)],
+    ) -> Op<'a, SetTargetsOutcome> {
+        Box::pin(async move { Ok(Registry::set_targets(self, targets).await?) })
+    }
+    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
+        Box::pin(async move { Ok(Registry::destroy_unit(self, name).await?) })
+    }
+    fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
+        Box::pin(async move { Ok(Registry::snapshot(self).await?) })
+    }
+    fn list_machines(&self) -> Op<'_, Vec<Machine>> {
+        Box::pin(async move { Ok(Registry::list_machines(self).await?) })
+    }
+    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
+        Box::pin(async move { Ok(Registry::list_states_at(self).await?) })
+    }
+    fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
+        let watch = self.watch_prefix(self.keys().states(), from_revision);
+        Box::pin(async move { Ok(StateWatch::Etcd(Box::new(watch))) })
+    }
+    /// That machine's fleetd at the address it publishes.
+    fn api_for<'a>(&'a self, machine: &'a MachineId, how: &'a Forwarding) -> Op<'a, ApiClient> {
+        Box::pin(async move {
+            let machines = self.list_machine_records().await?;
+            let Some(rec) = machines.into_iter().find(|m| &m.machine.id == machine) else {
+                return Err(ApiError::Endpoint(format!(
+                    "machine {machine} is not in the cluster any more"
+                ))
+                .into());
+            };
+            if rec.api_addr.is_empty() {
+                return Err(ApiError::Endpoint(format!(
+                    "machine {machine} publishes no API address"
+                ))
+                .into());
             }
-            ClusterRegistry::Api(c) => {
-                StateWatch::Api(Box::new(c.watch_states(from_revision).await?))
-            }
+            // Only IP:PORT, over http or https: a record must not send fleetctl to a
+            // host name, a path or a local socket.
+            let Some((https, addr)) = fleet_api::parse_api_addr(&rec.api_addr) else {
+                return Err(ApiError::Endpoint(format!(
+                    "machine {machine} publishes an invalid API address {:?} (want IP:PORT)",
+                    rec.api_addr
+                ))
+                .into());
+            };
+            let scheme = if https { "https" } else { "http" };
+            let mut config = ClientConfig::new(format!("{scheme}://{addr}"));
+            config.tls = how.tls.clone();
+            config.request_timeout = how.timeout;
+            config.connect_timeout = how.timeout;
+            Ok(ApiClient::connect(&config).await?)
         })
+    }
+}
+
+impl Cluster for ApiClient {
+    fn get_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, Option<UnitRecord>> {
+        Box::pin(async move { Ok(ApiClient::get_unit(self, name).await?) })
+    }
+    fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>> {
+        Box::pin(async move { Ok(ApiClient::get_units(self, names).await?) })
+    }
+    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>> {
+        Box::pin(async move { Ok(ApiClient::create_units(self, units).await?) })
+    }
+    fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
+        Box::pin(async move { Ok(ApiClient::replace_unit(self, name, file).await?) })
+    }
+    fn set_targets<'a>(
+        &'a self,
+        targets: &'a [(UnitName, TargetState)],
+    ) -> Op<'a, SetTargetsOutcome> {
+        Box::pin(async move { Ok(ApiClient::set_targets(self, targets).await?) })
+    }
+    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
+        Box::pin(async move { Ok(ApiClient::destroy_unit(self, name).await?) })
+    }
+    fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
+        Box::pin(async move { Ok(ApiClient::snapshot(self).await?) })
+    }
+    fn list_machines(&self) -> Op<'_, Vec<Machine>> {
+        Box::pin(async move { Ok(ApiClient::list_machines(self).await?) })
+    }
+    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
+        Box::pin(async move { Ok(ApiClient::list_states_at(self).await?) })
+    }
+    fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
+        Box::pin(async move {
+            let w = ApiClient::watch_states(self, from_revision).await?;
+            Ok(StateWatch::Api(Box::new(w)))
+        })
+    }
+    /// The fleetd fleetctl talks to: it forwards to the machine running the unit.
+    fn api_for<'a>(&'a self, _machine: &'a MachineId, _how: &'a Forwarding) -> Op<'a, ApiClient> {
+        Box::pin(async move { Ok(self.clone()) })
     }
 }
 
@@ -174,9 +250,8 @@ impl StateWatch {
 pub struct Client {
     /// Named as before the API existed, so commands read `client.registry.<op>`.
     pub registry: ClusterRegistry,
-    /// TLS for reaching a machine's fleetd directly (journal/status with the etcd driver).
-    tls: Option<ClientTls>,
-    timeout: Duration,
+    /// How to reach a machine's fleetd directly (journal/status with the etcd driver).
+    forwarding: Forwarding,
 }
 
 impl Client {
@@ -215,9 +290,8 @@ impl Client {
                 }
                 let api = ApiClient::connect(&config).await?;
                 Ok(Client {
-                    registry: ClusterRegistry::Api(Box::new(api)),
-                    tls,
-                    timeout,
+                    registry: Arc::new(api),
+                    forwarding: Forwarding { tls, timeout },
                 })
             }
             Driver::Etcd => {
@@ -242,9 +316,8 @@ impl Client {
                     .await
                     .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
                 Ok(Client {
-                    registry: ClusterRegistry::Etcd(Box::new(registry)),
-                    tls,
-                    timeout,
+                    registry: Arc::new(registry),
+                    forwarding: Forwarding { tls, timeout },
                 })
             }
         }
@@ -254,39 +327,7 @@ impl Client {
     /// the fleetd fleetctl talks to (it forwards); with the etcd driver, that machine's
     /// fleetd at its published address.
     pub async fn api_for(&self, machine: &MachineId) -> Result<ApiClient, ClientError> {
-        match &self.registry {
-            ClusterRegistry::Api(api) => Ok(api.as_ref().clone()),
-            ClusterRegistry::Etcd(reg) => {
-                let machines = reg.list_machine_records().await?;
-                let Some(rec) = machines.into_iter().find(|m| &m.machine.id == machine) else {
-                    return Err(ApiError::Endpoint(format!(
-                        "machine {machine} is not in the cluster any more"
-                    ))
-                    .into());
-                };
-                if rec.api_addr.is_empty() {
-                    return Err(ApiError::Endpoint(format!(
-                        "machine {machine} publishes no API address"
-                    ))
-                    .into());
-                }
-                // Only IP:PORT, over http or https: a record must not send fleetctl to
-                // a host name, a path or a local socket.
-                let Some((https, addr)) = fleet_api::parse_api_addr(&rec.api_addr) else {
-                    return Err(ApiError::Endpoint(format!(
-                        "machine {machine} publishes an invalid API address {:?} (want IP:PORT)",
-                        rec.api_addr
-                    ))
-                    .into());
-                };
-                let scheme = if https { "https" } else { "http" };
-                let mut config = ClientConfig::new(format!("{scheme}://{addr}"));
-                config.tls = self.tls.clone();
-                config.request_timeout = self.timeout;
-                config.connect_timeout = self.timeout;
-                Ok(ApiClient::connect(&config).await?)
-            }
-        }
+        self.registry.api_for(machine, &self.forwarding).await
     }
 }
 

@@ -34,6 +34,8 @@ struct Cluster {
     stop: CancellationToken,
     server: Option<std::thread::JoinHandle<()>>,
     rt: tokio::runtime::Runtime,
+    /// m1 as registered by the API's fleetd: its record, API address and lease.
+    m1: (Machine, String, fleet_registry::LeaseId),
 }
 
 impl Drop for Cluster {
@@ -86,19 +88,20 @@ impl Cluster {
                     socket_activation: false,
                 })
                 .unwrap();
-                let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
                 let mut m = Machine::new(MachineId::new("m1").unwrap());
                 m.public_ip = "10.9.8.7".into();
-                reg.register_machine(&m, &listeners.api_addr(None), lease)
+                let addr = listeners.api_addr(None);
+                let (agent, _keep) = reg
+                    .register_agent(&m, &addr, Duration::from_secs(60), &[])
                     .await
                     .unwrap();
                 let mut ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
                 ctx.commands = commands;
-                ready_tx.send(()).unwrap();
+                ready_tx.send((m, addr, agent.lease())).unwrap();
                 let _ = serve_on(listeners, ctx, stop2).await;
             });
         });
-        ready_rx
+        let m1 = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("API server ready");
         Cluster {
@@ -108,6 +111,7 @@ impl Cluster {
             stop,
             server: Some(server),
             rt,
+            m1,
         }
     }
 
@@ -160,6 +164,7 @@ impl Cluster {
     fn run_on_m1(&self, unit: &str) {
         let url = self.etcd.client_url();
         let unit = UnitName::parse(unit).unwrap();
+        let (machine, addr, lease) = self.m1.clone();
         self.rt.block_on(async move {
             let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
             let hash = reg.get_unit(&unit).await.unwrap().unwrap().hash;
@@ -174,8 +179,16 @@ impl Cluster {
                 place: vec![place],
                 ..Default::default()
             };
-            reg.apply_schedule(&plan, None).await.unwrap();
-            let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+            let engine_lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
+            let engine = reg.campaign("test-engine", engine_lease).await.unwrap();
+            engine.apply(&plan).await.unwrap();
+            engine.resign().await.unwrap();
+            // m1's agent, taking its lease back from the API's fleetd
+            let ttl = Duration::from_secs(60);
+            let (agent, _keep) = reg
+                .register_agent(&machine, &addr, ttl, &[lease])
+                .await
+                .unwrap();
             let state = UnitStateRecord {
                 unit,
                 machine: m1,
@@ -187,7 +200,7 @@ impl Cluster {
                     sub: "running".into(),
                 },
             };
-            reg.put_states(&[state], lease).await.unwrap();
+            agent.put_states(&[state]).await.unwrap();
         });
     }
 }
@@ -598,10 +611,11 @@ fn ssh_refuses_a_machine_address_that_is_not_an_ip() {
     let url = c.etcd.client_url();
     let registered = c.rt.block_on(async move {
         let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
-        let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
         let mut m = Machine::new(MachineId::new("evil").unwrap());
         m.public_ip = "-oProxyCommand=touch pwned".into();
-        reg.register_machine(&m, "", lease).await
+        // The handle and its keep-alive live in `registered` for the whole test.
+        reg.register_agent(&m, "", Duration::from_secs(60), &[])
+            .await
     });
     // The registry may refuse such a record outright; if it took it, fleetctl must not
     // hand it to ssh.
@@ -637,12 +651,14 @@ fn journal_refuses_a_machine_api_address_that_is_not_ip_and_port() {
     ] {
         let url = c.etcd.client_url();
         let addr = bad.clone();
+        let (machine, _, lease) = c.m1.clone();
         c.rt.block_on(async move {
+            // m1's own record, republished under its lease by whoever holds its
+            // credentials.
             let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
-            let lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();
-            let mut m = Machine::new(MachineId::new("m1").unwrap());
-            m.public_ip = "10.9.8.7".into();
-            reg.register_machine(&m, &addr, lease).await.unwrap();
+            reg.register_agent(&machine, &addr, Duration::from_secs(60), &[lease])
+                .await
+                .unwrap();
         });
         // The etcd driver reads the record itself; through the API, fleetd serves it
         // locally (m1 is itself), so only the etcd driver meets the address.

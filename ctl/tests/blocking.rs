@@ -78,25 +78,31 @@ async fn report_when(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
     let mut machine = Machine::new(MachineId::new(MACHINE).unwrap());
     machine.public_ip = "10.9.8.7".into();
-    reg.register_machine(&machine, "", lease).await.unwrap();
+    let ttl = Duration::from_secs(30);
+    // the machine's agent (taking back its lease if an earlier call registered it)
+    let (agent, _keep) = match reg.register_agent(&machine, "", ttl, &[]).await {
+        Err(fleet_registry::RegistryError::MachineTaken { lease, .. }) => {
+            reg.register_agent(&machine, "", ttl, &[lease]).await
+        }
+        r => r,
+    }
+    .unwrap();
     let entry = ScheduleEntry {
         machine: machine.id.clone(),
         unit: name.clone(),
         hash: record.hash,
         target: want,
     };
-    reg.apply_schedule(
+    as_engine(
+        reg,
         &SchedulePlan {
             place: vec![entry],
             ..Default::default()
         },
-        None,
     )
-    .await
-    .unwrap();
+    .await;
     let systemd = SystemdState {
         load: "loaded".into(),
         active: active.into(),
@@ -109,7 +115,15 @@ async fn report_when(
         state,
         systemd,
     };
-    reg.put_states(&[rec], lease).await.unwrap();
+    agent.put_states(&[rec]).await.unwrap();
+}
+
+/// Writes `plan` as the engine would (only a leader writes the schedule).
+async fn as_engine(reg: &Registry, plan: &SchedulePlan) {
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let engine = reg.campaign("test-engine", lease).await.unwrap();
+    engine.apply(plan).await.unwrap();
+    engine.resign().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,15 +229,14 @@ async fn list_unit_files_says_why_a_unit_is_not_placed() {
     assert!(ok, "{err}");
     let name = UnitName::parse("hello.service").unwrap();
     let reason = "no machine has region=west".to_string();
-    reg.apply_schedule(
+    as_engine(
+        &reg,
         &SchedulePlan {
             unplaced: vec![(name, reason)],
             ..Default::default()
         },
-        None,
     )
-    .await
-    .unwrap();
+    .await;
     let (ok, out, _) = finish(
         fleetctl(
             &etcd,

@@ -160,11 +160,17 @@ impl ClusterConfig {
                 self.etcd_key_prefix
             ));
         }
-        if humantime_like(&self.agent_ttl).is_none() {
-            return invalid(format!(
-                "agent_ttl {:?} is not a duration like 10s",
-                self.agent_ttl
-            ));
+        // fleetd's own parser and bound: a value fleetd would refuse (and so restart
+        // forever) is refused here, before any machine is built.
+        match fleet_core::parse_duration(&self.agent_ttl) {
+            Err(e) => return invalid(format!("agent_ttl: {e}")),
+            Ok(ttl) if ttl < fleet_core::MIN_AGENT_TTL => {
+                return invalid(format!(
+                    "agent_ttl {:?} is shorter than fleetd's minimum of 1s",
+                    self.agent_ttl
+                ));
+            }
+            Ok(_) => {}
         }
         if ![1, 3, 5].contains(&self.etcd_members) {
             return invalid(format!(
@@ -264,16 +270,23 @@ fn is_meta(s: &str) -> bool {
             .any(|c| c.is_whitespace() || "=,#;\"'".contains(c))
 }
 
-/// Accepts `<digits><unit>` with a Go-style unit, as fleet parses `agent_ttl`.
-fn humantime_like(s: &str) -> Option<()> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = s.split_at(split);
-    (!digits.is_empty() && ["ms", "s", "m", "h"].contains(&unit)).then_some(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_ttl_is_checked_as_fleetd_checks_it() {
+        let mut config = ClusterConfig::with_machines("demo", 1);
+        for (ttl, ok) in [
+            ("10s", true),
+            ("1m30s", true),
+            ("500ms", false),
+            ("soon", false),
+        ] {
+            config.agent_ttl = ttl.into();
+            assert_eq!(config.validate().is_ok(), ok, "{ttl}");
+        }
+    }
 
     #[test]
     fn default_file_round_trips() {

@@ -1,31 +1,105 @@
-//! The engine's election on `leader`: etcd's server-side election bound to a lease, so
-//! a leader that stops renewing loses its key and the next candidate wins.
+//! The engine's election on `leader` and the engine's handle: etcd's server-side
+//! election bound to a lease, so a leader that stops renewing loses its key and the
+//! next candidate wins. Only a won [`Leadership`] can write `schedule/` and
+//! `unplaced/`, and every such write is fenced on its election key.
 
-use etcd_client::{GetOptions, LeaderKey, ResignOptions, SortOrder, SortTarget};
+use std::collections::BTreeMap;
 
+use etcd_client::{
+    Compare, CompareOp, GetOptions, LeaderKey, ResignOptions, SortOrder, SortTarget, Txn, TxnOp,
+};
+
+use crate::MAX_TXN_OPS;
+use crate::codec;
 use crate::error::RegistryError;
 use crate::lease::LeaseId;
+use crate::model::ClusterSnapshot;
 use crate::registry::Registry;
-use crate::schedule::LeaderFence;
+use crate::schedule::SchedulePlan;
 
-/// Won leadership: the fence every engine write carries, and the key to resign with.
-#[derive(Clone, Debug)]
+/// Won leadership: the engine's handle. Obtained only from [`Registry::campaign`];
+/// every write it makes carries the fence "my election key still exists with the
+/// create revision I won at", so a deposed engine's writes are refused.
+#[derive(Clone)]
 pub struct Leadership {
+    reg: Registry,
     key: LeaderKey,
 }
 
-impl Leadership {
-    /// The write fence: holds exactly as long as this engine's election key exists.
-    pub fn fence(&self) -> LeaderFence {
-        LeaderFence {
-            key: self.key.key().to_vec(),
-            create_revision: self.key.rev(),
-        }
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership")
+            .field("key", &String::from_utf8_lossy(self.key.key()))
+            .field("revision", &self.key.rev())
+            .finish()
     }
+}
 
+impl Leadership {
     /// The revision at which leadership was won.
     pub fn revision(&self) -> i64 {
         self.key.rev()
+    }
+
+    /// What the engine plans from: the whole cluster at one revision, without unit
+    /// states (which planning never reads and which are as many as the units).
+    pub async fn snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
+        self.reg.placement_snapshot().await
+    }
+
+    /// Writes a plan in txns of at most 128 ops, each fenced on this leadership.
+    /// Returns the number of txns; [`RegistryError::NotLeader`] if a fence failed
+    /// (earlier txns of the plan stay applied; the next leader re-plans from a snapshot).
+    pub async fn apply(&self, plan: &SchedulePlan) -> Result<usize, RegistryError> {
+        let k = &self.reg.keys;
+        // Keyed so that a key is written at most once (etcd refuses duplicates in a txn).
+        let mut ops: BTreeMap<String, TxnOp> = BTreeMap::new();
+        for (m, n) in &plan.unschedule {
+            ops.insert(k.schedule(m, n), TxnOp::delete(k.schedule(m, n), None));
+        }
+        for e in &plan.place {
+            let key = k.schedule(&e.machine, &e.unit);
+            ops.insert(
+                key.clone(),
+                TxnOp::put(key, codec::encode_schedule(e), None),
+            );
+        }
+        for n in &plan.clear_unplaced {
+            ops.insert(k.unplaced(n), TxnOp::delete(k.unplaced(n), None));
+        }
+        for (n, why) in &plan.unplaced {
+            ops.insert(
+                k.unplaced(n),
+                TxnOp::put(k.unplaced(n), codec::encode_unplaced(why), None),
+            );
+        }
+        let ops: Vec<TxnOp> = ops.into_values().collect();
+        let txns: Vec<Txn> = ops
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| {
+                Txn::new()
+                    .when([Compare::create_revision(
+                        self.key.key().to_vec(),
+                        CompareOp::Equal,
+                        self.key.rev(),
+                    )])
+                    .and_then(chunk.to_vec())
+            })
+            .collect();
+        let txns = self.reg.txns("write schedule", txns).await?;
+        if txns.iter().any(|r| !r.succeeded()) {
+            return Err(RegistryError::NotLeader);
+        }
+        Ok(txns.len())
+    }
+
+    /// Gives up leadership now (graceful stop), so the next candidate wins at once
+    /// instead of after the lease TTL.
+    pub async fn resign(self) -> Result<(), RegistryError> {
+        let mut c = self.reg.client.clone();
+        let opts = ResignOptions::new().with_leader(self.key.clone());
+        self.reg.call("resign", c.resign(Some(opts))).await?;
+        Ok(())
     }
 }
 
@@ -41,21 +115,15 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::from_etcd("campaign", &self.endpoints, e))?;
         match resp.leader() {
-            Some(key) => Ok(Leadership { key: key.clone() }),
+            Some(key) => Ok(Leadership {
+                reg: self.clone(),
+                key: key.clone(),
+            }),
             None => Err(RegistryError::corrupt(
                 self.keys.leader().as_bytes(),
                 "campaign answered without a leader key",
             )),
         }
-    }
-
-    /// Gives up leadership now (graceful stop), so the next candidate wins at once
-    /// instead of after the lease TTL.
-    pub async fn resign(&self, leadership: &Leadership) -> Result<(), RegistryError> {
-        let mut c = self.client.clone();
-        let opts = ResignOptions::new().with_leader(leadership.key.clone());
-        self.call("resign", c.resign(Some(opts))).await?;
-        Ok(())
     }
 
     /// Who leads (the campaign value of the oldest candidate), and the revision read

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use fleet_core::UnitName;
+use fleet_core::{MachineId, UnitName};
 
-use crate::lease::LeaseId;
+use crate::model::LeaseId;
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +51,14 @@ pub enum RegistryError {
     /// must stop writing.
     #[error("this engine is no longer the leader; its schedule write was refused")]
     NotLeader,
-    /// A wait's deadline passed before its condition held.
-    #[error("gave up waiting for {what} after {waited:?}")]
-    WaitTimeout { what: String, waited: Duration },
+    /// The machine key exists under a lease that is not ours.
+    #[error(
+        "machine {machine} is already registered under lease {lease} by another fleetd (same machine ID on two hosts, or a previous registration that has not expired yet)"
+    )]
+    MachineTaken { machine: MachineId, lease: LeaseId },
+    /// An agent tried to publish a state for another machine.
+    #[error("machine {own} may not publish states of machine {machine}")]
+    ForeignMachine { machine: MachineId, own: MachineId },
 }
 
 impl RegistryError {

@@ -1,6 +1,5 @@
 //! Leases: an agent's machine and state keys live exactly as long as it renews one.
 
-use std::fmt;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -10,15 +9,7 @@ use tokio::time::Instant;
 use crate::error::RegistryError;
 use crate::registry::Registry;
 
-/// An etcd lease id. Shown in hex, as etcdctl does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LeaseId(pub i64);
-
-impl fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}", self.0)
-    }
-}
+pub use crate::model::LeaseId;
 
 /// A background task renewing a lease every TTL/3. Dropping it stops renewing (the
 /// lease then expires after its TTL); [`LeaseKeepAlive::lost`] tells when it is gone.
@@ -40,11 +31,6 @@ impl LeaseKeepAlive {
         // An Err means the task ended, which only happens once the lease is lost.
         let _ = self.lost.wait_for(|lost| *lost).await;
         RegistryError::LeaseLost(self.lease)
-    }
-
-    /// Whether the lease is known to be gone.
-    pub fn is_lost(&self) -> bool {
-        *self.lost.borrow() || self.task.is_finished()
     }
 }
 

@@ -1,10 +1,18 @@
-//! fleet's cluster state in etcd v3: the key layout ([`keys`]), typed reads and writes
-//! ([`Registry`]), consistent snapshots, watches that resume, and leases.
+//! fleet's cluster state in etcd v3: the key layout ([`keys`]), typed reads and writes,
+//! consistent snapshots, watches that resume, and leases.
+//!
+//! One handle per role, so the ownership rules are enforced by types: [`Registry`]
+//! (fleetctl, the API) reads everything and writes units and targets;
+//! [`AgentRegistry`] (from [`Registry::register_agent`]) is one machine under its
+//! lease; [`Leadership`] (from [`Registry::campaign`]) is the engine, the only writer
+//! of `schedule/` and `unplaced/`, always fenced. The etcd client never leaves the crate.
 //!
 //! Every etcd call is bounded by [`RegistryConfig::request_timeout`]; an unreachable
 //! etcd surfaces as [`RegistryError::Timeout`] or [`RegistryError::Unreachable`]
 //! naming the endpoints, never as a hang. Values are encoded only in `codec`.
 
+mod agent;
+mod backoff;
 mod codec;
 pub mod config;
 mod decode;
@@ -20,9 +28,10 @@ mod schedule;
 mod snapshot;
 mod states;
 mod units;
-pub mod wait;
 pub mod watch;
 
+pub use agent::AgentRegistry;
+pub use backoff::Backoff;
 pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
 pub use election::Leadership;
 pub use error::RegistryError;
@@ -34,9 +43,8 @@ pub use model::{
     current_state,
 };
 pub use registry::Registry;
-pub use schedule::{LeaderFence, SchedulePlan};
+pub use schedule::SchedulePlan;
 pub use units::SetTargetsOutcome;
-pub use wait::UnitView;
 pub use watch::{Change, RegistryWatch, WatchBatch, WatchEvent};
 
 /// etcd's default `--max-txn-ops`: the most operations one txn may carry.

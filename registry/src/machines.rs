@@ -1,12 +1,9 @@
-//! Machines: published by each agent under its lease, so a dead machine disappears.
+//! Machines as readers see them; each agent publishes its own (see `agent`).
 
-use etcd_client::PutOptions;
 use fleet_core::Machine;
 
-use crate::codec;
 use crate::decode;
 use crate::error::RegistryError;
-use crate::lease::LeaseId;
 use crate::model::MachineRecord;
 use crate::registry::Registry;
 
@@ -27,23 +24,5 @@ impl Registry {
             .get_prefix("list machines", self.keys.machines())
             .await?;
         decode::machines(&self.keys, resp.kvs())
-    }
-
-    /// Publishes (or refreshes) this machine, bound to `lease` so it vanishes when the
-    /// agent stops renewing it.
-    pub async fn register_machine(
-        &self,
-        machine: &Machine,
-        api_addr: &str,
-        lease: LeaseId,
-    ) -> Result<(), RegistryError> {
-        let mut kv = self.kv.clone();
-        let put = kv.put(
-            self.keys.machine(&machine.id),
-            codec::encode_machine(machine, api_addr),
-            Some(PutOptions::new().with_lease(lease.0)),
-        );
-        self.call("register machine", put).await?;
-        Ok(())
     }
 }

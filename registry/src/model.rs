@@ -1,6 +1,7 @@
 //! The typed records the registry reads and writes.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 
@@ -143,5 +144,15 @@ mod tests {
             current_state(Some(&m1), &launched_m1),
             TargetState::Launched
         );
+    }
+}
+
+/// An etcd lease id. Shown in hex, as etcdctl does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub i64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
     }
 }

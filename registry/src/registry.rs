@@ -19,7 +19,10 @@ const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 /// Chunked txns of one operation sent at once, at most.
 pub(crate) const PIPELINE: usize = 8;
 
-/// A handle on fleet's registry. Cheap to clone; clones share the connection.
+/// The client handle on fleet's registry (fleetctl, the API, tools): units, targets,
+/// reads and watches. It cannot write `schedule/`, `unplaced/`, `machine/` or `state/`:
+/// those belong to [`crate::Leadership`] (the engine) and [`crate::AgentRegistry`].
+/// Cheap to clone; clones share the connection, which never leaves this crate.
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) client: Client,
@@ -71,12 +74,6 @@ impl Registry {
     /// The key layout in use (for tools that print or watch keys).
     pub fn keys(&self) -> &Keys {
         &self.keys
-    }
-
-    /// The underlying client, for the engine's election (whose blocking calls must
-    /// not be bounded by the request timeout).
-    pub fn etcd_client(&self) -> Client {
-        self.client.clone()
     }
 
     /// The bound on each call.

@@ -14,7 +14,7 @@ impl Registry {
 
     /// What the engine plans from: [`Registry::snapshot`] without the unit states
     /// (`states` is empty), which the scheduler never reads and which are as many as
-    /// the units; one txn, consistent at `revision`.
+    /// the units; one txn, consistent at `revision`. The HTTP API reads one unit with it.
     pub async fn placement_snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
         self.read_snapshot("placement snapshot", false).await
     }

@@ -264,14 +264,14 @@ impl Registry {
         Ok(out)
     }
 
-    /// Deletes a unit, its `job/<n>/` keys and its unplaced note in one txn; returns
-    /// whether the unit existed. The engine removes the schedule when it sees this.
+    /// Deletes a unit and its `job/<n>/` keys in one txn; returns whether the unit
+    /// existed. The engine removes its placement and unplaced note when it sees this
+    /// (only the engine writes those, fenced).
     pub async fn destroy_unit(&self, name: &UnitName) -> Result<bool, RegistryError> {
         let k = &self.keys;
         let txn = Txn::new().and_then([
             TxnOp::delete(k.unit(name), None),
             TxnOp::delete(k.job_dir(name), Some(DeleteOptions::new().with_prefix())),
-            TxnOp::delete(k.unplaced(name), None),
         ]);
         let resp = self.txn("destroy unit", txn).await?;
         Ok(matches!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchOptions, WatchStream};
 use fleet_core::{TargetState, UnitHash};
 
+use crate::backoff::Backoff;
 use crate::codec;
 use crate::error::RegistryError;
 use crate::keys::{Keys, RegistryKey};
@@ -19,8 +20,8 @@ use crate::registry::{Registry, revision};
 
 /// Stream errors retried inside one `next()` call before reporting to the caller.
 const QUIET_RETRIES: u32 = 3;
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Reconnects: 100 ms doubling up to 5 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A decoded value from a put event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,7 +119,7 @@ impl RegistryWatch {
         loop {
             if self.stream.is_none() {
                 if self.failures > 0 {
-                    tokio::time::sleep(backoff(self.failures)).await;
+                    tokio::time::sleep(BACKOFF.delay(self.failures)).await;
                 }
                 match self.open().await {
                     Ok(s) => self.stream = Some(s),
@@ -251,27 +252,4 @@ fn decode_event(keys: &Keys, ty: EventType, kv: &etcd_client::KeyValue) -> Optio
         },
         Err(e) => corrupt(e),
     })
-}
-
-/// Exponential backoff from 100 ms to 5 s with ±25 % jitter, so many agents that lost
-/// etcd together do not reconnect in lockstep.
-pub(crate) fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let base = exp.min(BACKOFF_MAX);
-    base.mul_f64(rand::random_range(0.75..1.25))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded_and_grows() {
-        for f in 1..40 {
-            let b = backoff(f);
-            assert!(b >= BACKOFF_MIN.mul_f64(0.75) && b <= BACKOFF_MAX.mul_f64(1.25));
-        }
-        assert!(backoff(1) < Duration::from_millis(200));
-        assert!(backoff(20) > Duration::from_secs(3));
-    }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{machine, machine_id, name, setup, unit};
+use common::{agent, machine_id, name, setup, unit};
 use fleet_core::{SystemdState, TargetState};
 use fleet_registry::{RegistryKey, RegistryWatch, UnitStateRecord, WatchEvent};
 
@@ -27,10 +27,9 @@ async fn wait_machine_deleted(w: &mut RegistryWatch, id: &str) -> tokio::time::I
 #[tokio::test]
 async fn expiry_removes_machine_and_state_keys() {
     let (_etcd, reg) = setup("/t/lease").await;
-    let lease = reg.grant_lease(Duration::from_secs(2)).await.unwrap();
-    reg.register_machine(&machine("m1"), "m1:4002", lease)
-        .await
-        .unwrap();
+    // registered, then nobody renews the lease
+    let (agent, keeper) = agent(&reg, "m1", "m1:4002", Duration::from_secs(2)).await;
+    drop(keeper);
     let s = UnitStateRecord {
         unit: name("a.service"),
         machine: machine_id("m1"),
@@ -38,11 +37,10 @@ async fn expiry_removes_machine_and_state_keys() {
         state: TargetState::Launched,
         systemd: SystemdState::default(),
     };
-    reg.put_states(&[s], lease).await.unwrap();
+    agent.put_states(&[s]).await.unwrap();
     let snap = reg.snapshot().await.unwrap();
     assert_eq!((snap.machines.len(), snap.states.len()), (1, 1));
 
-    // nobody renews the lease
     let mut w = reg.watch_prefix(reg.keys().machines(), snap.revision + 1);
     wait_machine_deleted(&mut w, "m1").await;
     let snap = reg.snapshot().await.unwrap();
@@ -56,19 +54,14 @@ async fn expiry_removes_machine_and_state_keys() {
 async fn keep_alive_holds_the_lease_until_dropped() {
     let (_etcd, reg) = setup("/t/keepalive").await;
     let ttl = Duration::from_secs(2);
-    let lease = reg.grant_lease(ttl).await.unwrap();
-    reg.register_machine(&machine("m1"), "", lease)
-        .await
-        .unwrap();
+    let (_agent, keeper) = agent(&reg, "m1", "", ttl).await;
     let rev = reg.snapshot().await.unwrap().revision;
-    let keeper = reg.keep_alive(lease, ttl).await.unwrap();
     let mut w = reg.watch_prefix(reg.keys().machines(), rev + 1);
 
     // two TTLs pass: the key must still be there and nothing may have been deleted
     let held = tokio::time::timeout(ttl * 2, w.next()).await;
     assert!(held.is_err(), "unexpected change while renewing: {held:?}");
     assert_eq!(reg.list_machines().await.unwrap().len(), 1);
-    assert!(!keeper.is_lost());
 
     drop(keeper);
     let stopped = tokio::time::Instant::now();

@@ -23,8 +23,10 @@ async fn merged_in_reads_kept_across_leases_and_watched() {
     let mut m1 = machine("m1");
     m1.metadata.insert("region".into(), "eu".into());
     m1.metadata.insert("rack".into(), "r1".into());
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
-    reg.register_machine(&m1, "", lease).await.unwrap();
+    let (agent, _keep) = reg
+        .register_agent(&m1, "", Duration::from_secs(30), &[])
+        .await
+        .unwrap();
     let snap = reg.placement_snapshot().await.unwrap();
     let mut watch = reg.watch_prefix(reg.keys().machines(), snap.revision + 1);
     // For a machine that is not there (yet) too; later duplicates win.
@@ -53,11 +55,14 @@ async fn merged_in_reads_kept_across_leases_and_watched() {
     let snap = reg.placement_snapshot().await.unwrap();
     assert_eq!(snap.machines[0].machine.metadata, want);
     // The machine leaves and comes back: its dynamic metadata is still applied.
-    reg.revoke_lease(lease).await.unwrap();
+    agent.revoke().await.unwrap();
     assert!(reg.list_machines().await.unwrap().is_empty());
-    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
-    reg.register_machine(&m1, "", lease).await.unwrap();
-    reg.register_machine(&machine("m2"), "", lease)
+    let _m1 = reg
+        .register_agent(&m1, "", Duration::from_secs(30), &[])
+        .await
+        .unwrap();
+    let _m2 = reg
+        .register_agent(&machine("m2"), "", Duration::from_secs(30), &[])
         .await
         .unwrap();
     let listed = reg.list_machines().await.unwrap();

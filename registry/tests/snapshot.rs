@@ -2,9 +2,9 @@
 
 mod common;
 
-use common::{machine, machine_id, name, setup, unit};
+use common::{agent, lead, machine, machine_id, name, setup, unit};
 use fleet_core::{SystemdState, TargetState};
-use fleet_registry::{LeaderFence, RegistryError, ScheduleEntry, SchedulePlan, UnitStateRecord};
+use fleet_registry::{RegistryError, ScheduleEntry, SchedulePlan, UnitStateRecord};
 
 fn state(u: &str, m: &str, s: TargetState) -> UnitStateRecord {
     UnitStateRecord {
@@ -32,38 +32,36 @@ fn placed(m: &str, u: &str) -> ScheduleEntry {
 #[tokio::test]
 async fn snapshot_is_consistent_and_sorted() {
     let (_etcd, reg) = setup("/t/snap").await;
-    let lease = reg
-        .grant_lease(std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
-    for m in ["m2", "m1"] {
-        reg.register_machine(&machine(m), &format!("{m}:4002"), lease)
-            .await
-            .unwrap();
-    }
+    let ttl = std::time::Duration::from_secs(30);
+    let (m2, _k2) = agent(&reg, "m2", "m2:4002", ttl).await;
+    let (m1, _k1) = agent(&reg, "m1", "m1:4002", ttl).await;
     for u in ["b.service", "a.service"] {
         reg.create_unit(&name(u), &unit(u)).await.unwrap();
     }
-    reg.apply_schedule(
-        &SchedulePlan {
+    lead(&reg)
+        .await
+        .apply(&SchedulePlan {
             place: vec![placed("m2", "b.service"), placed("m1", "a.service")],
             ..Default::default()
-        },
-        None,
-    )
+        })
+        .await
+        .unwrap();
+    m2.put_states(&[
+        state("b.service", "m2", TargetState::Launched),
+        // stale report from a machine the unit moved away from
+        state("a.service", "m2", TargetState::Launched),
+    ])
     .await
     .unwrap();
-    reg.put_states(
-        &[
-            state("b.service", "m2", TargetState::Launched),
-            state("a.service", "m1", TargetState::Loaded),
-            // stale report from a machine the unit moved away from
-            state("a.service", "m2", TargetState::Launched),
-        ],
-        lease,
-    )
-    .await
-    .unwrap();
+    m1.put_states(&[state("a.service", "m1", TargetState::Loaded)])
+        .await
+        .unwrap();
+    // an agent writes only its own states
+    let err = m1
+        .put_states(&[state("b.service", "m2", TargetState::Loaded)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::ForeignMachine { .. }), "{err}");
 
     let snap = reg.snapshot().await.unwrap();
     let ids: Vec<_> = snap
@@ -104,17 +102,13 @@ async fn snapshot_is_consistent_and_sorted() {
     assert_eq!(reg.list_states().await.unwrap(), snap.states);
     assert_eq!(reg.unit_states(&name("a.service")).await.unwrap().len(), 2);
     assert_eq!(reg.list_schedule().await.unwrap(), snap.schedule);
-    let (rev, mine) = reg.machine_schedule(&machine_id("m1")).await.unwrap();
+    let (rev, mine) = m1.schedule().await.unwrap();
     assert_eq!(mine, vec![placed("m1", "a.service")]);
     assert_eq!(rev, snap.revision);
 
     // the snapshot is at one revision: a later write moves the revision by one and a
     // watch from snapshot.revision + 1 sees exactly that write
-    assert!(
-        reg.delete_state(&name("a.service"), &machine_id("m2"))
-            .await
-            .unwrap()
-    );
+    m2.delete_states(&[name("a.service")]).await.unwrap();
     let later = reg.snapshot().await.unwrap();
     assert_eq!(later.revision, snap.revision + 1);
     let mut w = reg.watch_prefix(reg.keys().prefix(), snap.revision + 1);
@@ -125,14 +119,9 @@ async fn snapshot_is_consistent_and_sorted() {
 #[tokio::test]
 async fn schedule_writes_are_fenced_on_the_leader_key() {
     let (_etcd, reg) = setup("/t/fence").await;
-    let mut c = reg.etcd_client();
-    let leader_key = format!("{}/abc", reg.keys().leader());
-    c.put(leader_key.clone(), "engine-1", None).await.unwrap();
-    let rev = c.get(leader_key.clone(), None).await.unwrap().kvs()[0].create_revision();
-    let fence = LeaderFence {
-        key: leader_key.clone().into_bytes(),
-        create_revision: rev,
-    };
+    let ttl = std::time::Duration::from_secs(30);
+    let first_lease = reg.grant_lease(ttl).await.unwrap();
+    let first = reg.campaign("engine-1", first_lease).await.unwrap();
     // 200 placements: two fenced txns
     let plan = SchedulePlan {
         place: (0..200)
@@ -140,20 +129,22 @@ async fn schedule_writes_are_fenced_on_the_leader_key() {
             .collect(),
         ..Default::default()
     };
-    assert_eq!(reg.apply_schedule(&plan, Some(&fence)).await.unwrap(), 2);
+    assert_eq!(first.apply(&plan).await.unwrap(), 2);
     assert_eq!(reg.list_schedule().await.unwrap().len(), 200);
 
-    // another engine won: the old fence no longer matches
-    c.delete(leader_key.clone(), None).await.unwrap();
-    c.put(leader_key, "engine-2", None).await.unwrap();
+    // the first engine's lease ends and another engine wins: its fence no longer holds
+    reg.revoke_lease(first_lease).await.unwrap();
+    let second = reg
+        .campaign("engine-2", reg.grant_lease(ttl).await.unwrap())
+        .await
+        .unwrap();
     let unplace = SchedulePlan {
         unschedule: vec![(machine_id("m1"), name("w@0.service"))],
         ..Default::default()
     };
-    let err = reg
-        .apply_schedule(&unplace, Some(&fence))
-        .await
-        .unwrap_err();
+    let err = first.apply(&unplace).await.unwrap_err();
     assert!(matches!(err, RegistryError::NotLeader), "{err}");
     assert_eq!(reg.list_schedule().await.unwrap().len(), 200);
+    assert_eq!(second.apply(&unplace).await.unwrap(), 1);
+    assert_eq!(reg.list_schedule().await.unwrap().len(), 199);
 }

@@ -120,7 +120,7 @@ async fn watch_survives_an_etcd_restart_without_losing_events() {
 
 #[tokio::test]
 async fn compacted_history_tells_the_caller_to_relist() {
-    let (_etcd, reg) = setup("/t/compact").await;
+    let (etcd, reg) = setup("/t/compact").await;
     let n = name("a.service");
     reg.create_unit(&n, &unit("a")).await.unwrap();
     for t in [
@@ -131,7 +131,7 @@ async fn compacted_history_tells_the_caller_to_relist() {
         reg.set_targets(&[(n.clone(), t)]).await.unwrap();
     }
     let rev = reg.snapshot().await.unwrap().revision;
-    let mut c = reg.etcd_client();
+    let mut c = common::raw(&etcd).await;
     c.compact(rev, None).await.unwrap();
     let mut w = reg.watch_prefix(reg.keys().prefix(), 2);
     let err = w.next().await.unwrap_err();

@@ -80,7 +80,7 @@ pub fn boot_config(config: &ClusterConfig) -> TestLab {
 /// Options using this workspace's fleetd and fleetctl, built on first use if missing.
 pub fn options() -> UpOptions {
     let dir = target_dir();
-    ensure_binaries(&dir);
+    ensure_binaries();
     let mut opts = UpOptions::with_binaries_in(&dir);
     opts.boot_timeout = Duration::from_secs(60);
     opts
@@ -93,13 +93,12 @@ pub fn target_dir() -> PathBuf {
     deps.parent().unwrap_or(deps).to_path_buf()
 }
 
-/// `cargo test -p fleet-tests` does not build other packages' binaries: build them once.
-fn ensure_binaries(dir: &std::path::Path) {
+/// `cargo test -p fleet-tests` does not build other packages' binaries: build them once
+/// per test process, always (cargo does nothing if they are current), so a stale fleetd
+/// left in the target directory is never tested in place of the source.
+fn ensure_binaries() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        if dir.join("fleetd").exists() && dir.join("fleetctl").exists() {
-            return;
-        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
             .args(["build", "-p", "fleetd", "-p", "fleetctl"])

@@ -17,6 +17,7 @@ struct Counters {
     foreign_events: AtomicU64,
     scheduled: AtomicU64,
     reported_active: AtomicU64,
+    registration_failures: AtomicU64,
 }
 
 impl AgentMetrics {
@@ -43,6 +44,15 @@ impl AgentMetrics {
     /// Units whose published state (in etcd) says launched and systemd-active.
     pub fn reported_active(&self) -> u64 {
         self.0.reported_active.load(Ordering::Relaxed)
+    }
+
+    /// Registrations refused or failed so far (e.g. the machine id is taken).
+    pub fn registration_failures(&self) -> u64 {
+        self.0.registration_failures.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn registration_failed(&self) {
+        self.0.registration_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn received(&self, events: usize, foreign: usize) {

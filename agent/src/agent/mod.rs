@@ -7,8 +7,12 @@
 //! - [`reconcile`]: the pure plan (desired × current → actions).
 //! - [`execute`]: applies a plan through a [`crate::systemd::UnitManager`].
 //! - [`AgentMetrics`]: counters readable while the agent runs (benchmarks).
-//! - `runner`: the event loop tying them together (watch, debounce, retries).
+//! - `events`: the loop's closed `Event` set and its pure handler (debounce, batching,
+//!   retries, resync), tested under a paused clock.
+//! - `runner`: the event loop tying them together (waits for the next event, runs the
+//!   handler's effects).
 
+mod events;
 pub mod execute;
 pub mod identity;
 mod metrics;

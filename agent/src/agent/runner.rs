@@ -10,20 +10,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::pending;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleet_core::{Machine, TargetState, UnitHash, UnitName};
 use fleet_registry::{
-    Change, LeaseId, Registry, RegistryError, RegistryKey, ScheduleEntry, UnitStateRecord,
-    WatchBatch, WatchEvent,
+    AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, Registry, RegistryError, RegistryWatch,
+    ScheduleEntry, UnitStateRecord, WatchEvent,
 };
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::events::{Effects, Event, LoopState, Timing};
 use crate::agent::execute::{Outcome, execute};
 use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
-use crate::agent::registration::{self, register};
+use crate::agent::registration;
 use crate::agent::{AgentConfig, AgentMetrics};
 use crate::systemd::{StateChanged, SystemdError, UnitManager};
 
@@ -43,21 +43,34 @@ pub struct Agent<M: UnitManager> {
     pub(super) registry: Registry,
     pub(super) systemd: Arc<M>,
     pub(super) config: AgentConfig,
-    pub(super) desired: BTreeMap<UnitName, DesiredUnit>,
+    /// The event loop's memory: desired units, dirty states, timers.
+    state: LoopState,
     pub(super) current: BTreeMap<UnitName, CurrentUnit>,
     texts: HashMap<UnitHash, String>,
     /// What is published at `state/<unit>/<me>`, to write only changes.
     pub(super) reported: BTreeMap<UnitName, UnitStateRecord>,
-    /// Units whose state must be queried and published.
-    pub(super) dirty: BTreeSet<UnitName>,
     /// Publish every state even if unchanged (new lease, periodic safety net).
     pub(super) force_publish: bool,
-    lease: Option<LeaseId>,
+    /// This machine's handle on the registry, once registered.
+    handle: Option<AgentRegistry>,
     own_leases: Vec<LeaseId>,
     adopted: bool,
     failures: u32,
     metrics: AgentMetrics,
 }
+
+/// Registration retries: 0.5 s doubling up to 10 s.
+const REGISTER_BACKOFF: Backoff = Backoff::new(
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(10),
+);
+/// Reconcile and publish retries: 0.2 s doubling up to 10 s.
+const RETRY_BACKOFF: Backoff = Backoff::new(
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_secs(10),
+);
+/// A burst of schedule events is debounced at most this many debounce periods.
+const MAX_DEBOUNCE_FACTOR: u32 = 20;
 
 /// What a wait ended with.
 enum Woke {
@@ -73,17 +86,26 @@ impl<M: UnitManager> Agent<M> {
             .and_then(registration::read_lease_file)
             .into_iter()
             .collect();
+        let state = LoopState::new(
+            config.machine.id.clone(),
+            Timing {
+                debounce: config.debounce,
+                max_debounce: config.debounce * MAX_DEBOUNCE_FACTOR,
+                state_batch: config.state_batch,
+                resync: config.resync_interval,
+            },
+            Instant::now(),
+        );
         Agent {
             registry,
             systemd,
             config,
-            desired: BTreeMap::new(),
+            state,
             current: BTreeMap::new(),
             texts: HashMap::new(),
             reported: BTreeMap::new(),
-            dirty: BTreeSet::new(),
             force_publish: false,
-            lease: None,
+            handle: None,
             own_leases,
             adopted: false,
             failures: 0,
@@ -104,7 +126,7 @@ impl<M: UnitManager> Agent<M> {
 
     /// The lease the machine is registered under (None before registration).
     pub fn lease(&self) -> Option<LeaseId> {
-        self.lease
+        self.handle.as_ref().map(AgentRegistry::lease)
     }
 
     /// Counters about this agent, readable while it runs.
@@ -125,141 +147,173 @@ impl<M: UnitManager> Agent<M> {
             self.adopt().await?;
             self.adopted = true;
         }
-        let me = self.config.machine.id.clone();
-        let mut reg_failures = 0u32;
-        'session: loop {
-            // Register (or take our lease back), retrying with backoff.
-            let mut keeper = loop {
-                match register(
-                    &self.registry,
+        loop {
+            let Some((handle, mut keeper)) = self.register(&mut hints, &stop).await? else {
+                return Ok(());
+            };
+            self.state.new_session(Instant::now());
+            let mut watch = None;
+            let mut fx = Effects {
+                relist: true,
+                ..Effects::default()
+            };
+            loop {
+                if fx.stop {
+                    return Ok(());
+                }
+                if fx.reregister {
+                    tracing::warn!("the agent's lease is gone; registering again");
+                    self.set_registered(false);
+                    break;
+                }
+                if let Some((received, foreign)) = fx.received {
+                    self.metrics.received(received, foreign);
+                    self.metrics.set_scheduled(self.state.desired.len());
+                }
+                if fx.republish_all {
+                    self.force_publish = true;
+                    self.state.dirty.extend(self.current.keys().cloned());
+                }
+                if fx.relist {
+                    watch = self.relist(&handle).await;
+                } else if fx.reconcile {
+                    let retry = self.reconcile(&handle).await;
+                    if let Some(at) = retry {
+                        self.state.retry_at(at);
+                    }
+                }
+                if fx.publish
+                    && !self.publish_states(&handle).await
+                    && self.state.reconcile_at.is_none()
+                {
+                    self.state.retry_at(Instant::now() + self.retry_delay());
+                }
+                let event = self
+                    .next_event(&mut hints, &stop, &mut keeper, watch.as_mut())
+                    .await?;
+                fx = self.state.on(event, Instant::now());
+            }
+        }
+    }
+
+    /// Registers (or takes our lease back), retrying with backoff; `None` if stopped
+    /// meanwhile.
+    async fn register(
+        &mut self,
+        hints: &mut mpsc::Receiver<StateChanged>,
+        stop: &CancellationToken,
+    ) -> Result<Option<(AgentRegistry, LeaseKeepAlive)>, AgentError> {
+        let mut failures = 0u32;
+        let (handle, keeper) = loop {
+            let registered = self
+                .registry
+                .register_agent(
                     &self.config.machine,
                     &self.config.api_addr,
                     self.config.ttl,
                     &self.own_leases,
                 )
-                .await
-                {
-                    Ok(k) => break k,
-                    Err(e) => {
-                        reg_failures += 1;
-                        let d = backoff(
-                            reg_failures,
-                            Duration::from_millis(500),
-                            Duration::from_secs(10),
-                        );
-                        tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
-                        if let Woke::Stop = self.wait(&mut hints, &stop, Instant::now() + d).await?
-                        {
-                            return Ok(());
-                        }
+                .await;
+            match registered {
+                Ok(r) => break r,
+                Err(e) => {
+                    failures += 1;
+                    self.metrics.registration_failed();
+                    let d = REGISTER_BACKOFF.delay(failures);
+                    tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
+                    if let Woke::Stop = self.wait(hints, stop, Instant::now() + d).await? {
+                        return Ok(None);
                     }
                 }
-            };
-            reg_failures = 0;
-            self.set_registered(true);
-            let lease = keeper.lease();
-            if self.lease != Some(lease) {
-                tracing::info!(machine = %me, %lease, "registered machine");
-                self.force_publish = true;
-                self.dirty.extend(self.current.keys().cloned());
             }
-            self.lease = Some(lease);
-            self.own_leases = vec![lease];
-            if let Some(f) = &self.config.lease_file {
-                registration::write_lease_file(f, lease);
-            }
+        };
+        self.set_registered(true);
+        let lease = handle.lease();
+        if self.lease() != Some(lease) {
+            tracing::info!(machine = %self.config.machine.id, %lease, "registered machine");
+            self.force_publish = true;
+            self.state.dirty.extend(self.current.keys().cloned());
+        }
+        self.handle = Some(handle.clone());
+        self.own_leases = vec![lease];
+        if let Some(f) = &self.config.lease_file {
+            registration::write_lease_file(f, lease);
+        }
+        Ok(Some((handle, keeper)))
+    }
 
-            let mut watch = None;
-            let mut need_sync = true;
-            let mut next_resync = Instant::now() + self.config.resync_interval;
-            let mut retry_at: Option<Instant> = None;
-            loop {
-                if need_sync {
-                    match self.registry.machine_schedule(&me).await {
-                        Ok((rev, entries)) => {
-                            self.desired = desired_from(entries);
-                            self.metrics.set_scheduled(self.desired.len());
-                            let prefix = self.registry.keys().machine_schedule(&me);
-                            watch = Some(self.registry.watch_prefix(prefix, rev + 1));
-                            need_sync = false;
-                            retry_at = self.reconcile(lease).await;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
-                            self.failures += 1;
-                            retry_at = Some(Instant::now() + self.retry_delay());
-                        }
-                    }
-                }
-                let far = Instant::now() + Duration::from_secs(3600);
-                let watch_next = async {
-                    match watch.as_mut() {
-                        Some(w) => w.next().await,
-                        None => pending().await,
-                    }
-                };
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => return Ok(()),
-                    e = keeper.lost() => {
-                        tracing::warn!(error = %e, "the agent's lease is gone; registering again");
-                        self.set_registered(false);
-                        continue 'session;
-                    }
-                    r = watch_next => match r {
-                        Ok(batch) => {
-                            self.apply_batch(batch);
-                            // Debounce: a burst of placements becomes one batch.
-                            if let Some(w) = watch.as_mut() {
-                                while let Ok(r) = timeout(self.config.debounce, w.next()).await {
-                                    match r {
-                                        Ok(b) => self.apply_batch(b),
-                                        Err(e) => {
-                                            if matches!(e, RegistryError::Compacted { .. }) {
-                                                need_sync = true;
-                                            }
-                                            break;
-                                        }
-                                    }
-                                }
-                            }
-                            if !need_sync {
-                                retry_at = self.reconcile(lease).await;
-                            }
-                        }
-                        Err(RegistryError::Compacted { .. }) => need_sync = true,
-                        Err(e) => {
-                            // The watch backs off by itself before reconnecting.
-                            tracing::warn!(error = %e, "schedule watch failed; units keep running, retrying");
-                        }
-                    },
-                    h = hints.recv() => {
-                        let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
-                        self.dirty.insert(u);
-                        let deadline = Instant::now() + self.config.state_batch;
-                        while let Ok(h) = timeout_at(deadline, hints.recv()).await {
-                            let Some(StateChanged(u)) = h else { return Err(AgentError::HintsClosed) };
-                            self.dirty.insert(u);
-                        }
-                        if !self.publish_states(lease).await && retry_at.is_none() {
-                            retry_at = Some(Instant::now() + self.retry_delay());
-                        }
-                    }
-                    _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
-                        retry_at = None;
-                        if !need_sync {
-                            retry_at = self.reconcile(lease).await;
-                        }
-                    }
-                    _ = sleep_until(next_resync) => {
-                        next_resync = Instant::now() + self.config.resync_interval;
-                        need_sync = true;
-                        self.force_publish = true;
-                        self.dirty.extend(self.current.keys().cloned());
-                    }
-                }
+    /// Reads this machine's schedule, reconciles, and returns the watch that follows
+    /// it; on failure (units keep running) a retry is scheduled and `None` returned.
+    async fn relist(&mut self, handle: &AgentRegistry) -> Option<RegistryWatch> {
+        match handle.schedule().await {
+            Ok((rev, entries)) => {
+                self.state.desired = desired_from(entries);
+                self.metrics.set_scheduled(self.state.desired.len());
+                let watch = handle.watch_schedule(rev + 1);
+                let retry = self.reconcile(handle).await;
+                self.state.synced(retry);
+                Some(watch)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
+                self.failures += 1;
+                self.state.retry_at(Instant::now() + self.retry_delay());
+                None
             }
         }
+    }
+
+    /// Waits for the next event. Stop and lease loss come first, then the timers (so a
+    /// steady stream of watch events cannot put a due reconcile off), then the watch
+    /// and systemd's hints.
+    async fn next_event(
+        &self,
+        hints: &mut mpsc::Receiver<StateChanged>,
+        stop: &CancellationToken,
+        keeper: &mut LeaseKeepAlive,
+        watch: Option<&mut RegistryWatch>,
+    ) -> Result<Event, AgentError> {
+        let at = |t: Option<Instant>| async move {
+            match t {
+                Some(t) => sleep_until(t).await,
+                None => pending().await,
+            }
+        };
+        let watch_next = async {
+            match watch {
+                Some(w) => w.next().await,
+                None => pending().await,
+            }
+        };
+        let event = tokio::select! {
+            biased;
+            _ = stop.cancelled() => Event::Stop,
+            e = keeper.lost() => Event::LeaseLost(e),
+            _ = at(self.state.reconcile_at) => Event::ReconcileDue,
+            _ = at(self.state.publish_at) => Event::PublishDue,
+            _ = sleep_until(self.state.next_resync) => Event::Resync,
+            r = watch_next => Event::Schedule(r),
+            h = hints.recv() => match h {
+                Some(StateChanged(u)) => Event::Hint(u),
+                None => return Err(AgentError::HintsClosed),
+            },
+        };
+        match &event {
+            Event::Schedule(Ok(b)) => {
+                for e in &b.events {
+                    if let WatchEvent::Corrupt { revision, error } = e {
+                        tracing::warn!(revision, %error, "undecodable schedule entry ignored");
+                    }
+                }
+            }
+            Event::Schedule(Err(RegistryError::Compacted { .. })) => {}
+            Event::Schedule(Err(e)) => {
+                tracing::warn!(error = %e, "schedule watch failed; units keep running, retrying");
+            }
+            Event::LeaseLost(e) => tracing::debug!(error = %e, "lease lost"),
+            _ => {}
+        }
+        Ok(event)
     }
 
     /// Graceful shutdown, as fleet: unload every unit this agent runs (they stop), then
@@ -270,10 +324,11 @@ impl<M: UnitManager> Agent<M> {
             let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
             self.apply_outcomes(outcomes);
         }
-        if let Some(lease) = self.lease
-            && let Err(e) = self.registry.revoke_lease(lease).await
-        {
-            tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
+        if let Some(handle) = self.handle.take() {
+            let lease = handle.lease();
+            if let Err(e) = handle.revoke().await {
+                tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
+            }
         }
         if let Some(f) = &self.config.lease_file {
             registration::remove_lease_file(f);
@@ -297,7 +352,7 @@ impl<M: UnitManager> Agent<M> {
                 TargetState::Loaded
             };
             tracing::info!(unit = %name, %state, "adopting unit found in the units directory");
-            self.dirty.insert(name.clone());
+            self.state.dirty.insert(name.clone());
             self.current.insert(name, CurrentUnit { hash, state });
         }
         Ok(())
@@ -316,54 +371,19 @@ impl<M: UnitManager> Agent<M> {
                 _ = stop.cancelled() => return Ok(Woke::Stop),
                 _ = sleep_until(deadline) => return Ok(Woke::Elapsed),
                 h = hints.recv() => match h {
-                    Some(StateChanged(u)) => { self.dirty.insert(u); }
+                    Some(StateChanged(u)) => { self.state.dirty.insert(u); }
                     None => return Err(AgentError::HintsClosed),
                 },
             }
         }
     }
 
-    fn apply_batch(&mut self, batch: WatchBatch) {
-        let me = &self.config.machine.id;
-        let received = batch.events.len();
-        let mut foreign = 0;
-        for ev in batch.events {
-            match ev {
-                WatchEvent::Put {
-                    key: RegistryKey::Schedule(m, unit),
-                    change: Change::Schedule(e),
-                    ..
-                } if &m == me => {
-                    self.desired.insert(
-                        unit,
-                        DesiredUnit {
-                            hash: e.hash,
-                            target: e.target,
-                        },
-                    );
-                }
-                WatchEvent::Delete {
-                    key: RegistryKey::Schedule(m, unit),
-                    ..
-                } if &m == me => {
-                    self.desired.remove(&unit);
-                }
-                WatchEvent::Corrupt { revision, error } => {
-                    tracing::warn!(revision, %error, "undecodable schedule entry ignored");
-                }
-                _ => foreign += 1,
-            }
-        }
-        self.metrics.received(received, foreign);
-        self.metrics.set_scheduled(self.desired.len());
-    }
-
     /// Plans and executes; publishes states. Returns when to retry, if anything failed.
-    async fn reconcile(&mut self, lease: LeaseId) -> Option<Instant> {
-        let actions = plan(&self.desired, &self.current);
+    async fn reconcile(&mut self, handle: &AgentRegistry) -> Option<Instant> {
+        let actions = plan(&self.state.desired, &self.current);
         let mut ok = true;
         if !actions.is_empty() {
-            self.fetch_texts(&actions).await;
+            self.fetch_texts(handle, &actions).await;
             let texts: HashMap<UnitName, String> = actions
                 .iter()
                 .filter_map(|a| match a {
@@ -379,13 +399,14 @@ impl<M: UnitManager> Agent<M> {
             tracing::debug!(actions = actions.len(), elapsed = ?started.elapsed(), "reconciled");
         }
         let keep: BTreeSet<UnitHash> = self
+            .state
             .desired
             .values()
             .map(|d| d.hash)
             .chain(self.current.values().map(|c| c.hash))
             .collect();
         self.texts.retain(|h, _| keep.contains(h));
-        if !self.publish_states(lease).await {
+        if !self.publish_states(handle).await {
             ok = false;
         }
         if ok {
@@ -410,7 +431,7 @@ impl<M: UnitManager> Agent<M> {
                 }
             }
             if let Some(u) = o.action.unit() {
-                self.dirty.insert(u.clone());
+                self.state.dirty.insert(u.clone());
             }
             match o.action {
                 Action::Unload { unit, .. } => {
@@ -442,7 +463,7 @@ impl<M: UnitManager> Agent<M> {
     }
 
     /// Reads `unit/<name>` for loads whose text (by hash) is not cached: only those.
-    async fn fetch_texts(&mut self, actions: &[Action]) {
+    async fn fetch_texts(&mut self, handle: &AgentRegistry, actions: &[Action]) {
         let wanted: Vec<(UnitName, UnitHash)> = actions
             .iter()
             .filter_map(|a| match a {
@@ -457,7 +478,7 @@ impl<M: UnitManager> Agent<M> {
         }
         // One batched read (64 units per txn) instead of a round trip per unit.
         let names: Vec<UnitName> = wanted.iter().map(|(u, _)| u.clone()).collect();
-        let records = match self.registry.get_units(&names).await {
+        let records = match handle.units(&names).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(units = names.len(), error = %e, "cannot read unit texts");
@@ -489,18 +510,14 @@ impl<M: UnitManager> Agent<M> {
         );
     }
 
-    fn retry_delay(&self) -> Duration {
-        backoff(
-            self.failures,
-            Duration::from_millis(200),
-            Duration::from_secs(10),
-        )
+    fn retry_delay(&self) -> std::time::Duration {
+        RETRY_BACKOFF.delay(self.failures)
     }
 
     /// Deletes the records of units no longer loaded; queries systemd once for the
     /// dirty units and writes the records that changed, in one batch. False on failure
     /// (the units stay dirty and are retried).
-    pub(super) async fn publish_states(&mut self, lease: LeaseId) -> bool {
+    pub(super) async fn publish_states(&mut self, handle: &AgentRegistry) -> bool {
         let me = self.config.machine.id.clone();
         let mut ok = true;
         let gone: Vec<UnitName> = self
@@ -511,7 +528,7 @@ impl<M: UnitManager> Agent<M> {
             .collect();
         if !gone.is_empty() {
             // One batched delete (128 per txn) for every unit unloaded here.
-            match self.registry.delete_states(&gone, &me).await {
+            match handle.delete_states(&gone).await {
                 Ok(()) => {
                     for u in &gone {
                         self.reported.remove(u);
@@ -524,12 +541,12 @@ impl<M: UnitManager> Agent<M> {
             }
         }
         self.note_reported();
-        self.dirty.retain(|u| self.current.contains_key(u));
-        if self.dirty.is_empty() {
+        self.state.dirty.retain(|u| self.current.contains_key(u));
+        if self.state.dirty.is_empty() {
             self.force_publish = false;
             return ok;
         }
-        let query: Vec<UnitName> = self.dirty.iter().cloned().collect();
+        let query: Vec<UnitName> = self.state.dirty.iter().cloned().collect();
         let states: HashMap<UnitName, _> = match self.systemd.states(&query).await {
             Ok(s) => s.into_iter().collect(),
             Err(e) => {
@@ -552,7 +569,7 @@ impl<M: UnitManager> Agent<M> {
             .filter(|r| self.force_publish || self.reported.get(&r.unit) != Some(r))
             .collect();
         if !records.is_empty() {
-            if let Err(e) = self.registry.put_states(&records, lease).await {
+            if let Err(e) = handle.put_states(&records).await {
                 tracing::warn!(error = %e, "cannot publish unit states; retrying");
                 return false;
             }
@@ -561,7 +578,7 @@ impl<M: UnitManager> Agent<M> {
             }
         }
         self.note_reported();
-        self.dirty.clear();
+        self.state.dirty.clear();
         self.force_publish = false;
         ok
     }
@@ -587,29 +604,9 @@ fn is_running(active: &str) -> bool {
     matches!(active, "active" | "activating" | "reloading")
 }
 
-/// Exponential backoff from `min` to `max` with ±25 % jitter, so agents that lost etcd
-/// together do not retry in lockstep.
-fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
-    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(max).mul_f64(rand::random_range(0.75..1.25))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        let (min, max) = (Duration::from_millis(200), Duration::from_secs(10));
-        for f in 0..50 {
-            let b = backoff(f, min, max);
-            assert!(
-                b >= min.mul_f64(0.75) && b <= max.mul_f64(1.25),
-                "{f}: {b:?}"
-            );
-        }
-        assert!(backoff(30, min, max) > Duration::from_secs(7));
-    }
 
     #[test]
     fn running_states() {

@@ -54,10 +54,11 @@ pub async fn campaign(
 
 /// Gives leadership up at once (graceful stop): resign, then revoke the lease.
 pub async fn step_down(reg: &Registry, won: Won) {
-    if let Err(e) = reg.resign(&won.leadership).await {
+    let lease = won.keep.lease();
+    if let Err(e) = won.leadership.resign().await {
         tracing::debug!(error = %e, "resign failed; revoking the lease instead");
     }
-    revoke_quietly(reg, won.keep.lease()).await;
+    revoke_quietly(reg, lease).await;
 }
 
 /// Best effort: a lease we cannot revoke expires by itself after its TTL.

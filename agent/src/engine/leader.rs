@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use fleet_registry::{LeaderFence, Registry, RegistryError};
+use fleet_registry::{Leadership, Registry, RegistryError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,6 @@ pub async fn lead(
     shutdown: &CancellationToken,
     status: &watch::Sender<EngineStatus>,
 ) -> StepDown {
-    let fence = won.leadership.fence();
     let mut triggers: Option<Triggers> = None;
     let mut failures = 0u32;
     // How long the last pass took: the next one collects changes at least that long,
@@ -39,7 +38,7 @@ pub async fn lead(
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return StepDown::Shutdown,
             e = won.keep.lost() => return StepDown::Lost(e.to_string()),
-            r = pass(reg, &fence) => r,
+            r = pass(&won.leadership) => r,
         };
         let seen = match outcome {
             Ok(report) => {
@@ -93,9 +92,9 @@ pub async fn lead(
 /// One pass: one snapshot txn (without unit states, which planning never reads), the
 /// plan (off the async threads, so lease renewals are not starved by a big plan),
 /// ⌈ops/128⌉ fenced write txns (none if nothing changed).
-async fn pass(reg: &Registry, fence: &LeaderFence) -> Result<PassReport, RegistryError> {
+async fn pass(leadership: &Leadership) -> Result<PassReport, RegistryError> {
     let started = Instant::now();
-    let snap = reg.placement_snapshot().await?;
+    let snap = leadership.snapshot().await?;
     let planned = tokio::task::spawn_blocking(move || {
         let d = decide(&snap);
         (snap, d)
@@ -120,7 +119,7 @@ async fn pass(reg: &Registry, fence: &LeaderFence) -> Result<PassReport, Registr
     let txns = if d.writes.is_empty() {
         0
     } else {
-        reg.apply_schedule(&d.writes, Some(fence)).await?
+        leadership.apply(&d.writes).await?
     };
     let report = PassReport {
         revision: snap.revision,

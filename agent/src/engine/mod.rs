@@ -22,7 +22,7 @@ mod triggers;
 use std::time::Duration;
 
 use fleet_core::MachineId;
-use fleet_registry::{LeaderFence, Registry};
+use fleet_registry::{Leadership, Registry};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -115,9 +115,9 @@ pub struct EngineStatus {
     pub role: Role,
     /// The leading engine's machine id, as last seen.
     pub leader: Option<String>,
-    /// The fence of this engine's current leadership (tests use it to prove that a
-    /// deposed leader's writes are refused).
-    pub fence: Option<LeaderFence>,
+    /// This engine's current leadership (tests keep a copy to prove that a deposed
+    /// leader's writes are refused).
+    pub leadership: Option<Leadership>,
     /// Passes completed while leading, over this engine's lifetime.
     pub passes: u64,
     pub last_pass: Option<PassReport>,
@@ -221,7 +221,7 @@ pub async fn run_reporting(
         .await;
     status.send_modify(|s| {
         s.role = Role::Stopped;
-        s.fence = None;
+        s.leadership = None;
     });
     result
 }
@@ -261,16 +261,16 @@ async fn campaign_loop(
             revision = won.leadership.revision(),
             "Engine leadership acquired"
         );
-        let fence = won.leadership.fence();
+        let leadership = won.leadership.clone();
         status.send_modify(|s| {
             s.role = Role::Leader;
             s.leader = Some(cfg.machine_id.to_string());
-            s.fence = Some(fence);
+            s.leadership = Some(leadership);
         });
         let end = leader::lead(reg, cfg, &mut won, shutdown, status).await;
         status.send_modify(|s| {
             s.role = Role::Follower;
-            s.fence = None;
+            s.leadership = None;
         });
         match end {
             leader::StepDown::Shutdown => {
@@ -286,13 +286,9 @@ async fn campaign_loop(
     }
 }
 
-/// Exponential from 100 ms up to `cap`, ±25 % jitter so engines that lost etcd
-/// together do not retry in lockstep.
+/// Exponential from 100 ms up to `cap`, jittered (see [`fleet_registry::Backoff`]).
 fn backoff(failures: u32, cap: Duration) -> Duration {
-    let base =
-        Duration::from_millis(100).saturating_mul(1u32 << failures.saturating_sub(1).min(10));
-    base.min(cap.max(Duration::from_millis(100)))
-        .mul_f64(rand::random_range(0.75..1.25))
+    fleet_registry::Backoff::new(Duration::from_millis(100), cap).delay(failures)
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use tracing::Instrument;
 
 use super::call_counts::{CallCounts, Counters, bump};
 use super::proxy::{ManagerProxy, UnitRow};
+use super::signals::{self, KnownUnits};
 use super::unit_files::{UnitsDirectory, has_install_section};
-use super::{StateChanged, SystemdError, UnitManager, signals};
+use super::{StateChanged, SystemdError, UnitManager};
 
 /// How long any single D-Bus call may take before it is reported as failed; systemd
 /// answers in milliseconds unless it is wedged, and a wedged call must not wedge the agent.
@@ -49,10 +50,6 @@ impl SystemdOptions {
         }
     }
 }
-
-/// The set of units fleet owns on this machine (those in the units directory): signal
-/// hints are filtered to it.
-pub(crate) type KnownUnits = Arc<Mutex<HashSet<UnitName>>>;
 
 /// fleet's systemd driver: one D-Bus connection to the system (or user) manager.
 pub struct SystemdManager {

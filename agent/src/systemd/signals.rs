@@ -14,8 +14,11 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use tokio::sync::mpsc;
 
-use super::dbus::KnownUnits;
 use super::proxy::ManagerProxy;
+
+/// The set of units fleet owns on this machine (those in the units directory): signal
+/// hints are filtered to it.
+pub(crate) type KnownUnits = std::sync::Arc<std::sync::Mutex<HashSet<UnitName>>>;
 use super::{StateChanged, SystemdError};
 
 /// Capacity of the hint channel; beyond it hints wait (coalesced) in the task.

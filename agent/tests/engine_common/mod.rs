@@ -105,9 +105,7 @@ pub async fn machine(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let lease = reg.grant_lease(ttl).await.unwrap();
-    reg.register_machine(&m, "", lease).await.unwrap();
-    reg.keep_alive(lease, ttl).await.unwrap()
+    reg.register_agent(&m, "", ttl, &[]).await.unwrap().1
 }
 
 /// Submits a unit with an `[X-Fleet]` section (may be empty).

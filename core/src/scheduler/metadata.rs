@@ -7,9 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::Reject;
-use super::snapshot::Snapshot;
-
 /// A metadata requirement: key → allowed values.
 pub(super) type Requirement = BTreeMap<String, BTreeSet<String>>;
 
@@ -141,16 +138,6 @@ fn key_text(key: &str, values: &BTreeSet<String>, parens: bool) -> String {
         1 => alts.concat(),
         _ if parens => format!("({})", alts.join(" or ")),
         _ => alts.join(" or "),
-    }
-}
-
-/// The machine's class must be admitted by the unit's requirement (memoised verdict).
-pub(super) fn check(snap: &Snapshot<'_>, unit: u32, machine: u32) -> Result<(), Reject> {
-    let e = snap.eligible_of(unit);
-    if e.all || e.mask[snap.class_of[machine as usize] as usize] {
-        Ok(())
-    } else {
-        Err(Reject::Metadata)
     }
 }
 

@@ -9,6 +9,7 @@
 //! `Result<(), Reject>`. Rejections are counted into one sentence (`explain.rs`).
 
 mod conflicts;
+mod cycles;
 mod explain;
 mod global;
 mod machine_id;
@@ -51,11 +52,21 @@ fn feasible(snap: &Snapshot<'_>, prop: &Proposed, unit: u32, machine: u32) -> Re
     // One string comparison, and only with `MachineID=`.
     machine_id::check(snap, unit, machine)?;
     // One array lookup: the verdict is memoised per metadata class.
-    metadata::check(snap, unit, machine)?;
+    metadata_fits(snap, unit, machine)?;
     // One lookup per target; reads the proposed state.
     machine_of::check(snap, prop, unit, machine)?;
     // Counter lookups per glob, no glob matching; reads the proposed state.
     conflicts::check(snap, prop, unit, machine)?;
     // Scans the units on the machine, but only when `Replaces=` is involved there.
     replaces::check(snap, prop, unit, machine)
+}
+
+/// The machine's class must be admitted by the unit's requirement (memoised verdict).
+fn metadata_fits(snap: &Snapshot<'_>, unit: u32, machine: u32) -> Result<(), Reject> {
+    let e = snap.eligible_of(unit);
+    if e.all || e.mask[snap.class_of[machine as usize] as usize] {
+        Ok(())
+    } else {
+        Err(Reject::Metadata)
+    }
 }

@@ -192,7 +192,7 @@ fn mark_replace_cycles(units: &[&UnitSpec], info: &mut [UnitInfo<'_>]) -> Vec<(u
             e
         })
         .collect();
-    let cycles = super::replaces::cycles(&edges);
+    let cycles = super::cycles::cycles(&edges);
     let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for (u, c) in cycles.iter().enumerate() {
         if let Some(c) = c {

@@ -42,3 +42,31 @@ pub fn unit(cmd: &str) -> UnitFile {
     ))
     .unwrap()
 }
+
+/// Engine leadership for writing schedules in tests (the only way to write them).
+pub async fn lead(reg: &Registry) -> fleet_registry::Leadership {
+    let lease = reg.grant_lease(Duration::from_secs(30)).await.unwrap();
+    reg.campaign("test-engine", lease).await.unwrap()
+}
+
+/// A registered agent for `id`, for writing its machine key and states.
+pub async fn agent(
+    reg: &Registry,
+    id: &str,
+    api_addr: &str,
+    ttl: Duration,
+) -> (
+    fleet_registry::AgentRegistry,
+    fleet_registry::LeaseKeepAlive,
+) {
+    reg.register_agent(&machine(id), api_addr, ttl, &[])
+        .await
+        .unwrap()
+}
+
+/// A raw etcd client, for what fleet never does (corrupt values, compaction).
+pub async fn raw(etcd: &EtcdServer) -> etcd_client::Client {
+    etcd_client::Client::connect([etcd.client_url()], None)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,330 @@
+//! The agent loop's events and its pure handler: what woke the agent goes in, what to
+//! do next comes out. No I/O and no clock (the time is passed in), so the debounce,
+//! batching and retry rules are tested without etcd, systemd or sleeping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fleet_core::MachineId;
+use fleet_core::UnitName;
+use fleet_registry::{Change, RegistryError, RegistryKey, WatchBatch, WatchEvent};
+use tokio::time::Instant;
+
+use crate::agent::reconcile::DesiredUnit;
+
+/// Everything that wakes the agent while it is registered: a closed set.
+#[derive(Debug)]
+pub enum Event {
+    /// A batch from the `schedule/<me>/` watch, or the watch's failure.
+    Schedule(Result<WatchBatch, RegistryError>),
+    /// systemd says a unit's state changed.
+    Hint(UnitName),
+    /// The lease is gone: register again.
+    LeaseLost(RegistryError),
+    /// The debounce window closed or a retry is due.
+    ReconcileDue,
+    /// The state-batch window closed: publish the dirty units' states.
+    PublishDue,
+    /// The periodic safety net: re-list and republish everything.
+    Resync,
+    Stop,
+}
+
+/// What the loop must do after an event, in this order: stop, register again, re-list
+/// (which reconciles), reconcile, publish.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub stop: bool,
+    pub reregister: bool,
+    pub relist: bool,
+    pub reconcile: bool,
+    pub publish: bool,
+    /// Republish every loaded unit's state even if unchanged.
+    pub republish_all: bool,
+    /// (events received, events not about this machine's schedule) for the metrics.
+    pub received: Option<(usize, usize)>,
+}
+
+/// The timing rules of the loop.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Schedule events closer together than this are one batch...
+    pub debounce: Duration,
+    /// ...but a reconcile is never put off longer than this after the first of them.
+    pub max_debounce: Duration,
+    /// State hints are collected this long before one query and one write.
+    pub state_batch: Duration,
+    pub resync: Duration,
+}
+
+/// The loop's memory between events: what should run here, which states are stale,
+/// and when each timer fires.
+#[derive(Debug)]
+pub struct LoopState {
+    pub me: MachineId,
+    pub timing: Timing,
+    pub desired: BTreeMap<UnitName, DesiredUnit>,
+    /// Units whose state must be queried and published.
+    pub dirty: BTreeSet<UnitName>,
+    /// The listing must be read again before reconciling (new session, compaction).
+    pub need_sync: bool,
+    /// When to reconcile (end of the debounce window, or a retry).
+    pub reconcile_at: Option<Instant>,
+    /// Start of the current debounce window, which bounds it.
+    debounce_since: Option<Instant>,
+    /// When to publish the dirty states.
+    pub publish_at: Option<Instant>,
+    pub next_resync: Instant,
+}
+
+impl LoopState {
+    pub fn new(me: MachineId, timing: Timing, now: Instant) -> Self {
+        LoopState {
+            me,
+            timing,
+            desired: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            need_sync: true,
+            reconcile_at: None,
+            debounce_since: None,
+            publish_at: None,
+            next_resync: now + timing.resync,
+        }
+    }
+
+    /// A new registration: re-list first, timers start over.
+    pub fn new_session(&mut self, now: Instant) {
+        self.need_sync = true;
+        self.reconcile_at = None;
+        self.debounce_since = None;
+        self.next_resync = now + self.timing.resync;
+    }
+
+    /// Asks for a retry at `at` (the earlier of it and any pending wake-up wins).
+    pub fn retry_at(&mut self, at: Instant) {
+        self.reconcile_at = Some(self.reconcile_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// The listing was read and reconciled: nothing is pending but a retry it asks for.
+    pub fn synced(&mut self, retry: Option<Instant>) {
+        self.need_sync = false;
+        self.debounce_since = None;
+        self.reconcile_at = retry;
+    }
+
+    pub fn on(&mut self, event: Event, now: Instant) -> Effects {
+        let mut fx = Effects::default();
+        match event {
+            Event::Stop => fx.stop = true,
+            Event::LeaseLost(_) => fx.reregister = true,
+            Event::Schedule(Ok(batch)) => {
+                fx.received = Some(self.apply_batch(batch));
+                if !self.need_sync {
+                    let since = *self.debounce_since.get_or_insert(now);
+                    let at = (now + self.timing.debounce).min(since + self.timing.max_debounce);
+                    self.reconcile_at = Some(at);
+                }
+            }
+            Event::Schedule(Err(RegistryError::Compacted { .. })) => {
+                self.need_sync = true;
+                fx.relist = true;
+            }
+            // The watch backs off and reconnects by itself; units keep running.
+            Event::Schedule(Err(_)) => {}
+            Event::Hint(unit) => {
+                self.dirty.insert(unit);
+                self.publish_at.get_or_insert(now + self.timing.state_batch);
+            }
+            Event::ReconcileDue => {
+                self.reconcile_at = None;
+                self.debounce_since = None;
+                if self.need_sync {
+                    fx.relist = true;
+                } else {
+                    fx.reconcile = true;
+                }
+            }
+            Event::PublishDue => {
+                self.publish_at = None;
+                fx.publish = true;
+            }
+            Event::Resync => {
+                self.next_resync = now + self.timing.resync;
+                self.need_sync = true;
+                fx.relist = true;
+                fx.republish_all = true;
+            }
+        }
+        fx
+    }
+
+    /// Applies one watch batch to `desired`; returns (events, foreign events).
+    fn apply_batch(&mut self, batch: WatchBatch) -> (usize, usize) {
+        let received = batch.events.len();
+        let mut foreign = 0;
+        for ev in batch.events {
+            match ev {
+                WatchEvent::Put {
+                    key: RegistryKey::Schedule(m, unit),
+                    change: Change::Schedule(e),
+                    ..
+                } if m == self.me => {
+                    self.desired.insert(
+                        unit,
+                        DesiredUnit {
+                            hash: e.hash,
+                            target: e.target,
+                        },
+                    );
+                }
+                WatchEvent::Delete {
+                    key: RegistryKey::Schedule(m, unit),
+                    ..
+                } if m == self.me => {
+                    self.desired.remove(&unit);
+                }
+                // Reported by the loop when it receives the batch.
+                WatchEvent::Corrupt { .. } => {}
+                _ => foreign += 1,
+            }
+        }
+        (received, foreign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_core::{TargetState, UnitFile};
+    use fleet_registry::ScheduleEntry;
+
+    fn timing() -> Timing {
+        Timing {
+            debounce: Duration::from_millis(15),
+            max_debounce: Duration::from_millis(100),
+            state_batch: Duration::from_millis(50),
+            resync: Duration::from_secs(60),
+        }
+    }
+
+    fn me() -> MachineId {
+        MachineId::new("m1").unwrap()
+    }
+
+    fn placed(unit: &str) -> Event {
+        let hash = UnitFile::parse("[Service]\nExecStart=/bin/true\n")
+            .unwrap()
+            .hash();
+        let unit = UnitName::parse(unit).unwrap();
+        let entry = ScheduleEntry {
+            machine: me(),
+            unit: unit.clone(),
+            hash,
+            target: TargetState::Launched,
+        };
+        Event::Schedule(Ok(WatchBatch {
+            revision: 1,
+            events: vec![WatchEvent::Put {
+                revision: 1,
+                key: RegistryKey::Schedule(me(), unit),
+                change: Change::Schedule(entry),
+            }],
+        }))
+    }
+
+    fn synced(now: Instant) -> LoopState {
+        let mut s = LoopState::new(me(), timing(), now);
+        s.synced(None);
+        s
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_one_reconcile_but_the_debounce_is_bounded() {
+        let t0 = Instant::now();
+        let mut s = synced(t0);
+        let fx = s.on(placed("a.service"), t0);
+        assert_eq!(fx.received, Some((1, 0)));
+        assert!(!fx.reconcile, "debounced, not at once");
+        assert_eq!(s.reconcile_at, Some(t0 + Duration::from_millis(15)));
+        // Events keep coming every 10 ms: the window slides, up to the bound.
+        for i in 1..30u64 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            let fx = s.on(placed(&format!("u{i}.service")), Instant::now());
+            assert!(!fx.reconcile);
+            assert!(s.reconcile_at.unwrap() <= t0 + Duration::from_millis(100));
+        }
+        assert_eq!(s.reconcile_at, Some(t0 + Duration::from_millis(100)));
+        assert_eq!(s.desired.len(), 30);
+        let fx = s.on(Event::ReconcileDue, Instant::now());
+        assert!(fx.reconcile && s.reconcile_at.is_none());
+        // The next burst opens a new window.
+        let now = Instant::now();
+        s.on(placed("late.service"), now);
+        assert_eq!(s.reconcile_at, Some(now + Duration::from_millis(15)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_and_lease_loss_end_a_debounce_window() {
+        let t0 = Instant::now();
+        let mut s = synced(t0);
+        s.on(placed("a.service"), t0);
+        assert!(s.on(Event::Stop, t0).stop);
+        assert!(
+            s.on(Event::LeaseLost(RegistryError::Config("x".into())), t0)
+                .reregister
+        );
+        s.new_session(t0);
+        assert!(s.reconcile_at.is_none() && s.need_sync);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hints_are_batched_from_the_first_one() {
+        let t0 = Instant::now();
+        let mut s = synced(t0);
+        s.on(Event::Hint(UnitName::parse("a.service").unwrap()), t0);
+        tokio::time::advance(Duration::from_millis(40)).await;
+        s.on(
+            Event::Hint(UnitName::parse("b.service").unwrap()),
+            Instant::now(),
+        );
+        assert_eq!(s.publish_at, Some(t0 + Duration::from_millis(50)));
+        assert_eq!(s.dirty.len(), 2);
+        assert!(s.on(Event::PublishDue, Instant::now()).publish);
+        assert!(s.publish_at.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn compaction_and_resync_relist_and_retries_wait_for_the_listing() {
+        let t0 = Instant::now();
+        let mut s = synced(t0);
+        let fx = s.on(
+            Event::Schedule(Err(RegistryError::Compacted {
+                compact_revision: 3,
+            })),
+            t0,
+        );
+        assert!(fx.relist && s.need_sync);
+        // A batch while unsynced does not schedule a reconcile of a stale view.
+        s.on(placed("a.service"), t0);
+        assert!(s.reconcile_at.is_none());
+        // A retry while unsynced re-lists instead of reconciling.
+        s.retry_at(t0);
+        let fx = s.on(Event::ReconcileDue, t0);
+        assert!(fx.relist && !fx.reconcile);
+        s.synced(None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let fx = s.on(Event::Resync, Instant::now());
+        assert!(fx.relist && fx.republish_all && s.need_sync);
+        assert_eq!(s.next_resync, Instant::now() + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retries_keep_the_earliest_wake_up() {
+        let t0 = Instant::now();
+        let mut s = synced(t0);
+        s.retry_at(t0 + Duration::from_secs(2));
+        s.retry_at(t0 + Duration::from_secs(1));
+        s.retry_at(t0 + Duration::from_secs(3));
+        assert_eq!(s.reconcile_at, Some(t0 + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,218 @@
+//! The agent's handle: one machine's view of the registry, bound to the lease it is
+//! registered under. It reads only `schedule/<me>/` and the units placed there, and
+//! writes only `machine/<me>` and `state/<unit>/<me>`, always under its lease; the
+//! types make any other read or write impossible from the agent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_client::{PutOptions, Txn, TxnOp};
+use fleet_core::{Machine, MachineId, UnitName};
+
+use crate::MAX_TXN_OPS;
+use crate::codec;
+use crate::decode;
+use crate::error::RegistryError;
+use crate::lease::{LeaseId, LeaseKeepAlive};
+use crate::model::{ScheduleEntry, UnitRecord, UnitStateRecord};
+use crate::registry::{Registry, revision};
+use crate::watch::RegistryWatch;
+
+/// A registered machine's access to the registry. Obtained only from
+/// [`Registry::register_agent`], so it always names a machine and the live lease its
+/// keys are bound to.
+#[derive(Clone, Debug)]
+pub struct AgentRegistry {
+    reg: Registry,
+    machine: MachineId,
+    lease: LeaseId,
+}
+
+impl Registry {
+    /// Registers `machine` (and where its API answers, for journal/status forwarding)
+    /// for `ttl` and returns the agent's handle with the keep-alive of its lease.
+    ///
+    /// Never takes over a machine key another live fleetd holds: one of `own_leases`
+    /// (a previous fleetd on this host) is taken back if the machine key is still bound
+    /// to it and it is alive; an absent key is created under a new lease; any other
+    /// holder is [`RegistryError::MachineTaken`].
+    pub async fn register_agent(
+        &self,
+        machine: &Machine,
+        api_addr: &str,
+        ttl: Duration,
+        own_leases: &[LeaseId],
+    ) -> Result<(AgentRegistry, LeaseKeepAlive), RegistryError> {
+        let existing = self.machine_key_lease(&machine.id).await?;
+        let lease = match existing {
+            Some(l) if own_leases.contains(&l) && self.lease_alive(l).await? => l,
+            Some(lease) => {
+                tracing::debug!(%lease, own = ?own_leases, "machine key held under another lease");
+                return Err(RegistryError::MachineTaken {
+                    machine: machine.id.clone(),
+                    lease,
+                });
+            }
+            None => self.grant_lease(ttl).await?,
+        };
+        let agent = AgentRegistry {
+            reg: self.clone(),
+            machine: machine.id.clone(),
+            lease,
+        };
+        let result = async {
+            let keeper = self.keep_alive(lease, ttl).await?;
+            agent.publish_machine(machine, api_addr).await?;
+            Ok::<_, RegistryError>(keeper)
+        }
+        .await;
+        match result {
+            Ok(keeper) => Ok((agent, keeper)),
+            Err(e) => {
+                if existing.is_none() {
+                    let _ = self.revoke_lease(lease).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The lease the machine key is bound to, if the key exists.
+    async fn machine_key_lease(&self, id: &MachineId) -> Result<Option<LeaseId>, RegistryError> {
+        let mut kv = self.kv.clone();
+        let resp = self
+            .call("get machine", kv.get(self.keys.machine(id), None))
+            .await?;
+        Ok(resp.kvs().first().map(|kv| LeaseId(kv.lease())))
+    }
+
+    /// Whether etcd still knows the lease (an unreachable etcd is an error, any other
+    /// refusal means gone).
+    async fn lease_alive(&self, lease: LeaseId) -> Result<bool, RegistryError> {
+        let mut c = self.client.clone();
+        match self
+            .call("lease ttl", c.lease_time_to_live(lease.0, None))
+            .await
+        {
+            // etcd reports whole seconds: 0 is "under a second left", -1 is gone.
+            Ok(r) => Ok(r.ttl() >= 0),
+            Err(e) if e.is_unavailable() => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+impl AgentRegistry {
+    pub fn machine(&self) -> &MachineId {
+        &self.machine
+    }
+
+    /// The lease the machine and its states are bound to.
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    /// Publishes (or refreshes) this machine's record under its lease: what it runs as
+    /// and where its API answers. The record is this handle's own; no other is writable.
+    pub async fn publish_machine(
+        &self,
+        machine: &Machine,
+        api_addr: &str,
+    ) -> Result<(), RegistryError> {
+        let mut kv = self.reg.kv.clone();
+        let put = kv.put(
+            self.reg.keys.machine(&self.machine),
+            codec::encode_machine(machine, api_addr),
+            Some(PutOptions::new().with_lease(self.lease.0)),
+        );
+        self.reg.call("register machine", put).await?;
+        Ok(())
+    }
+
+    /// This machine's placements, sorted by unit, and the revision they were read at
+    /// (watch with [`AgentRegistry::watch_schedule`] from that revision + 1).
+    pub async fn schedule(&self) -> Result<(i64, Vec<ScheduleEntry>), RegistryError> {
+        let resp = self
+            .reg
+            .get_prefix(
+                "get machine schedule",
+                self.reg.keys.machine_schedule(&self.machine),
+            )
+            .await?;
+        Ok((
+            revision(resp.header()),
+            decode::schedule(&self.reg.keys, resp.kvs())?,
+        ))
+    }
+
+    /// Watches `schedule/<me>/` (and nothing else) from `from_revision`.
+    pub fn watch_schedule(&self, from_revision: i64) -> RegistryWatch {
+        self.reg
+            .watch_prefix(self.reg.keys.machine_schedule(&self.machine), from_revision)
+    }
+
+    /// The units placed here, with their text (batched; `None` for units gone).
+    pub async fn units(
+        &self,
+        names: &[UnitName],
+    ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
+        self.reg.get_units(names).await
+    }
+
+    /// Publishes this machine's states in txns of at most 128 puts, all bound to the
+    /// lease so they vanish with the agent. Later duplicates win; a record about another
+    /// machine is refused before anything is written.
+    pub async fn put_states(&self, states: &[UnitStateRecord]) -> Result<(), RegistryError> {
+        if let Some(s) = states.iter().find(|s| s.machine != self.machine) {
+            return Err(RegistryError::ForeignMachine {
+                machine: s.machine.clone(),
+                own: self.machine.clone(),
+            });
+        }
+        let keys = &self.reg.keys;
+        let dedup: BTreeMap<String, &UnitStateRecord> = states
+            .iter()
+            .map(|s| (keys.state(&s.unit, &self.machine), s))
+            .collect();
+        let ops: Vec<TxnOp> = dedup
+            .into_iter()
+            .map(|(k, s)| {
+                TxnOp::put(
+                    k,
+                    codec::encode_state(s),
+                    Some(PutOptions::new().with_lease(self.lease.0)),
+                )
+            })
+            .collect();
+        let txns = ops
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| Txn::new().and_then(chunk.to_vec()))
+            .collect();
+        self.reg.txns("put states", txns).await?;
+        Ok(())
+    }
+
+    /// Withdraws this machine's reports on many units, in txns of at most 128 deletes.
+    pub async fn delete_states(&self, units: &[UnitName]) -> Result<(), RegistryError> {
+        let keys = &self.reg.keys;
+        let txns = units
+            .chunks(MAX_TXN_OPS)
+            .map(|chunk| {
+                Txn::new().and_then(
+                    chunk
+                        .iter()
+                        .map(|u| TxnOp::delete(keys.state(u, &self.machine), None))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        self.reg.txns("delete states", txns).await?;
+        Ok(())
+    }
+
+    /// Revokes the lease now (clean shutdown): the machine key and every state
+    /// record go with it.
+    pub async fn revoke(self) -> Result<(), RegistryError> {
+        self.reg.revoke_lease(self.lease).await
+    }
+}
