@@ -304,22 +304,13 @@ fn up(cli: &Cli, fleetd: Option<PathBuf>, fleetctl: Option<PathBuf>, timeout: u6
 
 /// `status`: a table per lab. Printed in one write, quietly ending on a closed pipe
 /// (`fleet-lab status | head`).
-/// `300ms`, `1s`, `1.5s`: a delay for `degrade`.
+/// A Go-style duration (`300ms`, `1.5s`) of at most 10 s: a delay for `degrade`.
 fn parse_delay(text: &str) -> Result<Duration> {
-    let (number, unit) = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| text.split_at(i))
-        .context("needs a unit: ms or s")?;
-    let value: f64 = number.parse().context("not a number")?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        _ => bail!("unit {unit:?} is not ms or s"),
-    };
-    if !(0.0..=10.0).contains(&secs) {
-        bail!("must be between 0 and 10s");
+    let delay = fleet_core::duration::parse_duration(text)?;
+    if delay > fleet_lab::link::MAX_DELAY {
+        bail!("must be at most {:?}", fleet_lab::link::MAX_DELAY);
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(delay)
 }
 
 fn etcd(cli: &Cli, command: &EtcdCmd) -> Result<i32> {
