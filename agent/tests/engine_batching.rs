@@ -74,17 +74,21 @@ async fn placements_are_batched_and_other_machines_hear_nothing() {
     .unwrap()
     .unwrap();
     // Counted before any other read of ours: the snapshot above is 1 txn.
-    let calls = kv_calls(&etcd) - calls_before - set.txns as u64 - 1;
+    let calls = kv_calls(&etcd)
+        - calls_before
+        - set.txns.expect("the etcd driver counts its txns") as u64
+        - 1;
     let passes = status.borrow().passes - passes_before;
     let snap = reg.snapshot().await.unwrap();
     assert_eq!(snap.schedule.len(), UNITS);
     // Every revision since `settled` is one txn: ours (set_targets) or the engine's,
     // which may start writing before set_targets has finished.
-    let write_txns = (snap.revision - settled) as u64 - set.txns as u64;
+    let write_txns = (snap.revision - settled) as u64
+        - set.txns.expect("the etcd driver counts its txns") as u64;
     println!(
         "{UNITS} placements: {passes} passes, {calls} etcd requests by the engine, \
          {write_txns} write txns (set_targets took {} txns)",
-        set.txns
+        set.txns.expect("the etcd driver counts its txns")
     );
     // One snapshot per pass, and ⌈ops/128⌉ writes (a pass split by the debounce
     // costs at most one partial txn more).

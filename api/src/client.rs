@@ -492,7 +492,7 @@ impl ApiClient {
                 .iter()
                 .map(|n| convert::unit_name(n))
                 .collect::<Result<_, _>>()?,
-            txns: 0,
+            txns: None,
         })
     }
 

@@ -115,11 +115,6 @@ impl Listeners {
             .collect()
     }
 
-    /// Whether the sockets came from systemd.
-    pub fn is_activated(&self) -> bool {
-        self.activated
-    }
-
     /// The address other fleetds should use to reach this one (first TCP listener),
     /// with the scheme its TLS setting implies; empty when there is no TCP listener.
     pub fn api_addr(&self, public_ip: Option<std::net::IpAddr>) -> String {

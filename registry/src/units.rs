@@ -21,8 +21,9 @@ const TXN_BYTES: usize = 1024 * 1024;
 pub struct SetTargetsOutcome {
     /// Units that did not exist: their target was not written.
     pub missing: Vec<UnitName>,
-    /// How many txns it took (⌈units / 127⌉), for tests and benchmarks.
-    pub txns: usize,
+    /// How many txns it took (⌈units / 127⌉), for tests and benchmarks; `None` where
+    /// the caller cannot know (through the API, fleetd writes).
+    pub txns: Option<usize>,
 }
 
 impl Registry {
@@ -251,7 +252,7 @@ impl Registry {
             })
             .collect();
         let responses = self.txns("set targets", txns).await?;
-        out.txns = responses.len();
+        out.txns = Some(responses.len());
         for (chunk, resp) in chunks.iter().zip(&responses) {
             for ((n, _), r) in chunk.iter().zip(resp.op_responses()) {
                 if let TxnOpResponse::Txn(r) = r
