@@ -352,101 +352,12 @@ async fn journal_and_status_run_where_the_unit_runs() {
     let _ = m1.tcp;
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server cert for 127.0.0.1 and a client cert, all signed by the CA.
-fn certs(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=fleet test CA",
-    ]);
-    openssl(dir, &ca);
-    for (who, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-        ("rogue", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
-        let mut req = vec!["req"];
-        req.extend(ec);
-        let (key, csr, crt, extf) = (
-            format!("{who}.key"),
-            format!("{who}.csr"),
-            format!("{who}.crt"),
-            format!("{who}.ext"),
-        );
-        let subj = format!("/CN={who}");
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &req);
-        if who == "rogue" {
-            // Self-signed: not from the cluster's CA.
-            openssl(
-                dir,
-                &[
-                    "x509", "-req", "-in", &csr, "-signkey", &key, "-out", &crt, "-days", "2",
-                    "-extfile", &extf,
-                ],
-            );
-        } else {
-            openssl(
-                dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    "ca.crt",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-out",
-                    &crt,
-                    "-days",
-                    "2",
-                    "-extfile",
-                    &extf,
-                ],
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_refuses_clients_without_a_valid_cert() {
     let etcd = EtcdServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    certs(d);
+    fleet_testkit::make_test_certs(d);
     let tls = ServerTls {
         cert: d.join("server.crt"),
         key: d.join("server.key"),
@@ -496,7 +407,7 @@ async fn forwarding_takes_only_an_ip_and_port_and_uses_its_own_tls() {
     let etcd = EtcdServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    certs(d);
+    fleet_testkit::make_test_certs(d);
     let server_tls = || ServerTls {
         cert: d.join("server.crt"),
         key: d.join("server.key"),

@@ -620,19 +620,6 @@ async fn machine_metadata_patch_persists_across_leaving_and_rejoining() {
     assert!(!snap.machines[0].machine.metadata.contains_key("region"));
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `curl ARGS URL` on the host: (exit code, stdout).
 fn curl(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new("curl")
@@ -654,66 +641,7 @@ async fn https_with_mtls_serves_http1_and_http2_clients() {
     let etcd = EtcdServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-    ]);
-    openssl(d, &ca);
-    for (who, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(d.join(format!("{who}.ext")), ext).unwrap();
-        let (key, csr, crt, ext) = (
-            format!("{who}.key"),
-            format!("{who}.csr"),
-            format!("{who}.crt"),
-            format!("{who}.ext"),
-        );
-        let subj = format!("/CN={who}");
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(d, &req);
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
+    fleet_testkit::make_test_certs(d);
     let reg = registry(&etcd).await;
     let _m1 = register(&reg, "m1", &[]).await;
     let ctx = ApiContext::new(registry(&etcd).await, MachineId::new("m1").unwrap());

@@ -6,6 +6,9 @@
 //! panicking test never leaks a process. It is deliberately synchronous (std only): the
 //! lab and the benchmarks use it outside any async runtime.
 
+mod certs;
+pub use certs::make_test_certs;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
