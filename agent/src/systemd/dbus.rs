@@ -61,7 +61,14 @@ pub struct SystemdManager {
     timeout: Duration,
     /// Set once systemd said it lacks ListUnitsByNames (systemd < 230): use ListUnits.
     no_list_by_names: AtomicBool,
+    /// Bounds the calls in flight: the system bus refuses a connection more than 128
+    /// pending replies (`LimitsExceeded`), and a batch of hundreds of stops or resets
+    /// would otherwise fail wholesale and be retried wholesale.
+    inflight: tokio::sync::Semaphore,
 }
+
+/// Calls in flight at most, below dbus-daemon's 128 pending replies per connection.
+const MAX_INFLIGHT_CALLS: usize = 64;
 
 /// A D-Bus error's name, e.g. `org.freedesktop.systemd1.NoSuchUnit`.
 fn error_name(e: &zbus::Error) -> Option<String> {
@@ -163,6 +170,7 @@ impl SystemdManager {
             counters: Counters::default(),
             timeout: options.call_timeout,
             no_list_by_names: AtomicBool::new(false),
+            inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT_CALLS),
         };
         this.call("Subscribe", &[], this.manager.subscribe())
             .await
@@ -185,6 +193,8 @@ impl SystemdManager {
     ) -> Result<T, CallError> {
         let span = tracing::debug_span!("systemd", op, unit = %describe(units));
         async {
+            // Waiting for a slot is not the call's time: the timeout starts after.
+            let _slot = self.inflight.acquire().await.ok();
             match tokio::time::timeout(self.timeout, fut).await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => {
