@@ -100,36 +100,59 @@ pub struct Forwarding {
     timeout: Duration,
 }
 
+/// Runs one etcd-driver operation, logging it as `--debug` shows API requests:
+/// `etcd <Operation> <endpoints> ok|failed in <duration>`.
+fn logged<'a, T: Send + 'a>(
+    reg: &'a Registry,
+    op: &'static str,
+    fut: impl Future<Output = Result<T, RegistryError>> + Send + 'a,
+) -> Op<'a, T> {
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let result = fut.await;
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(_) => tracing::debug!("etcd {op} {} ok in {elapsed:.1?}", reg.endpoints()),
+            Err(e) => tracing::debug!("etcd {op} {} failed in {elapsed:.1?}: {e}", reg.endpoints()),
+        }
+        Ok(result?)
+    })
+}
+
 impl Cluster for Registry {
     fn get_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, Option<UnitRecord>> {
-        Box::pin(async move { Ok(Registry::get_unit(self, name).await?) })
+        logged(self, "GetUnit", Registry::get_unit(self, name))
     }
     fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>> {
-        Box::pin(async move { Ok(Registry::get_units(self, names).await?) })
+        logged(self, "GetUnits", Registry::get_units(self, names))
     }
     fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>> {
-        Box::pin(async move { Ok(Registry::create_units(self, units).await?) })
+        logged(self, "CreateUnits", Registry::create_units(self, units))
     }
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
-        Box::pin(async move { Ok(Registry::replace_unit(self, name, file).await?) })
+        logged(
+            self,
+            "ReplaceUnit",
+            Registry::replace_unit(self, name, file),
+        )
     }
     fn set_targets<'a>(
         &'a self,
         targets: &'a [(UnitName, TargetState)],
     ) -> Op<'a, SetTargetsOutcome> {
-        Box::pin(async move { Ok(Registry::set_targets(self, targets).await?) })
+        logged(self, "SetTargets", Registry::set_targets(self, targets))
     }
     fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
-        Box::pin(async move { Ok(Registry::destroy_unit(self, name).await?) })
+        logged(self, "DestroyUnit", Registry::destroy_unit(self, name))
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
-        Box::pin(async move { Ok(Registry::snapshot(self).await?) })
+        logged(self, "Snapshot", Registry::snapshot(self))
     }
     fn list_machines(&self) -> Op<'_, Vec<Machine>> {
-        Box::pin(async move { Ok(Registry::list_machines(self).await?) })
+        logged(self, "ListMachines", Registry::list_machines(self))
     }
     fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
-        Box::pin(async move { Ok(Registry::list_states_at(self).await?) })
+        logged(self, "ListStatesAt", Registry::list_states_at(self))
     }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         let watch = self.watch_prefix(self.keys().states(), from_revision);

@@ -648,3 +648,25 @@ fn json_output_is_one_object_per_row() {
             .contains("invalid value 'yaml'")
     );
 }
+
+/// `--debug` with the etcd driver shows fleetctl's own requests as with the API driver:
+/// operation, endpoint, result and duration, and no colour into a pipe.
+#[test]
+fn debug_shows_etcd_driver_requests() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    let out = c.run(&["--debug", "submit", "hello.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let endpoint = c.etcd.client_url();
+    for op in ["GetUnits", "CreateUnits"] {
+        assert!(
+            err.contains(&format!("etcd {op} {endpoint} ok in ")),
+            "{op}: {err}"
+        );
+    }
+    assert!(!err.contains('\x1b'), "{err}");
+    // Without --debug, nothing of it.
+    let out = c.run(&["list-units"]);
+    assert!(!text(&out.stderr).contains("etcd Snapshot"));
+}

@@ -76,6 +76,11 @@ impl Registry {
         &self.keys
     }
 
+    /// The etcd endpoints, as errors and debug logs name them.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
     /// The bound on each call.
     pub fn request_timeout(&self) -> Duration {
         self.timeout
