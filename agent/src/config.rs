@@ -17,7 +17,8 @@ pub struct Config {
     pub verbosity: u32,
     pub etcd_servers: Vec<String>,
     pub etcd_username: Option<String>,
-    pub etcd_password: Option<String>,
+    /// Never printed: its `Debug` is `***`.
+    pub etcd_password: Option<fleet_registry::Secret>,
     pub etcd_keyfile: Option<PathBuf>,
     pub etcd_certfile: Option<PathBuf>,
     pub etcd_cafile: Option<PathBuf>,
@@ -157,7 +158,7 @@ const OPTIONS: &[OptionSpec] = &[
         Ok(())
     }),
     set("etcd_password", |c, v| {
-        c.etcd_password = opt(v);
+        c.etcd_password = opt(v).map(fleet_registry::Secret::from);
         Ok(())
     }),
     set("etcd_keyfile", |c, v| {

@@ -27,6 +27,12 @@ pub enum ServerError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// etcd refused fleetd's identity: retrying cannot help.
+    #[error("etcd at {endpoints}: {why} (fleet.conf's etcd_username and etcd_password)")]
+    EtcdAuth {
+        endpoints: String,
+        why: &'static str,
+    },
     #[error("agent: {0}")]
     Agent(#[from] AgentError),
     #[error("engine: {0}")]
@@ -63,7 +69,24 @@ impl Setup {
             version: fleet_core::VERSION.to_string(),
             disable_engine: config.disable_engine,
         };
-        let registry = Registry::connect(registry_config(config)).await?;
+        let auth = |e: RegistryError| match fleet_registry::auth_refusal(&e) {
+            Some(why) => ServerError::EtcdAuth {
+                endpoints: config.etcd_servers.join(","),
+                why,
+            },
+            None => ServerError::Registry(e),
+        };
+        let registry = Registry::connect(registry_config(config))
+            .await
+            .map_err(auth)?;
+        // etcd checks credentials on the first request, not on connecting: a refusal
+        // is final, so say it now rather than retry it forever. An unreachable etcd is
+        // not (the agent waits for it).
+        if let Err(e) = registry.list_machines().await
+            && fleet_registry::auth_refusal(&e).is_some()
+        {
+            return Err(auth(e));
+        }
         Ok(Setup { machine, registry })
     }
 }

@@ -137,6 +137,17 @@ pub struct GlobalFlags {
     /// Location of TLS CA file used to secure communication with the fleet API or etcd.
     #[arg(long, global = true, env = "FLEETCTL_CA_FILE", alias = "etcd-cafile")]
     pub ca_file: Option<String>,
+    /// User name for etcd's authentication (--driver=etcd).
+    #[arg(long, global = true, env = "FLEETCTL_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+    /// Password for etcd's authentication (--driver=etcd). A flag shows in the process
+    /// list: prefer --etcd-password-file or FLEETCTL_ETCD_PASSWORD.
+    #[arg(long, global = true, env = "FLEETCTL_ETCD_PASSWORD", hide_env_values = true,
+          value_parser = secret)]
+    pub etcd_password: Option<fleet_registry::Secret>,
+    /// File whose first line is the password for etcd's authentication (--driver=etcd).
+    #[arg(long, global = true, env = "FLEETCTL_ETCD_PASSWORD_FILE")]
+    pub etcd_password_file: Option<String>,
     /// Print fleetctl's API requests (method, endpoint, duration, result) and other
     /// debug information to stderr.
     #[arg(long, global = true, env = "FLEETCTL_DEBUG", default_value = "false",
@@ -147,6 +158,11 @@ pub struct GlobalFlags {
     #[arg(long, global = true, hide = true, env = "FLEETCTL_EXPERIMENTAL_API", default_value = "true",
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub experimental_api: bool,
+}
+
+/// A password flag's value, kept out of `Debug` output.
+fn secret(s: &str) -> Result<fleet_registry::Secret, std::convert::Infallible> {
+    Ok(fleet_registry::Secret::from(s))
 }
 
 /// Flags of the commands that wait for units to reach a state.

@@ -13,7 +13,8 @@ use fleet_api::{ApiClient, ApiError, ClientConfig, ClientTls, StateChange, Trans
 use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
 use fleet_registry::{
     Change, ClusterSnapshot, CreateOutcome, Registry, RegistryConfig, RegistryError, RegistryKey,
-    RegistryWatch, SetTargetsOutcome, UnitRecord, UnitStateRecord, WatchBatch, WatchEvent,
+    RegistryWatch, Secret, SetTargetsOutcome, TlsFiles, UnitRecord, UnitStateRecord, WatchBatch,
+    WatchEvent,
 };
 
 use crate::cli::GlobalFlags;
@@ -335,6 +336,8 @@ impl Client {
                     .with_prefix(global.etcd_key_prefix.clone())
                     .with_timeout(timeout);
                 config.endpoints = endpoints;
+                config.tls = etcd_tls(global);
+                (config.username, config.password) = etcd_credentials(global)?;
                 let registry = Registry::connect(config)
                     .await
                     .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
@@ -365,6 +368,47 @@ fn client_tls(global: &GlobalFlags) -> Option<ClientTls> {
         key: global.key_file.as_ref().map(PathBuf::from),
         domain: None,
     })
+}
+
+/// `--ca-file/--cert-file/--key-file` as the etcd driver's TLS.
+fn etcd_tls(global: &GlobalFlags) -> Option<TlsFiles> {
+    client_tls(global).map(|t| TlsFiles {
+        ca_file: t.ca,
+        cert_file: t.cert,
+        key_file: t.key,
+    })
+}
+
+/// The etcd user and password from `--etcd-username` and `--etcd-password` or
+/// `--etcd-password-file` (or their `FLEETCTL_*` variables); both or neither.
+fn etcd_credentials(global: &GlobalFlags) -> anyhow::Result<(Option<String>, Option<Secret>)> {
+    let password = match (&global.etcd_password, &global.etcd_password_file) {
+        (Some(_), Some(_)) => {
+            bail!("give the etcd password with --etcd-password or --etcd-password-file, not both")
+        }
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read --etcd-password-file {file}"))?;
+            let line = text.lines().next().unwrap_or_default();
+            if line.is_empty() {
+                bail!("--etcd-password-file {file} is empty");
+            }
+            Some(Secret::from(line))
+        }
+        (None, None) => None,
+    };
+    let username = global.etcd_username.clone().filter(|u| !u.is_empty());
+    match (username, password) {
+        (Some(u), Some(p)) => Ok((Some(u), Some(p))),
+        (None, None) => Ok((None, None)),
+        (Some(_), None) => {
+            bail!(
+                "--etcd-username needs a password (--etcd-password-file or FLEETCTL_ETCD_PASSWORD)"
+            )
+        }
+        (None, Some(_)) => bail!("an etcd password was given without --etcd-username"),
+    }
 }
 
 /// The `ssh` program fleetctl runs (`FLEETCTL_SSH_COMMAND` overrides it, e.g. for a

@@ -90,6 +90,11 @@ pub fn api_error_line(e: &ApiError) -> String {
 /// A registry (etcd driver) error as one line, without etcd-client's and tonic's
 /// nested debug dumps.
 pub fn registry_error_line(e: &RegistryError) -> String {
+    if let Some(why) = fleet_registry::auth_refusal(e) {
+        return format!(
+            "{why} (--etcd-username with --etcd-password-file, or FLEETCTL_ETCD_USERNAME and FLEETCTL_ETCD_PASSWORD)"
+        );
+    }
     match e {
         RegistryError::Unreachable { endpoints, source } => format!(
             "cannot reach etcd at {endpoints}: {}; is etcd running there? ({ENDPOINT_HINT})",

@@ -23,7 +23,7 @@ pub struct RegistryConfig {
     pub request_timeout: Duration,
     /// etcd authentication, when enabled on the cluster.
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<crate::Secret>,
     /// Client TLS (fleet's `etcd_cafile`/`etcd_certfile`/`etcd_keyfile`); needs the
     /// crate's `tls` feature.
     pub tls: Option<TlsFiles>,
@@ -32,7 +32,7 @@ pub struct RegistryConfig {
 /// PEM files for TLS to etcd.
 #[derive(Clone, Debug, Default)]
 pub struct TlsFiles {
-    /// CA that signed etcd's server certificate; `None` trusts the system roots.
+    /// CA that signed etcd's server certificate; needed: this build trusts no system roots.
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key, for clusters requiring client authentication.
     pub cert_file: Option<PathBuf>,
@@ -89,7 +89,7 @@ impl RegistryConfig {
             .with_keep_alive(self.request_timeout, self.request_timeout)
             .with_keep_alive_while_idle(true);
         match (&self.username, &self.password) {
-            (Some(u), Some(p)) => opts = opts.with_user(u.clone(), p.clone()),
+            (Some(u), Some(p)) => opts = opts.with_user(u.clone(), p.expose()),
             (None, None) => {}
             _ => {
                 return Err(RegistryError::Config(

@@ -12,6 +12,7 @@
 //! naming the endpoints, never as a hang. Values are encoded only in `codec`.
 
 mod agent;
+pub mod auth;
 mod backoff;
 mod codec;
 pub mod config;
@@ -31,6 +32,7 @@ mod units;
 pub mod watch;
 
 pub use agent::AgentRegistry;
+pub use auth::{Secret, auth_refusal};
 pub use backoff::Backoff;
 pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
 pub use election::Leadership;

@@ -69,6 +69,9 @@ pub struct EtcdConfig {
     /// tmpfs makes fsync free: right for throwaway labs, whose write latency a shared
     /// disk's fsync would otherwise dominate (three members fsync every write).
     pub data_in: Option<PathBuf>,
+    /// Serve clients over TLS with this certificate and key (`https://` client URLs);
+    /// e.g. `server.{crt,key}` of [`make_test_certs`].
+    pub client_tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Ports of an etcd in a network namespace of its own.
@@ -92,6 +95,7 @@ impl Default for EtcdConfig {
             extra_args: Vec::new(),
             netns: None,
             data_in: None,
+            client_tls: None,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct EtcdServer {
     /// Member name (`--name`).
     name: String,
     ips: Vec<IpAddr>,
+    /// `http` or `https` (with [`EtcdConfig::client_tls`]).
+    scheme: &'static str,
     client_port: u16,
     metrics_port: u16,
     log_path: PathBuf,
@@ -182,9 +188,14 @@ impl EtcdServer {
             None => builder.tempdir()?,
         };
         let log_path = dir.path().join("etcd.log");
-        let urls = |port: u16| {
+        let scheme = if config.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let urls = |scheme: &str, port: u16| {
             ips.iter()
-                .map(|ip| format!("http://{}", SocketAddr::new(*ip, port)))
+                .map(|ip| format!("{scheme}://{}", SocketAddr::new(*ip, port)))
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -192,19 +203,23 @@ impl EtcdServer {
         let mut args = vec![
             format!("--name={}", member.name),
             format!("--data-dir={}", dir.path().join("data").display()),
-            format!("--listen-client-urls={}", urls(client_port)),
-            format!("--advertise-client-urls={}", urls(client_port)),
+            format!("--listen-client-urls={}", urls(scheme, client_port)),
+            format!("--advertise-client-urls={}", urls(scheme, client_port)),
             format!("--listen-peer-urls={peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
             format!("--initial-cluster={initial}"),
             format!("--initial-cluster-state={state}"),
-            format!("--listen-metrics-urls={}", urls(metrics_port)),
+            format!("--listen-metrics-urls={}", urls("http", metrics_port)),
             format!("--heartbeat-interval={}", config.heartbeat.as_millis()),
             format!("--election-timeout={}", config.election_timeout.as_millis()),
             "--logger=zap".to_string(),
             "--log-outputs=stderr".to_string(),
             "--log-level=warn".to_string(),
         ];
+        if let Some((cert, key)) = &config.client_tls {
+            args.push(format!("--cert-file={}", cert.display()));
+            args.push(format!("--key-file={}", key.display()));
+        }
         args.extend(config.extra_args.iter().cloned());
         let bin = config.bin();
         let command = match &config.netns {
@@ -220,6 +235,7 @@ impl EtcdServer {
             child: None,
             name: member.name.clone(),
             ips,
+            scheme,
             client_port,
             metrics_port,
             log_path,
@@ -297,17 +313,54 @@ impl EtcdServer {
         }
     }
 
-    /// `http://IP:PORT` for clients, on the first listen address.
+    /// `http://IP:PORT` (`https` with TLS) for clients, on the first listen address.
     pub fn client_url(&self) -> String {
-        format!("http://{}", SocketAddr::new(self.ips[0], self.client_port))
+        let addr = SocketAddr::new(self.ips[0], self.client_port);
+        format!("{}://{addr}", self.scheme)
     }
 
     /// One client URL per listen address.
     pub fn client_urls(&self) -> Vec<String> {
         self.ips
             .iter()
-            .map(|ip| format!("http://{}", SocketAddr::new(*ip, self.client_port)))
+            .map(|ip| {
+                format!(
+                    "{}://{}",
+                    self.scheme,
+                    SocketAddr::new(*ip, self.client_port)
+                )
+            })
             .collect()
+    }
+
+    /// Turns on etcd's authentication with a `root` user of `password` (etcdctl, from
+    /// Debian's etcd-client; `ca` verifies a TLS etcd). Panics with etcdctl's message
+    /// if a step fails (test set-up).
+    pub fn enable_auth(&self, password: &str, ca: Option<&Path>) {
+        let mut base = vec![format!("--endpoints={}", self.client_url())];
+        if let Some(ca) = ca {
+            base.push(format!("--cacert={}", ca.display()));
+        }
+        let root = format!("root:{password}");
+        for step in [
+            vec!["user", "add", root.as_str()],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["auth", "enable"],
+        ] {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(&base)
+                .args(&step)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run etcdctl (apt-get install etcd-client): {e}")
+                });
+            assert!(
+                out.status.success(),
+                "etcdctl {step:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// Where `/metrics` and `/health` are served (scraped by benchmarks).
