@@ -49,6 +49,12 @@ pub struct Config {
     pub api_tls_key: Option<PathBuf>,
     /// CA whose client certificates the API requires (mutual TLS) when set.
     pub api_tls_client_ca: Option<PathBuf>,
+    /// Unix-socket peers in this group (name or gid) are API operators; root is admin,
+    /// others viewers.
+    pub api_operator_group: Option<String>,
+    /// Serve plaintext TCP on non-loopback `api_listen` addresses (refused otherwise):
+    /// every client is then admin, and fleetd warns.
+    pub api_allow_plaintext: bool,
 }
 
 impl Default for Config {
@@ -80,6 +86,8 @@ impl Default for Config {
             api_tls_cert: None,
             api_tls_key: None,
             api_tls_client_ca: None,
+            api_operator_group: None,
+            api_allow_plaintext: false,
         }
     }
 }
@@ -286,6 +294,14 @@ const OPTIONS: &[OptionSpec] = &[
     }),
     set("api_tls_client_ca", |c, v| {
         c.api_tls_client_ca = opt(v.trim()).map(PathBuf::from);
+        Ok(())
+    }),
+    set("api_operator_group", |c, v| {
+        c.api_operator_group = opt(v.trim());
+        Ok(())
+    }),
+    flag("api_allow_plaintext", |c, v| {
+        c.api_allow_plaintext = boolean(v)?;
         Ok(())
     }),
 ];

@@ -131,7 +131,9 @@ pub fn reload_refusal(old: &Config, new: &Config) -> Option<String> {
             || old.api_listen != new.api_listen
             || old.api_tls_cert != new.api_tls_cert
             || old.api_tls_key != new.api_tls_key
-            || old.api_tls_client_ca != new.api_tls_client_ca,
+            || old.api_tls_client_ca != new.api_tls_client_ca
+            || old.api_operator_group != new.api_operator_group
+            || old.api_allow_plaintext != new.api_allow_plaintext,
     );
     (!changed.is_empty()).then(|| {
         format!(
@@ -256,6 +258,15 @@ impl Api {
             tcp: config.api_listen.clone(),
             tls: tls.clone(),
             socket_activation: true,
+            auth: fleet_api::AuthConfig {
+                operator_gid: config
+                    .api_operator_group
+                    .as_deref()
+                    .map(fleet_api::resolve_group)
+                    .transpose()
+                    .map_err(|e| fleet_api::ApiError::Config(format!("api_operator_group: {e}")))?,
+                allow_plaintext: config.api_allow_plaintext,
+            },
         };
         let listeners = fleet_api::Listeners::open(&listen)?;
         let addr = listeners.api_addr(setup.machine.public_ip.parse().ok());

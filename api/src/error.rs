@@ -37,6 +37,9 @@ pub enum ApiError {
         #[source]
         source: std::io::Error,
     },
+    /// The listeners' configuration is unsafe or inconsistent.
+    #[error("{0}")]
+    Config(String),
     /// The gRPC server failed.
     #[error("fleet API server: {0}")]
     Serve(#[from] tonic::transport::Error),

@@ -6,6 +6,7 @@
 //! Journal and status requests are answered by the fleetd of the machine running the
 //! unit; any other fleetd forwards them there using that machine's published address.
 
+mod auth;
 pub mod client;
 mod context;
 pub mod convert;
@@ -19,6 +20,7 @@ mod tls;
 mod tls_accept;
 mod v1;
 
+pub use auth::{AuthConfig, Role, resolve_group};
 pub use client::{ApiClient, ClientConfig, Output, StateChange, StateWatch, Transport};
 pub use error::ApiError;
 pub use exec::LocalCommands;

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
-use crate::{ApiContext, ApiError, FleetService, ServerTls};
+use crate::{ApiContext, ApiError, AuthConfig, FleetService, ServerTls};
 
 /// systemd passes activated sockets from fd 3 on.
 const SD_LISTEN_FDS_START: RawFd = 3;
@@ -29,6 +29,8 @@ pub struct ListenConfig {
     pub tls: Option<ServerTls>,
     /// Take `LISTEN_FDS` sockets when systemd passed them to this process.
     pub socket_activation: bool,
+    /// Who may do what (see the `auth` module).
+    pub auth: AuthConfig,
 }
 
 impl Default for ListenConfig {
@@ -38,6 +40,7 @@ impl Default for ListenConfig {
             tcp: Vec::new(),
             tls: None,
             socket_activation: true,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -48,6 +51,7 @@ pub struct Listeners {
     unix: Vec<tokio::net::UnixListener>,
     tcp: Vec<tokio::net::TcpListener>,
     tls: Option<ServerTls>,
+    auth: AuthConfig,
     created: Vec<PathBuf>,
     activated: bool,
 }
@@ -73,6 +77,7 @@ impl Listeners {
             unix: Vec::new(),
             tcp: Vec::new(),
             tls: config.tls.clone(),
+            auth: config.auth.clone(),
             created: Vec::new(),
             activated: false,
         };
@@ -98,13 +103,46 @@ impl Listeners {
                 );
             }
         }
-        if !listeners.tcp.is_empty() && listeners.tls.is_none() {
-            tracing::warn!(
-                addrs = ?listeners.tcp_addrs(),
-                "fleet API listens on TCP without TLS: anyone who can reach it controls the cluster"
-            );
-        }
+        listeners.check_tcp_security()?;
         Ok(listeners)
+    }
+
+    /// Plaintext TCP beyond loopback only with `api_allow_plaintext` (warned about);
+    /// TLS without a client CA is warned about (every TCP client is then admin).
+    fn check_tcp_security(&self) -> Result<(), ApiError> {
+        match &self.tls {
+            None => {
+                let exposed: Vec<SocketAddr> = self
+                    .tcp_addrs()
+                    .into_iter()
+                    .filter(|a| !a.ip().is_loopback())
+                    .collect();
+                if exposed.is_empty() {
+                    return Ok(());
+                }
+                let shown = exposed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if !self.auth.allow_plaintext {
+                    return Err(ApiError::Config(format!(
+                        "refusing to serve the fleet API on {shown} without TLS: set api_tls_cert and api_tls_key (and api_tls_client_ca), or accept the risk with api_allow_plaintext=true"
+                    )));
+                }
+                tracing::warn!(
+                    "INSECURE: the fleet API serves plaintext TCP on {shown} (api_allow_plaintext=true): anyone who can reach it is admin of the cluster and runs code as root on every machine"
+                );
+            }
+            Some(tls) if tls.client_ca.is_none() && !self.tcp.is_empty() => {
+                tracing::warn!(
+                    addrs = ?self.tcp_addrs(),
+                    "the fleet API serves TLS without a client CA (api_tls_client_ca): every TCP client is admin of the cluster"
+                );
+            }
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// Bound TCP addresses (port 0 resolved), e.g. to publish as the machine's `api_addr`.
@@ -208,6 +246,12 @@ fn activated_fds() -> Option<Vec<RawFd>> {
     Some((SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + n).collect())
 }
 
+/// This process's uid (the owner of `/proc/self`).
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
 /// Opens the listeners and serves the API until `shutdown` is cancelled.
 pub async fn serve(
     ctx: ApiContext,
@@ -233,7 +277,16 @@ pub async fn serve_on(
     };
     // gRPC and fleet's HTTP API v1 on every listener: HTTP/2 (gRPC, or HTTP/2
     // clients of the JSON API) and HTTP/1.1 are told apart per connection.
-    let routes = crate::v1::routes(svc);
+    let policy = std::sync::Arc::new(crate::auth::Policy {
+        operator_gid: listeners.auth.operator_gid,
+        allow_plaintext: listeners.auth.allow_plaintext,
+        client_ca: listeners
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some()),
+        own_uid: own_uid(),
+    });
+    let routes = crate::v1::routes(svc, policy);
     for l in listeners.unix.drain(..) {
         let routes = routes.clone();
         let stop = shutdown.clone();

@@ -1,7 +1,8 @@
 //! TLS on the TCP listeners, accepted here rather than inside tonic so the handshake
 //! offers `http/1.1` beside `h2` in ALPN: clients of fleet's HTTP API that negotiate
 //! HTTP/1.1 (Python's, `curl --http1.1`) work over TLS as gRPC clients do. With a
-//! client CA, every client must present a certificate it signed (mTLS).
+//! client CA, a presented certificate must be one it signed (mTLS); a client with none
+//! is refused by `auth::check` with a message.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -60,6 +61,10 @@ pub(crate) fn acceptor(tls: &ServerTls) -> Result<TlsAcceptor, ApiError> {
                 Arc::new(roots),
                 provider,
             )
+            // A client without a certificate completes the handshake so that it can
+            // be told "certificate required" (auth::check refuses it) rather than see
+            // a bare TLS alert; a certificate the CA did not sign still fails here.
+            .allow_unauthenticated()
             .build()
             .map_err(|e| tls_err(ca)(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

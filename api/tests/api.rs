@@ -104,6 +104,7 @@ async fn fleetd(
         },
         tls,
         socket_activation: false,
+        auth: Default::default(),
     };
     let listeners = Listeners::open(&config).unwrap();
     let tcp = listeners.tcp_addrs().first().copied();
@@ -377,13 +378,16 @@ async fn mtls_refuses_clients_without_a_valid_cert() {
     };
     let good = ApiClient::connect(&config(Some("client"))).await.unwrap();
     assert_eq!(good.list_machines().await.unwrap().len(), 1);
-    for bad in [None, Some("rogue")] {
-        let refused = match ApiClient::connect(&config(bad)).await {
-            Err(_) => true,
-            Ok(c) => c.list_machines().await.is_err(),
-        };
-        assert!(refused, "client with {bad:?} was served");
-    }
+    // Without a certificate: told so, not a transport error.
+    let anonymous = ApiClient::connect(&config(None)).await.unwrap();
+    let err = anonymous.list_machines().await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::Unauthenticated), "{err}");
+    assert!(err.to_string().starts_with("certificate required"), "{err}");
+    let refused = match ApiClient::connect(&config(Some("rogue"))).await {
+        Err(_) => true,
+        Ok(c) => c.list_machines().await.is_err(),
+    };
+    assert!(refused, "client with a rogue certificate was served");
     // Plaintext against the TLS listener is refused too.
     let plain = ClientConfig::new(format!("http://{}", f.tcp.unwrap()));
     let refused = match ApiClient::connect(&plain).await {
@@ -391,6 +395,98 @@ async fn mtls_refuses_clients_without_a_valid_cert() {
         Ok(c) => c.list_machines().await.is_err(),
     };
     assert!(refused);
+}
+
+/// The role in a client certificate (`O=fleet:<role>`) bounds what it may do: a viewer
+/// reads but may not submit, start, stop or destroy; an operator may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_roles_bound_every_call() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet_testkit::make_test_certs(d);
+    let tls = ServerTls {
+        cert: d.join("server.crt"),
+        key: d.join("server.key"),
+        client_ca: Some(d.join("ca.crt")),
+    };
+    let f = fleetd(&etcd, d, "m1", true, Some(tls), None).await;
+    let as_role = async |who: &str| {
+        let mut c = ClientConfig::new(format!("https://{}", f.tcp.unwrap()));
+        c.tls = Some(ClientTls {
+            ca: Some(d.join("ca.crt")),
+            cert: Some(d.join(format!("{who}.crt"))),
+            key: Some(d.join(format!("{who}.key"))),
+            domain: None,
+        });
+        ApiClient::connect(&c).await
+    };
+    let viewer = as_role("viewer").await.unwrap();
+    let operator = as_role("operator").await.unwrap();
+    let hello = name("hello.service");
+    let file = UnitFile::parse(UNIT).unwrap();
+    let denied = |r: Result<(), fleet_api::ApiError>, what: &str| {
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), Some(tonic::Code::PermissionDenied), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("role viewer may not {what}")),
+            "{e}"
+        );
+        eprintln!("refused: {e}");
+    };
+    denied(
+        viewer.create_unit(&hello, &file).await.map(drop),
+        "submit units",
+    );
+    operator.create_unit(&hello, &file).await.unwrap();
+    assert!(viewer.get_unit(&hello).await.unwrap().is_some());
+    assert_eq!(viewer.list_machines().await.unwrap().len(), 1);
+    let start = [(hello.clone(), TargetState::Launched)];
+    denied(
+        viewer.set_targets(&start).await.map(drop),
+        "start, stop, load or unload units",
+    );
+    let stop = [(hello.clone(), TargetState::Inactive)];
+    denied(
+        viewer.set_targets(&stop).await.map(drop),
+        "start, stop, load or unload units",
+    );
+    denied(viewer.destroy_unit(&hello).await.map(drop), "destroy units");
+    operator.set_targets(&start).await.unwrap();
+    operator.set_targets(&stop).await.unwrap();
+    assert!(operator.destroy_unit(&hello).await.unwrap());
+    // The unix socket's root peer (these tests run as root or as fleetd's user) is admin.
+    let local = unix_client(&f).await;
+    local.create_unit(&hello, &file).await.unwrap();
+    assert!(local.destroy_unit(&hello).await.unwrap());
+}
+
+/// Plaintext TCP beyond loopback is refused at start-up unless the operator opts in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_tcp_needs_the_opt_in() {
+    let mut config = ListenConfig {
+        unix: None,
+        tcp: vec!["0.0.0.0:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    };
+    let err = Listeners::open(&config)
+        .err()
+        .expect("plaintext TCP was served");
+    let err = err.to_string();
+    eprintln!("refused: {err}");
+    assert!(
+        err.contains("without TLS") && err.contains("api_allow_plaintext=true"),
+        "{err}"
+    );
+    config.auth.allow_plaintext = true;
+    assert_eq!(Listeners::open(&config).unwrap().tcp_addrs().len(), 1);
+    // Loopback needs no opt-in.
+    config.auth.allow_plaintext = false;
+    config.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+    assert_eq!(Listeners::open(&config).unwrap().tcp_addrs().len(), 1);
 }
 
 /// Republishes `f`'s machine record with `api_addr`, as whoever holds that machine's

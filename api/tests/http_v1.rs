@@ -152,6 +152,7 @@ async fn fleetd(etcd: &EtcdServer, dir: &Path) -> Fleetd {
         tcp: vec!["127.0.0.1:0".parse().unwrap()],
         tls: None,
         socket_activation: false,
+        auth: Default::default(),
     })
     .unwrap();
     let tcp = listeners.tcp_addrs()[0];
@@ -654,6 +655,7 @@ async fn https_with_mtls_serves_http1_and_http2_clients() {
             client_ca: Some(d.join("ca.crt")),
         }),
         socket_activation: false,
+        auth: Default::default(),
     })
     .unwrap();
     let url = format!("https://{}/fleet/v1/machines", listeners.tcp_addrs()[0]);
@@ -671,7 +673,109 @@ async fn https_with_mtls_serves_http1_and_http2_clients() {
         let page: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(page["machines"][0]["id"], "m1", "{version}");
     }
-    let (code, _) = tokio::task::block_in_place(|| curl(&["--http1.1", "--cacert", &ca, &url]));
-    assert_ne!(code, 0, "a client without a certificate was served");
+    // Without a certificate: told why, in fleet's JSON error shape.
+    let (code, out) = tokio::task::block_in_place(|| {
+        curl(&["--http1.1", "-w", "\n%{http_code}", "--cacert", &ca, &url])
+    });
+    assert_eq!(code, 0, "{out}");
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!(status, "401", "{out}");
+    let err: Value = serde_json::from_str(body).unwrap();
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("certificate required"), "{message}");
+    // A certificate the CA did not sign fails the handshake.
+    let (rogue, rogue_key) = (
+        d.join("rogue.crt").display().to_string(),
+        d.join("rogue.key").display().to_string(),
+    );
+    let (code, _) = tokio::task::block_in_place(|| {
+        curl(&["--cacert", &ca, "--cert", &rogue, "--key", &rogue_key, &url])
+    });
+    assert_ne!(code, 0, "a client with a rogue certificate was served");
+    stop.cancel();
+}
+
+/// HTTP API v1 over mTLS: a viewer certificate reads but may not submit, start or
+/// destroy; an operator may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_roles_from_certificates() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet_testkit::make_test_certs(d);
+    let ctx = ApiContext::new(registry(&etcd).await, MachineId::new("m1").unwrap());
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(fleet_api::ServerTls {
+            cert: d.join("server.crt"),
+            key: d.join("server.key"),
+            client_ca: Some(d.join("ca.crt")),
+        }),
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("https://{}/fleet/v1/units", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let ca = d.join("ca.crt").display().to_string();
+    // (status code, body) of `method url [json]` as `who`.
+    let call = |who: &str, method: &str, url: &str, json: Option<&str>| {
+        let cert = d.join(format!("{who}.crt")).display().to_string();
+        let key = d.join(format!("{who}.key")).display().to_string();
+        let mut args = vec![
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ];
+        if let Some(j) = json {
+            args.extend(["-H", "Content-Type: application/json", "--data", j]);
+        }
+        args.push(url);
+        let (code, out) = tokio::task::block_in_place(|| curl(&args));
+        assert_eq!(code, 0, "{out}");
+        let (body, status) = out.rsplit_once('\n').unwrap();
+        (status.to_string(), body.to_string())
+    };
+    let unit = format!("{base}/hello.service");
+    let submit = r#"{"desiredState":"inactive","options":[{"section":"Service","name":"ExecStart","value":"/bin/sleep 1000"}]}"#;
+    let (status, body) = call("viewer", "PUT", &unit, Some(submit));
+    assert_eq!(status, "403", "{body}");
+    assert!(
+        body.contains("role viewer may not submit, start or stop units"),
+        "{body}"
+    );
+    let (status, body) = call("operator", "PUT", &unit, Some(submit));
+    assert_eq!(status, "201", "{body}");
+    let (status, body) = call("viewer", "GET", &base, None);
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("hello.service"), "{body}");
+    let (status, body) = call(
+        "viewer",
+        "PUT",
+        &unit,
+        Some(r#"{"desiredState":"launched"}"#),
+    );
+    assert_eq!(status, "403", "{body}");
+    let (status, body) = call("viewer", "DELETE", &unit, None);
+    assert_eq!(status, "403", "{body}");
+    assert!(body.contains("role viewer may not destroy units"), "{body}");
+    let (status, body) = call(
+        "operator",
+        "PUT",
+        &unit,
+        Some(r#"{"desiredState":"launched"}"#),
+    );
+    assert_eq!(status, "204", "{body}");
+    let (status, body) = call("operator", "DELETE", &unit, None);
+    assert_eq!(status, "204", "{body}");
     stop.cancel();
 }

@@ -86,6 +86,7 @@ impl Cluster {
                     tcp: vec!["127.0.0.1:0".parse().unwrap()],
                     tls: None,
                     socket_activation: false,
+                    auth: Default::default(),
                 })
                 .unwrap();
                 let mut m = Machine::new(MachineId::new("m1").unwrap());

@@ -994,7 +994,8 @@ impl Lab {
     }
 
     /// fleet.conf of one machine: its etcd, identity, and the fleet API on
-    /// `<ip>:`[`API_PORT`] (plain HTTP/2 on the lab's private bridge).
+    /// `<ip>:`[`API_PORT`] (plain HTTP/2 on the lab's private bridge, so it opts in
+    /// with `api_allow_plaintext`).
     fn fleet_conf(&self, m: &MachineState) -> Result<String> {
         let etcd = self
             .etcd_bridge_url()
@@ -1012,7 +1013,8 @@ impl Lab {
              public_ip={}\n\
              metadata={metadata}\n\
              agent_ttl={}\n\
-             api_listen={}:{API_PORT}\n",
+             api_listen={}:{API_PORT}\n\
+             api_allow_plaintext=true\n",
             m.name, self.name, self.state.etcd_key_prefix, m.ip, self.state.agent_ttl, m.ip
         ))
     }

@@ -1,12 +1,13 @@
 //! Throwaway TLS certificates for tests, made with the `openssl` command (Debian's
 //! openssl package): a CA, a server certificate for 127.0.0.1/localhost and a client
-//! certificate it signed, and a self-signed "rogue" client certificate it did not.
+//! certificate it signed, one client certificate per API role (`O=fleet:<role>`), and a
+//! self-signed "rogue" client certificate it did not.
 
 use std::path::Path;
 use std::process::Command;
 
-/// Writes `ca.{crt,key}`, `server.{crt,key}`, `client.{crt,key}` and `rogue.{crt,key}`
-/// into `dir`. Panics with openssl's message if a step fails (test set-up).
+/// Writes `ca.{crt,key}`, `server.{crt,key}`, `client.{crt,key}`, `rogue.{crt,key}` and
+/// `{admin,operator,viewer}.{crt,key}` into `dir`. Panics with openssl's message if a step fails (test set-up).
 pub fn make_test_certs(dir: &Path) {
     let ec = [
         "-newkey",
@@ -35,6 +36,9 @@ pub fn make_test_certs(dir: &Path) {
         ),
         ("client", "extendedKeyUsage=clientAuth\n"),
         ("rogue", "extendedKeyUsage=clientAuth\n"),
+        ("admin", "extendedKeyUsage=clientAuth\n"),
+        ("operator", "extendedKeyUsage=clientAuth\n"),
+        ("viewer", "extendedKeyUsage=clientAuth\n"),
     ] {
         let (key, csr, crt, extf) = (
             format!("{who}.key"),
@@ -45,7 +49,11 @@ pub fn make_test_certs(dir: &Path) {
         if let Err(e) = std::fs::write(dir.join(&extf), ext) {
             panic!("cannot write {extf}: {e}");
         }
-        let subj = format!("/CN={who}");
+        // The API's roles come from the subject's Organization (`fleet:<role>`).
+        let subj = match who {
+            "admin" | "operator" | "viewer" => format!("/CN={who}/O=fleet:{who}"),
+            _ => format!("/CN={who}"),
+        };
         let mut req = vec!["req"];
         req.extend(ec);
         req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);

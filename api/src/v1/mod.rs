@@ -2,7 +2,8 @@
 //! the same listeners as gRPC so fleet's own clients (its Go `fleetctl`, its `client`
 //! package, dashboards, `curl --unix-socket` scripts) keep working.
 //!
-//! Requests whose content type is `application/grpc` never reach this module: tonic
+//! Every request first passes `auth::check` (roles). Requests whose content type is
+//! `application/grpc` never reach this module: tonic
 //! routes them. Everything else lands in [`Http::handle`], which follows fleet's
 //! routing (exact paths, 404 for anything else, 405 with fleet's texts). Writes go
 //! through the gRPC [`FleetService`] methods, so a unit created here obeys exactly the
@@ -29,14 +30,20 @@ use crate::FleetService;
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The gRPC service plus fleet's HTTP API v1 as the fallback for every other request.
-pub(crate) fn routes(svc: FleetService) -> Routes {
+/// Every request, of either, first passes the access check of `policy`.
+pub(crate) fn routes(svc: FleetService, policy: Arc<crate::auth::Policy>) -> Routes {
     let http = Arc::new(Http { svc: svc.clone() });
     let router = Routes::new(svc.into_server())
         .into_axum_router()
         .fallback(move |req: Request| {
             let http = http.clone();
             async move { http.handle(req).await }
-        });
+        })
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: axum::middleware::Next| {
+                crate::auth::check(policy.clone(), req, next)
+            },
+        ));
     Routes::from(router)
 }
 
@@ -59,7 +66,7 @@ impl HttpError {
         HttpError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         let body = serde_json::json!({
             "error": {"code": self.status.as_u16(), "message": self.message}
         });

@@ -1,0 +1,268 @@
+//! Who may do what through the API: every request (gRPC and HTTP API v1, any method,
+//! including ones added later) passes [`check`] before it reaches the service.
+//!
+//! Roles, from least to most: `viewer` reads (list, cat, status, journal); `operator`
+//! also submits, loads, starts, stops, unloads and destroys units; `admin` may do
+//! everything, including calls not listed here (a new method is admin-only until it is
+//! classified in [`needs`]). Who has which role:
+//!
+//! - **TLS client certificates** (TCP with `api_tls_client_ca`): the certificate's
+//!   subject Organization (`O=`) names the role: `fleet:admin`, `fleet:operator` or
+//!   `fleet:viewer` (the highest one wins); a certificate the CA signed without any of
+//!   them is a viewer. A client without a certificate is refused ("certificate
+//!   required").
+//! - **The unix socket**: the peer's uid 0 (or fleetd's own uid) is admin; a member of
+//!   `api_operator_group` is operator; anyone else who can open the socket is a viewer.
+//! - **TCP without a client CA** (TLS without `api_tls_client_ca`, plaintext on a
+//!   loopback address, or plaintext with `api_allow_plaintext`): clients cannot be
+//!   told apart, so each is admin; fleetd warns at start-up.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
+
+/// What a caller may do; ordered, each role including the ones below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    /// The role a certificate's Organization value names (`fleet:<role>`).
+    fn from_organization(o: &str) -> Option<Role> {
+        match o.strip_prefix("fleet:")? {
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// fleet.conf's API access settings.
+#[derive(Clone, Debug, Default)]
+pub struct AuthConfig {
+    /// Unix-socket peers in this group are operators (`api_operator_group`).
+    pub operator_gid: Option<u32>,
+    /// Serve plaintext TCP on non-loopback addresses (`api_allow_plaintext`).
+    pub allow_plaintext: bool,
+}
+
+/// What the listeners enforce, fixed when serving starts.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    pub operator_gid: Option<u32>,
+    pub allow_plaintext: bool,
+    /// TCP clients must present a certificate signed by the client CA.
+    pub client_ca: bool,
+    /// fleetd's own uid: a unix peer running as fleetd's user is admin.
+    pub own_uid: Option<u32>,
+}
+
+/// The group id of `name` (a number, or a group of `/etc/group`).
+pub fn resolve_group(name: &str) -> Result<u32, String> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").map_err(|e| format!("/etc/group: {e}"))?;
+    groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == name)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| format!("no group {name:?} in /etc/group"))
+}
+
+/// A refused request: its gRPC code and the line the client prints.
+struct Refusal {
+    code: tonic::Code,
+    message: String,
+}
+
+/// Who is calling and with which role, from the connection the request came on.
+fn caller(policy: &Policy, req: &Request) -> Result<(String, Role), Refusal> {
+    let ext = req.extensions();
+    if let Some(uds) = ext.get::<UdsConnectInfo>() {
+        return Ok(unix_caller(policy, uds));
+    }
+    if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        let peer = tls.get_ref().remote_addr();
+        return match tls.peer_certs().as_deref().and_then(|c| c.first()) {
+            Some(leaf) => cert_caller(leaf.as_ref()).map_err(|why| Refusal {
+                code: tonic::Code::Unauthenticated,
+                message: format!("client certificate unusable: {why}"),
+            }),
+            None if policy.client_ca => Err(Refusal {
+                code: tonic::Code::Unauthenticated,
+                message: "certificate required: this fleet API serves only clients with a \
+                          certificate signed by its client CA (fleetctl --cert-file and --key-file)"
+                    .into(),
+            }),
+            None => Ok((label(peer), Role::Admin)),
+        };
+    }
+    if let Some(tcp) = ext.get::<TcpConnectInfo>() {
+        let peer = tcp.remote_addr();
+        let loopback = peer.is_some_and(|p| p.ip().is_loopback());
+        if loopback || policy.allow_plaintext {
+            return Ok((label(peer), Role::Admin));
+        }
+        return Err(Refusal {
+            code: tonic::Code::Unauthenticated,
+            message: "plaintext TCP refused: this fleet API requires TLS (https://)".into(),
+        });
+    }
+    Err(Refusal {
+        code: tonic::Code::Unauthenticated,
+        message: "unknown connection: refused".into(),
+    })
+}
+
+fn label(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "tcp client".to_string(), |p| p.to_string())
+}
+
+fn unix_caller(policy: &Policy, uds: &UdsConnectInfo) -> (String, Role) {
+    let Some(cred) = uds.peer_cred else {
+        return ("unix client".into(), Role::Viewer);
+    };
+    let uid = cred.uid();
+    let who = format!("uid {uid}");
+    if uid == 0 || Some(uid) == policy.own_uid {
+        return (who, Role::Admin);
+    }
+    if let Some(gid) = policy.operator_gid
+        && (cred.gid() == gid || cred.pid().is_some_and(|pid| in_group(pid, gid)))
+    {
+        return (who, Role::Operator);
+    }
+    (who, Role::Viewer)
+}
+
+/// Whether process `pid` has `gid` among its supplementary groups.
+fn in_group(pid: i32, gid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+}
+
+/// The certificate's CN and the role its Organization names (viewer when none does).
+fn cert_caller(der: &[u8]) -> Result<(String, Role), String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .find_map(|a| a.as_str().ok())
+        .unwrap_or("(no CN)");
+    let role = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .filter_map(Role::from_organization)
+        .max()
+        .unwrap_or(Role::Viewer);
+    Ok((format!("CN={cn}"), role))
+}
+
+/// The role a request needs, and what it does in the words of a refusal.
+fn needs(req: &Request, grpc: bool) -> (Role, String) {
+    if grpc {
+        let path = req.uri().path();
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        if service != "fleet.v1.Fleet" {
+            return (Role::Admin, format!("call {path}"));
+        }
+        return match method {
+            "GetUnit" | "GetUnits" | "Snapshot" | "ListMachines" | "ListStates" | "WatchStates"
+            | "Journal" | "Status" => (Role::Viewer, String::new()),
+            "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
+            "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
+            "DestroyUnit" => (Role::Operator, "destroy units".into()),
+            other => (Role::Admin, format!("call {other}")),
+        };
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => (Role::Viewer, String::new()),
+        Method::DELETE => (Role::Operator, "destroy units".into()),
+        _ => (Role::Operator, "submit, start or stop units".into()),
+    }
+}
+
+/// The middleware every request passes: refused requests never reach the service.
+pub(crate) async fn check(policy: Arc<Policy>, req: Request, next: Next) -> Response {
+    let grpc = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let refusal = match caller(&policy, &req) {
+        Err(r) => r,
+        Ok((who, role)) => {
+            let (needed, what) = needs(&req, grpc);
+            if role >= needed {
+                return next.run(req).await;
+            }
+            tracing::info!(%who, %role, path = req.uri().path(), "fleet API: refused");
+            Refusal {
+                code: tonic::Code::PermissionDenied,
+                message: format!("role {role} may not {what} (this needs role {needed})"),
+            }
+        }
+    };
+    if grpc {
+        return tonic::Status::new(refusal.code, refusal.message).into_http();
+    }
+    let status = match refusal.code {
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    crate::v1::HttpError::new(status, refusal.message).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_come_from_fleet_organizations_only() {
+        assert_eq!(
+            Role::from_organization("fleet:operator"),
+            Some(Role::Operator)
+        );
+        assert_eq!(Role::from_organization("fleet:admin"), Some(Role::Admin));
+        assert_eq!(Role::from_organization("admin"), None);
+        assert_eq!(Role::from_organization("fleet:root"), None);
+        assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+    }
+
+    #[test]
+    fn numeric_and_named_groups_resolve() {
+        assert_eq!(resolve_group("1234"), Ok(1234));
+        assert_eq!(resolve_group("root"), Ok(0));
+        assert!(resolve_group("no-such-group-x").is_err());
+    }
+}
