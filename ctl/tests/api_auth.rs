@@ -108,3 +108,84 @@ fn roles_and_missing_certificates_are_told_in_one_line() {
     ok("operator", &["destroy", "hello.service"]);
     stop.cancel();
 }
+
+/// The unix socket maps the peer's uid: root is admin, a member of the operator group
+/// an operator, anyone else a viewer (tests run as root: clients run as `nobody`).
+#[test]
+fn unix_socket_roles_follow_the_peer_uid_and_group() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    if uid.ok() != Some(0) {
+        eprintln!("skipped: needs root to run clients as another user");
+        return;
+    }
+    const OPERATORS: u32 = 4242;
+    let etcd = EtcdServer::start().expect("start etcd");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("hello.service"), HELLO).unwrap();
+    std::fs::set_permissions(
+        d.join("hello.service"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let socket = d.join("fleet.sock");
+    let stop = CancellationToken::new();
+    let (url, sock, stop2) = (etcd.client_url(), socket.clone(), stop.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+            let listeners = Listeners::open(&ListenConfig {
+                unix: Some(sock.clone()),
+                tcp: vec![],
+                tls: None,
+                socket_activation: false,
+                auth: fleet_api::AuthConfig {
+                    operator_gid: Some(OPERATORS),
+                    allow_plaintext: false,
+                },
+            })
+            .unwrap();
+            // Open to everyone here, so that `nobody` reaches it at all.
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+            tx.send(()).unwrap();
+            let ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
+            let _ = serve_on(listeners, ctx, stop2).await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("API ready");
+    let run = |gid: Option<u32>, args: &[&str]| -> Output {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("fleetctl"));
+        cmd.current_dir(&d)
+            .env_remove("FLEETCTL_DRIVER")
+            .env("HOME", "/")
+            .env("FLEETCTL_ENDPOINT", format!("unix://{}", socket.display()))
+            .args(args);
+        if let Some(gid) = gid {
+            cmd.uid(65534).gid(gid);
+        }
+        cmd.output().unwrap()
+    };
+    let text = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = run(None, &["submit", "hello.service"]);
+    assert!(out.status.success(), "root: {}", text(&out));
+    let out = run(Some(65534), &["list-unit-files"]);
+    assert!(out.status.success(), "viewer: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello.service"));
+    let out = run(Some(65534), &["start", "--no-block", "hello.service"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("role viewer may not start"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Some(OPERATORS), &["start", "--no-block", "hello.service"]);
+    assert!(out.status.success(), "operator: {}", text(&out));
+    let out = run(Some(OPERATORS), &["destroy", "hello.service"]);
+    assert!(out.status.success(), "operator: {}", text(&out));
+    stop.cancel();
+}
