@@ -96,10 +96,17 @@ pub fn registry_error_line(e: &RegistryError) -> String {
         );
     }
     match e {
-        RegistryError::Unreachable { endpoints, source } => format!(
-            "cannot reach etcd at {endpoints}: {}; is etcd running there? ({ENDPOINT_HINT})",
-            etcd_reason(source)
-        ),
+        RegistryError::Unreachable { endpoints, source } => {
+            let reason = etcd_reason(source);
+            if reason.contains("UnknownIssuer") {
+                return format!(
+                    "cannot reach etcd at {endpoints}: {reason}; give the CA that signed etcd's certificate with --ca-file"
+                );
+            }
+            format!(
+                "cannot reach etcd at {endpoints}: {reason}; is etcd running there? ({ENDPOINT_HINT})"
+            )
+        }
         RegistryError::Timeout { .. } => {
             format!("{e}; is etcd running and healthy there? ({ENDPOINT_HINT})")
         }

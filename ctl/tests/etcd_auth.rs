@@ -113,7 +113,19 @@ fn missing_or_wrong_credentials_are_one_clear_line() {
         &[&ca, "--etcd-username=root", "list-units"],
         "--etcd-username needs a password",
     );
-    // Without the CA, the server's certificate is not trusted: said, not hung on.
+    let out = run(fleetctl(
+        &etcd,
+        d,
+        &["--etcd-username=root", "--etcd-password=x", "list-units"],
+    ));
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("UnknownIssuer") && err.contains("--ca-file"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    eprintln!("no CA: {err}");
     let out = run(fleetctl(
         &etcd,
         d,
