@@ -972,6 +972,22 @@ mod tests {
     }
 
     #[test]
+    fn the_etcd_password_never_shows_in_debug_output() {
+        let cli = Cli::try_parse_from([
+            "fleetctl",
+            "--etcd-username=root",
+            "--etcd-password=hunter2-secret",
+            "list-units",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        let password = cli.global.etcd_password.as_ref().map(|p| p.expose());
+        assert_eq!(password, Some("hunter2-secret"));
+    }
+
+    #[test]
     fn legacy_flags_are_rewritten() {
         assert_eq!(norm(&["fleetctl", "-v"]), ["fleetctl", "version"]);
         assert_eq!(

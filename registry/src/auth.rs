@@ -65,3 +65,21 @@ pub fn auth_refusal(e: &RegistryError) -> Option<&'static str> {
     };
     Some(why)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_shows_in_debug_output() {
+        let mut cfg = crate::RegistryConfig::new("http://127.0.0.1:2379");
+        cfg.username = Some("root".into());
+        cfg.password = Some(Secret::from("hunter2-secret"));
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("hunter2-secret") && shown.contains("***"),
+            "{shown}"
+        );
+        assert_eq!(cfg.password.unwrap().expose(), "hunter2-secret");
+    }
+}
