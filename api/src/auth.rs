@@ -71,8 +71,9 @@ pub struct AuthConfig {
 pub(crate) struct Policy {
     pub operator_gid: Option<u32>,
     pub allow_plaintext: bool,
-    /// TCP clients must present a certificate signed by the client CA.
-    pub client_ca: bool,
+    /// With a client CA: the check every TCP client's certificate chain must pass
+    /// (the TLS handshake only proves the client holds the certificate's key).
+    pub client_chain: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// fleetd's own uid: a unix peer running as fleetd's user is admin.
     pub own_uid: Option<u32>,
 }
@@ -105,18 +106,32 @@ fn caller(policy: &Policy, req: &Request) -> Result<(String, Role), Refusal> {
     }
     if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
         let peer = tls.get_ref().remote_addr();
-        return match tls.peer_certs().as_deref().and_then(|c| c.first()) {
-            Some(leaf) => cert_caller(leaf.as_ref()).map_err(|why| Refusal {
-                code: tonic::Code::Unauthenticated,
-                message: format!("client certificate unusable: {why}"),
-            }),
-            None if policy.client_ca => Err(Refusal {
+        let certs = tls.peer_certs();
+        return match certs.as_deref().map(Vec::as_slice) {
+            Some([leaf, intermediates @ ..]) => {
+                if let Some(chain) = &policy.client_chain {
+                    let now = rustls::pki_types::UnixTime::now();
+                    chain
+                        .verify_client_cert(leaf, intermediates, now)
+                        .map_err(|e| Refusal {
+                            code: tonic::Code::Unauthenticated,
+                            message: format!(
+                                "client certificate refused ({e}): it must be signed by this fleet API's client CA"
+                            ),
+                        })?;
+                }
+                cert_caller(leaf.as_ref()).map_err(|why| Refusal {
+                    code: tonic::Code::Unauthenticated,
+                    message: format!("client certificate unusable: {why}"),
+                })
+            }
+            _ if policy.client_chain.is_some() => Err(Refusal {
                 code: tonic::Code::Unauthenticated,
                 message: "certificate required: this fleet API serves only clients with a \
                           certificate signed by its client CA (fleetctl --cert-file and --key-file)"
                     .into(),
             }),
-            None => Ok((label(peer), Role::Admin)),
+            _ => Ok((label(peer), Role::Admin)),
         };
     }
     if let Some(tcp) = ext.get::<TcpConnectInfo>() {

@@ -271,19 +271,19 @@ pub async fn serve_on(
 ) -> Result<(), ApiError> {
     let svc = FleetService::new(ctx);
     let mut tasks = tokio::task::JoinSet::new();
-    let tls = match &listeners.tls {
-        Some(t) => Some(crate::tls_accept::acceptor(t)?),
-        None => None,
+    let (tls, client_chain) = match &listeners.tls {
+        Some(t) => {
+            let (acceptor, chain) = crate::tls_accept::acceptor(t)?;
+            (Some(acceptor), chain)
+        }
+        None => (None, None),
     };
     // gRPC and fleet's HTTP API v1 on every listener: HTTP/2 (gRPC, or HTTP/2
     // clients of the JSON API) and HTTP/1.1 are told apart per connection.
     let policy = std::sync::Arc::new(crate::auth::Policy {
         operator_gid: listeners.auth.operator_gid,
         allow_plaintext: listeners.auth.allow_plaintext,
-        client_ca: listeners
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.client_ca.is_some()),
+        client_chain,
         own_uid: own_uid(),
     });
     let routes = crate::v1::routes(svc, policy);

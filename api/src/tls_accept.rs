@@ -1,15 +1,18 @@
 //! TLS on the TCP listeners, accepted here rather than inside tonic so the handshake
 //! offers `http/1.1` beside `h2` in ALPN: clients of fleet's HTTP API that negotiate
 //! HTTP/1.1 (Python's, `curl --http1.1`) work over TLS as gRPC clients do. With a
-//! client CA, a presented certificate must be one it signed (mTLS); a client with none
-//! is refused by `auth::check` with a message.
+//! client CA, every request must come with a certificate it signed (mTLS): checked by
+//! `auth::check`, so that a refused client is told why.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -41,9 +44,65 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ApiError> {
     Ok(certs)
 }
 
+/// Proves that a client holds the key of the certificate it presents (the handshake
+/// signature) but leaves the chain check to `auth::check`, which runs it with the same
+/// CA verifier before every request: a client whose certificate the CA did not sign is
+/// then told so, instead of seeing its connection break with no reason.
+#[derive(Debug)]
+struct DeferredChain(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for DeferredChain {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Checked per request by auth::check, which refuses the request otherwise.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The acceptor for `tls`: its certificate and key, the client CA when set, and ALPN
-/// `h2` then `http/1.1`.
-pub(crate) fn acceptor(tls: &ServerTls) -> Result<TlsAcceptor, ApiError> {
+/// `h2` then `http/1.1`; with a client CA, also the verifier `auth::check` must run on
+/// every presented certificate chain.
+pub(crate) fn acceptor(
+    tls: &ServerTls,
+) -> Result<(TlsAcceptor, Option<Arc<dyn ClientCertVerifier>>), ApiError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certs(&tls.cert)?;
     let key =
@@ -51,6 +110,7 @@ pub(crate) fn acceptor(tls: &ServerTls) -> Result<TlsAcceptor, ApiError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(&tls.cert)(e.to_string()))?;
+    let mut client_chain = None;
     let builder = match &tls.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -61,13 +121,12 @@ pub(crate) fn acceptor(tls: &ServerTls) -> Result<TlsAcceptor, ApiError> {
                 Arc::new(roots),
                 provider,
             )
-            // A client without a certificate completes the handshake so that it can
-            // be told "certificate required" (auth::check refuses it) rather than see
-            // a bare TLS alert; a certificate the CA did not sign still fails here.
-            .allow_unauthenticated()
             .build()
             .map_err(|e| tls_err(ca)(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            // A client without a certificate, or with one the CA did not sign, completes
+            // the handshake so that auth::check can tell it why it is refused.
+            client_chain = Some(verifier.clone());
+            builder.with_client_cert_verifier(Arc::new(DeferredChain(verifier)))
         }
         None => builder.with_no_client_auth(),
     };
@@ -75,7 +134,7 @@ pub(crate) fn acceptor(tls: &ServerTls) -> Result<TlsAcceptor, ApiError> {
         .with_single_cert(chain, key)
         .map_err(|e| tls_err(&tls.key)(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok((TlsAcceptor::from(Arc::new(config)), client_chain))
 }
 
 /// The TLS connections of `listener` until `stop`; handshakes run concurrently, so a

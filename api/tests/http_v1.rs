@@ -683,15 +683,28 @@ async fn https_with_mtls_serves_http1_and_http2_clients() {
     let err: Value = serde_json::from_str(body).unwrap();
     let message = err["error"]["message"].as_str().unwrap();
     assert!(message.starts_with("certificate required"), "{message}");
-    // A certificate the CA did not sign fails the handshake.
+    // A certificate the CA did not sign: refused, and told so.
     let (rogue, rogue_key) = (
         d.join("rogue.crt").display().to_string(),
         d.join("rogue.key").display().to_string(),
     );
-    let (code, _) = tokio::task::block_in_place(|| {
-        curl(&["--cacert", &ca, "--cert", &rogue, "--key", &rogue_key, &url])
+    let (code, out) = tokio::task::block_in_place(|| {
+        curl(&[
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            &ca,
+            "--cert",
+            &rogue,
+            "--key",
+            &rogue_key,
+            &url,
+        ])
     });
-    assert_ne!(code, 0, "a client with a rogue certificate was served");
+    assert_eq!(code, 0, "{out}");
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!(status, "401", "{out}");
+    assert!(body.contains("client certificate refused"), "{body}");
     stop.cancel();
 }
 

@@ -86,6 +86,11 @@ fn roles_and_missing_certificates_are_told_in_one_line() {
     };
     refused(None, &["list-machines"], "certificate required");
     refused(
+        Some("rogue"),
+        &["list-machines"],
+        "client certificate refused",
+    );
+    refused(
         Some("viewer"),
         &["submit", "hello.service"],
         "role viewer may not submit units",
