@@ -274,6 +274,47 @@ mod tests {
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
     }
 
+    fn request(method: Method, path: &str) -> Request {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_are_viewer_writes_operator_and_anything_new_admin() {
+        let grpc = |m: &str| {
+            needs(
+                &request(Method::POST, &format!("/fleet.v1.Fleet/{m}")),
+                true,
+            )
+        };
+        for m in [
+            "GetUnits",
+            "Snapshot",
+            "ListMachines",
+            "WatchStates",
+            "Journal",
+            "Status",
+        ] {
+            assert_eq!(grpc(m).0, Role::Viewer, "{m}");
+        }
+        for m in ["CreateUnits", "ReplaceUnit", "SetTargets", "DestroyUnit"] {
+            assert_eq!(grpc(m).0, Role::Operator, "{m}");
+        }
+        // A method this table does not know yet (e.g. one added later) is admin-only,
+        // and so is any other service.
+        assert_eq!(grpc("DrainMachine").0, Role::Admin);
+        let other = request(Method::POST, "/grpc.reflection.v1.ServerReflection/Info");
+        assert_eq!(needs(&other, true).0, Role::Admin);
+        let http = |m: Method| needs(&request(m, "/fleet/v1/units/a.service"), false).0;
+        assert_eq!(http(Method::GET), Role::Viewer);
+        assert_eq!(http(Method::PUT), Role::Operator);
+        assert_eq!(http(Method::DELETE), Role::Operator);
+        assert_eq!(http(Method::PATCH), Role::Operator);
+    }
+
     #[test]
     fn numeric_and_named_groups_resolve() {
         assert_eq!(resolve_group("1234"), Ok(1234));
