@@ -27,11 +27,12 @@ pub enum ServerError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// etcd refused fleetd's identity: retrying cannot help.
-    #[error("etcd at {endpoints}: {why} (fleet.conf's etcd_username and etcd_password)")]
+    /// etcd refused fleetd's identity or permission: retrying cannot help.
+    #[error("etcd at {endpoints}: {}{}", .refusal.why,
+        if .refusal.credentials { " (fleet.conf's etcd_username and etcd_password)" } else { "" })]
     EtcdAuth {
         endpoints: String,
-        why: &'static str,
+        refusal: fleet_registry::AuthRefusal,
     },
     #[error("agent: {0}")]
     Agent(#[from] AgentError),
@@ -70,9 +71,9 @@ impl Setup {
             disable_engine: config.disable_engine,
         };
         let auth = |e: RegistryError| match fleet_registry::auth_refusal(&e) {
-            Some(why) => ServerError::EtcdAuth {
+            Some(refusal) => ServerError::EtcdAuth {
                 endpoints: config.etcd_servers.join(","),
-                why,
+                refusal,
             },
             None => ServerError::Registry(e),
         };

@@ -17,7 +17,10 @@ fn secure_etcd(dir: &std::path::Path) -> EtcdServer {
     }
     .start()
     .expect("start etcd");
-    etcd.enable_auth(PASSWORD, Some(&dir.join("ca.crt")));
+    etcd.enable_auth(
+        PASSWORD,
+        &[format!("--cacert={}", dir.join("ca.crt").display())],
+    );
     etcd
 }
 

@@ -90,9 +90,13 @@ pub fn api_error_line(e: &ApiError) -> String {
 /// A registry (etcd driver) error as one line, without etcd-client's and tonic's
 /// nested debug dumps.
 pub fn registry_error_line(e: &RegistryError) -> String {
-    if let Some(why) = fleet_registry::auth_refusal(e) {
+    if let Some(refusal) = fleet_registry::auth_refusal(e) {
+        if !refusal.credentials {
+            return refusal.why.to_string();
+        }
         return format!(
-            "{why} (--etcd-username with --etcd-password-file, or FLEETCTL_ETCD_USERNAME and FLEETCTL_ETCD_PASSWORD)"
+            "{} (--etcd-username with --etcd-password-file, or FLEETCTL_ETCD_USERNAME and FLEETCTL_ETCD_PASSWORD)",
+            refusal.why
         );
     }
     match e {

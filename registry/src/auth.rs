@@ -38,9 +38,19 @@ impl From<&str> for Secret {
     }
 }
 
-/// Why etcd refused the caller's identity, as one line saying what to check; `None`
-/// when `e` is not an authentication or permission refusal.
-pub fn auth_refusal(e: &RegistryError) -> Option<&'static str> {
+/// Why etcd refused a request for who made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthRefusal {
+    /// One line saying what is wrong.
+    pub why: &'static str,
+    /// The credentials are missing or wrong (rather than lacking a permission): the
+    /// caller should point at where they are given.
+    pub credentials: bool,
+}
+
+/// Why etcd refused the caller's identity or permission; `None` when `e` is not such a
+/// refusal.
+pub fn auth_refusal(e: &RegistryError) -> Option<AuthRefusal> {
     let source = match e {
         RegistryError::Etcd { source, .. } | RegistryError::Unreachable { source, .. } => source,
         _ => return None,
@@ -50,20 +60,32 @@ pub fn auth_refusal(e: &RegistryError) -> Option<&'static str> {
         _ => return None,
     };
     // etcd's messages (etcdserver/api/v3rpc/rpctypes), stable since etcd 3.2.
-    let why = if message.contains("user name is empty") {
-        "etcd requires authentication: give a user name and password"
+    let (why, credentials) = if message.contains("user name is empty") {
+        (
+            "etcd requires authentication: give a user name and password",
+            true,
+        )
     } else if message.contains("authentication failed, invalid user ID or password") {
-        "etcd refused the user name or password"
+        ("etcd refused the user name or password", true)
     } else if message.contains("invalid auth token") {
-        "etcd refused the authentication token (was the user's password changed?)"
+        (
+            "etcd refused the authentication token (was the user's password changed?)",
+            true,
+        )
     } else if message.contains("authentication is not enabled") {
-        "a user name and password were given but etcd has authentication disabled"
+        (
+            "a user name and password were given but etcd has authentication disabled",
+            true,
+        )
     } else if message.contains("permission denied") {
-        "etcd denied this user permission (check the user's etcd roles)"
+        (
+            "etcd denied this user permission (check the user's etcd roles)",
+            false,
+        )
     } else {
         return None;
     };
-    Some(why)
+    Some(AuthRefusal { why, credentials })
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ mod units;
 pub mod watch;
 
 pub use agent::AgentRegistry;
-pub use auth::{Secret, auth_refusal};
+pub use auth::{AuthRefusal, Secret, auth_refusal};
 pub use backoff::Backoff;
 pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
 pub use election::Leadership;

@@ -333,34 +333,32 @@ impl EtcdServer {
             .collect()
     }
 
-    /// Turns on etcd's authentication with a `root` user of `password` (etcdctl, from
-    /// Debian's etcd-client; `ca` verifies a TLS etcd). Panics with etcdctl's message
-    /// if a step fails (test set-up).
-    pub fn enable_auth(&self, password: &str, ca: Option<&Path>) {
-        let mut base = vec![format!("--endpoints={}", self.client_url())];
-        if let Some(ca) = ca {
-            base.push(format!("--cacert={}", ca.display()));
-        }
+    /// Turns on etcd's authentication with a `root` user of `password`. `tls` are
+    /// etcdctl's TLS flags for a TLS etcd (`--cacert=…`, and `--cert=…`/`--key=…` when
+    /// it requires client certificates). Panics with etcdctl's message if a step fails.
+    pub fn enable_auth(&self, password: &str, tls: &[String]) {
         let root = format!("root:{password}");
-        for step in [
-            vec!["user", "add", root.as_str()],
-            vec!["user", "grant-role", "root", "root"],
-            vec!["auth", "enable"],
-        ] {
-            let out = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(&base)
-                .args(&step)
-                .output()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run etcdctl (apt-get install etcd-client): {e}")
-                });
-            assert!(
-                out.status.success(),
-                "etcdctl {step:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.etcdctl(tls, &["user", "add", &root]);
+        self.etcdctl(tls, &["user", "grant-role", "root", "root"]);
+        self.etcdctl(tls, &["auth", "enable"]);
+    }
+
+    /// Runs `etcdctl` (Debian's etcd-client) against this etcd with the extra `flags`
+    /// (TLS, `--user=…`) and `args`; panics with its message if it fails (test set-up).
+    pub fn etcdctl(&self, flags: &[String], args: &[&str]) -> String {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.client_url()))
+            .args(flags)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run etcdctl (apt-get install etcd-client): {e}"));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Where `/metrics` and `/health` are served (scraped by benchmarks).
