@@ -24,8 +24,9 @@ pub struct Config {
     pub etcd_key_prefix: String,
     pub etcd_request_timeout: Duration,
     pub engine_reconcile_interval: Duration,
-    /// Advertised IP; empty means detect it from the default route's interface.
-    pub public_ip: String,
+    /// Advertised IP; `None` (unset or empty) means detect it from the default route's
+    /// interface.
+    pub public_ip: Option<std::net::IpAddr>,
     pub metadata: BTreeMap<String, String>,
     /// Lease TTL of the machine and its unit states.
     pub agent_ttl: Duration,
@@ -66,7 +67,7 @@ impl Default for Config {
             etcd_key_prefix: "/_coreos.com/fleet/".into(),
             etcd_request_timeout: Duration::from_secs(1),
             engine_reconcile_interval: Duration::from_secs(2),
-            public_ip: String::new(),
+            public_ip: None,
             metadata: BTreeMap::new(),
             agent_ttl: Duration::from_secs(30),
             units_directory: PathBuf::from("/run/fleet/units/"),
@@ -189,10 +190,10 @@ const OPTIONS: &[OptionSpec] = &[
     }),
     set("public_ip", |c, v| {
         let ip = v.trim();
-        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-            return Err("expected an IP address".into());
-        }
-        c.public_ip = ip.to_string();
+        c.public_ip = match ip {
+            "" => None,
+            ip => Some(ip.parse().map_err(|_| "expected an IP address")?),
+        };
         Ok(())
     }),
     set("metadata", |c, v| {
@@ -584,7 +585,7 @@ mod tests {
         assert_eq!(c.etcd_servers, ["http://a:2379", "http://b:2379"]);
         assert_eq!(c.metadata.get("disk").map(String::as_str), Some("ssd"));
         assert_eq!(c.agent_ttl, Duration::from_secs(3));
-        assert_eq!(c.public_ip, "10.0.0.5");
+        assert_eq!(c.public_ip, Some("10.0.0.5".parse().unwrap()));
         assert!(c.disable_engine);
         let c = load(
             "api_listen=0.0.0.0:49153, 127.0.0.1:49154\napi_socket=\n",
@@ -602,7 +603,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.agent_ttl, Duration::from_secs(10));
-        assert_eq!(c.public_ip, "10.0.0.7");
+        assert_eq!(c.public_ip, Some("10.0.0.7".parse().unwrap()));
     }
 
     #[test]

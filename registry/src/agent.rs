@@ -139,10 +139,13 @@ impl AgentRegistry {
                 self.reg.keys.machine_schedule(&self.machine),
             )
             .await?;
-        Ok((
-            revision(resp.header()),
-            decode::schedule(&self.reg.keys, resp.kvs())?,
-        ))
+        let mut skipped = Vec::new();
+        let entries = decode::schedule(&self.reg.keys, resp.kvs(), &mut skipped);
+        // A placement this agent cannot read is not run here; the engine rewrites it.
+        for s in &skipped {
+            tracing::warn!(key = %s.key, "{s}");
+        }
+        Ok((revision(resp.header()), entries))
     }
 
     /// Watches `schedule/<me>/` (and nothing else) from `from_revision`.

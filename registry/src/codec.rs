@@ -3,6 +3,7 @@
 //! failures name the key; they never panic.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use serde::{Deserialize, Serialize};
@@ -102,7 +103,7 @@ pub(crate) fn decode_target(key: &[u8], val: &[u8]) -> Result<TargetState, Regis
 pub(crate) fn encode_machine(m: &Machine, api_addr: &str) -> Vec<u8> {
     to_json(&MachineValue {
         id: m.id.to_string(),
-        public_ip: m.public_ip.clone(),
+        public_ip: m.public_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         metadata: m.metadata.clone(),
         version: m.version.clone(),
         disable_engine: m.disable_engine,
@@ -123,10 +124,17 @@ pub(crate) fn decode_machine(
             format!("value names machine {:?}", v.id),
         ));
     }
+    // fleet publishes "" when it found no address; anything else must be an IP.
+    let public_ip = match v.public_ip.as_str() {
+        "" => None,
+        s => Some(s.parse::<IpAddr>().map_err(|_| {
+            RegistryError::corrupt(key, format!("public_ip {s:?} is not an IP address"))
+        })?),
+    };
     Ok(MachineRecord {
         machine: Machine {
             id,
-            public_ip: v.public_ip,
+            public_ip,
             metadata: v.metadata,
             version: v.version,
             disable_engine: v.disable_engine,
@@ -213,7 +221,7 @@ mod tests {
     fn machine_round_trip_and_corruption() {
         let id = MachineId::new("m1").unwrap();
         let mut m = Machine::new(id.clone());
-        m.public_ip = "10.0.0.1".into();
+        m.public_ip = Some("10.0.0.1".parse().unwrap());
         m.metadata.insert("region".into(), "eu".into());
         let bytes = encode_machine(&m, "10.0.0.1:4002");
         let back = decode_machine(b"k", id.clone(), &bytes).unwrap();
@@ -223,6 +231,28 @@ mod tests {
         assert!(err.to_string().contains("/p/machine/m1"), "{err}");
         let other = decode_machine(b"k", MachineId::new("m2").unwrap(), &bytes);
         assert!(other.is_err());
+        // fleet's "no address known" stays valid; anything but an IP is corrupt.
+        let none = decode_machine(b"k", id.clone(), br#"{"id":"m1","public_ip":""}"#).unwrap();
+        assert_eq!(none.machine.public_ip, None);
+        let v6 = decode_machine(b"k", id.clone(), br#"{"id":"m1","public_ip":"fd00::1"}"#);
+        assert_eq!(
+            v6.unwrap().machine.public_ip,
+            Some("fd00::1".parse().unwrap())
+        );
+        for bad in [
+            "-oProxyCommand=touch pwned",
+            "host.example",
+            "10.0.0.1 -v",
+            "10.0.0.1:22",
+            " 10.0.0.1",
+        ] {
+            let v = serde_json::json!({"id": "m1", "public_ip": bad}).to_string();
+            let err = decode_machine(b"/p/machine/m1", id.clone(), v.as_bytes()).unwrap_err();
+            assert!(
+                err.to_string().contains("is not an IP address"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

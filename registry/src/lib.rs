@@ -39,8 +39,8 @@ pub use keys::{Keys, RegistryKey};
 pub use lease::{LeaseId, LeaseKeepAlive};
 pub use metadata::MetadataChange;
 pub use model::{
-    ClusterSnapshot, CreateOutcome, MachineRecord, ScheduleEntry, UnitRecord, UnitStateRecord,
-    current_state,
+    ClusterSnapshot, CreateOutcome, Listed, MachineRecord, ScheduleEntry, Skipped, UnitRecord,
+    UnitStateRecord, current_state,
 };
 pub use registry::Registry;
 pub use schedule::SchedulePlan;

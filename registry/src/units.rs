@@ -39,7 +39,7 @@ impl Registry {
         let (Some(unit), Some(job)) = (g.first(), g.get(1)) else {
             return Ok(None);
         };
-        Ok(decode::units(k, unit.kvs(), job.kvs())?.into_iter().next())
+        decode::one_unit(k, unit.kvs(), job.kvs())
     }
 
     /// Submits a unit, fleet's create-only way: `unit/<n>` and `job/<n>/target =
@@ -87,7 +87,7 @@ impl Registry {
                 let [unit, job] = pair else {
                     return Err(RegistryError::corrupt(b"get units", "short txn response"));
                 };
-                out.push(decode::units(k, unit.kvs(), job.kvs())?.into_iter().next());
+                out.push(decode::one_unit(k, unit.kvs(), job.kvs())?);
             }
         }
         Ok(out)
@@ -288,7 +288,7 @@ impl Registry {
             .get_prefixes("list units", vec![k.units(), k.jobs()])
             .await?;
         match (g.first(), g.get(1)) {
-            (Some(u), Some(j)) => decode::units(k, u.kvs(), j.kvs()),
+            (Some(u), Some(j)) => Ok(decode::units(k, u.kvs(), j.kvs(), &mut Vec::new())),
             _ => Ok(Vec::new()),
         }
     }

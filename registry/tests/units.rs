@@ -142,14 +142,30 @@ async fn list_units_sorted_and_prefixes_isolated() {
 }
 
 #[tokio::test]
-async fn corrupt_value_is_an_error_naming_the_key() {
+async fn corrupt_value_is_skipped_in_lists_and_an_error_naming_the_key_when_asked_for() {
     let (etcd, reg) = setup("/t/corrupt").await;
+    reg.create_unit(&name("good.service"), &unit("good"))
+        .await
+        .unwrap();
     let mut c = common::raw(&etcd).await;
     c.put("/t/corrupt/unit/bad.service", "{not json", None)
         .await
         .unwrap();
-    let err = reg.list_units().await.unwrap_err().to_string();
+    let listed: Vec<String> = reg
+        .list_units()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert_eq!(listed, ["good.service"]);
+    let err = reg
+        .get_unit(&name("bad.service"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/t/corrupt/unit/bad.service"), "{err}");
+    assert!(reg.get_unit(&name("good.service")).await.unwrap().is_some());
     drop(etcd);
 }
 
