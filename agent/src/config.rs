@@ -409,9 +409,7 @@ impl Config {
                 path: path.clone(),
                 source,
             })?;
-            for (name, value) in parse_file(&text, &path)? {
-                config.set(&name, &value, &path, &mut warnings)?;
-            }
+            config.apply_file(&text, &path, &mut warnings)?;
         }
         let mut env: Vec<(String, String)> = env
             .into_iter()
@@ -431,6 +429,27 @@ impl Config {
             config.set(name, value, &format!("flag --{name}"), &mut warnings)?;
         }
         Ok((config, warnings))
+    }
+
+    /// fleet.conf's text alone over the defaults (what `load` does with the file; the
+    /// fuzz target drives it).
+    pub fn from_file_text(text: &str, path: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut config = Config::default();
+        let mut warnings = Vec::new();
+        config.apply_file(text, path, &mut warnings)?;
+        Ok((config, warnings))
+    }
+
+    fn apply_file(
+        &mut self,
+        text: &str,
+        path: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in parse_file(text, path)? {
+            self.set(&name, &value, path, warnings)?;
+        }
+        Ok(())
     }
 
     /// Applies one option from a named source.

@@ -264,6 +264,7 @@ pub(crate) fn registry_status(e: RegistryError) -> Status {
             Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
         }
         RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
+        RegistryError::UnitTooLarge { .. } => Status::invalid_argument(e.to_string()),
         RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
         _ => Status::internal(e.to_string()),
     }

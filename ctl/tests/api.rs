@@ -431,6 +431,28 @@ fn several_big_units_submit_in_one_command() {
     }
 }
 
+/// A unit whose stored value would pass 1 MiB (escaping makes it larger than its text)
+/// is refused in one line through both drivers, and nothing of the command is written.
+#[test]
+fn a_unit_too_large_once_stored_is_one_line_and_nothing_is_written() {
+    let c = Cluster::new();
+    c.write("small.service", HELLO);
+    let mut quotes = String::from("[Service]\nExecStart=/bin/true\n");
+    for i in 0..360 {
+        quotes.push_str(&format!("Environment=V{i}={}x\n", "\"\\".repeat(995)));
+    }
+    c.write("quotes.service", &quotes);
+    for d in BOTH {
+        let err = c.fails(d, &["submit", "small.service", "quotes.service"]);
+        assert_eq!(err.lines().count(), 1, "{d:?}: {err}");
+        assert!(
+            err.contains("unit quotes.service is too large to store") && err.contains("1048576"),
+            "{d:?}: {err}"
+        );
+        assert_eq!(c.ok(d, &["list-unit-files", "--no-legend"]), "", "{d:?}");
+    }
+}
+
 #[test]
 fn ssh_runs_the_system_ssh_to_the_machine_ip() {
     let c = Cluster::new();

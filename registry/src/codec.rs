@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use fleet_core::unit::file::MAX_UNIT_SIZE;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
+use crate::keys::{Keys, RegistryKey};
 use crate::model::{MachineRecord, ScheduleEntry, UnitStateRecord};
 
 #[derive(Serialize, Deserialize)]
@@ -76,6 +78,24 @@ pub(crate) fn encode_unit(file: &UnitFile) -> (Vec<u8>, UnitHash) {
         hash: h.to_string(),
     };
     (to_json(&v), h)
+}
+
+/// [`encode_unit`], refusing a value larger than fleet's 1 MiB unit limit: the limit
+/// applies to what is stored (escaping can make it larger than the text), so etcd's
+/// request limit is never what refuses a unit.
+pub(crate) fn encode_unit_checked(
+    name: &UnitName,
+    file: &UnitFile,
+) -> Result<(Vec<u8>, UnitHash), RegistryError> {
+    let (value, hash) = encode_unit(file);
+    if value.len() > MAX_UNIT_SIZE {
+        return Err(RegistryError::UnitTooLarge {
+            unit: name.clone(),
+            size: value.len(),
+            max: MAX_UNIT_SIZE,
+        });
+    }
+    Ok((value, hash))
 }
 
 /// Only the hash of a stored unit (for create-only comparisons; no parsing).
@@ -211,6 +231,77 @@ pub(crate) fn encode_metadata(value: &str) -> Vec<u8> {
 
 pub(crate) fn decode_metadata(key: &[u8], val: &[u8]) -> Result<String, RegistryError> {
     String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))
+}
+
+/// What the fuzz target checks on any key and value (`fuzz/fuzz_targets/registry_value.rs`):
+/// decoding never panics; an error is one line naming the key; a decoded record encodes
+/// back to a value that decodes to the same record. Returns whether it decoded.
+#[doc(hidden)]
+pub fn fuzz_check(keys: &Keys, key: &[u8], value: &[u8]) -> bool {
+    let one_line = |e: &RegistryError| {
+        let s = e.to_string();
+        assert!(
+            !s.chars().any(char::is_control),
+            "not one visible line: {s:?}"
+        );
+    };
+    let parsed = match keys.parse(key) {
+        Ok(Some(k)) => k,
+        Ok(None) => return false,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    let result: Result<(), RegistryError> = (|| {
+        match parsed {
+            RegistryKey::Unit(_) => {
+                let (file, hash) = decode_unit(key, value)?;
+                assert_eq!(decode_unit_hash(key, value)?, hash);
+                let (again, h2) = encode_unit(&file);
+                let (file2, _) = decode_unit(key, &again).expect("re-encoded unit decodes");
+                assert_eq!(file2, file);
+                assert_eq!(file2.hash(), h2);
+            }
+            RegistryKey::JobTarget(_) => {
+                let t = decode_target(key, value)?;
+                assert_eq!(decode_target(key, &encode_target(t)).ok(), Some(t));
+            }
+            RegistryKey::Machine(id) => {
+                let r = decode_machine(key, id.clone(), value)?;
+                let again = encode_machine(&r.machine, &r.api_addr);
+                assert_eq!(decode_machine(key, id, &again).ok(), Some(r));
+            }
+            RegistryKey::MachineMetadata(..) => {
+                let v = decode_metadata(key, value)?;
+                assert_eq!(decode_metadata(key, &encode_metadata(&v)).ok(), Some(v));
+            }
+            RegistryKey::Schedule(m, n) => {
+                let e = decode_schedule(key, m.clone(), n.clone(), value)?;
+                assert_eq!(
+                    decode_schedule(key, m, n, &encode_schedule(&e)).ok(),
+                    Some(e)
+                );
+            }
+            RegistryKey::State(n, m) => {
+                let s = decode_state(key, n.clone(), m.clone(), value)?;
+                assert_eq!(decode_state(key, n, m, &encode_state(&s)).ok(), Some(s));
+            }
+            RegistryKey::Unplaced(_) => {
+                let r = decode_unplaced(value);
+                assert_eq!(decode_unplaced(&encode_unplaced(&r)), r);
+            }
+            RegistryKey::Leader => {}
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            one_line(&e);
+            false
+        }
+    }
 }
 
 #[cfg(test)]

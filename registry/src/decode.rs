@@ -186,7 +186,7 @@ pub(crate) fn one_unit(
         .next();
     match skipped.into_iter().next() {
         Some(s) => Err(RegistryError::Corrupt {
-            key: s.key,
+            key: crate::error::visible(&s.key),
             reason: s.reason,
         }),
         None => Ok(unit),

@@ -14,6 +14,9 @@
 mod agent;
 mod backoff;
 mod codec;
+/// For the fuzz target only; not an API.
+#[doc(hidden)]
+pub use codec::fuzz_check;
 pub mod config;
 mod decode;
 mod election;

@@ -77,7 +77,8 @@ impl std::fmt::Display for Skipped {
         write!(
             f,
             "skipped corrupt registry value at {}: {}",
-            self.key, self.reason
+            crate::error::visible(&self.key),
+            crate::error::visible(&self.reason)
         )
     }
 }

@@ -107,10 +107,11 @@ impl Registry {
         }
         let unique: Vec<usize> = first.values().copied().collect();
         let mut outcomes: BTreeMap<usize, CreateOutcome> = BTreeMap::new();
-        let mut encoded: Vec<_> = unique
+        // Every unit is checked before anything is written.
+        let mut encoded = unique
             .iter()
-            .map(|&i| codec::encode_unit(&units[i].1))
-            .collect();
+            .map(|&i| codec::encode_unit_checked(&units[i].0, &units[i].1))
+            .collect::<Result<Vec<_>, _>>()?;
         let hashes: Vec<_> = encoded.iter().map(|(_, h)| *h).collect();
         // Each nested txn writes two keys; keep every level within max-txn-ops, and each
         // request within etcd's request size limit (a unit may be 1 MiB).
@@ -202,7 +203,7 @@ impl Registry {
         file: &UnitFile,
     ) -> Result<(), RegistryError> {
         let k = &self.keys;
-        let (value, _) = codec::encode_unit(file);
+        let (value, _) = codec::encode_unit_checked(name, file)?;
         let txn = Txn::new().and_then([
             TxnOp::put(k.unit(name), value, None),
             TxnOp::put(

@@ -214,3 +214,47 @@ async fn batched_get_and_create_take_few_txns() {
         fleet_core::TargetState::Inactive
     );
 }
+
+/// The 1 MiB limit is on the stored value: a text under 1 MiB whose JSON escaping takes
+/// it over is refused by name before anything is written, alone or in a batch.
+#[tokio::test]
+async fn a_unit_too_large_once_encoded_is_refused_before_writing() {
+    let (etcd, reg) = setup("/t/toolarge").await;
+    // 700 KiB of `"` and `\`: under the text limit, ~1.4 MiB once escaped.
+    let mut text = String::from("[Service]\nExecStart=/bin/true\n");
+    for i in 0..360 {
+        text.push_str(&format!("Environment=V{i}={}x\n", "\"\\".repeat(995)));
+    }
+    assert!(text.len() < fleet_core::unit::file::MAX_UNIT_SIZE);
+    let big = fleet_core::UnitFile::parse(&text).unwrap();
+    let err = reg
+        .create_units(&[
+            (name("small.service"), unit("small")),
+            (name("big.service"), big.clone()),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, fleet_registry::RegistryError::UnitTooLarge { unit, size, max }
+            if unit.as_str() == "big.service" && *size > *max && *max == 1024 * 1024),
+        "{err}"
+    );
+    assert_eq!(err.to_string().lines().count(), 1, "one line: {err}");
+    assert!(
+        reg.list_units().await.unwrap().is_empty(),
+        "nothing written"
+    );
+    let err = reg
+        .replace_unit(&name("big.service"), &big)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        fleet_registry::RegistryError::UnitTooLarge { .. }
+    ));
+    assert!(
+        reg.list_units().await.unwrap().is_empty(),
+        "nothing written"
+    );
+    drop(etcd);
+}
