@@ -154,12 +154,18 @@ impl AgentRegistry {
             .watch_prefix(self.reg.keys.machine_schedule(&self.machine), from_revision)
     }
 
-    /// The units placed here, with their text (batched; `None` for units gone).
+    /// The units placed here, with their text (batched; `None` for units gone). A unit
+    /// whose record cannot be decoded is `None` too, with a warning naming its key, so it
+    /// does not hold up the loads of the others.
     pub async fn units(
         &self,
         names: &[UnitName],
     ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
-        self.reg.get_units(names).await
+        let (units, skipped) = self.reg.get_units_skipping(names).await?;
+        for s in &skipped {
+            tracing::warn!(key = %s.key, "{s}");
+        }
+        Ok(units)
     }
 
     /// Publishes this machine's states in txns of at most 128 puts, all bound to the

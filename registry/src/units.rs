@@ -9,7 +9,7 @@ use crate::MAX_TXN_OPS;
 use crate::codec;
 use crate::decode;
 use crate::error::RegistryError;
-use crate::model::{CreateOutcome, UnitRecord};
+use crate::model::{CreateOutcome, Skipped, UnitRecord};
 use crate::registry::{Registry, gets};
 
 /// Unit bytes per `create_units` txn: below etcd's default `--max-request-bytes`
@@ -63,6 +63,22 @@ impl Registry {
         &self,
         names: &[UnitName],
     ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
+        let (units, skipped) = self.get_units_skipping(names).await?;
+        match skipped.into_iter().next() {
+            Some(s) => Err(RegistryError::Corrupt {
+                key: crate::error::visible(&s.key),
+                reason: s.reason,
+            }),
+            None => Ok(units),
+        }
+    }
+
+    /// [`Registry::get_units`] where a unit that cannot be decoded is `None` and named
+    /// in the skipped list, so it does not hold up the others (the agent's loads).
+    pub(crate) async fn get_units_skipping(
+        &self,
+        names: &[UnitName],
+    ) -> Result<(Vec<Option<UnitRecord>>, Vec<Skipped>), RegistryError> {
         let k = &self.keys;
         let txns = names
             .chunks(MAX_TXN_OPS / 2)
@@ -81,16 +97,21 @@ impl Registry {
             })
             .collect();
         let mut out = Vec::with_capacity(names.len());
+        let mut skipped = Vec::new();
         for resp in self.txns("get units", txns).await? {
             let g = gets(&resp);
             for pair in g.chunks(2) {
                 let [unit, job] = pair else {
                     return Err(RegistryError::corrupt(b"get units", "short txn response"));
                 };
-                out.push(decode::one_unit(k, unit.kvs(), job.kvs())?);
+                out.push(
+                    decode::units(k, unit.kvs(), job.kvs(), &mut skipped)
+                        .into_iter()
+                        .next(),
+                );
             }
         }
-        Ok(out)
+        Ok((out, skipped))
     }
 
     /// [`Registry::create_unit`] for many units in few txns: each unit is created by its

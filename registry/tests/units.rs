@@ -258,3 +258,31 @@ async fn a_unit_too_large_once_encoded_is_refused_before_writing() {
     );
     drop(etcd);
 }
+
+/// The agent reads the units placed on it in one batch: a corrupt one is `None` (not
+/// loaded, named in a warning), the others are read; fleetctl's batch read names it.
+#[tokio::test]
+async fn a_corrupt_unit_does_not_hold_up_the_agents_batch() {
+    let (etcd, reg) = setup("/t/agentbatch").await;
+    reg.create_unit(&name("good.service"), &unit("good"))
+        .await
+        .unwrap();
+    let mut c = common::raw(&etcd).await;
+    c.put("/t/agentbatch/unit/bad.service", "{not json", None)
+        .await
+        .unwrap();
+    let (agent, _keep) = common::agent(&reg, "m1", "", std::time::Duration::from_secs(60)).await;
+    let names = [
+        name("good.service"),
+        name("bad.service"),
+        name("gone.service"),
+    ];
+    let got = agent.units(&names).await.unwrap();
+    assert_eq!(
+        got.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    let err = reg.get_units(&names).await.unwrap_err().to_string();
+    assert!(err.contains("/t/agentbatch/unit/bad.service"), "{err}");
+    drop(etcd);
+}
