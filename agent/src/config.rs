@@ -560,7 +560,13 @@ fn seconds(v: &str) -> Result<Duration, String> {
     if !(s > 0.0 && s.is_finite() && s < 1e9) {
         return Err("expected a positive number of seconds".into());
     }
-    Ok(Duration::from_secs_f64(s))
+    // A positive number can still round to nothing (`1e-10`): a zero request timeout
+    // would fail every etcd call, a zero interval would spin.
+    let d = Duration::from_secs_f64(s);
+    if d < Duration::from_millis(1) {
+        return Err("must be at least 0.001 seconds".into());
+    }
+    Ok(d)
 }
 
 /// Go's `time.ParseDuration` format (`30s`, `1m30s`, `1.5h`, `500ms`), which
@@ -683,6 +689,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("etcd_request_timeout"), "{e}");
+        // Positive but rounding to nothing: a zero timeout would fail every etcd call.
+        for tiny in ["0.0000000001", "1e-300", "0.0009"] {
+            for opt in ["etcd_request_timeout", "engine_reconcile_interval"] {
+                let e = load(&format!("{opt}={tiny}\n"), &[], &[])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("at least 0.001 seconds"), "{e}");
+            }
+        }
+        let c = load("etcd_request_timeout=0.001\n", &[], &[]).unwrap();
+        assert_eq!(c.etcd_request_timeout, Duration::from_millis(1));
     }
 
     #[test]
