@@ -18,7 +18,7 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 command -v c++ >/dev/null || { echo "fuzz: libFuzzer needs a C++ compiler: apt-get install g++" >&2; exit 1; }
 if [ "${1:-}" = "--repro" ]; then
   [ $# -eq 3 ] || { echo "usage: scripts/fuzz.sh --repro TARGET FILE" >&2; exit 2; }
-  exec cargo fuzz run --sanitizer none "$2" -- "$3"
+  exec cargo fuzz run --sanitizer none "$2" "$3"
 fi
 case "${1:-}" in -h|--help) sed -n '2,12p' "$0"; exit 0 ;; esac
 secs=${1:-60}
