@@ -768,6 +768,23 @@ fn corrupt_records_are_skipped_and_named_through_both_drivers() {
             "{d:?}: {stderr}"
         );
     }
+    // The corrupt unit can be destroyed (by name, without reading it): that clears it.
+    let out = c.run(Driver::Api, &["destroy", "bad.service", "nope.service"]);
+    assert_eq!(text(&out.stdout), "Destroyed bad.service\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Unit nope.service not found in registry\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = c.run(
+        Driver::Etcd,
+        &["list-unit-files", "--no-legend", "--fields", "unit"],
+    );
+    let files = text(&out.stdout);
+    assert!(
+        !files.contains("bad.service") && files.contains("hello.service"),
+        "{files}"
+    );
 }
 
 #[test]
