@@ -18,7 +18,7 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 command -v c++ >/dev/null || { echo "fuzz: libFuzzer needs a C++ compiler: apt-get install g++" >&2; exit 1; }
 if [ "${1:-}" = "--repro" ]; then
   [ $# -eq 3 ] || { echo "usage: scripts/fuzz.sh --repro TARGET FILE" >&2; exit 2; }
-  exec cargo fuzz run --sanitizer none "$2" -- "$3"
+  exec cargo fuzz run --sanitizer none "$2" "$3"
 fi
 case "${1:-}" in -h|--help) sed -n '2,12p' "$0"; exit 0 ;; esac
 secs=${1:-60}
@@ -31,6 +31,24 @@ targets=("$@")
 mkdir -p fuzz/corpus/unit_file fuzz/corpus/unit_name
 cp units/*.service fuzz/corpus/unit_file/ 2>/dev/null || true
 for f in units/*.service; do printf '%s' "$(basename "$f")" >"fuzz/corpus/unit_name/$(basename "$f")"; done
+# Registry values: a directory byte (0 unit, 1 job, 2 machine, 3 schedule, 4 state,
+# 5 unplaced), the key's tail, NUL, the value as fleetd stores it.
+mkdir -p fuzz/corpus/registry_value fuzz/corpus/fleet_conf
+h=0123456789abcdef0123456789abcdef01234567
+printf '\0a.service\0{"text":"[Service]\\nExecStart=/bin/true\\n","hash":"%s"}' "$h" >fuzz/corpus/registry_value/unit
+printf '\1a.service/target\0launched' >fuzz/corpus/registry_value/job
+printf '\2m1\0{"id":"m1","public_ip":"10.0.0.1","metadata":{"region":"eu"},"version":"1","disable_engine":false,"api_addr":"10.0.0.1:4002"}' >fuzz/corpus/registry_value/machine
+printf '\2m1/metadata/disk\0ssd' >fuzz/corpus/registry_value/metadata
+printf '\3m1/a.service\0{"hash":"%s","target":"launched"}' "$h" >fuzz/corpus/registry_value/schedule
+printf '\4a.service/m1\0{"hash":"%s","state":"launched","load":"loaded","active":"active","sub":"running"}' "$h" >fuzz/corpus/registry_value/state
+printf '\5a.service\0no machine matches MachineMetadata' >fuzz/corpus/registry_value/unplaced
+# fleet.conf: every option once.
+printf '%s\n' 'etcd_servers=["http://10.0.0.1:2379","http://10.0.0.2:2379"]' \
+  "etcd_key_prefix='/_coreos.com/fleet/'" 'etcd_request_timeout=1.5' 'public_ip=10.0.0.1' \
+  'metadata="region=us-east, disk = ssd"' 'agent_ttl=30s # comment' 'disable_engine=true' \
+  'engine_reconcile_interval=2' 'units_directory=/run/fleet/units' 'verbosity=1' \
+  '; comment' 'systemd_user=false' 'token_limit=100' 'verify_units=true' \
+  'api_listen=127.0.0.1:4002' 'long=\' 'value' >fuzz/corpus/fleet_conf/all
 failed=0
 for t in "${targets[@]}"; do
   echo "== fuzz $t for ${secs}s"

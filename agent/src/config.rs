@@ -25,8 +25,9 @@ pub struct Config {
     pub etcd_key_prefix: String,
     pub etcd_request_timeout: Duration,
     pub engine_reconcile_interval: Duration,
-    /// Advertised IP; empty means detect it from the default route's interface.
-    pub public_ip: String,
+    /// Advertised IP; `None` (unset or empty) means detect it from the default route's
+    /// interface.
+    pub public_ip: Option<std::net::IpAddr>,
     pub metadata: BTreeMap<String, String>,
     /// Lease TTL of the machine and its unit states.
     pub agent_ttl: Duration,
@@ -73,7 +74,7 @@ impl Default for Config {
             etcd_key_prefix: "/_coreos.com/fleet/".into(),
             etcd_request_timeout: Duration::from_secs(1),
             engine_reconcile_interval: Duration::from_secs(2),
-            public_ip: String::new(),
+            public_ip: None,
             metadata: BTreeMap::new(),
             agent_ttl: Duration::from_secs(30),
             units_directory: PathBuf::from("/run/fleet/units/"),
@@ -198,10 +199,10 @@ const OPTIONS: &[OptionSpec] = &[
     }),
     set("public_ip", |c, v| {
         let ip = v.trim();
-        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-            return Err("expected an IP address".into());
-        }
-        c.public_ip = ip.to_string();
+        c.public_ip = match ip {
+            "" => None,
+            ip => Some(ip.parse().map_err(|_| "expected an IP address")?),
+        };
         Ok(())
     }),
     set("metadata", |c, v| {
@@ -425,9 +426,7 @@ impl Config {
                 path: path.clone(),
                 source,
             })?;
-            for (name, value) in parse_file(&text, &path)? {
-                config.set(&name, &value, &path, &mut warnings)?;
-            }
+            config.apply_file(&text, &path, &mut warnings)?;
         }
         let mut env: Vec<(String, String)> = env
             .into_iter()
@@ -447,6 +446,27 @@ impl Config {
             config.set(name, value, &format!("flag --{name}"), &mut warnings)?;
         }
         Ok((config, warnings))
+    }
+
+    /// fleet.conf's text alone over the defaults (what `load` does with the file; the
+    /// fuzz target drives it).
+    pub fn from_file_text(text: &str, path: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut config = Config::default();
+        let mut warnings = Vec::new();
+        config.apply_file(text, path, &mut warnings)?;
+        Ok((config, warnings))
+    }
+
+    fn apply_file(
+        &mut self,
+        text: &str,
+        path: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in parse_file(text, path)? {
+            self.set(&name, &value, path, warnings)?;
+        }
+        Ok(())
     }
 
     /// Applies one option from a named source.
@@ -557,7 +577,13 @@ fn seconds(v: &str) -> Result<Duration, String> {
     if !(s > 0.0 && s.is_finite() && s < 1e9) {
         return Err("expected a positive number of seconds".into());
     }
-    Ok(Duration::from_secs_f64(s))
+    // A positive number can still round to nothing (`1e-10`): a zero request timeout
+    // would fail every etcd call, a zero interval would spin.
+    let d = Duration::from_secs_f64(s);
+    if d < Duration::from_millis(1) {
+        return Err("must be at least 0.001 seconds".into());
+    }
+    Ok(d)
 }
 
 /// Go's `time.ParseDuration` format (`30s`, `1m30s`, `1.5h`, `500ms`), which
@@ -601,7 +627,7 @@ mod tests {
         assert_eq!(c.etcd_servers, ["http://a:2379", "http://b:2379"]);
         assert_eq!(c.metadata.get("disk").map(String::as_str), Some("ssd"));
         assert_eq!(c.agent_ttl, Duration::from_secs(3));
-        assert_eq!(c.public_ip, "10.0.0.5");
+        assert_eq!(c.public_ip, Some("10.0.0.5".parse().unwrap()));
         assert!(c.disable_engine);
         let c = load(
             "api_listen=0.0.0.0:49153, 127.0.0.1:49154\napi_socket=\n",
@@ -619,7 +645,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.agent_ttl, Duration::from_secs(10));
-        assert_eq!(c.public_ip, "10.0.0.7");
+        assert_eq!(c.public_ip, Some("10.0.0.7".parse().unwrap()));
     }
 
     #[test]
@@ -680,6 +706,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("etcd_request_timeout"), "{e}");
+        // Positive but rounding to nothing: a zero timeout would fail every etcd call.
+        for tiny in ["0.0000000001", "1e-300", "0.0009"] {
+            for opt in ["etcd_request_timeout", "engine_reconcile_interval"] {
+                let e = load(&format!("{opt}={tiny}\n"), &[], &[])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("at least 0.001 seconds"), "{e}");
+            }
+        }
+        let c = load("etcd_request_timeout=0.001\n", &[], &[]).unwrap();
+        assert_eq!(c.etcd_request_timeout, Duration::from_millis(1));
     }
 
     #[test]

@@ -52,8 +52,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(serve(cl, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Once: the tracing subscriber writes to stderr too, so logging the error as
+        // well would print it twice.
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("fleetd: {e:#}");
             ExitCode::FAILURE
         }
@@ -94,8 +95,7 @@ async fn serve(cl: CommandLine, config: Config) -> anyhow::Result<()> {
             config.systemd_user,
             config.units_directory.clone(),
         ))
-        .await
-        .context("cannot connect to systemd")?,
+        .await?,
     );
     // Identity and the etcd connection: once per process, shared by API and components.
     let setup = Setup::new(&config).await?;

@@ -58,10 +58,9 @@ impl Setup {
     /// Resolves the machine's identity and prepares the etcd connection.
     pub async fn new(config: &Config) -> Result<Setup, ServerError> {
         let id = identity::machine_id(config.machine_id.as_deref(), &config.machine_id_file)?;
-        let public_ip = if config.public_ip.is_empty() {
-            identity::detect_public_ip().await
-        } else {
-            config.public_ip.clone()
+        let public_ip = match config.public_ip {
+            Some(ip) => Some(ip),
+            None => identity::detect_public_ip().await,
         };
         let machine = Machine {
             id,
@@ -185,7 +184,7 @@ impl<M: UnitManager> Server<M> {
             let (registry, token) = (self.registry.clone(), components.clone());
             tokio::spawn(run_engine(registry, id, interval, token))
         });
-        tracing::info!(machine = %self.agent.machine().id, ip = %self.agent.machine().public_ip, engine = engine.is_some(), "starting fleetd components");
+        tracing::info!(machine = %self.agent.machine().id, ip = ?self.agent.machine().public_ip, engine = engine.is_some(), "starting fleetd components");
         let agent_run = self.agent.run(components.clone());
         tokio::pin!(agent_run);
         let engine_done = async {
@@ -270,7 +269,7 @@ impl Api {
             },
         };
         let listeners = fleet_api::Listeners::open(&listen)?;
-        let addr = listeners.api_addr(setup.machine.public_ip.parse().ok());
+        let addr = listeners.api_addr(setup.machine.public_ip);
         let mut ctx = fleet_api::ApiContext::new(setup.registry.clone(), setup.machine.id.clone());
         let (registered, registered_rx) = tokio::sync::watch::channel(false);
         ctx.registered = Some(registered_rx);

@@ -36,7 +36,7 @@ fn unit(cmd: &str) -> UnitFile {
 
 fn config(id: &str, lease_file: &std::path::Path) -> AgentConfig {
     let mut m = Machine::new(MachineId::new(id).unwrap());
-    m.public_ip = "10.0.0.1".into();
+    m.public_ip = Some("10.0.0.1".parse().unwrap());
     let mut c = AgentConfig::new(m, Duration::from_secs(2));
     c.lease_file = Some(lease_file.to_path_buf());
     c

@@ -320,3 +320,65 @@ async fn engines_ride_out_an_etcd_restart() {
     assert_eq!(s.len(), 2);
     assert!(s.values().all(|m| m.len() == 1));
 }
+
+/// One corrupt value under each of `unit/`, `job/`, `machine/` and `schedule/` does not
+/// stop the engine: it keeps placing the other units, leaves the unreadable unit's
+/// placement where it was, and rewrites a placement whose value was corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_records_are_skipped_and_the_rest_is_placed() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let ttl = Duration::from_secs(5);
+    let _m1 = machine(&reg, "m1", &[], ttl).await;
+    let engines = vec![TestEngine::start(&etcd, "m1", false).await];
+    wait_leader(&engines, WAIT).await;
+    submit(&reg, "bad.service", "", Launched).await;
+    submit(&reg, "sched.service", "", Launched).await;
+    wait_until("both placed", WAIT, || async {
+        schedule(&reg).await.len() == 2
+    })
+    .await;
+
+    let mut raw = etcd_client::Client::connect([etcd.client_url()], None)
+        .await
+        .unwrap();
+    for (k, v) in [
+        ("unit/bad.service", "{not json"),
+        ("job/worse.service/target", "sideways"),
+        ("unit/worse.service", "{}"),
+        (
+            "machine/evil",
+            r#"{"id":"evil","public_ip":"-oProxyCommand=x"}"#,
+        ),
+        ("schedule/m1/sched.service", "garbage"),
+    ] {
+        raw.put(format!("{PREFIX}{k}"), v, None).await.unwrap();
+    }
+    submit(&reg, "new.service", "", Launched).await;
+    wait_until(
+        "new unit placed, corrupt placement rewritten",
+        WAIT,
+        || async {
+            let s = schedule(&reg).await;
+            s.get("new.service").is_some_and(|m| m == &["m1"])
+                && s.get("sched.service").is_some_and(|m| m == &["m1"])
+        },
+    )
+    .await;
+    // The unreadable unit stays where it ran; no pass failed meanwhile.
+    assert_eq!(schedule(&reg).await["bad.service"], ["m1"]);
+    let snap = reg.snapshot().await.unwrap();
+    let skipped: Vec<&str> = snap.skipped.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        skipped,
+        [
+            format!("{PREFIX}job/worse.service/target"),
+            format!("{PREFIX}machine/evil"),
+            format!("{PREFIX}unit/bad.service"),
+            format!("{PREFIX}unit/worse.service"),
+        ]
+    );
+    let status = engines[0].status().borrow().clone();
+    assert!(status.passes > 0);
+    drop(engines);
+}

@@ -34,7 +34,7 @@ async fn fleetd_connects_with_tls_and_password_and_refuses_clearly_without() {
         etcd_username: Some("root".into()),
         etcd_password: Some(Secret::from(PASSWORD)),
         machine_id: Some("0123456789abcdef0123456789abcdef".into()),
-        public_ip: "127.0.0.1".into(),
+        public_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
         ..Config::default()
     };
     assert!(!format!("{config:?}").contains(PASSWORD));

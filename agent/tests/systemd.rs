@@ -403,3 +403,76 @@ async fn batch_of_fifty_and_unread_signals() {
     assert_eq!((counts.disable_unit_files, counts.reload), (1, 3));
     assert!(m.installed_units().await.unwrap().is_empty());
 }
+
+/// One unit the filesystem refuses (its file's place is taken by a directory) fails
+/// alone: the rest of the batch is written, reloaded and started, and a batch of
+/// removals with it still removes the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_unit_fails_alone_and_the_batch_proceeds() {
+    use fleetd::agent::execute::{ActionError, execute};
+    use fleetd::agent::reconcile::{Action, Reason};
+
+    let systemd = PrivateSystemd::start();
+    let m = systemd.connect().await;
+    let mut hints = m.subscribe().await.unwrap();
+    let good: Vec<UnitName> = (0..3).map(|_| unique_unit("batch-good")).collect();
+    let bad = unique_unit("batch-bad");
+    let blocker = systemd.units_directory().join(bad.as_str());
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+
+    let hash = UnitFile::parse(&sleeper()).unwrap().hash();
+    let mut all = good.clone();
+    all.insert(1, bad.clone());
+    let texts = all.iter().map(|u| (u.clone(), sleeper())).collect();
+    let r = Reason::ScheduledButUnloaded;
+    let mut actions: Vec<Action> = all
+        .iter()
+        .map(|u| Action::Load {
+            unit: u.clone(),
+            hash,
+            reason: r,
+        })
+        .collect();
+    actions.push(Action::DaemonReload {
+        reason: Reason::UnitFilesChanged,
+    });
+    actions.extend(all.iter().map(|u| Action::Start {
+        unit: u.clone(),
+        reason: Reason::LoadedDesiredStateLaunched,
+    }));
+    let outcomes = execute(&m, &actions, &texts).await;
+    for o in &outcomes {
+        let unit = o.action.unit();
+        if unit == Some(&bad) {
+            match (&o.action, &o.result) {
+                (Action::Load { .. }, Err(ActionError::Systemd(e))) => {
+                    assert!(e.to_string().contains(bad.as_str()), "{e}");
+                }
+                (Action::Start { .. }, Err(ActionError::Skipped(_))) => {}
+                other => panic!("unexpected outcome for the refused unit: {other:?}"),
+            }
+        } else {
+            assert!(o.result.is_ok(), "{o:?}");
+        }
+    }
+    assert_eq!(outcomes.len(), actions.len());
+    wait_for(&m, &mut hints, &good, &st("loaded", "active", "running")).await;
+
+    // Unloading the good ones alongside one whose removal the filesystem refuses
+    // (its file is a directory) removes the good ones.
+    let unloads: Vec<Action> = good
+        .iter()
+        .chain([&bad])
+        .map(|u| Action::Unload {
+            unit: u.clone(),
+            reason: Reason::LoadedButNotScheduled,
+        })
+        .collect();
+    let outcomes = execute(&m, &unloads, &std::collections::HashMap::new()).await;
+    for o in &outcomes {
+        assert_eq!(o.result.is_ok(), o.action.unit() != Some(&bad), "{o:?}");
+    }
+    for u in &good {
+        assert!(!systemd.units_directory().join(u.as_str()).exists());
+    }
+}

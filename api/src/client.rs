@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
 use fleet_registry::{
-    ClusterSnapshot, CreateOutcome, MachineRecord, SetTargetsOutcome, UnitRecord, UnitStateRecord,
+    ClusterSnapshot, CreateOutcome, Listed, MachineRecord, SetTargetsOutcome, UnitRecord,
+    UnitStateRecord,
 };
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -534,13 +535,23 @@ impl ApiClient {
                 snap.unplaced
                     .insert(convert::unit_name(&u.unit)?, u.reason.clone());
             }
+            for s in &page.skipped {
+                snap.skipped.push(convert::skipped_from_wire(s)?);
+            }
         }
         Ok(snap)
     }
 
-    /// Live machines with their API addresses, following page tokens to the end.
+    /// Live machines with their API addresses, following page tokens to the end
+    /// (records that cannot be decoded left out).
     pub async fn list_machine_records(&self) -> Result<Vec<MachineRecord>, ApiError> {
+        Ok(self.list_machines_checked().await?.items)
+    }
+
+    /// Live machine records and the machine keys fleetd skipped as undecodable.
+    pub async fn list_machines_checked(&self) -> Result<Listed<MachineRecord>, ApiError> {
         let mut out = Vec::new();
+        let mut skipped = Vec::new();
         let mut token = String::new();
         // Bounded: each page advances the token strictly (ids are sorted).
         for _ in 0..100_000 {
@@ -557,12 +568,21 @@ impl ApiClient {
             for m in &resp.machines {
                 out.push(convert::machine_from_wire(m)?);
             }
+            // Every page names them (each page is a new read): keep the first page's.
+            if token.is_empty() {
+                for s in &resp.skipped {
+                    skipped.push(convert::skipped_from_wire(s)?);
+                }
+            }
             if resp.next_page_token.is_empty() || resp.next_page_token <= token {
                 break;
             }
             token = resp.next_page_token;
         }
-        Ok(out)
+        Ok(Listed {
+            items: out,
+            skipped,
+        })
     }
 
     pub async fn list_machines(&self) -> Result<Vec<Machine>, ApiError> {

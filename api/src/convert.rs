@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use fleet_core::unit::UnitOption;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use fleet_registry::{
-    Change, CreateOutcome, MachineRecord, RegistryKey, ScheduleEntry, UnitRecord, UnitStateRecord,
-    WatchEvent,
+    Change, CreateOutcome, MachineRecord, RegistryKey, ScheduleEntry, Skipped, UnitRecord,
+    UnitStateRecord, WatchEvent,
 };
 
 use crate::pb;
@@ -108,7 +108,11 @@ pub fn unit_from_wire(u: &pb::Unit) -> Result<UnitRecord, WireError> {
 pub fn machine_to_wire(m: &MachineRecord) -> pb::Machine {
     pb::Machine {
         id: m.machine.id.to_string(),
-        public_ip: m.machine.public_ip.clone(),
+        public_ip: m
+            .machine
+            .public_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
         metadata: m
             .machine
             .metadata
@@ -125,7 +129,10 @@ pub fn machine_from_wire(m: &pb::Machine) -> Result<MachineRecord, WireError> {
     Ok(MachineRecord {
         machine: Machine {
             id: machine_id(&m.id)?,
-            public_ip: m.public_ip.clone(),
+            public_ip: match m.public_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse().map_err(|e| bad("public_ip", e))?),
+            },
             metadata: m
                 .metadata
                 .iter()
@@ -135,6 +142,29 @@ pub fn machine_from_wire(m: &pb::Machine) -> Result<MachineRecord, WireError> {
             disable_engine: m.disable_engine,
         },
         api_addr: m.api_addr.clone(),
+    })
+}
+
+pub fn skipped_to_wire(s: &Skipped) -> pb::Skipped {
+    pb::Skipped {
+        key: s.key.clone(),
+        revision: s.revision,
+        unit: s.unit.as_ref().map(ToString::to_string).unwrap_or_default(),
+        unit_record: s.unit_record,
+        reason: s.reason.clone(),
+    }
+}
+
+pub fn skipped_from_wire(s: &pb::Skipped) -> Result<Skipped, WireError> {
+    Ok(Skipped {
+        key: s.key.clone(),
+        revision: s.revision,
+        unit: match s.unit.as_str() {
+            "" => None,
+            u => Some(unit_name(u)?),
+        },
+        unit_record: s.unit_record,
+        reason: s.reason.clone(),
     })
 }
 
@@ -234,6 +264,7 @@ pub(crate) fn registry_status(e: RegistryError) -> Status {
             Status::unavailable(format!("fleet server unable to communicate with etcd: {e}"))
         }
         RegistryError::UnitNotFound(_) => Status::not_found(e.to_string()),
+        RegistryError::UnitTooLarge { .. } => Status::invalid_argument(e.to_string()),
         RegistryError::Compacted { .. } => Status::out_of_range(e.to_string()),
         _ => Status::internal(e.to_string()),
     }

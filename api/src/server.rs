@@ -343,6 +343,11 @@ impl Fleet for FleetService {
             next(w.encoded_len(), &mut page, &mut pages);
             page.unplaced.push(w);
         }
+        for s in &snap.skipped {
+            let w = convert::skipped_to_wire(s);
+            next(w.encoded_len(), &mut page, &mut pages);
+            page.skipped.push(w);
+        }
         pages.push(page);
         Ok(Response::new(Box::pin(tokio_stream::iter(
             pages.into_iter().map(Ok),
@@ -355,12 +360,13 @@ impl Fleet for FleetService {
     ) -> Result<Response<pb::ListMachinesResponse>, Status> {
         let req = req.into_inner();
         let size = page_size(req.page_size);
-        let machines = self
+        let listed = self
             .ctx
             .registry
-            .list_machine_records()
+            .list_machines_checked()
             .await
             .map_err(registry_status)?;
+        let machines = listed.items;
         // The token is the last id of the previous page: machines joining or leaving
         // between pages never shift the others.
         let mut pager = Pager::new(size);
@@ -383,6 +389,11 @@ impl Fleet for FleetService {
         Ok(Response::new(pb::ListMachinesResponse {
             machines: page,
             next_page_token,
+            skipped: listed
+                .skipped
+                .iter()
+                .map(convert::skipped_to_wire)
+                .collect(),
         }))
     }
 

@@ -111,7 +111,7 @@ async fn fleetd(
     let api_addr = listeners.api_addr(None);
     let reg = registry(etcd).await;
     let mut m = Machine::new(mid(machine));
-    m.public_ip = "127.0.0.1".into();
+    m.public_ip = Some("127.0.0.1".parse().unwrap());
     let agent = reg
         .register_agent(&m, &api_addr, Duration::from_secs(30), &[])
         .await
@@ -240,7 +240,10 @@ async fn every_operation_over_the_unix_socket() {
     assert_eq!(snap.units.len(), 2);
     assert_eq!(snap.units[0].target, TargetState::Launched);
     assert_eq!(snap.machines[0].machine.id, mid("m1"));
-    assert_eq!(c.list_machines().await.unwrap()[0].public_ip, "127.0.0.1");
+    assert_eq!(
+        c.list_machines().await.unwrap()[0].public_ip,
+        Some("127.0.0.1".parse().unwrap())
+    );
 
     // A state watch sees an agent's report made after the listing.
     let (rev, states) = c.list_states_at().await.unwrap();
@@ -504,7 +507,7 @@ async fn plaintext_tcp_needs_the_opt_in() {
 async fn publish_addr(f: &Fleetd, api_addr: &str) {
     let agent = &f.agent.0;
     let mut m = Machine::new(agent.machine().clone());
-    m.public_ip = "127.0.0.1".into();
+    m.public_ip = Some("127.0.0.1".parse().unwrap());
     agent.publish_machine(&m, api_addr).await.unwrap();
 }
 

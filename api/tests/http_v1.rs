@@ -174,7 +174,7 @@ async fn register(
     metadata: &[(&str, &str)],
 ) -> (AgentRegistry, LeaseKeepAlive) {
     let mut m = Machine::new(MachineId::new(id).unwrap());
-    m.public_ip = format!("10.0.0.{}", id.len());
+    m.public_ip = Some(std::net::IpAddr::from([10, 0, 0, id.len() as u8]));
     m.metadata = metadata
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

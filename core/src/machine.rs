@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
 /// A machine's identity: the contents of its `/etc/machine-id` (32 lower-case hex
 /// digits on real hosts, but any non-empty string without `/` is accepted so that
@@ -63,8 +64,10 @@ impl std::str::FromStr for MachineId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Machine {
     pub id: MachineId,
-    /// Advertised IP (`public_ip`), empty when unknown.
-    pub public_ip: String,
+    /// Advertised IP (`public_ip`), `None` when unknown (fleet leaves it empty when
+    /// detection finds none). Typed, so a record can never carry anything but an IP to
+    /// the commands built from it (`fleetctl ssh`).
+    pub public_ip: Option<IpAddr>,
     /// `metadata` from fleet.conf, e.g. `region=us-east-1`.
     pub metadata: BTreeMap<String, String>,
     /// fleetd version running there.
@@ -78,7 +81,7 @@ impl Machine {
     pub fn new(id: MachineId) -> Self {
         Machine {
             id,
-            public_ip: String::new(),
+            public_ip: None,
             metadata: BTreeMap::new(),
             version: String::new(),
             disable_engine: false,
@@ -87,7 +90,11 @@ impl Machine {
 
     /// fleet's "machine legend": `<id8>.../<ip>`, or the full id with `full`.
     pub fn legend(&self, full: bool) -> String {
-        machine_legend(&self.id, Some(&self.public_ip), full)
+        machine_legend(
+            &self.id,
+            self.public_ip.map(|ip| ip.to_string()).as_deref(),
+            full,
+        )
     }
 }
 

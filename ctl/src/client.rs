@@ -2,19 +2,20 @@
 //! straight to etcd (`--driver=etcd`, also chosen when the endpoint looks like etcd).
 //! Both drivers offer the same operations, so every command works through either.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fleet_api::{ApiClient, ApiError, ClientConfig, ClientTls, StateChange, Transport};
 use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
 use fleet_registry::{
-    Change, ClusterSnapshot, CreateOutcome, Registry, RegistryConfig, RegistryError, RegistryKey,
-    RegistryWatch, Secret, SetTargetsOutcome, TlsFiles, UnitRecord, UnitStateRecord, WatchBatch,
-    WatchEvent,
+    Change, ClusterSnapshot, CreateOutcome, Listed, MachineRecord, Registry, RegistryConfig,
+    RegistryError, RegistryKey, RegistryWatch, Secret, SetTargetsOutcome, Skipped, TlsFiles,
+    UnitRecord, UnitStateRecord, WatchBatch, WatchEvent,
 };
 
 use crate::cli::GlobalFlags;
@@ -83,7 +84,8 @@ pub trait Cluster: Send + Sync {
     ) -> Op<'a, SetTargetsOutcome>;
     fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool>;
     fn snapshot(&self) -> Op<'_, ClusterSnapshot>;
-    fn list_machines(&self) -> Op<'_, Vec<Machine>>;
+    /// Live machines and the machine keys left out as undecodable.
+    fn list_machines(&self) -> Op<'_, Listed<Machine>>;
     fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)>;
     /// Watches unit states from `from_revision` (a `list_states_at` revision + 1).
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch>;
@@ -149,8 +151,11 @@ impl Cluster for Registry {
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         logged(self, "Snapshot", Registry::snapshot(self))
     }
-    fn list_machines(&self) -> Op<'_, Vec<Machine>> {
-        logged(self, "ListMachines", Registry::list_machines(self))
+    fn list_machines(&self) -> Op<'_, Listed<Machine>> {
+        logged(self, "ListMachines", async move {
+            let listed = Registry::list_machines_checked(self).await?;
+            Ok(machines_of(listed))
+        })
     }
     fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
         logged(self, "ListStatesAt", Registry::list_states_at(self))
@@ -219,8 +224,8 @@ impl Cluster for ApiClient {
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         Box::pin(async move { Ok(ApiClient::snapshot(self).await?) })
     }
-    fn list_machines(&self) -> Op<'_, Vec<Machine>> {
-        Box::pin(async move { Ok(ApiClient::list_machines(self).await?) })
+    fn list_machines(&self) -> Op<'_, Listed<Machine>> {
+        Box::pin(async move { Ok(machines_of(ApiClient::list_machines_checked(self).await?)) })
     }
     fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
         Box::pin(async move { Ok(ApiClient::list_states_at(self).await?) })
@@ -234,6 +239,13 @@ impl Cluster for ApiClient {
     /// The fleetd fleetctl talks to: it forwards to the machine running the unit.
     fn api_for<'a>(&'a self, _machine: &'a MachineId, _how: &'a Forwarding) -> Op<'a, ApiClient> {
         Box::pin(async move { Ok(self.clone()) })
+    }
+}
+
+fn machines_of(listed: Listed<MachineRecord>) -> Listed<Machine> {
+    Listed {
+        items: listed.items.into_iter().map(|r| r.machine).collect(),
+        skipped: listed.skipped,
     }
 }
 
@@ -276,9 +288,45 @@ pub struct Client {
     pub registry: ClusterRegistry,
     /// How to reach a machine's fleetd directly (journal/status with the etcd driver).
     forwarding: Forwarding,
+    /// Keys reads left out as undecodable, already warned about (once each).
+    skipped: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Client {
+    /// The cluster at one revision; keys left out as undecodable are named on stderr.
+    pub async fn snapshot(&self) -> Result<ClusterSnapshot, ClientError> {
+        let snap = self.registry.snapshot().await?;
+        self.warn_skipped(&snap.skipped);
+        Ok(snap)
+    }
+
+    /// Live machines; records left out as undecodable are named on stderr.
+    pub async fn list_machines(&self) -> Result<Vec<Machine>, ClientError> {
+        let listed = self.registry.list_machines().await?;
+        self.warn_skipped(&listed.skipped);
+        Ok(listed.items)
+    }
+
+    /// One stderr line per skipped key, the first time it is seen.
+    fn warn_skipped(&self, skipped: &[Skipped]) {
+        let mut seen = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        for s in skipped {
+            if seen.insert(s.key.clone()) {
+                crate::context::err(format!("WARNING: {s}"));
+            }
+        }
+    }
+
+    /// Whether some read left records out (fleetctl then exits with
+    /// [`crate::context::EXIT_SKIPPED`] instead of 0).
+    pub fn skipped_any(&self) -> bool {
+        !self
+            .skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     pub async fn connect(global: &GlobalFlags) -> anyhow::Result<Client> {
         if !(global.request_timeout > 0.0 && global.request_timeout.is_finite()) {
             bail!(
@@ -316,6 +364,7 @@ impl Client {
                 Ok(Client {
                     registry: Arc::new(api),
                     forwarding: Forwarding { tls, timeout },
+                    skipped: Arc::default(),
                 })
             }
             Driver::Etcd => {
@@ -344,6 +393,7 @@ impl Client {
                 Ok(Client {
                     registry: Arc::new(registry),
                     forwarding: Forwarding { tls, timeout },
+                    skipped: Arc::default(),
                 })
             }
         }

@@ -113,7 +113,7 @@ impl Cluster {
         runtime.block_on(async {
             let fetch = async {
                 let client = Client::connect(&global).await.ok()?;
-                let snapshot = client.registry.snapshot().await.ok()?;
+                let snapshot = client.snapshot().await.ok()?;
                 Some(Cluster {
                     units: snapshot.units.iter().map(|u| u.name.to_string()).collect(),
                     machines: snapshot

@@ -20,6 +20,10 @@ pub struct Failure {
     pub code: u8,
 }
 
+/// fleetctl's exit status when the command did its work but some records it read
+/// could not be decoded and were left out (each named on stderr).
+pub const EXIT_SKIPPED: u8 = 5;
+
 /// Shorthand for a failure with exit status 1.
 pub fn fail(message: impl Into<String>) -> anyhow::Error {
     Failure {
@@ -59,6 +63,11 @@ impl Ctx {
             })?,
         };
         Ok(self.client.insert(client))
+    }
+
+    /// Whether a read of this command left out undecodable records.
+    pub fn skipped_any(&self) -> bool {
+        self.client.as_ref().is_some_and(Client::skipped_any)
     }
 }
 

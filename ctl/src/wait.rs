@@ -311,10 +311,10 @@ fn apply(records: &mut Records, wanted: &BTreeSet<&UnitName>, batch: WatchBatch)
 
 /// Machine id → public IP, for the ` on <id>.../<ip>` suffix.
 async fn machine_ips(client: &crate::client::Client) -> HashMap<String, String> {
-    match client.registry.list_machines().await {
+    match client.list_machines().await {
         Ok(machines) => machines
             .into_iter()
-            .map(|m| (m.id.to_string(), m.public_ip))
+            .filter_map(|m| Some((m.id.to_string(), m.public_ip?.to_string())))
             .collect(),
         Err(_) => HashMap::new(),
     }

@@ -90,7 +90,7 @@ impl Cluster {
                 })
                 .unwrap();
                 let mut m = Machine::new(MachineId::new("m1").unwrap());
-                m.public_ip = "10.9.8.7".into();
+                m.public_ip = Some("10.9.8.7".parse().unwrap());
                 let addr = listeners.api_addr(None);
                 let (agent, _keep) = reg
                     .register_agent(&m, &addr, Duration::from_secs(60), &[])
@@ -432,6 +432,28 @@ fn several_big_units_submit_in_one_command() {
     }
 }
 
+/// A unit whose stored value would pass 1 MiB (escaping makes it larger than its text)
+/// is refused in one line through both drivers, and nothing of the command is written.
+#[test]
+fn a_unit_too_large_once_stored_is_one_line_and_nothing_is_written() {
+    let c = Cluster::new();
+    c.write("small.service", HELLO);
+    let mut quotes = String::from("[Service]\nExecStart=/bin/true\n");
+    for i in 0..360 {
+        quotes.push_str(&format!("Environment=V{i}={}x\n", "\"\\".repeat(995)));
+    }
+    c.write("quotes.service", &quotes);
+    for d in BOTH {
+        let err = c.fails(d, &["submit", "small.service", "quotes.service"]);
+        assert_eq!(err.lines().count(), 1, "{d:?}: {err}");
+        assert!(
+            err.contains("unit quotes.service is too large to store") && err.contains("1048576"),
+            "{d:?}: {err}"
+        );
+        assert_eq!(c.ok(d, &["list-unit-files", "--no-legend"]), "", "{d:?}");
+    }
+}
+
 #[test]
 fn ssh_runs_the_system_ssh_to_the_machine_ip() {
     let c = Cluster::new();
@@ -606,36 +628,164 @@ fn ssh_parses_flags_after_the_target_and_says_what_is_missing() {
     }
 }
 
+/// Writes `key` (under fleet's default prefix) = `value` as no fleet component would.
+fn put_raw(c: &Cluster, key: &str, value: &str) {
+    let url = c.etcd.client_url();
+    let (key, value) = (format!("/_coreos.com/fleet/{key}"), value.to_string());
+    c.rt.block_on(async move {
+        let mut raw = etcd_client::Client::connect([url], None).await.unwrap();
+        raw.put(key, value, None).await.unwrap();
+    });
+}
+
 #[test]
 fn ssh_refuses_a_machine_address_that_is_not_an_ip() {
     let c = Cluster::new();
-    let url = c.etcd.client_url();
-    let registered = c.rt.block_on(async move {
-        let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
-        let mut m = Machine::new(MachineId::new("evil").unwrap());
-        m.public_ip = "-oProxyCommand=touch pwned".into();
-        // The handle and its keep-alive live in `registered` for the whole test.
-        reg.register_agent(&m, "", Duration::from_secs(60), &[])
-            .await
-    });
-    // The registry may refuse such a record outright; if it took it, fleetctl must not
-    // hand it to ssh.
-    if registered.is_ok() {
-        for d in BOTH {
-            let out = ssh_argv(&c, d, &["evil"]);
-            assert_eq!(out.status.code(), Some(1), "{d:?}");
-            assert_eq!(text(&out.stdout), "", "{d:?}: ssh ran");
-            let err = text(&out.stderr);
-            assert!(
-                err.starts_with(
-                    "Machine evil publishes an invalid address \"-oProxyCommand=touch pwned\""
-                ),
-                "{d:?}: {err}"
-            );
-            assert_eq!(err.lines().count(), 1);
-        }
+    // A record fleetd cannot write (public_ip is typed) but someone with etcd access can.
+    put_raw(
+        &c,
+        "machine/evil",
+        r#"{"id":"evil","public_ip":"-oProxyCommand=touch pwned"}"#,
+    );
+    for d in BOTH {
+        let out = ssh_argv(&c, d, &["evil"]);
+        assert_eq!(out.status.code(), Some(1), "{d:?}");
+        assert_eq!(text(&out.stdout), "", "{d:?}: ssh ran");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(
+                "WARNING: skipped corrupt registry value at /_coreos.com/fleet/machine/evil: public_ip \"-oProxyCommand=touch pwned\" is not an IP address\n"
+            ),
+            "{d:?}: {err}"
+        );
     }
     assert!(!c.dir.path().join("pwned").exists());
+}
+
+/// One corrupt value under each directory: every command shows the rest, names each
+/// bad key once on stderr, and exits with 5 instead of 0 (through both drivers).
+#[test]
+fn corrupt_records_are_skipped_and_named_through_both_drivers() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.write("idle.service", HELLO);
+    c.ok(Driver::Etcd, &["submit", "hello.service", "idle.service"]);
+    c.run_on_m1("hello.service");
+    put_raw(&c, "unit/bad.service", "{not json");
+    put_raw(
+        &c,
+        "machine/evil",
+        r#"{"id":"evil","public_ip":"host.example"}"#,
+    );
+    put_raw(&c, "state/idle.service/m9", "[]");
+    let p = "/_coreos.com/fleet";
+    let warn = |key: &str| format!("WARNING: skipped corrupt registry value at {p}/{key}: ");
+    for d in BOTH {
+        let run = |args: &[&str]| {
+            let out = c.run(d, args);
+            (out.status.code(), text(&out.stdout), text(&out.stderr))
+        };
+        let (code, stdout, stderr) = run(&["list-units", "--no-legend"]);
+        assert_eq!(code, Some(5), "{d:?}: {stderr}");
+        assert!(stdout.starts_with("hello.service"), "{d:?}: {stdout}");
+        for key in ["unit/bad.service", "machine/evil", "state/idle.service/m9"] {
+            assert_eq!(stderr.matches(&warn(key)).count(), 1, "{d:?}: {stderr}");
+        }
+        assert_eq!(stderr.lines().count(), 3, "{d:?}: {stderr}");
+
+        let (code, stdout, stderr) = run(&[
+            "list-unit-files",
+            "--no-legend",
+            "--fields",
+            "unit,dstate,reason",
+        ]);
+        assert_eq!(code, Some(5), "{d:?}: {stderr}");
+        let rows: Vec<Vec<&str>> = stdout
+            .lines()
+            .map(|l| {
+                l.split('\t')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
+        let row = |u: &str| rows.iter().find(|r| r[0] == u).cloned().unwrap_or_default();
+        assert_eq!(row("hello.service")[2], "-", "{d:?}: {stdout}");
+        assert_eq!(row("bad.service")[1], "-", "{d:?}: {stdout}");
+        assert!(
+            row("bad.service")[2].starts_with(&format!(
+                "skipped corrupt registry value at {p}/unit/bad.service: "
+            )),
+            "{d:?}: {stdout}"
+        );
+        assert!(
+            row("idle.service")[2].contains("state/idle.service/m9"),
+            "{d:?}: {stdout}"
+        );
+
+        let (code, stdout, stderr) = run(&["list-machines", "--no-legend"]);
+        assert_eq!(code, Some(5), "{d:?}: {stderr}");
+        assert!(stdout.starts_with("m1"), "{d:?}: {stdout}");
+        assert_eq!(
+            stderr,
+            format!(
+                "{}public_ip \"host.example\" is not an IP address\n",
+                warn("machine/evil")
+            ),
+            "{d:?}"
+        );
+
+        let (code, stdout, stderr) = run(&["journal", "--lines", "1", "hello.service"]);
+        assert_eq!(code, Some(5), "{d:?}: {stderr}");
+        assert!(stdout.starts_with("journal "), "{d:?}: {stdout}");
+        assert!(
+            stderr.contains(&warn("unit/bad.service")),
+            "{d:?}: {stderr}"
+        );
+
+        // status keeps systemctl's exit status (3 from the stand-in).
+        let (code, stdout, stderr) = run(&["status", "hello.service"]);
+        assert_eq!(code, Some(3), "{d:?}: {stderr}");
+        assert!(stdout.starts_with("status "), "{d:?}: {stdout}");
+        assert!(stderr.contains(&warn("machine/evil")), "{d:?}: {stderr}");
+
+        let (code, _, stderr) = run(&["stop", "--no-block", "hello.service"]);
+        assert_eq!(code, Some(5), "{d:?}: {stderr}");
+        assert!(
+            stderr.contains(&warn("unit/bad.service")),
+            "{d:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("Successfully stopped units [hello.service]"),
+            "{d:?}: {stderr}"
+        );
+        c.ok(Driver::Etcd, &["start", "--no-block", "hello.service"]);
+
+        // Asking for the corrupt unit itself is an error naming its key.
+        let (code, _, stderr) = run(&["cat", "bad.service"]);
+        assert_eq!(code, Some(1), "{d:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{p}/unit/bad.service")),
+            "{d:?}: {stderr}"
+        );
+    }
+    // The corrupt unit can be destroyed (by name, without reading it): that clears it.
+    let out = c.run(Driver::Api, &["destroy", "bad.service", "nope.service"]);
+    assert_eq!(text(&out.stdout), "Destroyed bad.service\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Unit nope.service not found in registry\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = c.run(
+        Driver::Etcd,
+        &["list-unit-files", "--no-legend", "--fields", "unit"],
+    );
+    let files = text(&out.stdout);
+    assert!(
+        !files.contains("bad.service") && files.contains("hello.service"),
+        "{files}"
+    );
 }
 
 #[test]

@@ -79,7 +79,7 @@ async fn report_when(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut machine = Machine::new(MachineId::new(MACHINE).unwrap());
-    machine.public_ip = "10.9.8.7".into();
+    machine.public_ip = Some("10.9.8.7".parse().unwrap());
     let ttl = Duration::from_secs(30);
     // the machine's agent (taking back its lease if an earlier call registered it)
     let (agent, _keep) = match reg.register_agent(&machine, "", ttl, &[]).await {

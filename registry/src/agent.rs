@@ -139,10 +139,13 @@ impl AgentRegistry {
                 self.reg.keys.machine_schedule(&self.machine),
             )
             .await?;
-        Ok((
-            revision(resp.header()),
-            decode::schedule(&self.reg.keys, resp.kvs())?,
-        ))
+        let mut skipped = Vec::new();
+        let entries = decode::schedule(&self.reg.keys, resp.kvs(), &mut skipped);
+        // A placement this agent cannot read is not run here; the engine rewrites it.
+        for s in &skipped {
+            tracing::warn!(key = %s.key, "{s}");
+        }
+        Ok((revision(resp.header()), entries))
     }
 
     /// Watches `schedule/<me>/` (and nothing else) from `from_revision`.
@@ -151,12 +154,18 @@ impl AgentRegistry {
             .watch_prefix(self.reg.keys.machine_schedule(&self.machine), from_revision)
     }
 
-    /// The units placed here, with their text (batched; `None` for units gone).
+    /// The units placed here, with their text (batched; `None` for units gone). A unit
+    /// whose record cannot be decoded is `None` too, with a warning naming its key, so it
+    /// does not hold up the loads of the others.
     pub async fn units(
         &self,
         names: &[UnitName],
     ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
-        self.reg.get_units(names).await
+        let (units, skipped) = self.reg.get_units_skipping(names).await?;
+        for s in &skipped {
+            tracing::warn!(key = %s.key, "{s}");
+        }
+        Ok(units)
     }
 
     /// Publishes this machine's states in txns of at most 128 puts, all bound to the

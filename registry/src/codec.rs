@@ -3,11 +3,14 @@
 //! failures name the key; they never panic.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
+use fleet_core::unit::file::MAX_UNIT_SIZE;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
+use crate::keys::{Keys, RegistryKey};
 use crate::model::{MachineRecord, ScheduleEntry, UnitStateRecord};
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +80,24 @@ pub(crate) fn encode_unit(file: &UnitFile) -> (Vec<u8>, UnitHash) {
     (to_json(&v), h)
 }
 
+/// [`encode_unit`], refusing a value larger than fleet's 1 MiB unit limit: the limit
+/// applies to what is stored (escaping can make it larger than the text), so etcd's
+/// request limit is never what refuses a unit.
+pub(crate) fn encode_unit_checked(
+    name: &UnitName,
+    file: &UnitFile,
+) -> Result<(Vec<u8>, UnitHash), RegistryError> {
+    let (value, hash) = encode_unit(file);
+    if value.len() > MAX_UNIT_SIZE {
+        return Err(RegistryError::UnitTooLarge {
+            unit: name.clone(),
+            size: value.len(),
+            max: MAX_UNIT_SIZE,
+        });
+    }
+    Ok((value, hash))
+}
+
 /// Only the hash of a stored unit (for create-only comparisons; no parsing).
 pub(crate) fn decode_unit_hash(key: &[u8], val: &[u8]) -> Result<UnitHash, RegistryError> {
     let v: UnitValue = from_json(key, val)?;
@@ -102,7 +123,7 @@ pub(crate) fn decode_target(key: &[u8], val: &[u8]) -> Result<TargetState, Regis
 pub(crate) fn encode_machine(m: &Machine, api_addr: &str) -> Vec<u8> {
     to_json(&MachineValue {
         id: m.id.to_string(),
-        public_ip: m.public_ip.clone(),
+        public_ip: m.public_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         metadata: m.metadata.clone(),
         version: m.version.clone(),
         disable_engine: m.disable_engine,
@@ -123,10 +144,17 @@ pub(crate) fn decode_machine(
             format!("value names machine {:?}", v.id),
         ));
     }
+    // fleet publishes "" when it found no address; anything else must be an IP.
+    let public_ip = match v.public_ip.as_str() {
+        "" => None,
+        s => Some(s.parse::<IpAddr>().map_err(|_| {
+            RegistryError::corrupt(key, format!("public_ip {s:?} is not an IP address"))
+        })?),
+    };
     Ok(MachineRecord {
         machine: Machine {
             id,
-            public_ip: v.public_ip,
+            public_ip,
             metadata: v.metadata,
             version: v.version,
             disable_engine: v.disable_engine,
@@ -205,6 +233,77 @@ pub(crate) fn decode_metadata(key: &[u8], val: &[u8]) -> Result<String, Registry
     String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))
 }
 
+/// What the fuzz target checks on any key and value (`fuzz/fuzz_targets/registry_value.rs`):
+/// decoding never panics; an error is one line naming the key; a decoded record encodes
+/// back to a value that decodes to the same record. Returns whether it decoded.
+#[doc(hidden)]
+pub fn fuzz_check(keys: &Keys, key: &[u8], value: &[u8]) -> bool {
+    let one_line = |e: &RegistryError| {
+        let s = e.to_string();
+        assert!(
+            !s.chars().any(char::is_control),
+            "not one visible line: {s:?}"
+        );
+    };
+    let parsed = match keys.parse(key) {
+        Ok(Some(k)) => k,
+        Ok(None) => return false,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    let result: Result<(), RegistryError> = (|| {
+        match parsed {
+            RegistryKey::Unit(_) => {
+                let (file, hash) = decode_unit(key, value)?;
+                assert_eq!(decode_unit_hash(key, value)?, hash);
+                let (again, h2) = encode_unit(&file);
+                let (file2, _) = decode_unit(key, &again).expect("re-encoded unit decodes");
+                assert_eq!(file2, file);
+                assert_eq!(file2.hash(), h2);
+            }
+            RegistryKey::JobTarget(_) => {
+                let t = decode_target(key, value)?;
+                assert_eq!(decode_target(key, &encode_target(t)).ok(), Some(t));
+            }
+            RegistryKey::Machine(id) => {
+                let r = decode_machine(key, id.clone(), value)?;
+                let again = encode_machine(&r.machine, &r.api_addr);
+                assert_eq!(decode_machine(key, id, &again).ok(), Some(r));
+            }
+            RegistryKey::MachineMetadata(..) => {
+                let v = decode_metadata(key, value)?;
+                assert_eq!(decode_metadata(key, &encode_metadata(&v)).ok(), Some(v));
+            }
+            RegistryKey::Schedule(m, n) => {
+                let e = decode_schedule(key, m.clone(), n.clone(), value)?;
+                assert_eq!(
+                    decode_schedule(key, m, n, &encode_schedule(&e)).ok(),
+                    Some(e)
+                );
+            }
+            RegistryKey::State(n, m) => {
+                let s = decode_state(key, n.clone(), m.clone(), value)?;
+                assert_eq!(decode_state(key, n, m, &encode_state(&s)).ok(), Some(s));
+            }
+            RegistryKey::Unplaced(_) => {
+                let r = decode_unplaced(value);
+                assert_eq!(decode_unplaced(&encode_unplaced(&r)), r);
+            }
+            RegistryKey::Leader => {}
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            one_line(&e);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,7 +312,7 @@ mod tests {
     fn machine_round_trip_and_corruption() {
         let id = MachineId::new("m1").unwrap();
         let mut m = Machine::new(id.clone());
-        m.public_ip = "10.0.0.1".into();
+        m.public_ip = Some("10.0.0.1".parse().unwrap());
         m.metadata.insert("region".into(), "eu".into());
         let bytes = encode_machine(&m, "10.0.0.1:4002");
         let back = decode_machine(b"k", id.clone(), &bytes).unwrap();
@@ -223,6 +322,28 @@ mod tests {
         assert!(err.to_string().contains("/p/machine/m1"), "{err}");
         let other = decode_machine(b"k", MachineId::new("m2").unwrap(), &bytes);
         assert!(other.is_err());
+        // fleet's "no address known" stays valid; anything but an IP is corrupt.
+        let none = decode_machine(b"k", id.clone(), br#"{"id":"m1","public_ip":""}"#).unwrap();
+        assert_eq!(none.machine.public_ip, None);
+        let v6 = decode_machine(b"k", id.clone(), br#"{"id":"m1","public_ip":"fd00::1"}"#);
+        assert_eq!(
+            v6.unwrap().machine.public_ip,
+            Some("fd00::1".parse().unwrap())
+        );
+        for bad in [
+            "-oProxyCommand=touch pwned",
+            "host.example",
+            "10.0.0.1 -v",
+            "10.0.0.1:22",
+            " 10.0.0.1",
+        ] {
+            let v = serde_json::json!({"id": "m1", "public_ip": bad}).to_string();
+            let err = decode_machine(b"/p/machine/m1", id.clone(), v.as_bytes()).unwrap_err();
+            assert!(
+                err.to_string().contains("is not an IP address"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

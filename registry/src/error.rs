@@ -35,6 +35,14 @@ pub enum RegistryError {
     /// A stored value that this version cannot decode.
     #[error("corrupt registry value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The unit's stored value (its canonical text, JSON-escaped, with its hash) would
+    /// exceed the 1 MiB unit limit; nothing was written.
+    #[error("unit {unit} is too large to store: {size} bytes encoded, the limit is {max} bytes")]
+    UnitTooLarge {
+        unit: UnitName,
+        size: usize,
+        max: usize,
+    },
     /// The unit is not in the registry.
     #[error("unit {0} does not exist")]
     UnitNotFound(UnitName),
@@ -61,6 +69,24 @@ pub enum RegistryError {
     ForeignMachine { machine: MachineId, own: MachineId },
 }
 
+/// `s` with control characters escaped (`\n`, `\u{1b}`), so text from etcd prints as
+/// one visible line; unchanged when it has none.
+pub fn visible(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_debug().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        s.to_string()
+    }
+}
+
 impl RegistryError {
     /// Whether retrying later may help (etcd down or slow), as opposed to bad data.
     pub fn is_unavailable(&self) -> bool {
@@ -70,10 +96,12 @@ impl RegistryError {
         )
     }
 
+    /// A corrupt key or value; both are shown visibly (control characters escaped), as
+    /// they come from whoever could write to etcd.
     pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> Self {
         RegistryError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: reason.to_string(),
+            key: visible(&String::from_utf8_lossy(key)),
+            reason: visible(&reason.to_string()),
         }
     }
 

@@ -15,6 +15,9 @@ mod agent;
 pub mod auth;
 mod backoff;
 mod codec;
+/// For the fuzz target only; not an API.
+#[doc(hidden)]
+pub use codec::fuzz_check;
 pub mod config;
 mod decode;
 mod election;
@@ -41,8 +44,8 @@ pub use keys::{Keys, RegistryKey};
 pub use lease::{LeaseId, LeaseKeepAlive};
 pub use metadata::MetadataChange;
 pub use model::{
-    ClusterSnapshot, CreateOutcome, MachineRecord, ScheduleEntry, UnitRecord, UnitStateRecord,
-    current_state,
+    ClusterSnapshot, CreateOutcome, Listed, MachineRecord, ScheduleEntry, Skipped, UnitRecord,
+    UnitStateRecord, current_state,
 };
 pub use registry::Registry;
 pub use schedule::SchedulePlan;

@@ -4,11 +4,12 @@ use fleet_core::Machine;
 
 use crate::decode;
 use crate::error::RegistryError;
-use crate::model::MachineRecord;
+use crate::model::{Listed, MachineRecord};
 use crate::registry::Registry;
 
 impl Registry {
-    /// Live machines, sorted by id.
+    /// Live machines, sorted by id (records that cannot be decoded are left out; see
+    /// [`Registry::list_machines_checked`] to learn which).
     pub async fn list_machines(&self) -> Result<Vec<Machine>, RegistryError> {
         Ok(self
             .list_machine_records()
@@ -18,11 +19,20 @@ impl Registry {
             .collect())
     }
 
-    /// Live machines with their agents' API addresses, sorted by id.
+    /// Live machines with their agents' API addresses, sorted by id (undecodable
+    /// records left out).
     pub async fn list_machine_records(&self) -> Result<Vec<MachineRecord>, RegistryError> {
+        Ok(self.list_machines_checked().await?.items)
+    }
+
+    /// Live machine records, sorted by id, and the keys skipped because their values
+    /// cannot be decoded (e.g. a `public_ip` that is not an IP).
+    pub async fn list_machines_checked(&self) -> Result<Listed<MachineRecord>, RegistryError> {
         let resp = self
             .get_prefix("list machines", self.keys.machines())
             .await?;
-        decode::machines(&self.keys, resp.kvs())
+        let mut skipped = Vec::new();
+        let items = decode::machines(&self.keys, resp.kvs(), &mut skipped);
+        Ok(Listed { items, skipped })
     }
 }

@@ -13,7 +13,7 @@ use fleet_core::MachineId;
 use crate::codec;
 use crate::error::RegistryError;
 use crate::keys::{Keys, RegistryKey};
-use crate::model::MachineRecord;
+use crate::model::{MachineRecord, Skipped};
 use crate::registry::Registry;
 
 /// One change of dynamic metadata: set `name` to `value`, or remove it (`None`).
@@ -38,15 +38,32 @@ pub(crate) fn merge(
     keys: &Keys,
     kvs: &[etcd_client::KeyValue],
     machines: &mut [MachineRecord],
-) -> Result<(), RegistryError> {
+    skipped: &mut Vec<Skipped>,
+) {
     for kv in kvs {
-        let Some(RegistryKey::MachineMetadata(id, name)) = keys.parse(kv.key())? else {
+        // Unparsable keys were reported with the machines of the same range.
+        let Ok(Some(RegistryKey::MachineMetadata(id, name))) = keys.parse(kv.key()) else {
             continue;
         };
         let Ok(i) = machines.binary_search_by(|m| m.machine.id.cmp(&id)) else {
             continue;
         };
-        let value = codec::decode_metadata(kv.key(), kv.value())?;
+        let value = match codec::decode_metadata(kv.key(), kv.value()) {
+            Ok(v) => v,
+            Err(e) => {
+                skipped.push(Skipped {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    revision: kv.mod_revision(),
+                    unit: None,
+                    unit_record: false,
+                    reason: match e {
+                        RegistryError::Corrupt { reason, .. } => reason,
+                        e => e.to_string(),
+                    },
+                });
+                continue;
+            }
+        };
         let metadata = &mut machines[i].machine.metadata;
         if value.is_empty() {
             metadata.remove(&name);
@@ -54,7 +71,6 @@ pub(crate) fn merge(
             metadata.insert(name, value);
         }
     }
-    Ok(())
 }
 
 impl Registry {

@@ -57,6 +57,39 @@ pub struct UnitStateRecord {
     pub systemd: SystemdState,
 }
 
+/// A stored key or value this version could not decode: left out of what was read,
+/// and named so an operator can fix or delete it (`etcdctl del KEY`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub key: String,
+    /// The value's mod revision: a rewrite of the same key is a new skip to report.
+    pub revision: i64,
+    /// The unit the key is about (`unit/`, `job/`, `schedule/`, `state/`), if any.
+    pub unit: Option<UnitName>,
+    /// Whether the key is part of the unit's own record (`unit/` or `job/`): the unit
+    /// itself is then missing from what was read.
+    pub unit_record: bool,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "skipped corrupt registry value at {}: {}",
+            crate::error::visible(&self.key),
+            crate::error::visible(&self.reason)
+        )
+    }
+}
+
+/// Records read from one range, with what could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub skipped: Vec<Skipped>,
+}
+
 /// The whole cluster at one etcd revision, read in one txn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterSnapshot {
@@ -72,6 +105,8 @@ pub struct ClusterSnapshot {
     pub states: Vec<UnitStateRecord>,
     /// Why the engine could not place a unit.
     pub unplaced: BTreeMap<UnitName, String>,
+    /// Keys left out because their values could not be decoded, in key order.
+    pub skipped: Vec<Skipped>,
 }
 
 impl ClusterSnapshot {
@@ -94,6 +129,15 @@ impl ClusterSnapshot {
     /// `unit`'s current state ("STATE" column), see [`crate::current_state`].
     pub fn current_state(&self, unit: &UnitName) -> TargetState {
         crate::current_state(self.scheduled_on(unit), self.states_of(unit))
+    }
+
+    /// Units whose own record (`unit/` or `job/`) was skipped: missing here.
+    pub fn unreadable_units(&self) -> std::collections::BTreeSet<&UnitName> {
+        self.skipped
+            .iter()
+            .filter(|s| s.unit_record)
+            .filter_map(|s| s.unit.as_ref())
+            .collect()
     }
 }
 

@@ -36,7 +36,7 @@ impl Registry {
         let resp = self
             .get_prefix("list schedule", self.keys.schedules())
             .await?;
-        decode::schedule(&self.keys, resp.kvs())
+        Ok(decode::schedule(&self.keys, resp.kvs(), &mut Vec::new()))
     }
 
     /// One machine's placements, sorted by unit, and the revision they were read at
@@ -50,7 +50,7 @@ impl Registry {
             .await?;
         Ok((
             revision(resp.header()),
-            decode::schedule(&self.keys, resp.kvs())?,
+            decode::schedule(&self.keys, resp.kvs(), &mut Vec::new()),
         ))
     }
 }

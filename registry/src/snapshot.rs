@@ -43,16 +43,22 @@ impl Registry {
                 "snapshot txn returned an unexpected number of ranges",
             ));
         };
-        Ok(ClusterSnapshot {
+        let mut skipped = Vec::new();
+        let s = &mut skipped;
+        let mut snap = ClusterSnapshot {
             revision,
-            units: decode::units(k, units.kvs(), jobs.kvs())?,
-            machines: decode::machines(k, machines.kvs())?,
-            schedule: decode::schedule(k, schedule.kvs())?,
+            units: decode::units(k, units.kvs(), jobs.kvs(), s),
+            machines: decode::machines(k, machines.kvs(), s),
+            schedule: decode::schedule(k, schedule.kvs(), s),
             states: match states.first() {
-                Some(s) => decode::states(k, s.kvs())?,
+                Some(st) => decode::states(k, st.kvs(), s),
                 None => Vec::new(),
             },
-            unplaced: decode::unplaced(k, unplaced.kvs())?,
-        })
+            unplaced: decode::unplaced(k, unplaced.kvs(), s),
+            skipped: Vec::new(),
+        };
+        skipped.sort_by(|a, b| a.key.cmp(&b.key));
+        snap.skipped = skipped;
+        Ok(snap)
     }
 }

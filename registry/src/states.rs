@@ -1,4 +1,5 @@
-//! Unit states reported by agents, under their leases.
+//! Unit states reported by agents, under their leases. Undecodable records are left
+//! out (the snapshot names them).
 
 use fleet_core::UnitName;
 
@@ -11,7 +12,7 @@ impl Registry {
     /// Every reported state, sorted by unit, then machine.
     pub async fn list_states(&self) -> Result<Vec<UnitStateRecord>, RegistryError> {
         let resp = self.get_prefix("list states", self.keys.states()).await?;
-        decode::states(&self.keys, resp.kvs())
+        Ok(decode::states(&self.keys, resp.kvs(), &mut Vec::new()))
     }
 
     /// Every reported state and the revision they were read at, so a caller can watch
@@ -19,7 +20,10 @@ impl Registry {
     pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), RegistryError> {
         let resp = self.get_prefix("list states", self.keys.states()).await?;
         let revision = crate::registry::revision(resp.header());
-        Ok((revision, decode::states(&self.keys, resp.kvs())?))
+        Ok((
+            revision,
+            decode::states(&self.keys, resp.kvs(), &mut Vec::new()),
+        ))
     }
 
     /// The states machines report for one unit, sorted by machine.
@@ -30,6 +34,6 @@ impl Registry {
         let resp = self
             .get_prefix("get unit states", self.keys.unit_states(unit))
             .await?;
-        decode::states(&self.keys, resp.kvs())
+        Ok(decode::states(&self.keys, resp.kvs(), &mut Vec::new()))
     }
 }

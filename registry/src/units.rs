@@ -9,7 +9,7 @@ use crate::MAX_TXN_OPS;
 use crate::codec;
 use crate::decode;
 use crate::error::RegistryError;
-use crate::model::{CreateOutcome, UnitRecord};
+use crate::model::{CreateOutcome, Skipped, UnitRecord};
 use crate::registry::{Registry, gets};
 
 /// Unit bytes per `create_units` txn: below etcd's default `--max-request-bytes`
@@ -39,7 +39,7 @@ impl Registry {
         let (Some(unit), Some(job)) = (g.first(), g.get(1)) else {
             return Ok(None);
         };
-        Ok(decode::units(k, unit.kvs(), job.kvs())?.into_iter().next())
+        decode::one_unit(k, unit.kvs(), job.kvs())
     }
 
     /// Submits a unit, fleet's create-only way: `unit/<n>` and `job/<n>/target =
@@ -63,6 +63,22 @@ impl Registry {
         &self,
         names: &[UnitName],
     ) -> Result<Vec<Option<UnitRecord>>, RegistryError> {
+        let (units, skipped) = self.get_units_skipping(names).await?;
+        match skipped.into_iter().next() {
+            Some(s) => Err(RegistryError::Corrupt {
+                key: crate::error::visible(&s.key),
+                reason: s.reason,
+            }),
+            None => Ok(units),
+        }
+    }
+
+    /// [`Registry::get_units`] where a unit that cannot be decoded is `None` and named
+    /// in the skipped list, so it does not hold up the others (the agent's loads).
+    pub(crate) async fn get_units_skipping(
+        &self,
+        names: &[UnitName],
+    ) -> Result<(Vec<Option<UnitRecord>>, Vec<Skipped>), RegistryError> {
         let k = &self.keys;
         let txns = names
             .chunks(MAX_TXN_OPS / 2)
@@ -81,16 +97,21 @@ impl Registry {
             })
             .collect();
         let mut out = Vec::with_capacity(names.len());
+        let mut skipped = Vec::new();
         for resp in self.txns("get units", txns).await? {
             let g = gets(&resp);
             for pair in g.chunks(2) {
                 let [unit, job] = pair else {
                     return Err(RegistryError::corrupt(b"get units", "short txn response"));
                 };
-                out.push(decode::units(k, unit.kvs(), job.kvs())?.into_iter().next());
+                out.push(
+                    decode::units(k, unit.kvs(), job.kvs(), &mut skipped)
+                        .into_iter()
+                        .next(),
+                );
             }
         }
-        Ok(out)
+        Ok((out, skipped))
     }
 
     /// [`Registry::create_unit`] for many units in few txns: each unit is created by its
@@ -107,10 +128,11 @@ impl Registry {
         }
         let unique: Vec<usize> = first.values().copied().collect();
         let mut outcomes: BTreeMap<usize, CreateOutcome> = BTreeMap::new();
-        let mut encoded: Vec<_> = unique
+        // Every unit is checked before anything is written.
+        let mut encoded = unique
             .iter()
-            .map(|&i| codec::encode_unit(&units[i].1))
-            .collect();
+            .map(|&i| codec::encode_unit_checked(&units[i].0, &units[i].1))
+            .collect::<Result<Vec<_>, _>>()?;
         let hashes: Vec<_> = encoded.iter().map(|(_, h)| *h).collect();
         // Each nested txn writes two keys; keep every level within max-txn-ops, and each
         // request within etcd's request size limit (a unit may be 1 MiB).
@@ -202,7 +224,7 @@ impl Registry {
         file: &UnitFile,
     ) -> Result<(), RegistryError> {
         let k = &self.keys;
-        let (value, _) = codec::encode_unit(file);
+        let (value, _) = codec::encode_unit_checked(name, file)?;
         let txn = Txn::new().and_then([
             TxnOp::put(k.unit(name), value, None),
             TxnOp::put(
@@ -288,7 +310,7 @@ impl Registry {
             .get_prefixes("list units", vec![k.units(), k.jobs()])
             .await?;
         match (g.first(), g.get(1)) {
-            (Some(u), Some(j)) => decode::units(k, u.kvs(), j.kvs()),
+            (Some(u), Some(j)) => Ok(decode::units(k, u.kvs(), j.kvs(), &mut Vec::new())),
             _ => Ok(Vec::new()),
         }
     }

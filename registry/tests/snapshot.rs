@@ -148,3 +148,115 @@ async fn schedule_writes_are_fenced_on_the_leader_key() {
     assert_eq!(second.apply(&unplace).await.unwrap(), 1);
     assert_eq!(reg.list_schedule().await.unwrap().len(), 199);
 }
+
+/// One undecodable value under each directory of the prefix: the snapshot still reads,
+/// holds every good record, and names each bad key once (with the unit it concerns).
+#[tokio::test]
+async fn corrupt_values_are_skipped_and_named_not_fatal() {
+    let p = "/t/skip/";
+    let (etcd, reg) = setup(p).await;
+    reg.create_unit(&name("good.service"), &unit("good"))
+        .await
+        .unwrap();
+    let (a, _keep) = agent(&reg, "m1", "", std::time::Duration::from_secs(60)).await;
+    a.put_states(&[state("good.service", "m1", TargetState::Loaded)])
+        .await
+        .unwrap();
+    let l = lead(&reg).await;
+    l.apply(&SchedulePlan {
+        place: vec![placed("m1", "good.service")],
+        ..SchedulePlan::default()
+    })
+    .await
+    .unwrap();
+    let mut c = common::raw(&etcd).await;
+    let bad: &[(&str, &str, Option<&str>)] = &[
+        ("unit/bad.service", "{not json", Some("bad.service")),
+        (
+            "unit/text.service",
+            r#"{"text":"[Unit]\u0000","hash":"00"}"#,
+            Some("text.service"),
+        ),
+        (
+            "unit/nul.service",
+            r#"{"text":"a","hash":"zz"}"#,
+            Some("nul.service"),
+        ),
+        ("unit/tgt.service", "", Some("tgt.service")),
+        ("job/tgt.service/target", "sideways", Some("tgt.service")),
+        (
+            "machine/evil",
+            r#"{"id":"evil","public_ip":"-oProxyCommand=touch pwned"}"#,
+            None,
+        ),
+        ("machine/liar", r#"{"id":"other"}"#, None),
+        ("machine/m1/bogus", "x", None),
+        ("schedule/m1/s.service", "[]", Some("s.service")),
+        (
+            "state/st.service/m1",
+            r#"{"hash":"x","state":"loaded"}"#,
+            Some("st.service"),
+        ),
+        ("unit/bad name", "{}", None),
+    ];
+    for (k, v, _) in bad {
+        c.put(format!("{p}{k}"), *v, None).await.unwrap();
+    }
+    // Not UTF-8 (values a tool other than fleet may write).
+    for k in ["job/x.service/target", "machine/m1/metadata/disk"] {
+        c.put(format!("{p}{k}").into_bytes(), vec![0xff, 0xfe], None)
+            .await
+            .unwrap();
+    }
+    for snap in [reg.snapshot().await.unwrap(), l.snapshot().await.unwrap()] {
+        let units: Vec<_> = snap.units.iter().map(|u| u.name.to_string()).collect();
+        assert_eq!(units, ["good.service"]);
+        let machines: Vec<_> = snap
+            .machines
+            .iter()
+            .map(|m| m.machine.id.to_string())
+            .collect();
+        assert_eq!(machines, ["m1"]);
+        assert_eq!(snap.schedule, [placed("m1", "good.service")]);
+        let mut want: Vec<(String, Option<String>)> = bad
+            .iter()
+            .map(|(k, _, u)| (format!("{p}{k}"), u.map(str::to_string)))
+            .collect();
+        // The job key of a unit that does not exist is skipped too.
+        want.push((format!("{p}job/x.service/target"), Some("x.service".into())));
+        want.push((format!("{p}machine/m1/metadata/disk"), None));
+        // The placement snapshot reads no states.
+        if snap.states.is_empty() {
+            want.retain(|(k, _)| !k.contains("/state/"));
+        } else {
+            assert_eq!(snap.states.len(), 1);
+        }
+        want.sort();
+        let got: Vec<(String, Option<String>)> = snap
+            .skipped
+            .iter()
+            .map(|s| (s.key.clone(), s.unit.as_ref().map(|u| u.to_string())))
+            .collect();
+        assert_eq!(got, want);
+        assert!(
+            snap.skipped
+                .iter()
+                .all(|s| s.revision > 0 && !s.reason.is_empty())
+        );
+        let evil = snap
+            .skipped
+            .iter()
+            .find(|s| s.key.ends_with("evil"))
+            .unwrap();
+        assert!(
+            evil.reason.contains("is not an IP address"),
+            "{}",
+            evil.reason
+        );
+    }
+    // The machine lists say which records they left out.
+    let listed = reg.list_machines_checked().await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.skipped.len(), 4, "{:?}", listed.skipped);
+    drop(etcd);
+}

@@ -142,14 +142,30 @@ async fn list_units_sorted_and_prefixes_isolated() {
 }
 
 #[tokio::test]
-async fn corrupt_value_is_an_error_naming_the_key() {
+async fn corrupt_value_is_skipped_in_lists_and_an_error_naming_the_key_when_asked_for() {
     let (etcd, reg) = setup("/t/corrupt").await;
+    reg.create_unit(&name("good.service"), &unit("good"))
+        .await
+        .unwrap();
     let mut c = common::raw(&etcd).await;
     c.put("/t/corrupt/unit/bad.service", "{not json", None)
         .await
         .unwrap();
-    let err = reg.list_units().await.unwrap_err().to_string();
+    let listed: Vec<String> = reg
+        .list_units()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert_eq!(listed, ["good.service"]);
+    let err = reg
+        .get_unit(&name("bad.service"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/t/corrupt/unit/bad.service"), "{err}");
+    assert!(reg.get_unit(&name("good.service")).await.unwrap().is_some());
     drop(etcd);
 }
 
@@ -197,4 +213,76 @@ async fn batched_get_and_create_take_few_txns() {
         got[7].as_ref().unwrap().target,
         fleet_core::TargetState::Inactive
     );
+}
+
+/// The 1 MiB limit is on the stored value: a text under 1 MiB whose JSON escaping takes
+/// it over is refused by name before anything is written, alone or in a batch.
+#[tokio::test]
+async fn a_unit_too_large_once_encoded_is_refused_before_writing() {
+    let (etcd, reg) = setup("/t/toolarge").await;
+    // 700 KiB of `"` and `\`: under the text limit, ~1.4 MiB once escaped.
+    let mut text = String::from("[Service]\nExecStart=/bin/true\n");
+    for i in 0..360 {
+        text.push_str(&format!("Environment=V{i}={}x\n", "\"\\".repeat(995)));
+    }
+    assert!(text.len() < fleet_core::unit::file::MAX_UNIT_SIZE);
+    let big = fleet_core::UnitFile::parse(&text).unwrap();
+    let err = reg
+        .create_units(&[
+            (name("small.service"), unit("small")),
+            (name("big.service"), big.clone()),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, fleet_registry::RegistryError::UnitTooLarge { unit, size, max }
+            if unit.as_str() == "big.service" && *size > *max && *max == 1024 * 1024),
+        "{err}"
+    );
+    assert_eq!(err.to_string().lines().count(), 1, "one line: {err}");
+    assert!(
+        reg.list_units().await.unwrap().is_empty(),
+        "nothing written"
+    );
+    let err = reg
+        .replace_unit(&name("big.service"), &big)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        fleet_registry::RegistryError::UnitTooLarge { .. }
+    ));
+    assert!(
+        reg.list_units().await.unwrap().is_empty(),
+        "nothing written"
+    );
+    drop(etcd);
+}
+
+/// The agent reads the units placed on it in one batch: a corrupt one is `None` (not
+/// loaded, named in a warning), the others are read; fleetctl's batch read names it.
+#[tokio::test]
+async fn a_corrupt_unit_does_not_hold_up_the_agents_batch() {
+    let (etcd, reg) = setup("/t/agentbatch").await;
+    reg.create_unit(&name("good.service"), &unit("good"))
+        .await
+        .unwrap();
+    let mut c = common::raw(&etcd).await;
+    c.put("/t/agentbatch/unit/bad.service", "{not json", None)
+        .await
+        .unwrap();
+    let (agent, _keep) = common::agent(&reg, "m1", "", std::time::Duration::from_secs(60)).await;
+    let names = [
+        name("good.service"),
+        name("bad.service"),
+        name("gone.service"),
+    ];
+    let got = agent.units(&names).await.unwrap();
+    assert_eq!(
+        got.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    let err = reg.get_units(&names).await.unwrap_err().to_string();
+    assert!(err.contains("/t/agentbatch/unit/bad.service"), "{err}");
+    drop(etcd);
 }

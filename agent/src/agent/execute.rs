@@ -1,7 +1,9 @@
 //! Applies a plan to systemd: in the plan's order, batching what systemd can batch
 //! (one write of all unit files, one removal, one daemon-reload), and reporting each
 //! action's outcome. A failure skips only the later actions of the same unit (and the
-//! starts that needed a failed reload); unrelated units proceed.
+//! starts that needed a failed reload); unrelated units proceed. A batch call that fails
+//! is retried one unit at a time, so a unit systemd or the filesystem refuses fails
+//! alone and the rest of the batch is written or removed.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -66,15 +68,12 @@ pub async fn execute<M: UnitManager>(
     }
     if !stopped.is_empty() {
         let names: Vec<UnitName> = stopped.iter().map(|(_, u)| u.clone()).collect();
-        match systemd.remove_units(&names).await {
-            Ok(()) => out.extend(stopped.iter().map(|(a, _)| outcome(a, Ok(())))),
-            Err(e) => {
-                let msg = e.to_string();
-                for (a, u) in &stopped {
-                    failed.insert(u.clone());
-                    out.push(outcome(a, Err(shared_error("remove units", &msg))));
-                }
+        let results = per_unit(&names, |chunk| systemd.remove_units(chunk)).await;
+        for ((a, u), r) in stopped.iter().zip(results) {
+            if r.is_err() {
+                failed.insert(u.clone());
             }
+            out.push(outcome(a, r));
         }
     }
 
@@ -102,20 +101,13 @@ pub async fn execute<M: UnitManager>(
         }
     }
     if !batch.is_empty() {
-        match systemd.write_units(&batch).await {
-            Ok(()) => {
-                for a in &batch_actions {
-                    loaded_now.extend(a.unit().cloned());
-                    out.push(outcome(a, Ok(())));
-                }
+        let results = per_unit(&batch, |chunk| systemd.write_units(chunk)).await;
+        for (a, r) in batch_actions.iter().zip(results) {
+            match &r {
+                Ok(()) => loaded_now.extend(a.unit().cloned()),
+                Err(_) => failed.extend(a.unit().cloned()),
             }
-            Err(e) => {
-                let msg = e.to_string();
-                for a in &batch_actions {
-                    failed.extend(a.unit().cloned());
-                    out.push(outcome(a, Err(shared_error("write units", &msg))));
-                }
-            }
+            out.push(outcome(a, r));
         }
     }
 
@@ -182,10 +174,23 @@ fn outcome(a: &Action, result: Result<(), ActionError>) -> Outcome {
     }
 }
 
-/// One batch call's failure, reported on each action of the batch.
-fn shared_error(op: &'static str, message: &str) -> ActionError {
-    ActionError::Systemd(SystemdError::Manager {
-        op,
-        message: message.to_string(),
-    })
+/// Runs `call` on the whole batch; if that fails, on each item alone (in order), so
+/// one item systemd or the filesystem refuses fails by itself. One result per item.
+async fn per_unit<'a, T, F, Fut>(items: &'a [T], call: F) -> Vec<Result<(), ActionError>>
+where
+    F: Fn(&'a [T]) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SystemdError>>,
+{
+    match call(items).await {
+        Ok(()) => items.iter().map(|_| Ok(())).collect(),
+        Err(e) if items.len() == 1 => vec![Err(e.into())],
+        Err(e) => {
+            tracing::debug!(error = %e, items = items.len(), "batch refused; retrying unit by unit");
+            let mut out = Vec::with_capacity(items.len());
+            for i in 0..items.len() {
+                out.push(call(&items[i..=i]).await.map_err(ActionError::from));
+            }
+            out
+        }
+    }
 }

@@ -48,23 +48,19 @@ pub fn first_global_ipv4(ip_addr_output: &str) -> Option<String> {
 }
 
 /// fleet's public IP detection: the first global-unicast IPv4 of the interface with
-/// the default route; empty when there is none (the machine is shown without an IP).
-pub async fn detect_public_ip() -> String {
-    let Ok(table) = tokio::fs::read_to_string("/proc/net/route").await else {
-        return String::new();
-    };
-    let Some(iface) = default_route_interface(&table) else {
-        return String::new();
-    };
+/// the default route; `None` when there is none (the machine is shown without an IP).
+pub async fn detect_public_ip() -> Option<std::net::IpAddr> {
+    let table = tokio::fs::read_to_string("/proc/net/route").await.ok()?;
+    let iface = default_route_interface(&table)?;
     let mut cmd = tokio::process::Command::new("ip");
     cmd.args(["-4", "-o", "addr", "show", "dev", &iface])
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
     match tokio::time::timeout(Duration::from_secs(5), cmd.output()).await {
         Ok(Ok(out)) if out.status.success() => {
-            first_global_ipv4(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default()
+            first_global_ipv4(&String::from_utf8_lossy(&out.stdout)).and_then(|ip| ip.parse().ok())
         }
-        _ => String::new(),
+        _ => None,
     }
 }
 

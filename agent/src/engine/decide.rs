@@ -16,9 +16,15 @@ pub struct Decisions {
 }
 
 /// Plans from `snap` and diffs the result against it. No I/O.
+///
+/// A unit whose record could not be decoded (skipped in the snapshot) is not planned,
+/// and neither stopped nor moved: its placements and unplaced note stay as they are
+/// until the record is fixed or destroyed.
 pub fn decide(snap: &ClusterSnapshot) -> Decisions {
-    let plan = scheduler::plan(&view_of(snap));
+    let mut plan = scheduler::plan(&view_of(snap));
     let units: BTreeMap<&UnitName, &UnitRecord> = snap.units.iter().map(|u| (&u.name, u)).collect();
+    let unreadable = snap.unreadable_units();
+    plan.unplace.retain(|(u, _, _)| !unreadable.contains(u));
     let current: BTreeMap<(&UnitName, &str), &ScheduleEntry> = snap
         .schedule
         .iter()
@@ -61,7 +67,7 @@ pub fn decide(snap: &ClusterSnapshot) -> Decisions {
     writes.clear_unplaced = snap
         .unplaced
         .keys()
-        .filter(|u| !unplaceable.contains(u))
+        .filter(|u| !unplaceable.contains(u) && !unreadable.contains(u))
         .cloned()
         .collect();
     Decisions { writes, plan }
@@ -174,6 +180,34 @@ mod tests {
         // the unit no longer wants to run: the note goes
         snap.units[0].target = TargetState::Inactive;
         assert_eq!(decide(&snap).writes.clear_unplaced, vec![a.name.clone()]);
+    }
+
+    #[test]
+    fn an_unreadable_unit_keeps_its_placement_and_note() {
+        let a = unit("a.service", "", TargetState::Launched);
+        let bad = unit("bad.service", "", TargetState::Launched);
+        let mut snap = ClusterSnapshot {
+            units: vec![a.clone()],
+            machines: vec![machine("m1")],
+            schedule: vec![placed(&a, "m1"), placed(&bad, "m1")],
+            skipped: vec![fleet_registry::Skipped {
+                key: "/p/unit/bad.service".into(),
+                revision: 3,
+                unit: Some(bad.name.clone()),
+                unit_record: true,
+                reason: "expected value".into(),
+            }],
+            ..Default::default()
+        };
+        snap.unplaced.insert(bad.name.clone(), "old note".into());
+        let d = decide(&snap);
+        assert!(d.writes.is_empty(), "{:?}", d.writes);
+        assert!(d.plan.unplace.is_empty());
+        // Once it is gone for good (no skipped key), it is unscheduled as usual.
+        snap.skipped.clear();
+        let d = decide(&snap).writes;
+        assert_eq!(d.unschedule, vec![(mid("m1"), bad.name.clone())]);
+        assert_eq!(d.clear_unplaced, vec![bad.name.clone()]);
     }
 
     #[test]

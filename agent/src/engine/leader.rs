@@ -2,9 +2,10 @@
 //! snapshot at revision R, plan, write the difference in fenced txns, then sleep until
 //! a watched change after R (debounced) or the periodic full pass, and start over.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fleet_registry::{Leadership, Registry, RegistryError};
+use fleet_registry::{Leadership, Registry, RegistryError, Skipped};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,11 +35,12 @@ pub async fn lead(
     // so on a large cluster under a burst the engine's snapshots take at most about
     // half of etcd's time (and a burst becomes fewer, larger passes).
     let mut last_pass: Duration;
+    let mut reported = Reported::default();
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return StepDown::Shutdown,
             e = won.keep.lost() => return StepDown::Lost(e.to_string()),
-            r = pass(&won.leadership) => r,
+            r = pass(&won.leadership, &mut reported) => r,
         };
         let seen = match outcome {
             Ok(report) => {
@@ -89,12 +91,45 @@ pub async fn lead(
     }
 }
 
+/// The skipped keys already logged, with the revision of the value seen: each bad
+/// value is logged once, not on every pass; a key rewritten (still bad) is logged again.
+#[derive(Default)]
+struct Reported(HashMap<String, i64>);
+
+impl Reported {
+    /// Logs the skipped keys not logged before at their revision; returns how many.
+    fn log(&mut self, skipped: &[Skipped]) -> usize {
+        let mut now = HashMap::with_capacity(skipped.len());
+        let mut logged = 0;
+        for s in skipped {
+            if self.0.get(&s.key) != Some(&s.revision) {
+                logged += 1;
+                match &s.unit {
+                    Some(unit) if s.unit_record => tracing::warn!(
+                        key = %s.key,
+                        %unit,
+                        "{s}; the unit is neither placed nor moved until it is fixed or destroyed"
+                    ),
+                    _ => tracing::warn!(key = %s.key, "{s}"),
+                }
+            }
+            now.insert(s.key.clone(), s.revision);
+        }
+        self.0 = now;
+        logged
+    }
+}
+
 /// One pass: one snapshot txn (without unit states, which planning never reads), the
 /// plan (off the async threads, so lease renewals are not starved by a big plan),
 /// ⌈ops/128⌉ fenced write txns (none if nothing changed).
-async fn pass(leadership: &Leadership) -> Result<PassReport, RegistryError> {
+async fn pass(
+    leadership: &Leadership,
+    reported: &mut Reported,
+) -> Result<PassReport, RegistryError> {
     let started = Instant::now();
     let snap = leadership.snapshot().await?;
+    reported.log(&snap.skipped);
     let planned = tokio::task::spawn_blocking(move || {
         let d = decide(&snap);
         (snap, d)
@@ -143,4 +178,36 @@ async fn pass(leadership: &Leadership) -> Result<PassReport, RegistryError> {
         tracing::debug!(revision = report.revision, took = ?report.duration, "engine pass: nothing to change");
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(key: &str, revision: i64) -> Skipped {
+        Skipped {
+            key: key.into(),
+            revision,
+            unit: None,
+            unit_record: false,
+            reason: "bad".into(),
+        }
+    }
+
+    #[test]
+    fn each_bad_value_is_logged_once() {
+        let mut r = Reported::default();
+        let a = skipped("/p/unit/a.service", 5);
+        let b = skipped("/p/machine/m", 6);
+        assert_eq!(r.log(&[a.clone(), b.clone()]), 2);
+        assert_eq!(
+            r.log(&[a.clone(), b.clone()]),
+            0,
+            "second pass: nothing new"
+        );
+        // rewritten, still bad: logged again; fixed keys are forgotten
+        assert_eq!(r.log(&[skipped("/p/unit/a.service", 9)]), 1);
+        assert_eq!(r.log(&[b]), 1);
+        assert_eq!(r.log(&[]), 0);
+    }
 }

@@ -123,7 +123,11 @@ pub(crate) fn machine(m: &MachineRecord) -> Machine {
     Machine {
         id: m.machine.id.to_string(),
         metadata: m.machine.metadata.clone(),
-        primary_ip: m.machine.public_ip.clone(),
+        primary_ip: m
+            .machine
+            .public_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
     }
 }
 

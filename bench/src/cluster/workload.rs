@@ -14,7 +14,12 @@ pub fn machines(count: usize) -> Result<Vec<Machine>> {
     (0..count)
         .map(|i| {
             let mut m = Machine::new(MachineId::new(&format!("sim-{i:05}"))?);
-            m.public_ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            m.public_ip = Some(std::net::IpAddr::from([
+                10,
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+            ]));
             m.metadata
                 .insert("region".into(), REGIONS[i % REGIONS.len()].to_string());
             Ok(m)

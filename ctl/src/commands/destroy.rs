@@ -12,18 +12,40 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    let (found, missing) = find_units(ctx, args).await?;
+    // Destroyed by name, without reading the units first: a unit whose record is
+    // corrupt can be destroyed too (that is how it is cleared).
+    let mut names: Vec<(UnitName, &String)> = Vec::new();
+    let mut missing: Vec<&String> = Vec::new();
+    for arg in args {
+        match UnitName::from_arg(arg) {
+            Ok((name, _)) if !names.iter().any(|(n, _)| *n == name) => names.push((name, arg)),
+            Ok(_) => {}
+            Err(_) => missing.push(arg),
+        }
+    }
     let client = ctx.client().await?;
     let mut failed = false;
-    for unit in &found {
-        match client.registry.destroy_unit(&unit.name).await {
-            Ok(_) => out(format!("Destroyed {}", unit.name))?,
+    let mut destroyed = Vec::new();
+    for (name, arg) in &names {
+        match client.registry.destroy_unit(name).await {
+            Ok(true) => destroyed.push(name),
+            Ok(false) => missing.push(arg),
             Err(e) => {
-                err(format!("Error destroying units: {}: {e}", unit.name));
+                err(format!("Error destroying units: {name}: {e}"));
                 failed = true;
             }
         }
     }
+    if destroyed.is_empty() && !failed {
+        return Err(fail("Units not found in registry"));
+    }
+    for arg in &missing {
+        err(format!("Unit {arg} not found in registry"));
+    }
+    for name in destroyed {
+        out(format!("Destroyed {name}"))?;
+    }
+    let missing = !missing.is_empty();
     Ok(if failed || missing {
         ExitCode::FAILURE
     } else {

@@ -16,7 +16,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     let fields = crate::table::select_fields(flags.fields.as_deref(), defaults, valid)
         .map_err(|e| fail(e.to_string()))?;
     let client = ctx.client().await?;
-    let machines = client.registry.list_machines().await.map_err(|e| {
+    let machines = client.list_machines().await.map_err(|e| {
         fail(format!(
             "Error retrieving list of active machines from fleet API ({e})"
         ))
@@ -25,7 +25,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
         print_json_rows(machines.iter().map(|m| {
             json!({
                 "machine_id": m.id.as_str(),
-                "ip": (!m.public_ip.is_empty()).then_some(&m.public_ip),
+                "ip": m.public_ip.map(|ip| ip.to_string()),
                 "metadata": m.metadata,
             })
         }))?;
@@ -36,7 +36,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
             .iter()
             .map(|f| match *f {
                 "machine" => machine_legend(&m.id, None, full),
-                "ip" => m.public_ip.clone(),
+                "ip" => m.public_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                 _ => m
                     .metadata
                     .iter()

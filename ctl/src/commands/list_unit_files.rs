@@ -1,7 +1,7 @@
 //! `fleetctl list-unit-files`: every submitted unit with its desired state, current
 //! state and target machine — and, unlike fleet, why an unplaced unit is not running.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
 use fleet_core::machine::machine_legend;
@@ -34,33 +34,58 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     for s in &snapshot.states {
         states.entry(&s.unit).or_default().push(s);
     }
+    // Why a unit's record (or its placement or state) was left out, in its reason.
+    let mut skipped: BTreeMap<&UnitName, String> = BTreeMap::new();
+    for s in &snapshot.skipped {
+        if let Some(u) = &s.unit {
+            skipped.entry(u).or_insert_with(|| s.to_string());
+        }
+    }
+    // Units whose own record is unreadable get a row of their own, with only the reason.
+    let unreadable: Vec<&UnitName> = snapshot
+        .unreadable_units()
+        .into_iter()
+        .filter(|u| snapshot.units.binary_search_by(|r| r.name.cmp(u)).is_err())
+        .collect();
+    let reason_of = |u: &UnitName| snapshot.unplaced.get(u).or_else(|| skipped.get(u)).cloned();
     if json_output {
-        print_json_rows(snapshot.units.iter().map(|u| {
-            let global = Requirements::parse(&u.file)
-                .map(|r| r.global)
-                .unwrap_or(false);
-            let scheduled = scheduled_on.get(&u.name).copied();
-            let current = (!global).then(|| {
-                current_state(
-                    scheduled,
-                    states.get(&u.name).into_iter().flatten().copied(),
-                )
-                .to_string()
-            });
-            json!({
-                "unit": u.name.as_str(),
-                "hash": u.hash.to_string(),
-                "desired_state": u.target.to_string(),
-                "current_state": current,
-                "target_machine_id": scheduled.map(|m| m.as_str()),
-                "target_machine_ip": scheduled
-                    .and_then(|m| ips.get(m).copied())
-                    .filter(|ip| !ip.is_empty()),
-                "global": global,
-                "description": u.file.description(),
-                "reason": snapshot.unplaced.get(&u.name),
-            })
-        }))?;
+        print_json_rows(
+            snapshot
+                .units
+                .iter()
+                .map(|u| {
+                    let global = Requirements::parse(&u.file)
+                        .map(|r| r.global)
+                        .unwrap_or(false);
+                    let scheduled = scheduled_on.get(&u.name).copied();
+                    let current = (!global).then(|| {
+                        current_state(
+                            scheduled,
+                            states.get(&u.name).into_iter().flatten().copied(),
+                        )
+                        .to_string()
+                    });
+                    json!({
+                        "unit": u.name.as_str(),
+                        "hash": u.hash.to_string(),
+                        "desired_state": u.target.to_string(),
+                        "current_state": current,
+                        "target_machine_id": scheduled.map(|m| m.as_str()),
+                        "target_machine_ip": scheduled
+                            .and_then(|m| ips.get(m).map(String::as_str))
+                            .filter(|ip| !ip.is_empty()),
+                        "global": global,
+                        "description": u.file.description(),
+                        "reason": reason_of(&u.name),
+                    })
+                })
+                .chain(unreadable.iter().map(|u| {
+                    json!({
+                        "unit": u.as_str(),
+                        "reason": reason_of(u),
+                    })
+                })),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut unexplained = 0usize;
@@ -72,7 +97,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                 .map(|r| r.global)
                 .unwrap_or(false);
             let scheduled = scheduled_on.get(&u.name).copied();
-            let reason = snapshot.unplaced.get(&u.name).cloned().unwrap_or_default();
+            let reason = reason_of(&u.name).unwrap_or_default();
             if !global
                 && scheduled.is_none()
                 && u.target != TargetState::Inactive
@@ -100,7 +125,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                     .to_string(),
                     "target" | "tmachine" if global => "global".to_string(),
                     "target" | "tmachine" => scheduled
-                        .map(|m| machine_legend(m, ips.get(m).copied(), full))
+                        .map(|m| machine_legend(m, ips.get(m).map(String::as_str), full))
                         .unwrap_or_default(),
                     "desc" => u.file.description().unwrap_or_default().to_string(),
                     "global" => global.to_string(),
@@ -108,6 +133,16 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                 })
                 .collect()
         })
+        .chain(unreadable.iter().map(|u| {
+            fields
+                .iter()
+                .map(|f| match *f {
+                    "unit" => u.to_string(),
+                    "reason" => reason_of(u).unwrap_or_default(),
+                    _ => "-".to_string(),
+                })
+                .collect()
+        }))
         .collect();
     let code = print_table(&fields, rows.into_iter(), flags)?;
     if unexplained > 0 && !fields.contains(&"reason") && ctx.tty {

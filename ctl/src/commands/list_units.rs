@@ -40,7 +40,9 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
             .map(|f| match *f {
                 "unit" => s.unit.to_string(),
                 // A machine that is no longer listed shows without its IP, as in fleet.
-                "machine" => machine_legend(&s.machine, ips.get(&s.machine).copied(), full),
+                "machine" => {
+                    machine_legend(&s.machine, ips.get(&s.machine).map(String::as_str), full)
+                }
                 "active" => s.systemd.active.clone(),
                 "sub" => s.systemd.sub.clone(),
                 "load" => s.systemd.load.clone(),
@@ -60,7 +62,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
 /// The cluster at one revision, for the list commands.
 pub async fn fetch_snapshot(ctx: &mut Ctx) -> anyhow::Result<ClusterSnapshot> {
     let client = ctx.client().await?;
-    client.registry.snapshot().await.map_err(|e| {
+    client.snapshot().await.map_err(|e| {
         fail(format!(
             "Error retrieving list of units from repository: {e}"
         ))
@@ -68,11 +70,11 @@ pub async fn fetch_snapshot(ctx: &mut Ctx) -> anyhow::Result<ClusterSnapshot> {
 }
 
 /// Machine id → public IP of the machines alive in `snapshot`.
-pub fn machine_ips(snapshot: &ClusterSnapshot) -> HashMap<&MachineId, &str> {
+pub fn machine_ips(snapshot: &ClusterSnapshot) -> HashMap<&MachineId, String> {
     snapshot
         .machines
         .iter()
-        .map(|m| (&m.machine.id, m.machine.public_ip.as_str()))
+        .filter_map(|m| Some((&m.machine.id, m.machine.public_ip?.to_string())))
         .collect()
 }
 

@@ -19,12 +19,21 @@ mod visible;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::context::{Ctx, err, out};
+use crate::context::{Ctx, EXIT_SKIPPED, err, out};
 
-/// Runs the parsed command line.
+/// Runs the parsed command line. A command that succeeded but read records it had to
+/// leave out exits with [`EXIT_SKIPPED`], so scripts notice.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Ctx::new(cli.global);
-    let Some(command) = cli.command else {
+    let code = run_command(&mut ctx, cli.command).await?;
+    if code == ExitCode::SUCCESS && ctx.skipped_any() {
+        return Ok(ExitCode::from(EXIT_SKIPPED));
+    }
+    Ok(code)
+}
+
+async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<ExitCode> {
+    let Some(command) = command else {
         // fleetctl with no arguments prints help and succeeds.
         crate::cli::command().print_help()?;
         return Ok(ExitCode::SUCCESS);
@@ -39,31 +48,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             err("WARNING: The signed/verified units feature is DEPRECATED and cannot be used.");
             Ok(ExitCode::from(2))
         }
-        Command::Submit { create, units } => start::submit(&mut ctx, &create, &units.units).await,
+        Command::Submit { create, units } => start::submit(ctx, &create, &units.units).await,
         Command::Load {
             create,
             block,
             units,
-        } => start::load(&mut ctx, &create, &block, &units.units).await,
+        } => start::load(ctx, &create, &block, &units.units).await,
         Command::Start {
             create,
             block,
             units,
-        } => start::start(&mut ctx, &create, &block, &units.units).await,
-        Command::Stop { block, units } => stop::run(&mut ctx, &block, &units.units).await,
-        Command::Restart { block, units } => restart::run(&mut ctx, &block, &units.units).await,
-        Command::Unload { block, units } => unload::run(&mut ctx, &block, &units.units).await,
-        Command::Destroy { units, .. } => destroy::run(&mut ctx, &units.units).await,
-        Command::Cat { units } => cat::run(&mut ctx, &units.units).await,
-        Command::ListUnitFiles { table, full } => {
-            list_unit_files::run(&mut ctx, &table, full).await
-        }
-        Command::ListUnits { table, full } => list_units::run(&mut ctx, &table, full.full).await,
-        Command::ListMachines { table, full } => {
-            list_machines::run(&mut ctx, &table, full.full).await
-        }
+        } => start::start(ctx, &create, &block, &units.units).await,
+        Command::Stop { block, units } => stop::run(ctx, &block, &units.units).await,
+        Command::Restart { block, units } => restart::run(ctx, &block, &units.units).await,
+        Command::Unload { block, units } => unload::run(ctx, &block, &units.units).await,
+        Command::Destroy { units, .. } => destroy::run(ctx, &units.units).await,
+        Command::Cat { units } => cat::run(ctx, &units.units).await,
+        Command::ListUnitFiles { table, full } => list_unit_files::run(ctx, &table, full).await,
+        Command::ListUnits { table, full } => list_units::run(ctx, &table, full.full).await,
+        Command::ListMachines { table, full } => list_machines::run(ctx, &table, full.full).await,
         Command::Status { units, output, .. } => {
-            status::run(&mut ctx, &units.units, output.output).await
+            status::run(ctx, &units.units, output.output).await
         }
         Command::Journal {
             lines,
@@ -72,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sudo: _,
             ssh: _,
             units,
-        } => journal::run(&mut ctx, &units.units, lines, follow, &output).await,
+        } => journal::run(ctx, &units.units, lines, follow, &output).await,
         Command::Ssh {
             machine,
             unit,
@@ -81,7 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args,
         } => {
             let target = ssh::Target::from_flags(machine, unit, args)?;
-            ssh::run(&mut ctx, target, forward_agent, ssh.ssh_port).await
+            ssh::run(ctx, target, forward_agent, ssh.ssh_port).await
         }
         Command::Completion { shell } => crate::completion::run(shell),
         Command::FdForward { args } => fd_forward::run(&args).await,

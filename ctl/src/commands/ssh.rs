@@ -1,7 +1,6 @@
 //! `fleetctl ssh MACHINE|UNIT [CMD...]`: runs the system `ssh` to a machine's public IP
 //! (or the machine running a unit), through `--tunnel` when given.
 
-use std::net::IpAddr;
 use std::process::ExitCode;
 
 use fleet_core::{Machine, UnitName};
@@ -54,7 +53,7 @@ pub async fn run(
     port: u16,
 ) -> anyhow::Result<ExitCode> {
     let client = ctx.client().await?.clone();
-    let machines = client.registry.list_machines().await.map_err(|e| {
+    let machines = client.list_machines().await.map_err(|e| {
         fail(format!(
             "Error retrieving list of active machines from fleet API ({e})"
         ))
@@ -68,7 +67,7 @@ pub async fn run(
             (None, _) => Err("machine does not exist"),
         }
     };
-    let snapshot = client.registry.snapshot().await.map_err(|e| {
+    let snapshot = client.snapshot().await.map_err(|e| {
         fail(format!(
             "Error retrieving list of units from repository: {e}"
         ))
@@ -106,16 +105,11 @@ pub async fn run(
             (Err(_), _) => return Err(proceed("could not find matching unit or machine")),
         },
     };
-    if machine.public_ip.is_empty() {
+    // The address comes from the cluster, typed: only an IP reaches ssh's command line
+    // (a record with anything else is skipped when it is read).
+    let Some(ip) = machine.public_ip else {
         return Err(unknown_address());
-    }
-    // The address comes from the cluster: only a plain IP may reach ssh's command line.
-    let ip: IpAddr = machine.public_ip.parse().map_err(|_| {
-        fail(format!(
-            "Machine {} publishes an invalid address {:?}; refusing to connect to it (fix its public_ip in fleet.conf)",
-            machine.id, machine.public_ip
-        ))
-    })?;
+    };
     let global = &ctx.global;
     let mut argv = ssh_options(global, port);
     if forward_agent {

@@ -22,7 +22,7 @@ pub async fn run(ctx: &mut Ctx, args: &[String], format: OutputFormat) -> anyhow
         return Ok(ExitCode::SUCCESS);
     }
     let client = ctx.client().await?.clone();
-    let snapshot = client.registry.snapshot().await.map_err(|e| {
+    let snapshot = client.snapshot().await.map_err(|e| {
         fail(format!(
             "Error retrieving list of units from repository: {e}"
         ))

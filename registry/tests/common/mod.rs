@@ -31,7 +31,7 @@ pub fn machine_id(s: &str) -> MachineId {
 
 pub fn machine(id: &str) -> Machine {
     let mut m = Machine::new(machine_id(id));
-    m.public_ip = format!("10.0.0.{}", id.len());
+    m.public_ip = Some(std::net::IpAddr::from([10, 0, 0, id.len() as u8]));
     m
 }
 
