@@ -17,6 +17,7 @@ mod codec;
 pub mod config;
 mod decode;
 mod election;
+mod endpoints;
 pub mod error;
 pub mod keys;
 pub mod lease;
