@@ -127,6 +127,7 @@ impl Lab {
             etcd: None,
             etcd_key_prefix: config.etcd_key_prefix.clone(),
             agent_ttl: config.agent_ttl.clone(),
+            engine_lease_ttl: config.engine_lease_ttl.clone(),
             rootfs,
             fleetd: opts.fleetd.clone(),
             fleetctl,
@@ -1012,8 +1013,18 @@ impl Lab {
              public_ip={}\n\
              metadata={metadata}\n\
              agent_ttl={}\n\
+             engine_lease_ttl={}\n\
              api_listen={}:{API_PORT}\n",
-            m.name, self.name, self.state.etcd_key_prefix, m.ip, self.state.agent_ttl, m.ip
+            m.name,
+            self.name,
+            self.state.etcd_key_prefix,
+            m.ip,
+            self.state.agent_ttl,
+            self.state
+                .engine_lease_ttl
+                .as_deref()
+                .unwrap_or(&self.state.agent_ttl),
+            m.ip
         ))
     }
 
