@@ -191,15 +191,31 @@ impl RegistryWatch {
                 });
             }
             if msg.canceled() {
-                // Cancelled by the server for another reason (e.g. auth): start over.
-                tracing::debug!(prefix = %self.prefix, reason = msg.cancel_reason(), "watch cancelled by etcd; resuming");
+                // Cancelled by the server: a member that lost its raft leader (we
+                // require one) goes out of rotation and the watch resumes elsewhere;
+                // another reason (e.g. auth) starts over on the same terms.
+                let reason = msg.cancel_reason().to_string();
+                tracing::debug!(prefix = %self.prefix, reason, "watch cancelled by etcd; resuming");
+                let no_leader = reason.contains("no leader");
+                if no_leader {
+                    self.reg.pool.mark_failed(member, &reason);
+                }
                 self.stream = None;
+                self.resumes += 1;
                 self.failures += 1;
                 quiet += 1;
                 if quiet > QUIET_RETRIES {
-                    return Err(RegistryError::Etcd {
-                        op: "watch",
-                        source: etcd_client::Error::WatchError(msg.cancel_reason().to_string()),
+                    let source = etcd_client::Error::WatchError(reason);
+                    return Err(if no_leader {
+                        RegistryError::Unreachable {
+                            endpoints: self.reg.endpoints.to_string(),
+                            source,
+                        }
+                    } else {
+                        RegistryError::Etcd {
+                            op: "watch",
+                            source,
+                        }
                     });
                 }
                 continue;
