@@ -164,7 +164,7 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::from_etcd("campaign", &self.endpoints, e))?;
         let abandoned = async {
-            while pool.is_healthy(member) {
+            while !pool.should_leave(member) {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         };

@@ -109,6 +109,13 @@ impl Pool {
             .is_some_and(|m| m.healthy.load(Ordering::Relaxed))
     }
 
+    /// Whether a stream on member `idx` should move: that member failed and another
+    /// is healthy. (With no healthy alternative a stream stays until it breaks, or it
+    /// would be re-opened on the same member over and over.)
+    pub(crate) fn should_leave(&self, idx: usize) -> bool {
+        !self.is_healthy(idx) && (0..self.members.len()).any(|i| i != idx && self.is_healthy(i))
+    }
+
     /// The client of member `idx`, made on first use (with authentication, that first
     /// use fetches a token).
     pub(crate) async fn conn(&self, idx: usize) -> Result<Conn, etcd_client::Error> {

@@ -25,8 +25,11 @@ impl LeaseKeepAlive {
         self.lease
     }
 
-    /// Resolves once the lease is known to be gone (expired, revoked, or not renewed
-    /// for a whole TTL): the owner must re-register under a new lease.
+    /// Resolves once etcd says the lease is gone (expired or revoked): the owner must
+    /// re-register under a new lease. Not while etcd cannot be asked: without a quorum
+    /// etcd expires no lease, and its next leader extends them all, so a lease not
+    /// renewed for a TTL because etcd was down is usually still ours; a fleetd cut off
+    /// from a working etcd learns its loss from the first renewal that gets through.
     pub async fn lost(&mut self) -> RegistryError {
         // An Err means the task ended, which only happens once the lease is lost.
         let _ = self.lost.wait_for(|lost| *lost).await;
@@ -72,8 +75,7 @@ impl Registry {
 
     /// Starts renewing `lease` (granted with `ttl`) every `ttl / 3` in a task. Each
     /// renewal is bounded by the request timeout; a broken or silent stream is re-opened
-    /// on a live member at once; the lease counts as lost when etcd answers TTL 0 or no
-    /// renewal succeeded for `ttl`.
+    /// on a live member at once; the lease counts as lost when etcd answers TTL 0.
     pub async fn keep_alive(
         &self,
         lease: LeaseId,
@@ -125,6 +127,8 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
     // per period at most, so a cluster without quorum is not hammered).
     let mut again = false;
     let mut immediate = 0;
+    // Not renewed for a whole TTL: said once.
+    let mut overdue = false;
     loop {
         if again && immediate < 2 {
             immediate += 1;
@@ -133,9 +137,9 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
             immediate = 0;
         }
         again = false;
-        if last_ok.elapsed() >= ttl {
-            tracing::warn!(%lease, "lease not renewed for a whole TTL; treating it as lost");
-            return;
+        if last_ok.elapsed() >= ttl && !overdue {
+            overdue = true;
+            tracing::warn!(%lease, "lease not renewed for a whole TTL (etcd unreachable); it counts as lost only if etcd says so when it answers");
         }
         if conn.is_none() {
             match reg.open_keep_alive(lease).await {
@@ -149,7 +153,7 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
         let Some(c) = conn.as_mut() else {
             continue;
         };
-        if !reg.pool.is_healthy(c.member) {
+        if reg.pool.should_leave(c.member) {
             // Other calls found its member gone: move before this renewal hangs on it.
             conn = None;
             again = true;
@@ -160,7 +164,13 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
             c.stream.message().await
         };
         match tokio::time::timeout(reg.timeout, renewal).await {
-            Ok(Ok(Some(resp))) if resp.ttl() > 0 => last_ok = Instant::now(),
+            Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                if overdue {
+                    tracing::info!(%lease, "lease renewed again; etcd kept it");
+                }
+                last_ok = Instant::now();
+                overdue = false;
+            }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(%lease, "etcd reports the lease gone");
                 return;

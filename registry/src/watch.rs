@@ -148,7 +148,7 @@ impl RegistryWatch {
             // A member found unreachable by other calls (stopped, cut off) may leave
             // this stream silent rather than broken: move as soon as that is known.
             let abandoned = async {
-                while pool.is_healthy(member) {
+                while !pool.should_leave(member) {
                     tokio::time::sleep(HEALTH_POLL).await;
                 }
             };

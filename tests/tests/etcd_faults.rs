@@ -2,7 +2,7 @@
 //! `fleetctl list-units` polled through every machine's API every 0.5 s:
 //!
 //! - the raft leader member killed, then a follower (the member listed first, which
-//!   every fleetd prefers): 0 failed calls, 0 unit restarts, 0 engine leadership or
+//!   every fleetd prefers), then that member cut off: 0 failed calls, 0 unit restarts, 0 engine leadership or
 //!   agent lease losses;
 //! - quorum lost (two members killed): 0 restarts or moves, converged within 3 s after
 //!   quorum returns;
@@ -177,8 +177,9 @@ fn fleet_rides_out_etcd_member_faults() {
     let baseline = placements(&lab, &ctl);
     assert_eq!(baseline.len(), UNITS, "{baseline:?}");
 
-    // 1 and 2: the leader member, then a follower (the first listed), down for a while.
-    for fault in ["leader", "follower"] {
+    // 1 and 2: the leader member, then a follower (the first listed), down for a
+    // while; 3: that follower cut off (its link down: requests to it hang).
+    for fault in ["leader", "follower", "cut"] {
         let members = lab.etcd_members();
         let leader = lab.etcd_leader().expect("an etcd leader");
         let victim = match fault {
@@ -192,17 +193,23 @@ fn fleet_rides_out_etcd_member_faults() {
         };
         let events = leadership_events(&lab, &nodes);
         let polls = Poller::start(&lab, &nodes, dir.path());
-        lab.etcd_kill(&victim).unwrap();
-        std::thread::sleep(window);
-        lab.etcd_start(&victim).unwrap();
+        if fault == "cut" {
+            lab.etcd_cut(&victim, true).unwrap();
+            std::thread::sleep(window);
+            lab.etcd_cut(&victim, false).unwrap();
+        } else {
+            lab.etcd_kill(&victim).unwrap();
+            std::thread::sleep(window);
+            lab.etcd_start(&victim).unwrap();
+        }
         wait_etcd_healthy(&lab);
         std::thread::sleep(Duration::from_secs(2));
         let polls = polls.finish();
-        let failed = report(&format!("etcd {fault} {victim} killed"), window, &polls);
+        let failed = report(&format!("etcd {fault} {victim} out"), window, &polls);
         let after = leadership_events(&lab, &nodes);
         let now = placements(&lab, &ctl);
         eprintln!(
-            "FIGURE etcd {fault} killed: engine leadership acquired {} lost {}, agent leases lost {}, units unchanged: {}",
+            "FIGURE etcd {fault} {victim} out: engine leadership acquired {} lost {}, agent leases lost {}, units unchanged: {}",
             after.0 - events.0,
             after.1 - events.1,
             after.2 - events.2,
@@ -217,7 +224,7 @@ fn fleet_rides_out_etcd_member_faults() {
         );
     }
 
-    // 3: quorum lost (two members killed), then back.
+    // 4: quorum lost (two members killed), then back.
     let members: Vec<String> = lab.etcd_members().into_iter().map(|m| m.name).collect();
     let events = leadership_events(&lab, &nodes);
     for m in &members[1..] {
@@ -266,7 +273,7 @@ fn fleet_rides_out_etcd_member_faults() {
         "converged after {converged:?}"
     );
 
-    // 4: 300 ms each way on one machine's etcd link.
+    // 5: 300 ms each way on one machine's etcd link.
     let slow = nodes[2].clone();
     lab.degrade(&slow, Some(Duration::from_millis(300)), None)
         .unwrap();
