@@ -200,6 +200,8 @@ impl Pool {
         let mut next = 0;
         let mut last_error: Option<etcd_client::Error> = None;
         let mut resend = false;
+        // Hedge interval: the attempt timeout in the first round, shorter after.
+        let mut rehedge = self.attempt_timeout;
         let hedge = tokio::time::sleep(self.attempt_timeout);
         tokio::pin!(hedge);
         let expired = tokio::time::sleep_until(deadline);
@@ -230,7 +232,7 @@ impl Pool {
                 next += 1;
                 pending.push((idx, Instant::now()));
                 inflight.push(attempt(idx));
-                hedge.as_mut().reset(Instant::now() + self.attempt_timeout);
+                hedge.as_mut().reset(Instant::now() + rehedge);
             }
             tokio::select! {
                 Some((idx, r)) = inflight.next() => {
@@ -266,17 +268,19 @@ impl Pool {
                 }
                 () = &mut hedge, if !once => {
                     if next >= order.len() {
-                        // Every member has been asked and none answered: ask again
-                        // (a request stalled behind a dead raft leader never
-                        // completes, while a new one goes to the next leader).
+                        // Every member has been asked and none answered: ask again,
+                        // more often (a request stalled behind a dead raft leader
+                        // never completes, while a new one goes to the next leader,
+                        // elected within 1-2 election timeouts).
                         order = self.order();
                         next = 0;
+                        rehedge = (self.attempt_timeout / 3).max(Duration::from_millis(100));
                     }
                     let idx = order[next];
                     next += 1;
                     pending.push((idx, Instant::now()));
                     inflight.push(attempt(idx));
-                    hedge.as_mut().reset(Instant::now() + self.attempt_timeout);
+                    hedge.as_mut().reset(Instant::now() + rehedge);
                 }
                 () = &mut expired => {
                     for (i, _) in &pending {

@@ -143,11 +143,15 @@ async fn calls_watches_leases_and_leadership_survive_a_member_loss() {
     let loader = tokio::spawn(load(reg.clone(), stats.clone(), stop.clone()));
 
     // 1. the raft leader dies, comes back; 2. a follower (the first member, the one
-    // calls prefer, unless it leads) dies, comes back; 3. the first member freezes
+    // calls prefer, unless it leads) dies, comes back; 3. that follower freezes
     // (SIGSTOP: connections open, nothing answers), thaws.
-    let leader = c.leader().expect("a leader");
-    let follower = if leader == 0 { 1 } else { 0 };
-    for (what, idx) in [("leader", leader), ("follower", follower), ("frozen", 0)] {
+    for what in ["leader", "follower", "frozen"] {
+        // Chosen when the fault starts: the previous one may have moved the leader.
+        let leader = c.leader().expect("a leader");
+        let idx = match what {
+            "leader" => leader,
+            _ => usize::from(leader == 0),
+        };
         let before = (
             stats.ok.load(Ordering::Relaxed),
             stats.failures.lock().await.len(),
