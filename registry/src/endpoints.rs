@@ -151,7 +151,7 @@ impl Pool {
             return;
         };
         if m.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!(member = %m.url, error = %why, "etcd member unreachable; using the others until it answers again");
+            tracing::info!(member = %m.url, error = %why, "etcd member unreachable; using the others until it answers again");
         }
         if m.probing.swap(true, Ordering::Relaxed) {
             return;
