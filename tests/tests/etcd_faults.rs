@@ -5,7 +5,7 @@
 //!   every fleetd prefers), then that member cut off: 0 failed calls, 0 unit restarts, 0 engine leadership or
 //!   agent lease losses;
 //! - quorum lost (two members killed): 0 restarts or moves, converged within 3 s after
-//!   quorum returns;
+//!   quorum returns; every member stopped for twice as long: 0 restarts or moves;
 //! - 300 ms added each way to one machine's etcd link: 0 failed calls through that
 //!   machine, and a start through it works.
 //!
@@ -273,7 +273,46 @@ fn fleet_rides_out_etcd_member_faults() {
         "converged after {converged:?}"
     );
 
-    // 5: 300 ms each way on one machine's etcd link.
+    // 5: every member stopped (SIGTERM) for twice the quorum window: 0 restarts or
+    // moves.
+    let all_window = quorum_window * 2;
+    let events = leadership_events(&lab, &nodes);
+    for m in &members {
+        lab.etcd_stop(m).unwrap();
+    }
+    std::thread::sleep(all_window);
+    lab.etcd_start_all().unwrap();
+    wait_etcd_healthy(&lab);
+    let back = Instant::now();
+    wait_until(
+        "converged after a full stop",
+        Duration::from_secs(30),
+        || {
+            ctls.iter().all(|c| {
+                let mut rows: Vec<(String, String)> = c
+                    .active()
+                    .into_iter()
+                    .map(|r| (r.unit, r.machine))
+                    .collect();
+                rows.sort();
+                rows == baseline_rows
+            })
+        },
+    );
+    let converged = back.elapsed();
+    let now = placements(&lab, &ctl);
+    let after = leadership_events(&lab, &nodes);
+    eprintln!(
+        "FIGURE all members stopped {all_window:?}: converged {:.2} s after etcd returned; engine leadership acquired {} lost {}, agent leases lost {}, units unchanged: {}",
+        converged.as_secs_f64(),
+        after.0 - events.0,
+        after.1 - events.1,
+        after.2 - events.2,
+        now == baseline
+    );
+    assert_eq!(now, baseline, "units restarted or moved");
+
+    // 6: 300 ms each way on one machine's etcd link.
     let slow = nodes[2].clone();
     lab.degrade(&slow, Some(Duration::from_millis(300)), None)
         .unwrap();
