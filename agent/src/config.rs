@@ -23,8 +23,11 @@ pub struct Config {
     pub etcd_certfile: Option<PathBuf>,
     pub etcd_cafile: Option<PathBuf>,
     pub etcd_key_prefix: String,
+    /// Bound on each etcd call, failover to another member included.
     pub etcd_request_timeout: Duration,
     pub engine_reconcile_interval: Duration,
+    /// The engine leadership's lease TTL (renewed every third of it).
+    pub engine_lease_ttl: Duration,
     /// Advertised IP; `None` (unset or empty) means detect it from the default route's
     /// interface.
     pub public_ip: Option<std::net::IpAddr>,
@@ -72,8 +75,9 @@ impl Default for Config {
             etcd_certfile: None,
             etcd_cafile: None,
             etcd_key_prefix: "/_coreos.com/fleet/".into(),
-            etcd_request_timeout: Duration::from_secs(1),
+            etcd_request_timeout: DEFAULT_ETCD_REQUEST_TIMEOUT,
             engine_reconcile_interval: Duration::from_secs(2),
+            engine_lease_ttl: crate::engine::DEFAULT_LEASE_TTL,
             public_ip: None,
             metadata: BTreeMap::new(),
             agent_ttl: Duration::from_secs(30),
@@ -190,7 +194,11 @@ const OPTIONS: &[OptionSpec] = &[
         Ok(())
     }),
     set("etcd_request_timeout", |c, v| {
-        c.etcd_request_timeout = seconds(v)?;
+        c.etcd_request_timeout = within(seconds(v)?, REQUEST_TIMEOUT_BOUNDS)?;
+        Ok(())
+    }),
+    set("engine_lease_ttl", |c, v| {
+        c.engine_lease_ttl = within(go_duration(v)?, ENGINE_LEASE_TTL_BOUNDS)?;
         Ok(())
     }),
     set("engine_reconcile_interval", |c, v| {
@@ -336,6 +344,27 @@ fn etcd_servers(value: &str) -> Result<Vec<String>, String> {
         return Err(format!("{bad:?} is not an http:// or https:// URL"));
     }
     Ok(servers)
+}
+
+/// fleetd's `etcd_request_timeout` when not set. fleet's was 1 s; measured on a
+/// 3-member etcd with etcd's default 1 s election timeout, calls made when the raft
+/// leader dies wait 1.2-2 s for the next leader, so 1 s failed them.
+pub const DEFAULT_ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// `etcd_request_timeout` accepted: long enough for one round trip on a slow link,
+/// short enough that a call never seems to hang.
+pub const REQUEST_TIMEOUT_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(200), Duration::from_secs(60));
+/// `engine_lease_ttl` accepted: etcd grants whole seconds; beyond a minute a dead
+/// engine machine leaves the cluster without scheduling for too long.
+pub const ENGINE_LEASE_TTL_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(60));
+
+/// `d` if it lies within `bounds` (inclusive), else why not.
+fn within(d: Duration, (min, max): (Duration, Duration)) -> Result<Duration, String> {
+    if d < min || d > max {
+        return Err(format!("must be between {min:?} and {max:?}"));
+    }
+    Ok(d)
 }
 
 /// The shortest `agent_ttl` (etcd leases are granted in whole seconds).
@@ -616,7 +645,8 @@ mod tests {
         assert_eq!(c.etcd_key_prefix, "/_coreos.com/fleet/");
         assert_eq!(c.agent_ttl, Duration::from_secs(30));
         assert_eq!(c.engine_reconcile_interval, Duration::from_secs(2));
-        assert_eq!(c.etcd_request_timeout, Duration::from_secs(1));
+        assert_eq!(c.etcd_request_timeout, Duration::from_secs(3));
+        assert_eq!(c.engine_lease_ttl, Duration::from_secs(5));
         assert!(!c.disable_engine);
     }
 
@@ -715,8 +745,26 @@ mod tests {
                 assert!(e.contains("at least 0.001 seconds"), "{e}");
             }
         }
-        let c = load("etcd_request_timeout=0.001\n", &[], &[]).unwrap();
-        assert_eq!(c.etcd_request_timeout, Duration::from_millis(1));
+        let c = load("engine_reconcile_interval=0.001\n", &[], &[]).unwrap();
+        assert_eq!(c.engine_reconcile_interval, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn lease_and_timeout_are_bounded() {
+        let c = load("engine_lease_ttl=10s\netcd_request_timeout=0.5\n", &[], &[]).unwrap();
+        assert_eq!(c.engine_lease_ttl, Duration::from_secs(10));
+        assert_eq!(c.etcd_request_timeout, Duration::from_millis(500));
+        for bad in [
+            "engine_lease_ttl=500ms",
+            "engine_lease_ttl=2m",
+            "engine_lease_ttl=soon",
+            "etcd_request_timeout=0.1",
+            "etcd_request_timeout=61",
+        ] {
+            let e = load(&format!("{bad}\n"), &[], &[]).unwrap_err().to_string();
+            let name = bad.split('=').next().unwrap_or_default();
+            assert!(e.contains(name), "{bad}: {e}");
+        }
     }
 
     #[test]

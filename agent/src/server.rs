@@ -148,7 +148,7 @@ pub struct Server<M: UnitManager> {
     registry: Registry,
     agent: Agent<M>,
     /// The machine campaigns for the engine (not `disable_engine`).
-    engine: Option<(fleet_core::MachineId, Duration)>,
+    engine: Option<EngineConfig>,
 }
 
 impl<M: UnitManager> Server<M> {
@@ -163,7 +163,12 @@ impl<M: UnitManager> Server<M> {
         agent_config.api_addr = api.addr.clone();
         agent_config.registered = Some(api.registered.clone());
         let agent = Agent::new(setup.registry.clone(), systemd, agent_config);
-        let engine = (!config.disable_engine).then_some((id, config.engine_reconcile_interval));
+        let engine = (!config.disable_engine).then(|| {
+            let mut cfg = EngineConfig::new(id);
+            cfg.reconcile_interval = config.engine_reconcile_interval;
+            cfg.lease_ttl = config.engine_lease_ttl;
+            cfg
+        });
         Server {
             registry: setup.registry.clone(),
             agent,
@@ -180,9 +185,9 @@ impl<M: UnitManager> Server<M> {
     /// and systemd restarts it.
     pub async fn run(&mut self, stop: CancellationToken) -> Result<(), ServerError> {
         let components = stop.child_token();
-        let mut engine = self.engine.clone().map(|(id, interval)| {
+        let mut engine = self.engine.clone().map(|cfg| {
             let (registry, token) = (self.registry.clone(), components.clone());
-            tokio::spawn(run_engine(registry, id, interval, token))
+            tokio::spawn(run_engine(registry, cfg, token))
         });
         tracing::info!(machine = %self.agent.machine().id, ip = ?self.agent.machine().public_ip, engine = engine.is_some(), "starting fleetd components");
         let agent_run = self.agent.run(components.clone());
@@ -342,12 +347,9 @@ pub fn registry_config(config: &Config) -> RegistryConfig {
 /// The engine, while this machine holds leadership.
 async fn run_engine(
     registry: Registry,
-    id: fleet_core::MachineId,
-    reconcile_interval: Duration,
+    cfg: EngineConfig,
     stop: CancellationToken,
 ) -> Result<(), ServerError> {
-    let mut cfg = EngineConfig::new(id);
-    cfg.reconcile_interval = reconcile_interval;
     engine::run(registry, cfg, stop)
         .await
         .map_err(|e| ServerError::Engine(e.to_string()))

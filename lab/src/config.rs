@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     /// `agent_ttl` in fleet.conf: short in labs so lost machines vanish quickly.
     #[serde(default = "default_agent_ttl")]
     pub agent_ttl: String,
+    /// `engine_lease_ttl` in fleet.conf; by default the lab's `agent_ttl`, so that a
+    /// lost machine's engine leadership moves as soon as its units do.
+    #[serde(default)]
+    pub engine_lease_ttl: Option<String>,
     /// etcd members (1, 3 or 5), each a host process in a network namespace of its own
     /// on the lab's bridge, so one can be killed, stopped or cut off alone. Every
     /// machine's `etcd_servers` lists them all, as on a CoreOS cluster.
@@ -99,6 +103,7 @@ impl ClusterConfig {
             suite: default_suite(),
             etcd_key_prefix: default_key_prefix(),
             agent_ttl: default_agent_ttl(),
+            engine_lease_ttl: None,
             etcd_members: default_etcd_members(),
             groups: vec![MachineGroup {
                 name: "node%d".to_string(),
@@ -171,6 +176,20 @@ impl ClusterConfig {
                 ));
             }
             Ok(_) => {}
+        }
+        if let Some(ttl) = &self.engine_lease_ttl {
+            match fleet_core::parse_duration(ttl) {
+                Err(e) => return invalid(format!("engine_lease_ttl: {e}")),
+                Ok(d)
+                    if d < std::time::Duration::from_secs(1)
+                        || d > std::time::Duration::from_secs(60) =>
+                {
+                    return invalid(format!(
+                        "engine_lease_ttl {ttl:?} is outside fleetd's bounds of 1s-60s"
+                    ));
+                }
+                Ok(_) => {}
+            }
         }
         if ![1, 3, 5].contains(&self.etcd_members) {
             return invalid(format!(

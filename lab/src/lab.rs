@@ -127,6 +127,7 @@ impl Lab {
             etcd: None,
             etcd_key_prefix: config.etcd_key_prefix.clone(),
             agent_ttl: config.agent_ttl.clone(),
+            engine_lease_ttl: config.engine_lease_ttl.clone(),
             rootfs,
             fleetd: opts.fleetd.clone(),
             fleetctl,
@@ -784,6 +785,25 @@ impl Lab {
     /// it answers; it rejoins raft once a quorum runs.
     pub fn etcd_start(&mut self, member: &str) -> Result<()> {
         let index = self.member_index(member)?;
+        self.spawn_member(index)?;
+        self.wait_member_answers(index)
+    }
+
+    /// Starts every member that is not running, then waits (bounded) until each
+    /// answers: after a full stop no member answers before a quorum of them runs.
+    pub fn etcd_start_all(&mut self) -> Result<()> {
+        let count = self.state.etcd.as_ref().map_or(0, |e| e.members.len());
+        for index in 0..count {
+            self.spawn_member(index)?;
+        }
+        for index in 0..count {
+            self.wait_member_answers(index)?;
+        }
+        Ok(())
+    }
+
+    /// Starts member `index` with its data unless it runs.
+    fn spawn_member(&mut self, index: usize) -> Result<()> {
         let m = self.member(index).clone();
         if m.pid.is_some_and(|p| member_process(p, &m)) {
             return Ok(());
@@ -814,6 +834,11 @@ impl Lab {
             e.members[index].pid = Some(pid);
         }
         self.save()?;
+        Ok(())
+    }
+
+    fn wait_member_answers(&self, index: usize) -> Result<()> {
+        let m = self.member(index);
         let addr = std::net::SocketAddr::new(IpAddr::V4(m.ip), ETCD_CLIENT_PORT);
         let deadline = Instant::now() + ETCD_START_TIMEOUT;
         while fleet_testkit::raft_status_at(addr).is_none() {
@@ -1013,9 +1038,19 @@ impl Lab {
              public_ip={}\n\
              metadata={metadata}\n\
              agent_ttl={}\n\
+             engine_lease_ttl={}\n\
              api_listen={}:{API_PORT}\n\
              api_allow_plaintext=true\n",
-            m.name, self.name, self.state.etcd_key_prefix, m.ip, self.state.agent_ttl, m.ip
+            m.name,
+            self.name,
+            self.state.etcd_key_prefix,
+            m.ip,
+            self.state.agent_ttl,
+            self.state
+                .engine_lease_ttl
+                .as_deref()
+                .unwrap_or(&self.state.agent_ttl),
+            m.ip
         ))
     }
 

@@ -27,6 +27,7 @@
 //! ```toml
 //! name = "demo"              # lab name: a-z, 0-9, '-'
 //! agent_ttl = "10s"          # optional, written to fleet.conf
+//! engine_lease_ttl = "5s"    # optional, written to fleet.conf (default: agent_ttl)
 //! [[group]]
 //! name = "node%d"            # node1, node2, ...
 //! count = 3

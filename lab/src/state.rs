@@ -22,6 +22,9 @@ pub struct LabState {
     pub etcd: Option<EtcdState>,
     pub etcd_key_prefix: String,
     pub agent_ttl: String,
+    /// `engine_lease_ttl` written to fleet.conf (older states: the agent_ttl).
+    #[serde(default)]
+    pub engine_lease_ttl: Option<String>,
     pub rootfs: PathBuf,
     pub fleetd: PathBuf,
     pub fleetctl: Option<PathBuf>,

@@ -79,9 +79,12 @@ impl Registry {
 
     /// The lease the machine key is bound to, if the key exists.
     async fn machine_key_lease(&self, id: &MachineId) -> Result<Option<LeaseId>, RegistryError> {
-        let mut kv = self.kv.clone();
+        let key = self.keys.machine(id);
         let resp = self
-            .call("get machine", kv.get(self.keys.machine(id), None))
+            .call("get machine", |mut c| {
+                let key = key.clone();
+                async move { c.kv.get(key, None).await }
+            })
             .await?;
         Ok(resp.kvs().first().map(|kv| LeaseId(kv.lease())))
     }
@@ -89,9 +92,10 @@ impl Registry {
     /// Whether etcd still knows the lease (an unreachable etcd is an error, any other
     /// refusal means gone).
     async fn lease_alive(&self, lease: LeaseId) -> Result<bool, RegistryError> {
-        let mut c = self.client.clone();
         match self
-            .call("lease ttl", c.lease_time_to_live(lease.0, None))
+            .call("lease ttl", |mut c| async move {
+                c.client.lease_time_to_live(lease.0, None).await
+            })
             .await
         {
             // etcd reports whole seconds: 0 is "under a second left", -1 is gone.
@@ -119,13 +123,18 @@ impl AgentRegistry {
         machine: &Machine,
         api_addr: &str,
     ) -> Result<(), RegistryError> {
-        let mut kv = self.reg.kv.clone();
-        let put = kv.put(
-            self.reg.keys.machine(&self.machine),
-            codec::encode_machine(machine, api_addr),
-            Some(PutOptions::new().with_lease(self.lease.0)),
-        );
-        self.reg.call("register machine", put).await?;
+        let key = self.reg.keys.machine(&self.machine);
+        let value = codec::encode_machine(machine, api_addr);
+        let lease = self.lease.0;
+        self.reg
+            .call("register machine", |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    c.kv.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                        .await
+                }
+            })
+            .await?;
         Ok(())
     }
 

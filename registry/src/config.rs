@@ -12,6 +12,17 @@ pub const DEFAULT_KEY_PREFIX: &str = "/_coreos.com/fleet/";
 /// fleet's default `etcd_request_timeout` (it used 1 s; etcd under load needs more).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Interval of the HTTP/2 pings on a connection with open streams. etcd's
+/// `--grpc-keepalive-min-time` defaults to 5 s; a client pinging more often is answered
+/// GOAWAY `too_many_pings` and loses its connection with every watch on it.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
+
+/// How long a ping may go unanswered before the connection counts as dead: the request
+/// timeout, within 1-5 s.
+fn keepalive_timeout(request_timeout: Duration) -> Duration {
+    request_timeout.clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
 /// Connection settings for the registry (fleet.conf's `etcd_*` options).
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
@@ -85,9 +96,13 @@ impl RegistryConfig {
         }
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(self.request_timeout)
-            // HTTP/2 pings notice a dead etcd under a long-lived watch.
-            .with_keep_alive(self.request_timeout, self.request_timeout)
-            .with_keep_alive_while_idle(true);
+            // HTTP/2 pings notice a dead member under a long-lived watch or campaign.
+            .with_keep_alive(KEEPALIVE_INTERVAL, keepalive_timeout(self.request_timeout))
+            // etcd refuses pings on a connection without streams whatever their rate.
+            .with_keep_alive_while_idle(false)
+            // A member cut off from its peers answers "no leader" (and ends its
+            // watches) instead of serving stale reads or hanging: calls move on.
+            .with_require_leader(true);
         match (&self.username, &self.password) {
             (Some(u), Some(p)) => opts = opts.with_user(u.clone(), p.expose()),
             (None, None) => {}

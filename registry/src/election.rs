@@ -17,6 +17,14 @@ use crate::model::ClusterSnapshot;
 use crate::registry::Registry;
 use crate::schedule::SchedulePlan;
 
+/// Consecutive member failures a campaign rides out before reporting to the engine.
+const CAMPAIGN_MOVES: u32 = 5;
+/// Pause between campaigns on different members.
+const CAMPAIGN_BACKOFF: crate::Backoff = crate::Backoff::new(
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_secs(1),
+);
+
 /// Won leadership: the engine's handle. Obtained only from [`Registry::campaign`];
 /// every write it makes carries the fence "my election key still exists with the
 /// create revision I won at", so a deposed engine's writes are refused.
@@ -96,9 +104,13 @@ impl Leadership {
     /// Gives up leadership now (graceful stop), so the next candidate wins at once
     /// instead of after the lease TTL.
     pub async fn resign(self) -> Result<(), RegistryError> {
-        let mut c = self.reg.client.clone();
-        let opts = ResignOptions::new().with_leader(self.key.clone());
-        self.reg.call("resign", c.resign(Some(opts))).await?;
+        let key = self.key.clone();
+        self.reg
+            .call("resign", |mut c| {
+                let opts = ResignOptions::new().with_leader(key.clone());
+                async move { c.client.resign(Some(opts)).await }
+            })
+            .await?;
         Ok(())
     }
 }
@@ -109,20 +121,65 @@ impl Registry {
     /// its purpose. Cancel by dropping the future; a dead etcd breaks the call through
     /// the connection's HTTP/2 keep-alive.
     pub async fn campaign(&self, value: &str, lease: LeaseId) -> Result<Leadership, RegistryError> {
-        let mut c = self.client.clone();
-        let resp = c
-            .campaign(self.keys.leader(), value, lease.0)
-            .await
-            .map_err(|e| RegistryError::from_etcd("campaign", &self.endpoints, e))?;
+        let name = self.keys.leader();
+        let mut failures = 0;
+        let resp = loop {
+            // Re-campaigning with the same lease is safe: etcd finds the candidate key
+            // the lease already holds and keeps waiting on it.
+            match self.campaign_on_a_member(&name, value, lease).await {
+                Ok(resp) => break resp,
+                Err(e) if e.is_unavailable() && failures < CAMPAIGN_MOVES => {
+                    failures += 1;
+                    tracing::debug!(error = %e, "campaign lost its etcd member; campaigning on another");
+                    tokio::time::sleep(CAMPAIGN_BACKOFF.delay(failures)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         match resp.leader() {
             Some(key) => Ok(Leadership {
                 reg: self.clone(),
                 key: key.clone(),
             }),
             None => Err(RegistryError::corrupt(
-                self.keys.leader().as_bytes(),
+                name.as_bytes(),
                 "campaign answered without a leader key",
             )),
+        }
+    }
+
+    /// One blocking campaign call on the first live member; it ends with an
+    /// `Unreachable` error as soon as that member is known to be gone (by this call's
+    /// failure or by any other call's).
+    async fn campaign_on_a_member(
+        &self,
+        name: &str,
+        value: &str,
+        lease: LeaseId,
+    ) -> Result<etcd_client::CampaignResponse, RegistryError> {
+        let pool = &self.pool;
+        let member = pool.order().first().copied().unwrap_or(0);
+        let mut c = pool
+            .conn(member)
+            .await
+            .map_err(|e| RegistryError::from_etcd("campaign", &self.endpoints, e))?;
+        let abandoned = async {
+            while !pool.should_leave(member) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            r = c.client.campaign(name, value, lease.0) => r.map_err(|e| {
+                let e = RegistryError::from_etcd("campaign", &self.endpoints, e);
+                if e.is_unavailable() {
+                    pool.mark_failed(member, &e);
+                }
+                e
+            }),
+            () = abandoned => Err(RegistryError::Timeout {
+                endpoints: pool.url(member).to_string(),
+                timeout: self.timeout,
+            }),
         }
     }
 
@@ -130,13 +187,16 @@ impl Registry {
     /// at: watch the election from there to follow changes. A plain range read, so
     /// "nobody leads" is `None` rather than etcd's "election: no leader" error.
     pub async fn current_leader(&self) -> Result<(i64, Option<String>), RegistryError> {
-        let mut kv = self.kv.clone();
-        let opts = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Ascend)
-            .with_limit(1);
+        let prefix = self.leader_prefix();
         let resp = self
-            .call("get leader", kv.get(self.leader_prefix(), Some(opts)))
+            .call("get leader", |mut c| {
+                let prefix = prefix.clone();
+                let opts = GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend)
+                    .with_limit(1);
+                async move { c.kv.get(prefix, Some(opts)).await }
+            })
             .await?;
         let rev = crate::registry::revision(resp.header());
         let leader = resp

@@ -107,19 +107,7 @@ impl RegistryError {
 
     /// Sorts an etcd-client error into "cannot reach etcd" and "etcd said no".
     pub(crate) fn from_etcd(op: &'static str, endpoints: &str, e: etcd_client::Error) -> Self {
-        use etcd_client::Error as E;
-        let unreachable = match &e {
-            E::TransportError(_) | E::IoError(_) => true,
-            // gRPC codes 14 (Unavailable) and 4 (DeadlineExceeded), and code 2 (Unknown)
-            // wrapping a transport failure, which is how tonic reports a connection
-            // broken mid-request. tonic is not a direct dependency: compare numbers.
-            E::GRpcStatus(s) => match i32::from(s.code()) {
-                14 | 4 => true,
-                2 => std::error::Error::source(s).is_some() || s.message() == "transport error",
-                _ => false,
-            },
-            _ => false,
-        };
+        let unreachable = is_connection_error(&e);
         if unreachable {
             RegistryError::Unreachable {
                 endpoints: endpoints.to_string(),
@@ -128,5 +116,24 @@ impl RegistryError {
         } else {
             RegistryError::Etcd { op, source: e }
         }
+    }
+}
+
+/// Whether an etcd-client error means "could not talk to that member" (refused,
+/// broken, timed out, or a member without a raft leader) rather than "etcd said no".
+pub(crate) fn is_connection_error(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match e {
+        E::TransportError(_) | E::IoError(_) => true,
+        // gRPC codes 14 (Unavailable: also etcd's "no leader") and 4 (DeadlineExceeded),
+        // and code 2 (Unknown) wrapping a transport failure, which is how tonic reports
+        // a connection broken mid-request. tonic is not a direct dependency: compare
+        // numbers.
+        E::GRpcStatus(s) => match i32::from(s.code()) {
+            14 | 4 => true,
+            2 => std::error::Error::source(s).is_some() || s.message() == "transport error",
+            _ => false,
+        },
+        _ => false,
     }
 }

@@ -25,8 +25,11 @@ impl LeaseKeepAlive {
         self.lease
     }
 
-    /// Resolves once the lease is known to be gone (expired, revoked, or not renewed
-    /// for a whole TTL): the owner must re-register under a new lease.
+    /// Resolves once etcd says the lease is gone (expired or revoked): the owner must
+    /// re-register under a new lease. Not while etcd cannot be asked: without a quorum
+    /// etcd expires no lease, and its next leader extends them all, so a lease not
+    /// renewed for a TTL because etcd was down is usually still ours; a fleetd cut off
+    /// from a working etcd learns its loss from the first renewal that gets through.
     pub async fn lost(&mut self) -> RegistryError {
         // An Err means the task ended, which only happens once the lease is lost.
         let _ = self.lost.wait_for(|lost| *lost).await;
@@ -45,34 +48,44 @@ impl Registry {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, RegistryError> {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let secs = i64::try_from(secs.max(1)).unwrap_or(i64::MAX);
-        let mut c = self.client.clone();
-        let resp = self.call("grant lease", c.lease_grant(secs, None)).await?;
+        let resp = self
+            .call("grant lease", |mut c| async move {
+                c.client.lease_grant(secs, None).await
+            })
+            .await?;
         Ok(LeaseId(resp.id()))
     }
 
-    /// Revokes a lease now, deleting every key bound to it (clean agent shutdown).
+    /// Revokes a lease now, deleting every key bound to it (clean agent shutdown). A
+    /// lease etcd no longer knows counts as revoked (a re-sent revoke finds it gone).
     pub async fn revoke_lease(&self, lease: LeaseId) -> Result<(), RegistryError> {
-        let mut c = self.client.clone();
-        self.call("revoke lease", c.lease_revoke(lease.0)).await?;
-        Ok(())
+        let r = self
+            .call("revoke lease", |mut c| async move {
+                c.client.lease_revoke(lease.0).await
+            })
+            .await;
+        match r {
+            Err(RegistryError::Etcd {
+                source: etcd_client::Error::GRpcStatus(s),
+                ..
+            }) if i32::from(s.code()) == 5 => Ok(()),
+            r => r.map(|_| ()),
+        }
     }
 
     /// Starts renewing `lease` (granted with `ttl`) every `ttl / 3` in a task. Each
-    /// renewal is bounded by the request timeout; a broken stream is re-opened; the
-    /// lease counts as lost when etcd answers TTL 0 or no renewal succeeded for `ttl`.
+    /// renewal is bounded by the request timeout; a broken or silent stream is re-opened
+    /// on a live member at once; the lease counts as lost when etcd answers TTL 0.
     pub async fn keep_alive(
         &self,
         lease: LeaseId,
         ttl: Duration,
     ) -> Result<LeaseKeepAlive, RegistryError> {
-        let mut c = self.client.clone();
-        let (keeper, stream) = self
-            .call("keep lease alive", c.lease_keep_alive(lease.0))
-            .await?;
+        let conn = self.open_keep_alive(lease).await?;
         let (tx, rx) = watch::channel(false);
         let reg = self.clone();
         let task = tokio::spawn(async move {
-            renew_loop(reg, lease, ttl, keeper, stream).await;
+            renew_loop(reg, lease, ttl, conn).await;
             let _ = tx.send(true);
         });
         Ok(LeaseKeepAlive {
@@ -81,32 +94,55 @@ impl Registry {
             task,
         })
     }
+
+    async fn open_keep_alive(&self, lease: LeaseId) -> Result<KeepAliveConn, RegistryError> {
+        let (member, (keeper, stream)) = self
+            .pool
+            .call_on("keep lease alive", |mut c| async move {
+                c.client.lease_keep_alive(lease.0).await
+            })
+            .await?;
+        Ok(KeepAliveConn {
+            member,
+            keeper,
+            stream,
+        })
+    }
 }
 
-async fn renew_loop(
-    reg: Registry,
-    lease: LeaseId,
-    ttl: Duration,
+/// A keep-alive stream and the member it runs on.
+struct KeepAliveConn {
+    member: usize,
     keeper: etcd_client::LeaseKeeper,
     stream: etcd_client::LeaseKeepAliveStream,
-) {
+}
+
+async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliveConn) {
     let period = (ttl / 3).max(Duration::from_millis(100));
-    let mut conn = Some((keeper, stream));
+    let mut conn = Some(conn);
     let mut last_ok = Instant::now();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After a failed renewal the next one is tried at once on another member (twice
+    // per period at most, so a cluster without quorum is not hammered).
+    let mut again = false;
+    let mut immediate = 0;
+    // Not renewed for a whole TTL: said once.
+    let mut overdue = false;
     loop {
-        tick.tick().await;
-        if last_ok.elapsed() >= ttl {
-            tracing::warn!(%lease, "lease not renewed for a whole TTL; treating it as lost");
-            return;
+        if again && immediate < 2 {
+            immediate += 1;
+        } else {
+            tick.tick().await;
+            immediate = 0;
+        }
+        again = false;
+        if last_ok.elapsed() >= ttl && !overdue {
+            overdue = true;
+            tracing::warn!(%lease, "lease not renewed for a whole TTL (etcd unreachable); it counts as lost only if etcd says so when it answers");
         }
         if conn.is_none() {
-            let mut c = reg.client.clone();
-            match reg
-                .call("keep lease alive", c.lease_keep_alive(lease.0))
-                .await
-            {
+            match reg.open_keep_alive(lease).await {
                 Ok(kc) => conn = Some(kc),
                 Err(e) => {
                     tracing::debug!(%lease, error = %e, "cannot re-open lease keep-alive");
@@ -114,22 +150,41 @@ async fn renew_loop(
                 }
             }
         }
-        let Some((keeper, stream)) = conn.as_mut() else {
+        let Some(c) = conn.as_mut() else {
             continue;
         };
+        if reg.pool.should_leave(c.member) {
+            // Other calls found its member gone: move before this renewal hangs on it.
+            conn = None;
+            again = true;
+            continue;
+        }
         let renewal = async {
-            keeper.keep_alive().await?;
-            stream.message().await
+            c.keeper.keep_alive().await?;
+            c.stream.message().await
         };
         match tokio::time::timeout(reg.timeout, renewal).await {
-            Ok(Ok(Some(resp))) if resp.ttl() > 0 => last_ok = Instant::now(),
+            Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                if overdue {
+                    tracing::info!(%lease, "lease renewed again; etcd kept it");
+                }
+                last_ok = Instant::now();
+                overdue = false;
+            }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(%lease, "etcd reports the lease gone");
                 return;
             }
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                tracing::debug!(%lease, "lease keep-alive stream broke; re-opening");
+            broken => {
+                let why = match broken {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "no answer within the request timeout".to_string(),
+                    _ => "stream ended".to_string(),
+                };
+                tracing::debug!(%lease, member = reg.pool.url(c.member), error = %why, "lease keep-alive failed; re-opening on a live member");
+                reg.pool.mark_failed(c.member, &why);
                 conn = None;
+                again = true;
             }
         }
     }

@@ -21,6 +21,7 @@ pub use codec::fuzz_check;
 pub mod config;
 mod decode;
 mod election;
+mod endpoints;
 pub mod error;
 pub mod keys;
 pub mod lease;

@@ -4,17 +4,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, GetOptions, GetResponse, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse,
-};
+use etcd_client::{GetOptions, GetResponse, Txn, TxnOp, TxnOpResponse, TxnResponse};
 
 use crate::config::RegistryConfig;
+use crate::endpoints::{Conn, Pool};
 use crate::error::RegistryError;
 use crate::keys::Keys;
-
-/// Responses larger than tonic's 4 MiB default occur with thousands of units; etcd
-/// itself sends up to 2 GiB.
-const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 /// Chunked txns of one operation sent at once, at most.
 pub(crate) const PIPELINE: usize = 8;
@@ -22,11 +17,10 @@ pub(crate) const PIPELINE: usize = 8;
 /// The client handle on fleet's registry (fleetctl, the API, tools): units, targets,
 /// reads and watches. It cannot write `schedule/`, `unplaced/`, `machine/` or `state/`:
 /// those belong to [`crate::Leadership`] (the engine) and [`crate::AgentRegistry`].
-/// Cheap to clone; clones share the connection, which never leaves this crate.
+/// Cheap to clone; clones share the connections, which never leave this crate.
 #[derive(Clone)]
 pub struct Registry {
-    pub(crate) client: Client,
-    pub(crate) kv: KvClient,
+    pub(crate) pool: Arc<Pool>,
     pub(crate) keys: Keys,
     pub(crate) timeout: Duration,
     pub(crate) endpoints: Arc<str>,
@@ -42,29 +36,16 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Prepares a connection. Without authentication it is established lazily, so an
+    /// Prepares the connections, one per member, each established on first use, so an
     /// unreachable etcd shows up as an error from the first call, within the timeout.
+    /// Calls go to a live member (see `endpoints`).
     pub async fn connect(cfg: RegistryConfig) -> Result<Registry, RegistryError> {
         let keys = Keys::new(&cfg.key_prefix)?;
         let opts = cfg.connect_options()?;
         let endpoints: Arc<str> = cfg.endpoints_label().into();
         let timeout = cfg.request_timeout;
-        let connecting = Client::connect(cfg.endpoints.clone(), Some(opts));
-        let client = match tokio::time::timeout(timeout, connecting).await {
-            Err(_) => {
-                return Err(RegistryError::Timeout {
-                    endpoints: endpoints.to_string(),
-                    timeout,
-                });
-            }
-            Ok(r) => r.map_err(|e| RegistryError::from_etcd("connect", &endpoints, e))?,
-        };
-        let kv = client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         Ok(Registry {
-            client,
-            kv,
+            pool: Pool::new(&cfg.endpoints, opts, timeout),
             keys,
             timeout,
             endpoints,
@@ -86,24 +67,15 @@ impl Registry {
         self.timeout
     }
 
-    /// Runs one etcd call under the request timeout, mapping failures to errors that
-    /// name the endpoints.
-    pub(crate) async fn call<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, RegistryError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Err(_) => Err(self.timeout_error()),
-            Ok(r) => r.map_err(|e| RegistryError::from_etcd(op, &self.endpoints, e)),
-        }
-    }
-
-    pub(crate) fn timeout_error(&self) -> RegistryError {
-        RegistryError::Timeout {
-            endpoints: self.endpoints.to_string(),
-            timeout: self.timeout,
-        }
+    /// Runs one etcd call on a live member under the request timeout, re-sending it
+    /// to another member if that one fails (see `endpoints`), and maps failures to
+    /// errors that name the endpoints. `f` makes the request for a member's client.
+    pub(crate) async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, RegistryError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        Ok(self.pool.call_on(op, f).await?.1)
     }
 
     pub(crate) async fn txn(
@@ -111,8 +83,11 @@ impl Registry {
         op: &'static str,
         txn: Txn,
     ) -> Result<TxnResponse, RegistryError> {
-        let mut kv = self.kv.clone();
-        self.call(op, kv.txn(txn)).await
+        self.call(op, |mut c| {
+            let txn = txn.clone();
+            async move { c.kv.txn(txn).await }
+        })
+        .await
     }
 
     /// Sends `txns` with up to [`PIPELINE`] in flight (etcd commits concurrent
@@ -137,9 +112,14 @@ impl Registry {
         op: &'static str,
         prefix: String,
     ) -> Result<GetResponse, RegistryError> {
-        let mut kv = self.kv.clone();
-        self.call(op, kv.get(prefix, Some(GetOptions::new().with_prefix())))
-            .await
+        self.call(op, |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.kv.get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await
     }
 
     /// Reads several prefixes in one txn: one round trip, one revision.

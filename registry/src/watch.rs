@@ -20,6 +20,8 @@ use crate::registry::{Registry, revision};
 
 /// Stream errors retried inside one `next()` call before reporting to the caller.
 const QUIET_RETRIES: u32 = 3;
+/// How often a watch checks that its member is still considered healthy.
+const HEALTH_POLL: Duration = Duration::from_millis(100);
 /// Reconnects: 100 ms doubling up to 5 s.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
@@ -71,8 +73,10 @@ pub struct RegistryWatch {
     reg: Registry,
     prefix: String,
     next_revision: i64,
-    stream: Option<WatchStream>,
+    /// The stream and the member it runs on.
+    stream: Option<(usize, WatchStream)>,
     failures: u32,
+    resumes: u64,
     compacted: Option<i64>,
 }
 
@@ -96,6 +100,7 @@ impl Registry {
             next_revision: from_revision,
             stream: None,
             failures: 0,
+            resumes: 0,
             compacted: None,
         }
     }
@@ -106,6 +111,12 @@ impl RegistryWatch {
     /// would start).
     pub fn next_revision(&self) -> i64 {
         self.next_revision
+    }
+
+    /// How many times the stream was re-opened after it broke or its member failed
+    /// (each time from the revision after the last event delivered).
+    pub fn resumes(&self) -> u64 {
+        self.resumes
     }
 
     /// The next batch of events. Cancel-safe: dropping the future loses nothing.
@@ -129,19 +140,38 @@ impl RegistryWatch {
                     }
                 }
             }
-            let Some(stream) = self.stream.as_mut() else {
+            let Some((member, stream)) = self.stream.as_mut() else {
                 continue;
             };
-            let msg = match stream.message().await {
-                Ok(Some(msg)) => msg,
+            let member = *member;
+            let pool = &self.reg.pool;
+            // A member found unreachable by other calls (stopped, cut off) may leave
+            // this stream silent rather than broken: move as soon as that is known.
+            let abandoned = async {
+                while !pool.should_leave(member) {
+                    tokio::time::sleep(HEALTH_POLL).await;
+                }
+            };
+            let received = tokio::select! {
+                r = stream.message() => Some(r),
+                () = abandoned => None,
+            };
+            let msg = match received {
+                Some(Ok(Some(msg))) => msg,
                 broken => {
                     self.stream = None;
+                    self.resumes += 1;
+                    let source = match broken {
+                        Some(Err(e)) => e,
+                        Some(_) => etcd_client::Error::WatchError("watch stream ended".into()),
+                        None => {
+                            tracing::debug!(prefix = %self.prefix, member = pool.url(member), "watch member unhealthy; resuming on another");
+                            continue;
+                        }
+                    };
+                    pool.mark_failed(member, &source);
                     self.failures += 1;
                     quiet += 1;
-                    let source = match broken {
-                        Err(e) => e,
-                        _ => etcd_client::Error::WatchError("watch stream ended".into()),
-                    };
                     tracing::debug!(prefix = %self.prefix, error = %source, "watch broke; resuming");
                     if quiet > QUIET_RETRIES {
                         return Err(RegistryError::from_etcd(
@@ -161,15 +191,31 @@ impl RegistryWatch {
                 });
             }
             if msg.canceled() {
-                // Cancelled by the server for another reason (e.g. auth): start over.
-                tracing::debug!(prefix = %self.prefix, reason = msg.cancel_reason(), "watch cancelled by etcd; resuming");
+                // Cancelled by the server: a member that lost its raft leader (we
+                // require one) goes out of rotation and the watch resumes elsewhere;
+                // another reason (e.g. auth) starts over on the same terms.
+                let reason = msg.cancel_reason().to_string();
+                tracing::debug!(prefix = %self.prefix, reason, "watch cancelled by etcd; resuming");
+                let no_leader = reason.contains("no leader");
+                if no_leader {
+                    self.reg.pool.mark_failed(member, &reason);
+                }
                 self.stream = None;
+                self.resumes += 1;
                 self.failures += 1;
                 quiet += 1;
                 if quiet > QUIET_RETRIES {
-                    return Err(RegistryError::Etcd {
-                        op: "watch",
-                        source: etcd_client::Error::WatchError(msg.cancel_reason().to_string()),
+                    let source = etcd_client::Error::WatchError(reason);
+                    return Err(if no_leader {
+                        RegistryError::Unreachable {
+                            endpoints: self.reg.endpoints.to_string(),
+                            source,
+                        }
+                    } else {
+                        RegistryError::Etcd {
+                            op: "watch",
+                            source,
+                        }
                     });
                 }
                 continue;
@@ -201,15 +247,20 @@ impl RegistryWatch {
         }
     }
 
-    async fn open(&self) -> Result<WatchStream, RegistryError> {
+    async fn open(&self) -> Result<(usize, WatchStream), RegistryError> {
         let mut opts = WatchOptions::new().with_prefix().with_progress_notify();
         if self.next_revision > 0 {
             opts = opts.with_start_revision(self.next_revision);
         }
-        let mut c = self.reg.client.clone();
-        self.reg
-            .call("watch", c.watch(self.prefix.clone(), Some(opts)))
-            .await
+        let (member, stream) = self
+            .reg
+            .pool
+            .call_on("watch", |mut c| {
+                let (prefix, opts) = (self.prefix.clone(), opts.clone());
+                async move { c.client.watch(prefix, Some(opts)).await }
+            })
+            .await?;
+        Ok((member, stream))
     }
 }
 

@@ -41,6 +41,8 @@ impl TestEngine {
     pub async fn start(etcd: &EtcdServer, id: &str, disable: bool) -> TestEngine {
         let mut cfg = EngineConfig::new(mid(id));
         cfg.disable_engine = disable;
+        // The shortest lease, so that failover tests measure the engine, not the TTL.
+        cfg.lease_ttl = Duration::from_secs(1);
         let shutdown = CancellationToken::new();
         let handle = engine::spawn(registry(etcd).await, cfg, shutdown.clone());
         TestEngine {
