@@ -332,12 +332,13 @@ async fn duplicate_machine_id_does_not_steal_the_registration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_unloads_everything_and_leaves_the_cluster() {
+async fn graceful_shutdown_leaves_units_running_for_the_next_fleetd() {
     let etcd = EtcdServer::start().unwrap();
     let reg = registry(&etcd).await;
     let dir = tempfile::tempdir().unwrap();
+    let lease_file = dir.path().join("m1.lease");
     let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    let agent = spawn(&reg, &sd, config("m1", &lease_file));
     schedule(
         &reg,
         "m1",
@@ -346,11 +347,23 @@ async fn graceful_shutdown_unloads_everything_and_leaves_the_cluster() {
     )
     .await;
     wait_for("launched", || launched_here(&reg, &["a.service"], "m1")).await;
-    agent.stop().await.shutdown().await;
-    assert_eq!(sd_state(&sd, "a.service").await.load, "not-found");
-    assert!(reg.list_machines().await.unwrap().is_empty());
-    assert!(reg.list_states().await.unwrap().is_empty());
-    assert!(!dir.path().join("m1.lease").exists());
+    let first = agent.stop().await;
+    let lease = first.lease();
+    first.shutdown().await;
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
+    assert_eq!(reg.list_machines().await.unwrap().len(), 1, "still present");
+    assert!(lease_file.exists(), "the lease is kept for the next fleetd");
+    let starts = sd.call_counts().start_unit;
+
+    let next = spawn(&reg, &sd, config("m1", &lease_file));
+    wait_for("the next fleetd registered", || async {
+        next.metrics.registration_failures() == 0 && launched_here(&reg, &["a.service"], "m1").await
+    })
+    .await;
+    let next = next.stop().await;
+    assert_eq!(next.lease(), lease, "the same lease, taken back");
+    assert_eq!(sd.call_counts().start_unit, starts, "nothing restarted");
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

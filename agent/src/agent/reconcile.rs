@@ -31,7 +31,6 @@ pub enum Reason {
     LoadedButHashDiffers,
     LoadedDesiredStateLaunched,
     LaunchedDesiredStateLoaded,
-    PurgingAgent,
     /// A load or unload happened in this batch.
     UnitFilesChanged,
 }
@@ -48,7 +47,6 @@ impl fmt::Display for Reason {
             Reason::LaunchedDesiredStateLoaded => {
                 "unit currently launched but desired state is loaded"
             }
-            Reason::PurgingAgent => "purging agent",
             Reason::UnitFilesChanged => "unit files changed",
         })
     }
@@ -154,24 +152,6 @@ pub fn plan(
         .iter()
         .any(|a| matches!(a, Action::Load { .. } | Action::Unload { .. }))
     {
-        actions.push(Action::DaemonReload {
-            reason: Reason::UnitFilesChanged,
-        });
-    }
-    actions.sort();
-    actions
-}
-
-/// Everything this agent runs goes: graceful shutdown (fleet unloads every unit).
-pub fn plan_purge(current: &BTreeMap<UnitName, CurrentUnit>) -> Vec<Action> {
-    let mut actions: Vec<Action> = current
-        .keys()
-        .map(|unit| Action::Unload {
-            unit: unit.clone(),
-            reason: Reason::PurgingAgent,
-        })
-        .collect();
-    if !actions.is_empty() {
         actions.push(Action::DaemonReload {
             reason: Reason::UnitFilesChanged,
         });

@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::events::{Effects, Event, LoopState, Timing};
 use crate::agent::execute::{Outcome, execute};
-use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
+use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan};
 use crate::agent::registration;
 use crate::agent::{AgentConfig, AgentMetrics};
-use crate::systemd::{StateChanged, SystemdError, UnitManager};
+use crate::systemd::{StateChanged, SystemdError, UnitManager, fence_name};
 
 /// Why the agent stopped on its own (fleetd exits; systemd restarts it).
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,8 @@ pub enum AgentError {
 
 /// One machine's agent. Its memory (what it loaded and started, what it reported)
 /// survives [`Agent::run`] returning, so the caller decides: [`Agent::shutdown`]
-/// (graceful: unload everything, as fleet) or drop (units keep running).
+/// (graceful: units keep running, the fence is armed) or drop (units keep running,
+/// nothing armed: a SIGHUP rebuild).
 pub struct Agent<M: UnitManager> {
     pub(super) registry: Registry,
     pub(super) systemd: Arc<M>,
@@ -144,6 +145,10 @@ impl<M: UnitManager> Agent<M> {
     pub async fn run(&mut self, stop: CancellationToken) -> Result<(), AgentError> {
         let mut hints = self.systemd.subscribe().await?;
         if !self.adopted {
+            let fence = fence_name(self.config.machine.id.as_str());
+            if let Err(e) = self.systemd.disarm_fences(&fence).await {
+                tracing::warn!(error = %e, "cannot disarm the fence a previous fleetd armed");
+            }
             self.adopt().await?;
             self.adopted = true;
         }
@@ -316,22 +321,44 @@ impl<M: UnitManager> Agent<M> {
         Ok(event)
     }
 
-    /// Graceful shutdown, as fleet: unload every unit this agent runs (they stop), then
-    /// revoke the lease, which deletes the machine key and every state record.
+    /// Graceful stop (SIGTERM): units keep running and the lease is kept, so the next
+    /// fleetd on this machine takes both back (same MainPIDs, nothing moves). Unlike
+    /// fleet, which unloaded every unit here (its issue #1086).
+    ///
+    /// The lease is renewed once and this machine's fence armed to fire [`fence_guard`]
+    /// before the lease can expire: if no fleetd comes back by then, systemd itself
+    /// stops the units, before the engine can see the machine gone and place them
+    /// elsewhere. Stopping a machine's units on purpose is `fleetctl drain`.
     pub async fn shutdown(mut self) {
-        let actions = plan_purge(&self.current);
-        if !actions.is_empty() {
-            let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
-            self.apply_outcomes(outcomes);
-        }
-        if let Some(handle) = self.handle.take() {
-            let lease = handle.lease();
-            if let Err(e) = handle.revoke().await {
-                tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let units: Vec<UnitName> = self.current.keys().cloned().collect();
+        let asked = Instant::now();
+        let lease = handle.lease();
+        let ttl = match handle.renew().await {
+            Ok(granted) => granted,
+            Err(e) => {
+                // The lease may expire sooner than a TTL from now: the fence is then
+                // late by at most the time since the last renewal that succeeded.
+                tracing::warn!(error = %e, %lease, "cannot renew the agent's lease at shutdown");
+                self.config.ttl
             }
-        }
-        if let Some(f) = &self.config.lease_file {
-            registration::remove_lease_file(f);
+        };
+        let after = ttl
+            .saturating_sub(fence_guard(ttl))
+            .saturating_sub(asked.elapsed());
+        let fence = fence_name(self.config.machine.id.as_str());
+        match self.systemd.arm_fence(&fence, &units, after).await {
+            Ok(()) => tracing::info!(
+                units = units.len(),
+                %lease,
+                "leaving this machine's units running for the next fleetd; they stop in {after:?} unless it comes back"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "cannot arm this machine's fence: its units keep running if no fleetd comes back"
+            ),
         }
     }
 
@@ -599,6 +626,16 @@ fn desired_from(entries: Vec<ScheduleEntry>) -> BTreeMap<UnitName, DesiredUnit> 
         .collect()
 }
 
+/// How long before its lease can expire a stopped fleetd's fence stops the units:
+/// a fifth of the TTL, between 0.5 s and 2 s. The engine moves units only once the
+/// lease expired, so the old copies get their stop first.
+pub fn fence_guard(ttl: std::time::Duration) -> std::time::Duration {
+    (ttl / 5).clamp(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(2),
+    )
+}
+
 /// systemd ACTIVE states that mean "started" for adoption.
 fn is_running(active: &str) -> bool {
     matches!(active, "active" | "activating" | "reloading")
@@ -607,6 +644,18 @@ fn is_running(active: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fence_fires_before_the_lease_can_expire() {
+        use std::time::Duration;
+        assert_eq!(fence_guard(Duration::from_secs(10)), Duration::from_secs(2));
+        assert_eq!(fence_guard(Duration::from_secs(30)), Duration::from_secs(2));
+        assert_eq!(fence_guard(Duration::from_secs(5)), Duration::from_secs(1));
+        assert_eq!(
+            fence_guard(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn running_states() {

@@ -1,0 +1,222 @@
+//! End-to-end reliability: restarting fleetd restarts no unit; a fleetd that stays away
+//! has its units fenced on its machine before the engine places them elsewhere; drain.
+//! Figures (MainPIDs, overlap, drain time) are printed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fleet_tests::*;
+
+const SLEEPER: &str =
+    "[Unit]\nDescription=sleeper %i\n\n[Service]\nExecStart=/bin/sleep infinity\n";
+
+fn instances(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("hello@{i}.service")).collect()
+}
+
+fn boot(test: &str, machines: usize, ttl_secs: u64) -> TestLab {
+    let mut config = ClusterConfig::with_machines(&unique_name(test), machines);
+    config.agent_ttl = format!("{ttl_secs}s");
+    boot_registered(&config)
+}
+
+fn start_all(ctl: &Fleetctl, units: &[String]) {
+    let mut args = vec!["start", "--no-block"];
+    args.extend(units.iter().map(String::as_str));
+    ctl.ok(&args);
+    wait_until("every unit active", Duration::from_secs(60), || {
+        let rows = ctl.active();
+        units.iter().all(|u| rows.iter().any(|r| &r.unit == u))
+    });
+}
+
+/// Where each unit runs according to fleetctl, with its MainPID there per systemd.
+fn placement(lab: &Lab, ctl: &Fleetctl) -> BTreeMap<String, (String, String)> {
+    ctl.units()
+        .into_iter()
+        .map(|r| {
+            let node = node_of(lab, &r.machine);
+            let pid = systemctl(
+                lab,
+                &node,
+                &format!("show -p MainPID --value -- {}", r.unit),
+            );
+            (r.unit, (node, pid))
+        })
+        .collect()
+}
+
+/// How many of `units` systemd says are active on `node`.
+fn active_on(lab: &Lab, node: &str, units: &[String]) -> usize {
+    let (_, out, _) = sh(
+        lab,
+        node,
+        &format!("systemctl is-active -- {} 2>/dev/null", units.join(" ")),
+    );
+    out.lines().filter(|l| *l == "active").count()
+}
+
+/// When systemd on `node` last logged `what` (`Started`, `Stopped`) for `unit`, in
+/// seconds since the epoch: lab machines share the host's clock, so these compare
+/// across machines. (A stopped unit's timestamps vanish when systemd unloads it.)
+fn logged_at(lab: &Lab, node: &str, unit: &str, what: &str) -> f64 {
+    let (_, out, _) = sh(
+        lab,
+        node,
+        &format!(
+            "journalctl -o short-unix --no-pager -u {unit} | grep -F -- ' {what} ' | tail -n 1"
+        ),
+    );
+    out.split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no '{what}' of {unit} on {node}: {out:?}"))
+}
+
+fn count_in_journal(lab: &Lab, node: &str, text: &str) -> usize {
+    sh(
+        lab,
+        node,
+        &format!("journalctl -u fleet -o cat | grep -c -- '{text}'"),
+    )
+    .1
+    .parse()
+    .unwrap_or(0)
+}
+
+fn fence_timers(lab: &Lab, node: &str) -> String {
+    systemctl(
+        lab,
+        node,
+        "list-units --all --no-legend --plain -- 'fleet-fence-*.timer'",
+    )
+}
+
+/// `systemctl restart fleet.service` on the machine running a unit: same MainPID after,
+/// nothing restarted or moved anywhere, the machine never leaves. Then fleetd stopped
+/// for 2 x agent_ttl: its units are stopped on the machine (the fence) before they
+/// start elsewhere, and each runs exactly once when fleetd comes back.
+#[test]
+fn fleetd_restart_restarts_nothing_and_a_stopped_fleetd_is_fenced() {
+    const TTL: u64 = 6;
+    let lab = boot("relrestart", 3, TTL);
+    let dir = UnitDir::new(&[("hello@.service", SLEEPER)]);
+    let ctl = Fleetctl::etcd(&lab, dir.path());
+    let units = instances(6);
+    start_all(&ctl, &units);
+    let before = placement(&lab, &ctl);
+    assert_eq!(before.len(), units.len(), "{before:?}");
+    let (node, pid) = before["hello@1.service"].clone();
+    assert_ne!(pid, "0");
+
+    // 1. Restart: SIGTERM, then a new fleetd.
+    let registrations = count_in_journal(&lab, &node, "registered machine");
+    let restarted = Instant::now();
+    let (code, _, err) = sh(&lab, &node, "systemctl restart fleet.service");
+    assert_eq!(code, 0, "{err}");
+    let back = wait_until("fleetd back", Duration::from_secs(20), || {
+        count_in_journal(&lab, &node, "registered machine") > registrations
+            && fence_timers(&lab, &node).is_empty()
+    });
+    // Past the point where the fence would have fired and the lease expired, had
+    // either been left: the machine stays listed throughout.
+    while restarted.elapsed() < Duration::from_secs(TTL + 3) {
+        assert_eq!(ctl.machines().len(), 3, "a machine left during the restart");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let after = placement(&lab, &ctl);
+    assert_eq!(after, before, "a unit moved or restarted");
+    assert!(
+        count_in_journal(&lab, &node, "disarmed the fence") >= 1,
+        "the new fleetd disarmed the fence"
+    );
+    eprintln!(
+        "fleetd restart: back and registered after {:.2} s; hello@1 MainPID {pid} before and {} after; 0 of {} units restarted",
+        back.as_secs_f64(),
+        after["hello@1.service"].1,
+        units.len()
+    );
+
+    // 2. fleetd stopped for 2 x agent_ttl.
+    let machine = ctl
+        .units()
+        .into_iter()
+        .find(|r| r.unit == "hello@1.service")
+        .map(|r| r.machine)
+        .unwrap();
+    let mine: Vec<String> = before
+        .iter()
+        .filter(|(_, (n, _))| *n == node)
+        .map(|(u, _)| u.clone())
+        .collect();
+    let stopped = Instant::now();
+    let (code, _, err) = sh(&lab, &node, "systemctl stop fleet.service");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(active_on(&lab, &node, &mine), mine.len(), "left running");
+    wait_until("fenced", Duration::from_secs(TTL + 2), || {
+        active_on(&lab, &node, &mine) == 0
+    });
+    let fenced = stopped.elapsed();
+    wait_until(
+        "units active elsewhere",
+        Duration::from_secs(3 * TTL),
+        || {
+            let rows = ctl.active();
+            mine.iter()
+                .all(|u| rows.iter().any(|r| &r.unit == u && r.machine != machine))
+        },
+    );
+    let moved = stopped.elapsed();
+    let rows = ctl.units();
+    let mut worst_overlap_ms = f64::MIN;
+    for u in &mine {
+        let new_node = node_of(&lab, &rows.iter().find(|r| &r.unit == u).unwrap().machine);
+        let old_stop = logged_at(&lab, &node, u, "Stopped");
+        let new_start = logged_at(&lab, &new_node, u, "Started");
+        let overlap_ms = (old_stop - new_start) * 1000.0;
+        worst_overlap_ms = worst_overlap_ms.max(overlap_ms);
+        assert!(
+            old_stop < new_start,
+            "{u}: old copy on {node} stopped {overlap_ms:.0} ms after the new one on {new_node} started"
+        );
+    }
+    eprintln!(
+        "fleetd stopped (agent_ttl {TTL} s): {} units fenced after {:.2} s, active elsewhere after {:.2} s; overlap {worst_overlap_ms:.0} ms (negative: a gap)",
+        mine.len(),
+        fenced.as_secs_f64(),
+        moved.as_secs_f64()
+    );
+
+    // fleetd back after 2 x agent_ttl: it unloads what moved; every unit runs once.
+    while stopped.elapsed() < Duration::from_secs(2 * TTL) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    sh(&lab, &node, "systemctl start fleet.service");
+    wait_until(
+        "fleetd back, moved units unloaded",
+        Duration::from_secs(20),
+        || {
+            ctl.machines().len() == 3
+                && mine.iter().all(|u| {
+                    systemctl(&lab, &node, &format!("show -p LoadState --value -- {u}"))
+                        == "not-found"
+                })
+        },
+    );
+    for u in &units {
+        let copies: usize = lab
+            .machines()
+            .iter()
+            .map(|m| active_on(&lab, &m.name, std::slice::from_ref(u)))
+            .sum();
+        assert_eq!(copies, 1, "{u} runs {copies} times");
+    }
+    let end = placement(&lab, &ctl);
+    for (u, (n, p)) in &before {
+        if !mine.contains(u) {
+            assert_eq!(&end[u], &(n.clone(), p.clone()), "{u} restarted or moved");
+        }
+    }
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
