@@ -16,6 +16,7 @@ mod backoff;
 mod codec;
 pub mod config;
 mod decode;
+mod drain;
 mod election;
 pub mod error;
 pub mod keys;

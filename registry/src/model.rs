@@ -1,6 +1,6 @@
 //! The typed records the registry reads and writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
@@ -72,6 +72,8 @@ pub struct ClusterSnapshot {
     pub states: Vec<UnitStateRecord>,
     /// Why the engine could not place a unit.
     pub unplaced: BTreeMap<UnitName, String>,
+    /// Machines an operator drained (`drain/`), live or not.
+    pub drained: BTreeSet<MachineId>,
 }
 
 impl ClusterSnapshot {

@@ -3,6 +3,7 @@
 mod cat;
 mod create;
 mod destroy;
+mod drain;
 mod fd_forward;
 mod journal;
 mod list_machines;
@@ -13,6 +14,7 @@ mod ssh;
 mod start;
 mod status;
 mod stop;
+mod undrain;
 mod unload;
 mod visible;
 
@@ -59,6 +61,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             list_unit_files::run(&mut ctx, &table, full).await
         }
         Command::ListUnits { table, full } => list_units::run(&mut ctx, &table, full.full).await,
+        Command::Drain { machine } => drain::run(&mut ctx, &machine).await,
+        Command::Undrain { machine } => undrain::run(&mut ctx, &machine).await,
         Command::ListMachines { table, full } => {
             list_machines::run(&mut ctx, &table, full.full).await
         }
