@@ -220,3 +220,105 @@ fn fleetd_restart_restarts_nothing_and_a_stopped_fleetd_is_fenced() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+/// How many times systemd on each machine started each of `units` (its journal).
+fn starts(lab: &Lab, units: &[String]) -> BTreeMap<String, usize> {
+    let mut count: BTreeMap<String, usize> = units.iter().map(|u| (u.clone(), 0)).collect();
+    for m in lab.machines() {
+        let (_, out, _) = sh(
+            lab,
+            &m.name,
+            "journalctl -o cat --no-pager _PID=1 | grep '^Started hello@'",
+        );
+        for line in out.lines() {
+            // "Started hello@3.service - sleeper 3."
+            if let Some(unit) = line.split_whitespace().nth(1) {
+                if let Some(n) = count.get_mut(unit) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    count
+}
+
+/// `fleetctl drain` of a machine running 20 units: all of them active elsewhere, each
+/// started once there (none twice), nothing else restarted, and no unit placed on it
+/// until `undrain`. Through the etcd driver and the API driver.
+#[test]
+fn drain_moves_twenty_units_once_and_keeps_new_ones_away() {
+    let lab = boot("reldrain", 3, 6);
+    let dir = UnitDir::new(&[("hello@.service", SLEEPER)]);
+    let ctl = Fleetctl::etcd(&lab, dir.path());
+    let api = Fleetctl::api(&lab, "node2", dir.path());
+    let node = |n: &str| {
+        lab.machines()
+            .iter()
+            .find(|m| m.name == n)
+            .map(|m| m.machine_id.clone())
+            .unwrap()
+    };
+    let (m1, m2, m3) = (node("node1"), node("node2"), node("node3"));
+    // Only node1 takes units: the 20 all land there.
+    ctl.ok(&["drain", &m2]);
+    api.ok(&["drain", &m3]);
+    let units = instances(20);
+    start_all(&ctl, &units);
+    assert!(ctl.active().iter().all(|r| r.machine == m1));
+    ctl.ok(&["undrain", &m2]);
+    api.ok(&["undrain", &m3]);
+    let before = placement(&lab, &ctl);
+
+    let drained = Instant::now();
+    let out = api.ok(&["drain", &m1[..8]]);
+    assert_eq!(
+        out,
+        format!("Machine {m1} drained: its units move to other machines\n")
+    );
+    wait_until("20 units active elsewhere", Duration::from_secs(60), || {
+        let rows = ctl.active();
+        rows.len() == 20 && rows.iter().all(|r| r.machine != m1)
+    });
+    let took = drained.elapsed();
+    assert_eq!(active_on(&lab, "node1", &units), 0, "old copies stopped");
+    let after = placement(&lab, &ctl);
+    let counts = starts(&lab, &units);
+    for u in &units {
+        assert_eq!(before[u].0, "node1");
+        assert_ne!(after[u].0, "node1");
+        assert_eq!(counts[u], 2, "{u}: started on node1, then once elsewhere");
+    }
+    let per_node = |n: &str| after.values().filter(|(x, _)| x == n).count();
+    eprintln!(
+        "drain: 20 units active elsewhere after {:.2} s (node2 {}, node3 {}); each started once there",
+        took.as_secs_f64(),
+        per_node("node2"),
+        per_node("node3")
+    );
+    let listed = ctl.ok(&[
+        "list-machines",
+        "--no-legend",
+        "--full",
+        "--fields=machine,drained",
+    ]);
+    assert!(listed.contains(&format!("{m1}\tdrained")), "{listed}");
+    assert!(listed.contains(&format!("{m2}\t-")), "{listed}");
+
+    // New units stay away while drained; the drain does not end by itself.
+    start_all(&ctl, &["hello@21.service".to_string()]);
+    assert!(ctl.active().iter().all(|r| r.machine != m1));
+    ctl.ok(&["undrain", &m1]);
+    // Undrained: nothing moves back (stability), and node1 takes new units again.
+    let extra: Vec<String> = (22..=27).map(|i| format!("hello@{i}.service")).collect();
+    start_all(&ctl, &extra);
+    assert!(
+        ctl.active().iter().any(|r| r.machine == m1),
+        "node1 takes units again"
+    );
+    let end = placement(&lab, &ctl);
+    for u in &units {
+        assert_eq!(end[u], after[u], "{u} moved or restarted after undrain");
+    }
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
