@@ -232,10 +232,10 @@ fn starts(lab: &Lab, units: &[String]) -> BTreeMap<String, usize> {
         );
         for line in out.lines() {
             // "Started hello@3.service - sleeper 3."
-            if let Some(unit) = line.split_whitespace().nth(1) {
-                if let Some(n) = count.get_mut(unit) {
-                    *n += 1;
-                }
+            if let Some(unit) = line.split_whitespace().nth(1)
+                && let Some(n) = count.get_mut(unit)
+            {
+                *n += 1;
             }
         }
     }

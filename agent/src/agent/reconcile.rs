@@ -33,6 +33,9 @@ pub enum Reason {
     LaunchedDesiredStateLoaded,
     /// A load or unload happened in this batch.
     UnitFilesChanged,
+    /// The machine lost etcd for longer than `agent_ttl` and the unit opted in to
+    /// `StopOnEtcdLoss`.
+    EtcdLost,
 }
 
 impl fmt::Display for Reason {
@@ -48,6 +51,7 @@ impl fmt::Display for Reason {
                 "unit currently launched but desired state is loaded"
             }
             Reason::UnitFilesChanged => "unit files changed",
+            Reason::EtcdLost => "machine lost etcd (StopOnEtcdLoss)",
         })
     }
 }

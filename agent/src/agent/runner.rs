@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::pending;
 use std::sync::Arc;
 
-use fleet_core::{Machine, TargetState, UnitHash, UnitName};
+use fleet_core::{Machine, Requirements, TargetState, UnitFile, UnitHash, UnitName};
 use fleet_registry::{
     AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, Registry, RegistryError, RegistryWatch,
     ScheduleEntry, UnitStateRecord, WatchEvent,
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::events::{Effects, Event, LoopState, Timing};
 use crate::agent::execute::{Outcome, execute};
-use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan};
+use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, Reason, plan};
 use crate::agent::registration;
 use crate::agent::{AgentConfig, AgentMetrics};
 use crate::systemd::{StateChanged, SystemdError, UnitManager, fence_name};
@@ -55,6 +55,10 @@ pub struct Agent<M: UnitManager> {
     /// This machine's handle on the registry, once registered.
     handle: Option<AgentRegistry>,
     own_leases: Vec<LeaseId>,
+    /// Units here that opted in to `StopOnEtcdLoss` (from their text at load).
+    opted_in: BTreeSet<UnitName>,
+    /// Adopted units whose text (so whether they opted in) is not read yet.
+    opt_unknown: BTreeSet<UnitName>,
     adopted: bool,
     failures: u32,
     metrics: AgentMetrics,
@@ -108,6 +112,8 @@ impl<M: UnitManager> Agent<M> {
             force_publish: false,
             handle: None,
             own_leases,
+            opted_in: BTreeSet::new(),
+            opt_unknown: BTreeSet::new(),
             adopted: false,
             failures: 0,
             metrics: AgentMetrics::default(),
@@ -169,6 +175,7 @@ impl<M: UnitManager> Agent<M> {
                 if fx.reregister {
                     tracing::warn!("the agent's lease is gone; registering again");
                     self.set_registered(false);
+                    self.self_fence().await;
                     break;
                 }
                 if let Some((received, foreign)) = fx.received {
@@ -252,6 +259,7 @@ impl<M: UnitManager> Agent<M> {
     async fn relist(&mut self, handle: &AgentRegistry) -> Option<RegistryWatch> {
         match handle.schedule().await {
             Ok((rev, entries)) => {
+                self.learn_opt_ins(handle).await;
                 self.state.desired = desired_from(entries);
                 self.metrics.set_scheduled(self.state.desired.len());
                 let watch = handle.watch_schedule(rev + 1);
@@ -380,6 +388,7 @@ impl<M: UnitManager> Agent<M> {
             };
             tracing::info!(unit = %name, %state, "adopting unit found in the units directory");
             self.state.dirty.insert(name.clone());
+            self.opt_unknown.insert(name.clone());
             self.current.insert(name, CurrentUnit { hash, state });
         }
         Ok(())
@@ -462,9 +471,22 @@ impl<M: UnitManager> Agent<M> {
             }
             match o.action {
                 Action::Unload { unit, .. } => {
+                    self.opted_in.remove(&unit);
+                    self.opt_unknown.remove(&unit);
                     self.current.remove(&unit);
                 }
                 Action::Load { unit, hash, .. } => {
+                    self.opt_unknown.remove(&unit);
+                    let opts_in = self
+                        .texts
+                        .get(&hash)
+                        .and_then(|t| UnitFile::parse(t).ok())
+                        .is_some_and(|f| Requirements::for_unit(&f, &unit).stop_on_etcd_loss);
+                    if opts_in {
+                        self.opted_in.insert(unit.clone());
+                    } else {
+                        self.opted_in.remove(&unit);
+                    }
                     self.current.insert(
                         unit,
                         CurrentUnit {
@@ -525,6 +547,72 @@ impl<M: UnitManager> Agent<M> {
                 }
             }
         }
+    }
+
+    /// Reads the texts of adopted units (one batched read) to learn which opted in to
+    /// `StopOnEtcdLoss`; retried at the next listing if etcd fails.
+    async fn learn_opt_ins(&mut self, handle: &AgentRegistry) {
+        if self.opt_unknown.is_empty() {
+            return;
+        }
+        let names: Vec<UnitName> = self.opt_unknown.iter().cloned().collect();
+        let Ok(records) = handle.units(&names).await else {
+            return;
+        };
+        for (unit, record) in names.into_iter().zip(records) {
+            let ours = self.current.get(&unit).map(|c| c.hash);
+            if let Some(r) = record.filter(|r| Some(r.hash) == ours)
+                && Requirements::for_unit(&r.file, &unit).stop_on_etcd_loss
+            {
+                self.opted_in.insert(unit.clone());
+            }
+            self.opt_unknown.remove(&unit);
+        }
+    }
+
+    /// Self-fencing (opt-in): the lease is lost, so the cluster may already run this
+    /// machine's units elsewhere. Units that opted in (`StopOnEtcdLoss=true`, or every
+    /// unit with fleet.conf `stop_on_etcd_loss`) are stopped, unless an etcd member
+    /// still answers here: then etcd itself is down or without quorum, an outage every
+    /// machine sees, in which no engine can move anything. They stay loaded; once the
+    /// machine registers again, the schedule starts them again or unloads them.
+    async fn self_fence(&mut self) {
+        let units: Vec<UnitName> = self
+            .current
+            .iter()
+            .filter(|(u, c)| {
+                c.state == TargetState::Launched
+                    && (self.config.stop_on_etcd_loss || self.opted_in.contains(*u))
+            })
+            .map(|(u, _)| u.clone())
+            .collect();
+        if units.is_empty() {
+            return;
+        }
+        if let Some(member) = reachable_member(self.registry.endpoints()).await {
+            self.metrics.self_fence_checked(0);
+            tracing::warn!(
+                units = units.len(),
+                %member,
+                "lost etcd for longer than agent_ttl, but etcd member {member} answers: an outage every machine sees; units with StopOnEtcdLoss keep running"
+            );
+            return;
+        }
+        tracing::warn!(
+            units = units.len(),
+            "lost etcd for longer than agent_ttl and no etcd member answers: stopping the units with StopOnEtcdLoss"
+        );
+        let actions: Vec<Action> = units
+            .into_iter()
+            .map(|unit| Action::Stop {
+                unit,
+                reason: Reason::EtcdLost,
+            })
+            .collect();
+        let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
+        let stopped = outcomes.iter().filter(|o| o.result.is_ok()).count();
+        self.apply_outcomes(outcomes);
+        self.metrics.self_fence_checked(stopped);
     }
 
     /// Publishes how many of this machine's published states say running.
@@ -634,6 +722,33 @@ pub fn fence_guard(ttl: std::time::Duration) -> std::time::Duration {
         std::time::Duration::from_millis(500),
         std::time::Duration::from_secs(2),
     )
+}
+
+/// The first etcd member (of fleetd's comma-separated endpoints) that accepts a TCP
+/// connection within a second; all are tried at once.
+async fn reachable_member(endpoints: &str) -> Option<String> {
+    let probes = endpoints.split(',').map(|e| {
+        let e = e.trim();
+        let host_port = e
+            .split_once("://")
+            .map_or(e, |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        async move {
+            let connect = tokio::net::TcpStream::connect(host_port.clone());
+            match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
+                Ok(Ok(_)) => Some(host_port),
+                _ => None,
+            }
+        }
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
 }
 
 /// systemd ACTIVE states that mean "started" for adoption.
