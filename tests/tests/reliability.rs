@@ -322,3 +322,107 @@ fn drain_moves_twenty_units_once_and_keeps_new_ones_away() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+const FENCED: &str = "[Unit]\nDescription=fenced %i\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nStopOnEtcdLoss=true\n";
+
+/// A machine cut off from the network: its `StopOnEtcdLoss` units stop there once its
+/// lease is lost (they run elsewhere by then), its other units keep running as in
+/// fleet; healed, it unloads what moved and every unit runs exactly once.
+#[test]
+fn a_cut_machine_stops_only_its_stop_on_etcd_loss_units() {
+    const TTL: u64 = 6;
+    let mut lab = boot("relfence", 3, TTL);
+    let dir = UnitDir::new(&[("hello@.service", SLEEPER), ("fenced@.service", FENCED)]);
+    let ctl = Fleetctl::etcd(&lab, dir.path());
+    let fenced: Vec<String> = (1..=6).map(|i| format!("fenced@{i}.service")).collect();
+    let plain = instances(6);
+    let all: Vec<String> = fenced.iter().chain(&plain).cloned().collect();
+    start_all(&ctl, &all);
+    let before = placement(&lab, &ctl);
+    let node = before["fenced@1.service"].0.clone();
+    let machine = lab
+        .machines()
+        .iter()
+        .find(|m| m.name == node)
+        .map(|m| m.machine_id.clone())
+        .unwrap();
+    let on_node = |units: &[String]| -> Vec<String> {
+        units
+            .iter()
+            .filter(|u| before[*u].0 == node)
+            .cloned()
+            .collect()
+    };
+    let (my_fenced, my_plain) = (on_node(&fenced), on_node(&plain));
+    assert!(
+        !my_plain.is_empty(),
+        "a plain unit on {node} too: {before:?}"
+    );
+
+    let cut = Instant::now();
+    lab.cut(&node).unwrap();
+    wait_until(
+        "the fenced units stopped on the cut machine",
+        Duration::from_secs(4 * TTL),
+        || active_on(&lab, &node, &my_fenced) == 0,
+    );
+    let stopped = cut.elapsed();
+    wait_until(
+        "every unit active elsewhere",
+        Duration::from_secs(4 * TTL),
+        || {
+            let rows = ctl.active();
+            all.iter()
+                .all(|u| rows.iter().any(|r| &r.unit == u && r.machine != machine))
+        },
+    );
+    let moved = cut.elapsed();
+    assert_eq!(
+        active_on(&lab, &node, &my_plain),
+        my_plain.len(),
+        "units without StopOnEtcdLoss keep running there (fleet's default)"
+    );
+    let rows = ctl.units();
+    let mut worst_overlap = f64::MIN;
+    for u in &my_fenced {
+        let new_node = node_of(&lab, &rows.iter().find(|r| &r.unit == u).unwrap().machine);
+        let overlap =
+            logged_at(&lab, &node, u, "Stopped") - logged_at(&lab, &new_node, u, "Started");
+        worst_overlap = worst_overlap.max(overlap);
+    }
+    eprintln!(
+        "cut (agent_ttl {TTL} s): {} StopOnEtcdLoss units stopped on the cut machine after {:.2} s, all units active elsewhere after {:.2} s; overlap {:.2} s (negative: a gap); {} plain units kept running there",
+        my_fenced.len(),
+        stopped.as_secs_f64(),
+        moved.as_secs_f64(),
+        worst_overlap,
+        my_plain.len()
+    );
+    assert!(
+        worst_overlap < TTL as f64 / 3.0 + 3.0,
+        "overlap {worst_overlap:.2} s beyond the documented bound"
+    );
+
+    lab.heal(&node).unwrap();
+    wait_until(
+        "healed machine back, moved units unloaded there",
+        Duration::from_secs(30),
+        || {
+            ctl.machines().len() == 3
+                && all.iter().all(|u| {
+                    systemctl(&lab, &node, &format!("show -p LoadState --value -- {u}"))
+                        == "not-found"
+                })
+        },
+    );
+    for u in &all {
+        let copies: usize = lab
+            .machines()
+            .iter()
+            .map(|m| active_on(&lab, &m.name, std::slice::from_ref(u)))
+            .sum();
+        assert_eq!(copies, 1, "{u} runs {copies} times");
+    }
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
