@@ -338,29 +338,31 @@ impl<M: UnitManager> Agent<M> {
     /// stops the units, before the engine can see the machine gone and place them
     /// elsewhere. Stopping a machine's units on purpose is `fleetctl drain`.
     pub async fn shutdown(mut self) {
-        let Some(handle) = self.handle.take() else {
-            return;
-        };
         let units: Vec<UnitName> = self.current.keys().cloned().collect();
         let asked = Instant::now();
-        let lease = handle.lease();
-        let ttl = match handle.renew().await {
-            Ok(granted) => granted,
-            Err(e) => {
-                // The lease may expire sooner than a TTL from now: the fence is then
-                // late by at most the time since the last renewal that succeeded.
-                tracing::warn!(error = %e, %lease, "cannot renew the agent's lease at shutdown");
-                self.config.ttl
-            }
+        let ttl = match self.handle.take() {
+            Some(handle) => match handle.renew().await {
+                Ok(granted) => granted,
+                Err(e) => {
+                    // The lease may expire sooner than a TTL from now: the fence is then
+                    // late by at most the time since the last renewal that succeeded.
+                    let lease = handle.lease();
+                    tracing::warn!(error = %e, %lease, "cannot renew the agent's lease at shutdown");
+                    self.config.ttl
+                }
+            },
+            // Never registered (etcd unreachable since start), yet the fence a previous
+            // fleetd armed was disarmed: arm one again, as late as a lease could live.
+            None => self.config.ttl,
         };
         let after = ttl
             .saturating_sub(fence_guard(ttl))
             .saturating_sub(asked.elapsed());
         let fence = fence_name(self.config.machine.id.as_str());
         match self.systemd.arm_fence(&fence, &units, after).await {
+            Ok(()) if units.is_empty() => {}
             Ok(()) => tracing::info!(
                 units = units.len(),
-                %lease,
                 "leaving this machine's units running for the next fleetd; they stop in {after:?} unless it comes back"
             ),
             Err(e) => tracing::error!(
