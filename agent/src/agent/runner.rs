@@ -231,7 +231,7 @@ impl<M: UnitManager> Agent<M> {
                 Err(e) => {
                     failures += 1;
                     self.metrics.registration_failed();
-                    let d = REGISTER_BACKOFF.delay(failures);
+                    let d = register_delay(failures, self.config.ttl, !self.own_leases.is_empty());
                     tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
                     if let Woke::Stop = self.wait(hints, stop, Instant::now() + d).await? {
                         return Ok(None);
@@ -716,6 +716,23 @@ fn desired_from(entries: Vec<ScheduleEntry>) -> BTreeMap<UnitName, DesiredUnit> 
         .collect()
 }
 
+/// The wait before the next registration attempt. While a lease of ours may still be
+/// alive (etcd extends leases when it regains a leader, e.g. after a quorum loss), the
+/// next attempt comes within a quarter of the TTL, so that the lease is taken back
+/// before it expires and the engine moves nothing; otherwise the usual backoff.
+fn register_delay(
+    failures: u32,
+    ttl: std::time::Duration,
+    holding_lease: bool,
+) -> std::time::Duration {
+    let d = REGISTER_BACKOFF.delay(failures);
+    if holding_lease {
+        d.min((ttl / 4).max(std::time::Duration::from_millis(100)))
+    } else {
+        d
+    }
+}
+
 /// How long before its lease can expire a stopped fleetd's fence stops the units:
 /// a fifth of the TTL, between 0.5 s and 2 s. The engine moves units only once the
 /// lease expired, so the old copies get their stop first.
@@ -761,6 +778,16 @@ fn is_running(active: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registration_retries_within_the_ttl_while_a_lease_may_live() {
+        use std::time::Duration;
+        let ttl = Duration::from_secs(3);
+        for failures in 1..10 {
+            assert!(register_delay(failures, ttl, true) <= Duration::from_millis(750));
+        }
+        assert!(register_delay(8, ttl, false) > Duration::from_secs(3));
+    }
 
     #[test]
     fn the_fence_fires_before_the_lease_can_expire() {
