@@ -39,6 +39,8 @@ pub struct Config {
     pub systemd_user: bool,
     /// Never campaign for the engine.
     pub disable_engine: bool,
+    /// Every unit on this machine opts in to `StopOnEtcdLoss` (not fleet's option).
+    pub stop_on_etcd_loss: bool,
     /// Overrides `/etc/machine-id` (several agents on one host in tests and benchmarks).
     pub machine_id: Option<String>,
     /// Where the machine id is read from when `machine_id` is not set.
@@ -84,6 +86,7 @@ impl Default for Config {
             units_directory: PathBuf::from("/run/fleet/units/"),
             systemd_user: false,
             disable_engine: false,
+            stop_on_etcd_loss: false,
             machine_id: None,
             machine_id_file: PathBuf::from("/etc/machine-id"),
             api_socket: Some(PathBuf::from("/var/run/fleet.sock")),
@@ -252,6 +255,10 @@ const OPTIONS: &[OptionSpec] = &[
     },
     flag("disable_engine", |c, v| {
         c.disable_engine = boolean(v)?;
+        Ok(())
+    }),
+    flag("stop_on_etcd_loss", |c, v| {
+        c.stop_on_etcd_loss = boolean(v)?;
         Ok(())
     }),
     OptionSpec {

@@ -1,9 +1,10 @@
 //! fleetd: runs the agent on every machine and the engine while it holds leadership.
 //!
-//! Signals: SIGTERM/SIGINT shut down gracefully as fleet did (every unit of this
-//! machine is unloaded, the machine leaves the cluster); SIGHUP reloads the
-//! configuration and restarts the components without stopping units. SIGKILL leaves
-//! units running; the next fleetd adopts them.
+//! Signals: SIGTERM/SIGINT stop fleetd and leave this machine's units running for the
+//! next fleetd, which adopts them (unlike fleet, which unloaded them); a fence timer
+//! stops them if no fleetd comes back before the machine's lease expires. SIGHUP
+//! reloads the configuration and restarts the components without stopping units.
+//! SIGKILL leaves units running; the next fleetd adopts them.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -150,7 +151,7 @@ async fn run_components(
                 return Err(e.into());
             }
             Stop::Terminate(sig) => {
-                tracing::info!("{sig}: shutting down, unloading this machine's units");
+                tracing::info!("{sig}: shutting down, leaving this machine's units running");
                 server.shutdown().await;
                 return Ok(());
             }

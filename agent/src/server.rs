@@ -1,6 +1,6 @@
 //! fleetd's top level: the agent on every machine and, unless `disable_engine`, the
 //! engine (which only acts while it holds leadership). Signals are the caller's: it
-//! cancels [`Server::run`] and then either purges ([`Server::shutdown`], SIGTERM) or
+//! cancels [`Server::run`] and then either stops ([`Server::shutdown`], SIGTERM) or
 //! drops the server and builds a new one from a reloaded configuration (SIGHUP),
 //! which adopts the running units and takes the machine's lease back.
 
@@ -222,8 +222,8 @@ impl<M: UnitManager> Server<M> {
         engine
     }
 
-    /// Graceful shutdown as fleet: unloads (stops) every unit of this machine and
-    /// removes the machine from the cluster; bounded by [`SHUTDOWN_TIMEOUT`].
+    /// Graceful stop: this machine's units keep running for the next fleetd, which
+    /// disarms the fence armed here; bounded by [`SHUTDOWN_TIMEOUT`].
     pub async fn shutdown(self) {
         if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.agent.shutdown())
             .await

@@ -332,12 +332,13 @@ async fn duplicate_machine_id_does_not_steal_the_registration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_unloads_everything_and_leaves_the_cluster() {
+async fn graceful_shutdown_leaves_units_running_for_the_next_fleetd() {
     let etcd = EtcdServer::start().unwrap();
     let reg = registry(&etcd).await;
     let dir = tempfile::tempdir().unwrap();
+    let lease_file = dir.path().join("m1.lease");
     let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    let agent = spawn(&reg, &sd, config("m1", &lease_file));
     schedule(
         &reg,
         "m1",
@@ -346,11 +347,23 @@ async fn graceful_shutdown_unloads_everything_and_leaves_the_cluster() {
     )
     .await;
     wait_for("launched", || launched_here(&reg, &["a.service"], "m1")).await;
-    agent.stop().await.shutdown().await;
-    assert_eq!(sd_state(&sd, "a.service").await.load, "not-found");
-    assert!(reg.list_machines().await.unwrap().is_empty());
-    assert!(reg.list_states().await.unwrap().is_empty());
-    assert!(!dir.path().join("m1.lease").exists());
+    let first = agent.stop().await;
+    let lease = first.lease();
+    first.shutdown().await;
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
+    assert_eq!(reg.list_machines().await.unwrap().len(), 1, "still present");
+    assert!(lease_file.exists(), "the lease is kept for the next fleetd");
+    let starts = sd.call_counts().start_unit;
+
+    let next = spawn(&reg, &sd, config("m1", &lease_file));
+    wait_for("the next fleetd registered", || async {
+        next.metrics.registration_failures() == 0 && launched_here(&reg, &["a.service"], "m1").await
+    })
+    .await;
+    let next = next.stop().await;
+    assert_eq!(next.lease(), lease, "the same lease, taken back");
+    assert_eq!(sd.call_counts().start_unit, starts, "nothing restarted");
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,5 +409,94 @@ async fn etcd_outage_keeps_units_running_and_converges_after() {
         sd_state(&sd, "a.service").await.load == "not-found"
     })
     .await;
+    agent.stop().await;
+}
+
+/// `StopOnEtcdLoss=true`: once the machine lost etcd for longer than its TTL and no
+/// etcd member answers, the unit is stopped (the others keep running); when etcd is
+/// back and the unit is still scheduled here, it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_on_etcd_loss_stops_only_units_that_opted_in() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let mut cfg = config("m1", &dir.path().join("m1.lease"));
+    let (registered, mut registered_rx) = tokio::sync::watch::channel(false);
+    cfg.registered = Some(Arc::new(registered));
+    let agent = spawn(&reg, &sd, cfg);
+    let fenced =
+        UnitFile::parse("[Service]\nExecStart=/bin/sleep 1000\n\n[X-Fleet]\nStopOnEtcdLoss=true\n")
+            .unwrap();
+    schedule(
+        &reg,
+        "m1",
+        &[("a.service", unit("a")), ("f.service", fenced)],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("launched", || {
+        launched_here(&reg, &["a.service", "f.service"], "m1")
+    })
+    .await;
+
+    etcd.kill();
+    tokio::time::timeout(DEADLINE, registered_rx.wait_for(|r| !*r))
+        .await
+        .expect("lease loss noticed")
+        .unwrap();
+    wait_for("f stopped", || async {
+        sd_state(&sd, "f.service").await.active == "inactive"
+    })
+    .await;
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
+    assert_eq!(
+        sd_state(&sd, "f.service").await.load,
+        "loaded",
+        "kept loaded"
+    );
+
+    etcd.restart().unwrap();
+    wait_for("f runs again", || async {
+        sd_state(&sd, "f.service").await.active == "active"
+    })
+    .await;
+    agent.stop().await;
+}
+
+/// An etcd outage every machine sees (quorum lost, a member still answers) stops no
+/// `StopOnEtcdLoss` unit: no engine can move anything meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_on_etcd_loss_spares_units_when_etcd_itself_is_down() {
+    let mut cluster = fleet_testkit::EtcdCluster::start(&Default::default(), 3).unwrap();
+    let mut cfg = RegistryConfig::new(String::new())
+        .with_prefix("/agent-test/")
+        .with_timeout(Duration::from_secs(1));
+    cfg.endpoints = cluster.members().iter().map(|m| m.client_url()).collect();
+    let reg = Registry::connect(cfg).await.expect("registry connects");
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let mut cfg = config("m1", &dir.path().join("m1.lease"));
+    cfg.stop_on_etcd_loss = true;
+    let agent = spawn(&reg, &sd, cfg);
+    schedule(
+        &reg,
+        "m1",
+        &[("a.service", unit("a"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("launched", || launched_here(&reg, &["a.service"], "m1")).await;
+
+    // Two of three members gone: no quorum, but the third answers.
+    for i in 0..2 {
+        cluster.member_mut(i).unwrap().kill();
+    }
+    wait_for("the agent decided", || async {
+        agent.metrics.self_fence_checks() == 1
+    })
+    .await;
+    assert_eq!(agent.metrics.self_fenced_units(), 0);
+    assert_eq!(sd_state(&sd, "a.service").await.active, "active");
     agent.stop().await;
 }

@@ -476,3 +476,50 @@ async fn one_refused_unit_fails_alone_and_the_batch_proceeds() {
         assert!(!systemd.units_directory().join(u.as_str()).exists());
     }
 }
+
+/// The fence a stopping fleetd arms: systemd itself stops the units when it fires; a
+/// disarmed fence stops nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_stops_units_unless_disarmed() {
+    let systemd = PrivateSystemd::start();
+    let m = systemd.connect().await;
+    let mut hints = m.subscribe().await.unwrap();
+    let fenced = unique_unit("fenced");
+    let spared = unique_unit("spared");
+    m.write_units(&[(fenced.clone(), sleeper()), (spared.clone(), sleeper())])
+        .await
+        .unwrap();
+    m.reload().await.unwrap();
+    m.start(&fenced).await.unwrap();
+    m.start(&spared).await.unwrap();
+    let running = st("loaded", "active", "running");
+    let both = [fenced.clone(), spared.clone()];
+    wait_for(&m, &mut hints, &both, &running).await;
+
+    // Armed to fire after 1 s, disarmed at once: the next fleetd came back.
+    m.arm_fence(
+        "fleet-fence-m1",
+        std::slice::from_ref(&spared),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.disarm_fences("fleet-fence-m1").await.unwrap(), 1);
+    assert_eq!(m.disarm_fences("fleet-fence-m1").await.unwrap(), 0);
+
+    let armed = Instant::now();
+    m.arm_fence(
+        "fleet-fence-m2",
+        std::slice::from_ref(&fenced),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let dead = st("loaded", "inactive", "dead");
+    wait_for(&m, &mut hints, std::slice::from_ref(&fenced), &dead).await;
+    let fired = armed.elapsed();
+    assert!(fired >= Duration::from_secs(2), "fired early: {fired:?}");
+    assert!(fired < Duration::from_secs(4), "fired late: {fired:?}");
+    // The disarmed fence would have fired a second before this one.
+    assert_eq!(state_of(&m, &spared).await, running);
+}

@@ -214,10 +214,12 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
         }
         return match method {
             "GetUnit" | "GetUnits" | "Snapshot" | "ListMachines" | "ListStates" | "WatchStates"
-            | "Journal" | "Status" => (Role::Viewer, String::new()),
+            | "Journal" | "Status" | "ListDrained" => (Role::Viewer, String::new()),
             "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
             "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
             "DestroyUnit" => (Role::Operator, "destroy units".into()),
+            // Machines are the whole cluster's, not one team's: admin only.
+            "DrainMachine" | "UndrainMachine" => (Role::Admin, "drain or undrain machines".into()),
             other => (Role::Admin, format!("call {other}")),
         };
     }

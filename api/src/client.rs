@@ -2,6 +2,7 @@
 //! to a unix socket, TCP (optionally TLS/mTLS), or through a command's stdin/stdout
 //! (an SSH tunnel), and returns core types.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -508,6 +509,40 @@ impl ApiClient {
             )
             .await?;
         Ok(resp.existed)
+    }
+
+    /// Drains `machine` (`fleetctl drain`); true if it was not drained before.
+    pub async fn drain_machine(&self, machine: &MachineId) -> Result<bool, ApiError> {
+        let mut c = self.inner.clone();
+        let req = pb::DrainMachineRequest {
+            machine: machine.to_string(),
+        };
+        let resp = self.bounded("DrainMachine", c.drain_machine(req)).await?;
+        Ok(resp.changed)
+    }
+
+    /// Ends a drain (`fleetctl undrain`); true if `machine` was drained.
+    pub async fn undrain_machine(&self, machine: &MachineId) -> Result<bool, ApiError> {
+        let mut c = self.inner.clone();
+        let req = pb::DrainMachineRequest {
+            machine: machine.to_string(),
+        };
+        let resp = self
+            .bounded("UndrainMachine", c.undrain_machine(req))
+            .await?;
+        Ok(resp.changed)
+    }
+
+    /// Every drained machine id.
+    pub async fn drained_machines(&self) -> Result<BTreeSet<MachineId>, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = self
+            .bounded("ListDrained", c.list_drained(pb::ListDrainedRequest {}))
+            .await?;
+        resp.machines
+            .iter()
+            .map(|m| convert::machine_id(m).map_err(ApiError::from))
+            .collect()
     }
 
     /// The whole cluster at one revision, received in pages.

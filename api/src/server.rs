@@ -288,6 +288,49 @@ impl Fleet for FleetService {
         Ok(Response::new(pb::DestroyUnitResponse { existed }))
     }
 
+    async fn drain_machine(
+        &self,
+        req: Request<pb::DrainMachineRequest>,
+    ) -> Result<Response<pb::DrainMachineResponse>, Status> {
+        let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
+        let changed = self
+            .ctx
+            .registry
+            .drain_machine(&machine)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::DrainMachineResponse { changed }))
+    }
+
+    async fn undrain_machine(
+        &self,
+        req: Request<pb::DrainMachineRequest>,
+    ) -> Result<Response<pb::DrainMachineResponse>, Status> {
+        let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
+        let changed = self
+            .ctx
+            .registry
+            .undrain_machine(&machine)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::DrainMachineResponse { changed }))
+    }
+
+    async fn list_drained(
+        &self,
+        _req: Request<pb::ListDrainedRequest>,
+    ) -> Result<Response<pb::ListDrainedResponse>, Status> {
+        let drained = self
+            .ctx
+            .registry
+            .drained_machines()
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::ListDrainedResponse {
+            machines: drained.iter().map(|m| m.to_string()).collect(),
+        }))
+    }
+
     type SnapshotStream = BoxStream<pb::SnapshotPage>;
 
     async fn snapshot(

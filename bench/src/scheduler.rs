@@ -163,6 +163,7 @@ fn cluster(args: &Args) -> Result<ClusterView> {
         machines,
         units,
         placements: Vec::new(),
+        drained: Default::default(),
     })
 }
 

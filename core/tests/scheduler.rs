@@ -82,6 +82,7 @@ fn view(machines: Vec<Machine>, units: Vec<UnitSpec>, placed: &[(&str, &str)]) -
             .iter()
             .map(|(u, m)| (UnitName::parse(u).unwrap(), MachineId::new(m).unwrap()))
             .collect(),
+        drained: Default::default(),
     }
 }
 
@@ -732,4 +733,66 @@ fn replacer_never_displaces_its_machine_of_chain_even_transitively() {
         &[],
     );
     assert!(p.unplace.is_empty(), "{:?}", p.unplace);
+}
+
+/// `fleetctl drain`: a drained machine keeps nothing and gets nothing; its units move
+/// (followers with their target, conflicts honoured), globals leave it, and the others
+/// stay where they are.
+#[test]
+fn a_drained_machine_keeps_and_gets_nothing() {
+    let mut v = view(
+        vec![machine("m1", &[]), machine("m2", &[]), machine("m3", &[])],
+        vec![
+            unit("a.service").conflicts(&["b.service"]),
+            unit("b.service"),
+            unit("c.service").machine_of("a.service"),
+            unit("d.service"),
+            unit("g.service").global(),
+        ],
+        &[
+            ("a.service", "m1"),
+            ("c.service", "m1"),
+            ("b.service", "m2"),
+            ("d.service", "m3"),
+            ("g.service", "m1"),
+            ("g.service", "m2"),
+            ("g.service", "m3"),
+        ],
+    );
+    v.drained.insert(MachineId::new("m1").unwrap());
+    let p = check(
+        &v,
+        &[("a.service", "m3"), ("c.service", "m3")],
+        &[
+            ("b.service", "m2"),
+            ("d.service", "m3"),
+            ("g.service", "m2"),
+            ("g.service", "m3"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        unplaced(&p),
+        vec![
+            ("a.service".into(), "m1".into(), UnplaceReason::Drained),
+            ("c.service".into(), "m1".into(), UnplaceReason::Drained),
+            ("g.service".into(), "m1".into(), UnplaceReason::Drained),
+        ]
+    );
+    assert_eq!(UnplaceReason::Drained.to_string(), "machine drained");
+
+    // Every machine drained: nothing runs, and the reason says so.
+    v.drained
+        .extend(["m2", "m3"].map(|m| MachineId::new(m).unwrap()));
+    let p = plan(&v);
+    assert!(p.place.is_empty() && p.keep.is_empty(), "{p:?}");
+    let why: BTreeMap<String, String> = p
+        .unplaceable
+        .iter()
+        .map(|(u, w)| (u.to_string(), w.clone()))
+        .collect();
+    assert_eq!(
+        why["d.service"],
+        "on all 3 eligible machines, e.g. m1, the machine is drained"
+    );
 }

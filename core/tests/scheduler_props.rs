@@ -107,6 +107,7 @@ fn cluster() -> impl Strategy<Value = ClusterView> {
                 )
             })
             .collect(),
+        drained: Default::default(),
     })
 }
 

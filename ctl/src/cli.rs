@@ -360,6 +360,18 @@ pub enum Command {
         #[command(flatten)]
         full: FullFlag,
     },
+    /// Move every unit off a machine and keep new ones away, until undrain.
+    Drain {
+        /// The machine (an id or a unique prefix of one).
+        #[arg(value_name = "MACHINE", add = crate::completion::machine_ids())]
+        machine: String,
+    },
+    /// Let a drained machine take units again.
+    Undrain {
+        /// The machine (an id or a unique prefix of one).
+        #[arg(value_name = "MACHINE", add = crate::completion::machine_ids())]
+        machine: String,
+    },
     /// Enumerate the current hosts in the cluster.
     ListMachines {
         #[command(flatten)]
@@ -492,7 +504,7 @@ pub const LIST_UNIT_FILES_FIELDS: (&[&str], &[&str]) = (
     &["unit", "hash", "dstate", "state", "target"],
 );
 pub const LIST_MACHINES_FIELDS: (&[&str], &[&str]) = (
-    &["machine", "ip", "metadata"],
+    &["machine", "ip", "metadata", "drained"],
     &["machine", "ip", "metadata"],
 );
 
@@ -601,6 +613,28 @@ EXAMPLES:
     fleetctl destroy foo.service
   Destroy all instances started from a directory:
     fleetctl destroy myservice/*"
+            .to_string(),
+        "drain" => "\
+DESCRIPTION:
+  Drain a machine: the engine moves every unit off it, honouring the units' rules
+  (MachineOf=, Conflicts=, metadata), and places no unit there until `fleetctl undrain`.
+  Global units stop there too. fleetd keeps running on the machine, and the drain
+  outlives it leaving and coming back. `list-machines --fields=machine,ip,drained`
+  shows drained machines. fleetctl does not wait for the units to move: `list-units`
+  shows them arriving elsewhere.
+
+EXAMPLES:
+  fleetctl drain 2c4b1e8a
+  fleetctl undrain 2c4b1e8a"
+            .to_string(),
+        "undrain" => "\
+DESCRIPTION:
+  End a drain: the machine takes units again. Units that moved away stay where they
+  are (nothing moves without a reason); new units and units without a machine may be
+  placed there.
+
+EXAMPLES:
+  fleetctl undrain 2c4b1e8a"
             .to_string(),
         "cat" => "\
 DESCRIPTION:
@@ -785,6 +819,8 @@ pub fn command() -> clap::Command {
         "list-unit-files",
         "list-units",
         "list-machines",
+        "drain",
+        "undrain",
         "status",
         "restart",
         "journal",

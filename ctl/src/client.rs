@@ -91,6 +91,11 @@ pub trait Cluster: Send + Sync {
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch>;
     /// The API that answers journal/status for a unit on `machine`.
     fn api_for<'a>(&'a self, machine: &'a MachineId, how: &'a Forwarding) -> Op<'a, ApiClient>;
+    /// `fleetctl drain`: true if the machine was not drained before.
+    fn drain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool>;
+    /// `fleetctl undrain`: true if the machine was drained.
+    fn undrain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool>;
+    fn drained_machines(&self) -> Op<'_, BTreeSet<MachineId>>;
 }
 
 /// The cluster as the connected driver reaches it. Cheap to clone.
@@ -159,6 +164,19 @@ impl Cluster for Registry {
     }
     fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
         logged(self, "ListStatesAt", Registry::list_states_at(self))
+    }
+    fn drain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool> {
+        logged(self, "DrainMachine", Registry::drain_machine(self, machine))
+    }
+    fn undrain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool> {
+        logged(
+            self,
+            "UndrainMachine",
+            Registry::undrain_machine(self, machine),
+        )
+    }
+    fn drained_machines(&self) -> Op<'_, BTreeSet<MachineId>> {
+        logged(self, "ListDrained", Registry::drained_machines(self))
     }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         let watch = self.watch_prefix(self.keys().states(), from_revision);
@@ -229,6 +247,15 @@ impl Cluster for ApiClient {
     }
     fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
         Box::pin(async move { Ok(ApiClient::list_states_at(self).await?) })
+    }
+    fn drain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool> {
+        Box::pin(async move { Ok(ApiClient::drain_machine(self, machine).await?) })
+    }
+    fn undrain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool> {
+        Box::pin(async move { Ok(ApiClient::undrain_machine(self, machine).await?) })
+    }
+    fn drained_machines(&self) -> Op<'_, BTreeSet<MachineId>> {
+        Box::pin(async move { Ok(ApiClient::drained_machines(self).await?) })
     }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         Box::pin(async move {

@@ -873,7 +873,9 @@ fn json_output_through_both_drivers() {
         );
         assert_eq!(
             lines(c.ok(d, &["list-machines", "-o", "json"])),
-            [serde_json::json!({"machine_id": "m1", "ip": "10.9.8.7", "metadata": {}})],
+            [
+                serde_json::json!({"machine_id": "m1", "ip": "10.9.8.7", "metadata": {}, "drained": false})
+            ],
             "{d:?}"
         );
         let files = lines(c.ok(d, &["list-unit-files", "-o", "json"]));
@@ -901,6 +903,43 @@ fn json_output_through_both_drivers() {
             c.fails(d, &["status", "-o", "json", "nope.service"]),
             "Unit nope.service does not exist.\n"
         );
+    }
+}
+
+#[test]
+fn drain_and_undrain_through_both_drivers() {
+    let c = Cluster::new();
+    let drained = |d: Driver| {
+        c.ok(
+            d,
+            &[
+                "list-machines",
+                "--no-legend",
+                "--full",
+                "--fields=machine,drained",
+            ],
+        )
+    };
+    for d in BOTH {
+        assert_eq!(drained(d), "m1\t-\n", "{d:?}");
+        assert_eq!(
+            c.ok(d, &["drain", "m"]),
+            "Machine m1 drained: its units move to other machines\n"
+        );
+        assert_eq!(c.ok(d, &["drain", "m1"]), "Machine m1 is already drained\n");
+        assert_eq!(drained(d), "m1\tdrained\n", "{d:?}");
+        assert_eq!(
+            c.ok(d, &["list-machines", "--no-legend", "--full"]),
+            "m1\t10.9.8.7\t-\n",
+            "fleet's default columns are unchanged"
+        );
+        assert_eq!(c.fails(d, &["drain", "m2"]), "Machine m2 does not exist\n");
+        assert_eq!(
+            c.ok(d, &["undrain", "m1"]),
+            "Machine m1 undrained: it takes units again\n"
+        );
+        assert_eq!(c.ok(d, &["undrain", "m1"]), "Machine m1 is not drained\n");
+        assert_eq!(drained(d), "m1\t-\n", "{d:?}");
     }
 }
 

@@ -521,7 +521,7 @@ fn help_describes_each_command_apart_from_global_flags() {
     ));
     assert!(
         bare_ok(&["list-machines", "--help"])
-            .contains("Valid fields: machine,ip,metadata. Default: machine,ip,metadata")
+            .contains("Valid fields: machine,ip,metadata,drained. Default: machine,ip,metadata")
     );
     // ssh/tunnel tips.
     for command in ["ssh", "status", "journal"] {

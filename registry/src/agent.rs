@@ -228,6 +228,25 @@ impl AgentRegistry {
         Ok(())
     }
 
+    /// Renews the lease once, now, and returns the TTL etcd granted: the lease lives at
+    /// least that long from the moment this call was made. A fleetd stopping without
+    /// revoking uses it to know how long its machine stays present.
+    pub async fn renew(&self) -> Result<Duration, RegistryError> {
+        let lease = self.lease.0;
+        let answer = self
+            .reg
+            .call("keep lease alive", |mut c| async move {
+                let (mut keeper, mut stream) = c.client.lease_keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                stream.message().await
+            })
+            .await?;
+        match answer {
+            Some(r) if r.ttl() > 0 => Ok(Duration::from_secs(r.ttl().unsigned_abs())),
+            _ => Err(RegistryError::LeaseLost(self.lease)),
+        }
+    }
+
     /// Revokes the lease now (clean shutdown): the machine key and every state
     /// record go with it.
     pub async fn revoke(self) -> Result<(), RegistryError> {

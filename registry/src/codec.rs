@@ -291,7 +291,7 @@ pub fn fuzz_check(keys: &Keys, key: &[u8], value: &[u8]) -> bool {
                 let r = decode_unplaced(value);
                 assert_eq!(decode_unplaced(&encode_unplaced(&r)), r);
             }
-            RegistryKey::Leader => {}
+            RegistryKey::Leader | RegistryKey::Drain(_) => {}
         }
         Ok(())
     })();

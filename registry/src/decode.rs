@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use etcd_client::KeyValue;
-use fleet_core::{TargetState, UnitName};
+use fleet_core::{MachineId, TargetState, UnitName};
 
 use crate::codec;
 use crate::error::RegistryError;
@@ -168,6 +168,30 @@ pub(crate) fn unplaced(
     for kv in kvs {
         if let Some(RegistryKey::Unplaced(n)) = parse(keys, kv, skipped) {
             out.insert(n, codec::decode_unplaced(kv.value()));
+        }
+    }
+    out
+}
+
+/// The machine ids of `drain/` keys (a drain's whole record is its key).
+pub(crate) fn drained(
+    keys: &Keys,
+    kvs: &[KeyValue],
+    skipped: &mut Vec<Skipped>,
+) -> BTreeSet<MachineId> {
+    let mut out = BTreeSet::new();
+    for kv in kvs {
+        match parse(keys, kv, skipped) {
+            Some(RegistryKey::Drain(m)) => {
+                out.insert(m);
+            }
+            Some(_) => skip(
+                skipped,
+                kv,
+                None,
+                RegistryError::corrupt(kv.key(), "not a drain key"),
+            ),
+            None => {}
         }
     }
     out

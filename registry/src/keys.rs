@@ -10,6 +10,7 @@
 //! | `state/<name>/<machine-id>` | systemd state, on the agent's lease |
 //! | `unplaced/<name>` | why the engine could not place the unit |
 //! | `leader` | the engine's election name |
+//! | `drain/<machine-id>` | present while an operator drained the machine (empty value) |
 
 use fleet_core::{MachineId, UnitName};
 
@@ -34,6 +35,8 @@ pub enum RegistryKey {
     Unplaced(UnitName),
     /// The election's keys (`leader/<lease>`), whoever campaigns.
     Leader,
+    /// A drained machine (`drain/<id>`), see `drain`.
+    Drain(MachineId),
 }
 
 impl Keys {
@@ -107,6 +110,14 @@ impl Keys {
     pub fn unplaced_all(&self) -> String {
         format!("{}unplaced/", self.prefix)
     }
+    /// Present while the machine is drained (`fleetctl drain`): no lease, so a drain
+    /// outlives the machine's registration.
+    pub fn drain(&self, m: &MachineId) -> String {
+        format!("{}drain/{m}", self.prefix)
+    }
+    pub fn drains(&self) -> String {
+        format!("{}drain/", self.prefix)
+    }
     /// The election name the engine campaigns on.
     pub fn leader(&self) -> String {
         format!("{}leader", self.prefix)
@@ -149,6 +160,7 @@ impl Keys {
             },
             "unplaced" => RegistryKey::Unplaced(unit(tail)?),
             "leader" => RegistryKey::Leader,
+            "drain" => RegistryKey::Drain(machine(tail)?),
             _ => return Ok(None),
         }))
     }
@@ -183,6 +195,7 @@ mod tests {
             (k.state(&n, &m), RegistryKey::State(n.clone(), m.clone())),
             (k.unplaced(&n), RegistryKey::Unplaced(n.clone())),
             (format!("{}/abcd", k.leader()), RegistryKey::Leader),
+            (k.drain(&m), RegistryKey::Drain(m.clone())),
         ];
         for (key, want) in cases {
             assert_eq!(k.parse(key.as_bytes()).unwrap(), Some(want), "{key}");

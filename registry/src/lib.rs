@@ -20,6 +20,7 @@ mod codec;
 pub use codec::fuzz_check;
 pub mod config;
 mod decode;
+mod drain;
 mod election;
 mod endpoints;
 pub mod error;

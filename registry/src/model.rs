@@ -1,6 +1,6 @@
 //! The typed records the registry reads and writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
@@ -105,6 +105,8 @@ pub struct ClusterSnapshot {
     pub states: Vec<UnitStateRecord>,
     /// Why the engine could not place a unit.
     pub unplaced: BTreeMap<UnitName, String>,
+    /// Machines an operator drained (`drain/`), live or not.
+    pub drained: BTreeSet<MachineId>,
     /// Keys left out because their values could not be decoded, in key order.
     pub skipped: Vec<Skipped>,
 }

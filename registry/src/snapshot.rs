@@ -31,13 +31,14 @@ impl Registry {
             k.machines(),
             k.schedules(),
             k.unplaced_all(),
+            k.drains(),
         ];
         if with_states {
             prefixes.push(k.states());
         }
         let (revision, g) = self.get_prefixes(op, prefixes).await?;
-        let (ranges, states) = g.split_at(g.len().min(5));
-        let [units, jobs, machines, schedule, unplaced] = ranges else {
+        let (ranges, states) = g.split_at(g.len().min(6));
+        let [units, jobs, machines, schedule, unplaced, drains] = ranges else {
             return Err(RegistryError::corrupt(
                 k.prefix().as_bytes(),
                 "snapshot txn returned an unexpected number of ranges",
@@ -55,6 +56,7 @@ impl Registry {
                 None => Vec::new(),
             },
             unplaced: decode::unplaced(k, unplaced.kvs(), s),
+            drained: decode::drained(k, drains.kvs(), s),
             skipped: Vec::new(),
         };
         skipped.sort_by(|a, b| a.key.cmp(&b.key));

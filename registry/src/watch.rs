@@ -39,6 +39,8 @@ pub enum Change {
     Unplaced(String),
     /// The election's keys changed hands.
     Leader,
+    /// A machine was drained (a delete is an undrain).
+    Drained,
 }
 
 /// One change under the watched prefix.
@@ -294,6 +296,7 @@ fn decode_event(keys: &Keys, ty: EventType, kv: &etcd_client::KeyValue) -> Optio
         }
         RegistryKey::Unplaced(_) => Ok(Change::Unplaced(codec::decode_unplaced(v))),
         RegistryKey::Leader => Ok(Change::Leader),
+        RegistryKey::Drain(_) => Ok(Change::Drained),
     };
     Some(match change {
         Ok(change) => WatchEvent::Put {

@@ -424,7 +424,7 @@ fn global_units_run_on_every_machine() {
 }
 
 #[test]
-fn sighup_reloads_without_restarting_units_and_sigterm_unloads_them() {
+fn sighup_reloads_without_restarting_units_and_sigterm_fences_them() {
     let lab = boot_fleet("agentsignals", 2);
     let units = instances(1..=4);
     let mut args = vec!["start"];
@@ -458,13 +458,19 @@ fn sighup_reloads_without_restarting_units_and_sigterm_unloads_them() {
     }
     assert!(machines_listed(&lab).contains_key(&machine));
 
-    // SIGTERM (systemctl stop fleet): fleet unloads this machine's units and leaves;
-    // the engine places them on the other machine.
+    // SIGTERM (systemctl stop fleet): the units keep running until the fence fleetd
+    // armed fires, before the lease expires; then the engine places them on the other
+    // machine.
     sh(&lab, &node, "systemctl stop fleet.service");
     assert_eq!(
         active_on(&lab, &node, &mine),
-        0,
-        "units stopped with fleetd"
+        mine.len(),
+        "units keep running when fleetd stops"
+    );
+    wait_until(
+        "units fenced",
+        Duration::from_secs(AGENT_TTL_SECS + 2),
+        || active_on(&lab, &node, &mine) == 0,
     );
     wait_until("machine left, units moved", Duration::from_secs(10), || {
         let rows = list_units(&lab);

@@ -18,6 +18,8 @@ struct Counters {
     scheduled: AtomicU64,
     reported_active: AtomicU64,
     registration_failures: AtomicU64,
+    self_fence_checks: AtomicU64,
+    self_fenced_units: AtomicU64,
 }
 
 impl AgentMetrics {
@@ -49,6 +51,23 @@ impl AgentMetrics {
     /// Registrations refused or failed so far (e.g. the machine id is taken).
     pub fn registration_failures(&self) -> u64 {
         self.0.registration_failures.load(Ordering::Relaxed)
+    }
+
+    /// Times the agent decided whether to stop its `StopOnEtcdLoss` units after losing
+    /// etcd, and how many units it stopped so.
+    pub fn self_fence_checks(&self) -> u64 {
+        self.0.self_fence_checks.load(Ordering::Relaxed)
+    }
+
+    pub fn self_fenced_units(&self) -> u64 {
+        self.0.self_fenced_units.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn self_fence_checked(&self, stopped: usize) {
+        self.0
+            .self_fenced_units
+            .fetch_add(stopped as u64, Ordering::Relaxed);
+        self.0.self_fence_checks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn registration_failed(&self) {

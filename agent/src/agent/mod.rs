@@ -51,6 +51,8 @@ pub struct AgentConfig {
     /// Told `true` while the machine is registered, `false` otherwise (the API refuses
     /// calls meanwhile, as fleet's did).
     pub registered: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
+    /// Every unit here opts in to `StopOnEtcdLoss` (fleet.conf `stop_on_etcd_loss`).
+    pub stop_on_etcd_loss: bool,
 }
 
 impl AgentConfig {
@@ -65,6 +67,7 @@ impl AgentConfig {
             state_batch: Duration::from_millis(50),
             resync_interval: Duration::from_secs(60),
             registered: None,
+            stop_on_etcd_loss: false,
         }
     }
 
@@ -72,6 +75,7 @@ impl AgentConfig {
     pub fn from_config(config: &Config, machine: Machine) -> Self {
         let mut c = AgentConfig::new(machine, config.agent_ttl);
         c.lease_file = Some(lease_file_for(&config.units_directory, &c.machine));
+        c.stop_on_etcd_loss = config.stop_on_etcd_loss;
         c
     }
 }

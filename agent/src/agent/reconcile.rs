@@ -31,9 +31,11 @@ pub enum Reason {
     LoadedButHashDiffers,
     LoadedDesiredStateLaunched,
     LaunchedDesiredStateLoaded,
-    PurgingAgent,
     /// A load or unload happened in this batch.
     UnitFilesChanged,
+    /// The machine lost etcd for longer than `agent_ttl` and the unit opted in to
+    /// `StopOnEtcdLoss`.
+    EtcdLost,
 }
 
 impl fmt::Display for Reason {
@@ -48,8 +50,8 @@ impl fmt::Display for Reason {
             Reason::LaunchedDesiredStateLoaded => {
                 "unit currently launched but desired state is loaded"
             }
-            Reason::PurgingAgent => "purging agent",
             Reason::UnitFilesChanged => "unit files changed",
+            Reason::EtcdLost => "machine lost etcd (StopOnEtcdLoss)",
         })
     }
 }
@@ -154,24 +156,6 @@ pub fn plan(
         .iter()
         .any(|a| matches!(a, Action::Load { .. } | Action::Unload { .. }))
     {
-        actions.push(Action::DaemonReload {
-            reason: Reason::UnitFilesChanged,
-        });
-    }
-    actions.sort();
-    actions
-}
-
-/// Everything this agent runs goes: graceful shutdown (fleet unloads every unit).
-pub fn plan_purge(current: &BTreeMap<UnitName, CurrentUnit>) -> Vec<Action> {
-    let mut actions: Vec<Action> = current
-        .keys()
-        .map(|unit| Action::Unload {
-            unit: unit.clone(),
-            reason: Reason::PurgingAgent,
-        })
-        .collect();
-    if !actions.is_empty() {
         actions.push(Action::DaemonReload {
             reason: Reason::UnitFilesChanged,
         });

@@ -1,6 +1,6 @@
 //! Keeping the agent's lease id across restarts of fleetd.
 //!
-//! A restarted fleetd (crash, SIGKILL, SIGHUP) finds its previous lease id in a small
+//! A restarted fleetd (SIGTERM, crash, SIGKILL, SIGHUP) finds its previous lease id in a small
 //! file and takes that lease back while it is alive (see
 //! `fleet_registry::Registry::register_agent`): the machine key never vanishes, so the
 //! engine does not move this machine's units during the restart.
@@ -27,9 +27,4 @@ pub fn write_lease_file(path: &Path, lease: LeaseId) {
     if let Err(e) = write() {
         tracing::warn!(path = %path.display(), error = %e, "cannot save the agent's lease id");
     }
-}
-
-/// Forgets the saved lease (graceful shutdown revoked it).
-pub fn remove_lease_file(path: &Path) {
-    let _ = std::fs::remove_file(path);
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::pending;
 use std::sync::Arc;
 
-use fleet_core::{Machine, TargetState, UnitHash, UnitName};
+use fleet_core::{Machine, Requirements, TargetState, UnitFile, UnitHash, UnitName};
 use fleet_registry::{
     AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, Registry, RegistryError, RegistryWatch,
     ScheduleEntry, UnitStateRecord, WatchEvent,
@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::events::{Effects, Event, LoopState, Timing};
 use crate::agent::execute::{Outcome, execute};
-use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, plan, plan_purge};
+use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, Reason, plan};
 use crate::agent::registration;
 use crate::agent::{AgentConfig, AgentMetrics};
-use crate::systemd::{StateChanged, SystemdError, UnitManager};
+use crate::systemd::{StateChanged, SystemdError, UnitManager, fence_name};
 
 /// Why the agent stopped on its own (fleetd exits; systemd restarts it).
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,8 @@ pub enum AgentError {
 
 /// One machine's agent. Its memory (what it loaded and started, what it reported)
 /// survives [`Agent::run`] returning, so the caller decides: [`Agent::shutdown`]
-/// (graceful: unload everything, as fleet) or drop (units keep running).
+/// (graceful: units keep running, the fence is armed) or drop (units keep running,
+/// nothing armed: a SIGHUP rebuild).
 pub struct Agent<M: UnitManager> {
     pub(super) registry: Registry,
     pub(super) systemd: Arc<M>,
@@ -54,6 +55,10 @@ pub struct Agent<M: UnitManager> {
     /// This machine's handle on the registry, once registered.
     handle: Option<AgentRegistry>,
     own_leases: Vec<LeaseId>,
+    /// Units here that opted in to `StopOnEtcdLoss` (from their text at load).
+    opted_in: BTreeSet<UnitName>,
+    /// Adopted units whose text (so whether they opted in) is not read yet.
+    opt_unknown: BTreeSet<UnitName>,
     adopted: bool,
     failures: u32,
     metrics: AgentMetrics,
@@ -107,6 +112,8 @@ impl<M: UnitManager> Agent<M> {
             force_publish: false,
             handle: None,
             own_leases,
+            opted_in: BTreeSet::new(),
+            opt_unknown: BTreeSet::new(),
             adopted: false,
             failures: 0,
             metrics: AgentMetrics::default(),
@@ -144,6 +151,10 @@ impl<M: UnitManager> Agent<M> {
     pub async fn run(&mut self, stop: CancellationToken) -> Result<(), AgentError> {
         let mut hints = self.systemd.subscribe().await?;
         if !self.adopted {
+            let fence = fence_name(self.config.machine.id.as_str());
+            if let Err(e) = self.systemd.disarm_fences(&fence).await {
+                tracing::warn!(error = %e, "cannot disarm the fence a previous fleetd armed");
+            }
             self.adopt().await?;
             self.adopted = true;
         }
@@ -164,6 +175,7 @@ impl<M: UnitManager> Agent<M> {
                 if fx.reregister {
                     tracing::warn!("the agent's lease is gone; registering again");
                     self.set_registered(false);
+                    self.self_fence().await;
                     break;
                 }
                 if let Some((received, foreign)) = fx.received {
@@ -219,7 +231,7 @@ impl<M: UnitManager> Agent<M> {
                 Err(e) => {
                     failures += 1;
                     self.metrics.registration_failed();
-                    let d = REGISTER_BACKOFF.delay(failures);
+                    let d = register_delay(failures, self.config.ttl, !self.own_leases.is_empty());
                     tracing::warn!("Server register machine failed: {e}, retrying in {d:?}");
                     if let Woke::Stop = self.wait(hints, stop, Instant::now() + d).await? {
                         return Ok(None);
@@ -247,6 +259,7 @@ impl<M: UnitManager> Agent<M> {
     async fn relist(&mut self, handle: &AgentRegistry) -> Option<RegistryWatch> {
         match handle.schedule().await {
             Ok((rev, entries)) => {
+                self.learn_opt_ins(handle).await;
                 self.state.desired = desired_from(entries);
                 self.metrics.set_scheduled(self.state.desired.len());
                 let watch = handle.watch_schedule(rev + 1);
@@ -316,22 +329,46 @@ impl<M: UnitManager> Agent<M> {
         Ok(event)
     }
 
-    /// Graceful shutdown, as fleet: unload every unit this agent runs (they stop), then
-    /// revoke the lease, which deletes the machine key and every state record.
+    /// Graceful stop (SIGTERM): units keep running and the lease is kept, so the next
+    /// fleetd on this machine takes both back (same MainPIDs, nothing moves). Unlike
+    /// fleet, which unloaded every unit here (its issue #1086).
+    ///
+    /// The lease is renewed once and this machine's fence armed to fire [`fence_guard`]
+    /// before the lease can expire: if no fleetd comes back by then, systemd itself
+    /// stops the units, before the engine can see the machine gone and place them
+    /// elsewhere. Stopping a machine's units on purpose is `fleetctl drain`.
     pub async fn shutdown(mut self) {
-        let actions = plan_purge(&self.current);
-        if !actions.is_empty() {
-            let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
-            self.apply_outcomes(outcomes);
-        }
-        if let Some(handle) = self.handle.take() {
-            let lease = handle.lease();
-            if let Err(e) = handle.revoke().await {
-                tracing::warn!(error = %e, %lease, "cannot revoke the agent's lease; it expires after its TTL");
-            }
-        }
-        if let Some(f) = &self.config.lease_file {
-            registration::remove_lease_file(f);
+        let units: Vec<UnitName> = self.current.keys().cloned().collect();
+        let asked = Instant::now();
+        let ttl = match self.handle.take() {
+            Some(handle) => match handle.renew().await {
+                Ok(granted) => granted,
+                Err(e) => {
+                    // The lease may expire sooner than a TTL from now: the fence is then
+                    // late by at most the time since the last renewal that succeeded.
+                    let lease = handle.lease();
+                    tracing::warn!(error = %e, %lease, "cannot renew the agent's lease at shutdown");
+                    self.config.ttl
+                }
+            },
+            // Never registered (etcd unreachable since start), yet the fence a previous
+            // fleetd armed was disarmed: arm one again, as late as a lease could live.
+            None => self.config.ttl,
+        };
+        let after = ttl
+            .saturating_sub(fence_guard(ttl))
+            .saturating_sub(asked.elapsed());
+        let fence = fence_name(self.config.machine.id.as_str());
+        match self.systemd.arm_fence(&fence, &units, after).await {
+            Ok(()) if units.is_empty() => {}
+            Ok(()) => tracing::info!(
+                units = units.len(),
+                "leaving this machine's units running for the next fleetd; they stop in {after:?} unless it comes back"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "cannot arm this machine's fence: its units keep running if no fleetd comes back"
+            ),
         }
     }
 
@@ -353,6 +390,7 @@ impl<M: UnitManager> Agent<M> {
             };
             tracing::info!(unit = %name, %state, "adopting unit found in the units directory");
             self.state.dirty.insert(name.clone());
+            self.opt_unknown.insert(name.clone());
             self.current.insert(name, CurrentUnit { hash, state });
         }
         Ok(())
@@ -435,9 +473,22 @@ impl<M: UnitManager> Agent<M> {
             }
             match o.action {
                 Action::Unload { unit, .. } => {
+                    self.opted_in.remove(&unit);
+                    self.opt_unknown.remove(&unit);
                     self.current.remove(&unit);
                 }
                 Action::Load { unit, hash, .. } => {
+                    self.opt_unknown.remove(&unit);
+                    let opts_in = self
+                        .texts
+                        .get(&hash)
+                        .and_then(|t| UnitFile::parse(t).ok())
+                        .is_some_and(|f| Requirements::for_unit(&f, &unit).stop_on_etcd_loss);
+                    if opts_in {
+                        self.opted_in.insert(unit.clone());
+                    } else {
+                        self.opted_in.remove(&unit);
+                    }
                     self.current.insert(
                         unit,
                         CurrentUnit {
@@ -498,6 +549,72 @@ impl<M: UnitManager> Agent<M> {
                 }
             }
         }
+    }
+
+    /// Reads the texts of adopted units (one batched read) to learn which opted in to
+    /// `StopOnEtcdLoss`; retried at the next listing if etcd fails.
+    async fn learn_opt_ins(&mut self, handle: &AgentRegistry) {
+        if self.opt_unknown.is_empty() {
+            return;
+        }
+        let names: Vec<UnitName> = self.opt_unknown.iter().cloned().collect();
+        let Ok(records) = handle.units(&names).await else {
+            return;
+        };
+        for (unit, record) in names.into_iter().zip(records) {
+            let ours = self.current.get(&unit).map(|c| c.hash);
+            if let Some(r) = record.filter(|r| Some(r.hash) == ours)
+                && Requirements::for_unit(&r.file, &unit).stop_on_etcd_loss
+            {
+                self.opted_in.insert(unit.clone());
+            }
+            self.opt_unknown.remove(&unit);
+        }
+    }
+
+    /// Self-fencing (opt-in): the lease is lost, so the cluster may already run this
+    /// machine's units elsewhere. Units that opted in (`StopOnEtcdLoss=true`, or every
+    /// unit with fleet.conf `stop_on_etcd_loss`) are stopped, unless an etcd member
+    /// still answers here: then etcd itself is down or without quorum, an outage every
+    /// machine sees, in which no engine can move anything. They stay loaded; once the
+    /// machine registers again, the schedule starts them again or unloads them.
+    async fn self_fence(&mut self) {
+        let units: Vec<UnitName> = self
+            .current
+            .iter()
+            .filter(|(u, c)| {
+                c.state == TargetState::Launched
+                    && (self.config.stop_on_etcd_loss || self.opted_in.contains(*u))
+            })
+            .map(|(u, _)| u.clone())
+            .collect();
+        if units.is_empty() {
+            return;
+        }
+        if let Some(member) = reachable_member(self.registry.endpoints()).await {
+            self.metrics.self_fence_checked(0);
+            tracing::warn!(
+                units = units.len(),
+                %member,
+                "lost etcd for longer than agent_ttl, but etcd member {member} answers: an outage every machine sees; units with StopOnEtcdLoss keep running"
+            );
+            return;
+        }
+        tracing::warn!(
+            units = units.len(),
+            "lost etcd for longer than agent_ttl and no etcd member answers: stopping the units with StopOnEtcdLoss"
+        );
+        let actions: Vec<Action> = units
+            .into_iter()
+            .map(|unit| Action::Stop {
+                unit,
+                reason: Reason::EtcdLost,
+            })
+            .collect();
+        let outcomes = execute(&*self.systemd, &actions, &HashMap::new()).await;
+        let stopped = outcomes.iter().filter(|o| o.result.is_ok()).count();
+        self.apply_outcomes(outcomes);
+        self.metrics.self_fence_checked(stopped);
     }
 
     /// Publishes how many of this machine's published states say running.
@@ -599,6 +716,60 @@ fn desired_from(entries: Vec<ScheduleEntry>) -> BTreeMap<UnitName, DesiredUnit> 
         .collect()
 }
 
+/// The wait before the next registration attempt. While a lease of ours may still be
+/// alive (etcd extends leases when it regains a leader, e.g. after a quorum loss), the
+/// next attempt comes within a quarter of the TTL, so that the lease is taken back
+/// before it expires and the engine moves nothing; otherwise the usual backoff.
+fn register_delay(
+    failures: u32,
+    ttl: std::time::Duration,
+    holding_lease: bool,
+) -> std::time::Duration {
+    let d = REGISTER_BACKOFF.delay(failures);
+    if holding_lease {
+        d.min((ttl / 4).max(std::time::Duration::from_millis(100)))
+    } else {
+        d
+    }
+}
+
+/// How long before its lease can expire a stopped fleetd's fence stops the units:
+/// a fifth of the TTL, between 0.5 s and 2 s. The engine moves units only once the
+/// lease expired, so the old copies get their stop first.
+pub fn fence_guard(ttl: std::time::Duration) -> std::time::Duration {
+    (ttl / 5).clamp(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(2),
+    )
+}
+
+/// The first etcd member (of fleetd's comma-separated endpoints) that accepts a TCP
+/// connection within a second; all are tried at once.
+async fn reachable_member(endpoints: &str) -> Option<String> {
+    let probes = endpoints.split(',').map(|e| {
+        let e = e.trim();
+        let host_port = e
+            .split_once("://")
+            .map_or(e, |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        async move {
+            let connect = tokio::net::TcpStream::connect(host_port.clone());
+            match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
+                Ok(Ok(_)) => Some(host_port),
+                _ => None,
+            }
+        }
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
+}
+
 /// systemd ACTIVE states that mean "started" for adoption.
 fn is_running(active: &str) -> bool {
     matches!(active, "active" | "activating" | "reloading")
@@ -607,6 +778,28 @@ fn is_running(active: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registration_retries_within_the_ttl_while_a_lease_may_live() {
+        use std::time::Duration;
+        let ttl = Duration::from_secs(3);
+        for failures in 1..10 {
+            assert!(register_delay(failures, ttl, true) <= Duration::from_millis(750));
+        }
+        assert!(register_delay(8, ttl, false) > Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_fence_fires_before_the_lease_can_expire() {
+        use std::time::Duration;
+        assert_eq!(fence_guard(Duration::from_secs(10)), Duration::from_secs(2));
+        assert_eq!(fence_guard(Duration::from_secs(30)), Duration::from_secs(2));
+        assert_eq!(fence_guard(Duration::from_secs(5)), Duration::from_secs(1));
+        assert_eq!(
+            fence_guard(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn running_states() {

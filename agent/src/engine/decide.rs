@@ -91,6 +91,7 @@ fn view_of(snap: &ClusterSnapshot) -> ClusterView {
             .iter()
             .map(|e| (e.unit.clone(), e.machine.clone()))
             .collect(),
+        drained: snap.drained.clone(),
     }
 }
 

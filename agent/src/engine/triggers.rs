@@ -1,4 +1,4 @@
-//! What wakes the leader: watches on `unit/`, `job/` and `machine/` from a revision,
+//! What wakes the leader: watches on `unit/`, `job/`, `machine/` and `drain/` from a revision,
 //! debounced so a burst of submissions becomes one pass. `schedule/` and `unplaced/`
 //! are written only by the engine itself and `state/` does not affect placement, so
 //! they are not watched (agents' state reports never wake the engine).
@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use fleet_registry::{Registry, RegistryError, RegistryWatch, WatchBatch, WatchEvent};
 
-/// The three watches the leader follows. Dropping it cancels them.
+/// The watches the leader follows. Dropping it cancels them.
 pub struct Triggers {
     units: RegistryWatch,
     jobs: RegistryWatch,
     machines: RegistryWatch,
+    drains: RegistryWatch,
 }
 
 impl Triggers {
@@ -23,6 +24,7 @@ impl Triggers {
             units: reg.watch_prefix(k.units(), from_revision),
             jobs: reg.watch_prefix(k.jobs(), from_revision),
             machines: reg.watch_prefix(k.machines(), from_revision),
+            drains: reg.watch_prefix(k.drains(), from_revision),
         }
     }
 
@@ -59,6 +61,7 @@ impl Triggers {
             b = self.units.next() => b,
             b = self.jobs.next() => b,
             b = self.machines.next() => b,
+            b = self.drains.next() => b,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct SystemdManager {
     /// pending replies (`LimitsExceeded`), and a batch of hundreds of stops or resets
     /// would otherwise fail wholesale and be retried wholesale.
     inflight: tokio::sync::Semaphore,
+    /// Driving the user manager: the fence's `systemctl` needs `--user`.
+    user: bool,
 }
 
 /// Calls in flight at most, below dbus-daemon's 128 pending replies per connection.
@@ -171,6 +173,7 @@ impl SystemdManager {
             timeout: options.call_timeout,
             no_list_by_names: AtomicBool::new(false),
             inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT_CALLS),
+            user: options.user,
         };
         this.call("Subscribe", &[], this.manager.subscribe())
             .await
@@ -275,6 +278,16 @@ impl SystemdManager {
             .map(|row| (row.0.clone(), row))
             .collect())
     }
+}
+
+/// `systemctl` where systemd installs it; a bare name (resolved by systemd ≥ 239) if
+/// neither exists.
+fn systemctl_path() -> String {
+    ["/usr/bin/systemctl", "/bin/systemctl"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("systemctl")
+        .to_owned()
 }
 
 fn not_found() -> SystemdState {
@@ -447,6 +460,91 @@ impl UnitManager for SystemdManager {
 
     async fn installed_units(&self) -> Result<Vec<(UnitName, UnitHash)>, SystemdError> {
         self.units.scan()
+    }
+
+    async fn arm_fence(
+        &self,
+        fence: &str,
+        units: &[UnitName],
+        after: Duration,
+    ) -> Result<(), SystemdError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        // A unique name: a timer being stopped may linger a moment under its old name.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let timer = format!("{fence}-{stamp}.timer");
+        let service = format!("{fence}-{stamp}.service");
+        let mut argv = vec!["systemctl".to_owned()];
+        if self.user {
+            argv.push("--user".to_owned());
+        }
+        argv.extend(["--no-block", "stop", "--"].map(str::to_owned));
+        argv.extend(units.iter().map(|u| u.as_str().to_owned()));
+        let exec = vec![(systemctl_path(), argv, false)];
+        let description = format!(
+            "fleet: stop this machine's {} unit(s) unless fleetd comes back",
+            units.len()
+        );
+        let usec = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+        let timer_props: Vec<(&str, zbus::Variant<'_>)> = vec![
+            ("Description", description.as_str().into()),
+            ("RemainAfterElapse", false.into()),
+            // Timers coalesce within a minute by default: the fence must be on time.
+            ("AccuracyUSec", 100_000u64.into()),
+            (
+                "TimersMonotonic",
+                vec![("OnActiveSec".to_owned(), usec)].into(),
+            ),
+        ];
+        let service_props: Vec<(&str, zbus::Variant<'_>)> = vec![
+            ("Description", description.as_str().into()),
+            ("Type", "oneshot".into()),
+            ("ExecStart", exec.into()),
+        ];
+        let aux = [(service.as_str(), service_props)];
+        self.call(
+            "StartTransientUnit",
+            &[timer.as_str()],
+            self.manager
+                .start_transient_unit(&timer, "replace", &timer_props, &aux),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.into_error("StartTransientUnit", &[timer.as_str()]))?;
+        tracing::info!(timer = %timer, units = units.len(), after = ?after, "armed this machine's fence");
+        Ok(())
+    }
+
+    async fn disarm_fences(&self, fence: &str) -> Result<usize, SystemdError> {
+        let rows = self
+            .call("ListUnits", &[], self.manager.list_units())
+            .await
+            .map_err(|e| e.into_error("ListUnits", &[]))?;
+        let prefix = format!("{fence}-");
+        let timers: Vec<String> = rows
+            .into_iter()
+            .map(|r| r.0)
+            .filter(|n| n.starts_with(&prefix) && n.ends_with(".timer"))
+            .collect();
+        for timer in &timers {
+            match self
+                .call(
+                    "StopUnit",
+                    &[timer.as_str()],
+                    self.manager.stop_unit(timer, "replace"),
+                )
+                .await
+            {
+                Err(e) if !e.is(NO_SUCH_UNIT) => {
+                    return Err(e.into_error("StopUnit", &[timer.as_str()]));
+                }
+                _ => tracing::info!(timer = %timer, "disarmed the fence a previous fleetd armed"),
+            }
+        }
+        Ok(timers.len())
     }
 
     async fn subscribe(&self) -> Result<mpsc::Receiver<StateChanged>, SystemdError> {

@@ -6,6 +6,7 @@
 //! invariant: nothing outside this module speaks D-Bus.
 
 use std::future::Future;
+use std::time::Duration;
 
 use fleet_core::{SystemdState, UnitHash, UnitName};
 use tokio::sync::mpsc;
@@ -75,12 +76,47 @@ pub trait UnitManager: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<(UnitName, UnitHash)>, SystemdError>> + Send;
 
+    /// Arms this machine's fence: a transient systemd timer, named after `fence` (see
+    /// [`fence_name`]), that stops `units` after `after` unless
+    /// [`UnitManager::disarm_fences`] removes it first. Armed by a fleetd that stops
+    /// and leaves its units running, so that a fleetd which does not come back cannot
+    /// leave copies running that the engine has placed elsewhere.
+    fn arm_fence(
+        &self,
+        fence: &str,
+        units: &[UnitName],
+        after: Duration,
+    ) -> impl Future<Output = Result<(), SystemdError>> + Send;
+
+    /// Stops every timer a previous fleetd armed under `fence` (the units keep running);
+    /// returns how many there were.
+    fn disarm_fences(
+        &self,
+        fence: &str,
+    ) -> impl Future<Output = Result<usize, SystemdError>> + Send;
+
     /// A stream of state-change hints for units of the units directory. Implementations
     /// must drain their signal sources continuously (zbus stalls method calls when a
     /// signal queue fills).
     fn subscribe(
         &self,
     ) -> impl Future<Output = Result<mpsc::Receiver<StateChanged>, SystemdError>> + Send;
+}
+
+/// The name prefix of a machine's fence timers: `fleet-fence-<machine id>`, with any
+/// character systemd refuses in a unit name replaced by `_`.
+pub fn fence_name(machine: &str) -> String {
+    let id: String = machine
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("fleet-fence-{id}")
 }
 
 mod call_counts;

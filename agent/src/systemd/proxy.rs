@@ -59,6 +59,16 @@ pub(crate) trait Manager {
 
     fn list_units(&self) -> zbus::Result<Vec<UnitRow>>;
 
+    /// Creates and starts a transient unit (with auxiliary units started alongside):
+    /// properties `a(sv)`, auxiliary units `a(sa(sv))`.
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, zbus::Variant<'_>)],
+        aux: &[(&str, Vec<(&str, zbus::Variant<'_>)>)],
+    ) -> zbus::Result<OwnedObjectPath>;
+
     #[zbus(signal)]
     fn job_removed(
         &self,

@@ -209,6 +209,20 @@ impl UnitManager for SimulatedSystemd {
         Ok(out)
     }
 
+    /// Benchmarks never stop fleetd gracefully: nothing to fence.
+    async fn arm_fence(
+        &self,
+        _fence: &str,
+        _units: &[UnitName],
+        _after: std::time::Duration,
+    ) -> Result<(), SystemdError> {
+        Ok(())
+    }
+
+    async fn disarm_fences(&self, _fence: &str) -> Result<usize, SystemdError> {
+        Ok(0)
+    }
+
     async fn subscribe(&self) -> Result<mpsc::Receiver<StateChanged>, SystemdError> {
         let (tx, rx) = mpsc::channel(HINT_CHANNEL);
         self.lock().subscribers.push(tx);

@@ -123,5 +123,6 @@ pub(super) fn describe(
             conflict_name(snap, prop, unit, machine)
         ),
         Reject::ReplacedBy(v) => format!("{} replaces it", snap.unit_name(v)),
+        Reject::Drained => "the machine is drained".to_string(),
     }
 }

@@ -36,8 +36,14 @@ impl Pass<'_> {
                         Err(r) => {
                             tally.reject(r, m);
                             if self.original[g as usize].contains(&m) {
-                                let why = describe(&self.snap, &self.prop, g, r, m);
-                                self.reasons.insert((g, m), UnplaceReason::Ineligible(why));
+                                let reason = if r == super::Reject::Drained {
+                                    UnplaceReason::Drained
+                                } else {
+                                    UnplaceReason::Ineligible(describe(
+                                        &self.snap, &self.prop, g, r, m,
+                                    ))
+                                };
+                                self.reasons.insert((g, m), reason);
                             }
                         }
                     }

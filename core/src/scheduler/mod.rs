@@ -45,10 +45,16 @@ enum Reject {
     /// Named lazily (`conflicts::culprit`): finding the other unit costs a scan.
     Conflict,
     ReplacedBy(u32),
+    /// An operator drained the machine.
+    Drained,
 }
 
 /// Every check, cheapest first; the first failure is the machine's reason.
 fn feasible(snap: &Snapshot<'_>, prop: &Proposed, unit: u32, machine: u32) -> Result<(), Reject> {
+    // One array lookup: a drained machine takes nothing and keeps nothing.
+    if snap.drained[machine as usize] {
+        return Err(Reject::Drained);
+    }
     // One string comparison, and only with `MachineID=`.
     machine_id::check(snap, unit, machine)?;
     // One array lookup: the verdict is memoised per metadata class.

@@ -125,6 +125,9 @@ impl Pass<'_> {
             }
             match feasible(&self.snap, &self.prop, u, m) {
                 Ok(()) => self.add(u, m),
+                Err(super::Reject::Drained) => {
+                    self.reasons.insert((u, m), UnplaceReason::Drained);
+                }
                 Err(super::Reject::ReplacedBy(by)) => {
                     let by = self.snap.units[by as usize].name.clone();
                     self.reasons.insert((u, m), UnplaceReason::ReplacedBy(by));

@@ -39,6 +39,8 @@ pub(super) struct Snapshot<'a> {
     /// `MachineID=` accepts the full id or its 8-character short form.
     pub machine_by_short: HashMap<&'a str, Vec<u32>>,
     pub class_of: Vec<u32>,
+    /// Per machine index: drained by an operator.
+    pub drained: Vec<bool>,
     /// Members of each metadata class, ascending.
     pub class_members: Vec<Vec<u32>>,
     pub metadata: MetadataIndex<'a>,
@@ -130,7 +132,12 @@ impl<'a> Snapshot<'a> {
                 }
             }
         }
+        let drained = machines
+            .iter()
+            .map(|m| view.drained.contains(&m.id))
+            .collect();
         Snapshot {
+            drained,
             machines,
             machine_by_id,
             machine_by_short,

@@ -19,6 +19,9 @@ pub struct ClusterView {
     pub units: Vec<UnitSpec>,
     /// The current schedule: `(unit, machine)`, one entry per machine for global units.
     pub placements: Vec<(UnitName, MachineId)>,
+    /// Machines an operator drained (`fleetctl drain`): no unit may stay or be placed
+    /// there. Ids of absent machines are ignored.
+    pub drained: BTreeSet<MachineId>,
 }
 
 /// One unit as the scheduler needs it: its name, what the user asked for, its rules.
@@ -88,6 +91,8 @@ pub enum UnplaceReason {
     ReplacedBy(UnitName),
     /// The `MachineOf=` target moved away, and this unit follows it.
     PeerMoved(UnitName),
+    /// An operator drained the machine (`fleetctl drain`).
+    Drained,
 }
 
 impl fmt::Display for UnplaceReason {
@@ -101,6 +106,7 @@ impl fmt::Display for UnplaceReason {
             UnplaceReason::Ineligible(why) => write!(f, "no longer eligible: {why}"),
             UnplaceReason::ReplacedBy(by) => write!(f, "replaced by {by}"),
             UnplaceReason::PeerMoved(peer) => write!(f, "MachineOf target {peer} moved"),
+            UnplaceReason::Drained => f.write_str("machine drained"),
         }
     }
 }

@@ -24,9 +24,12 @@ const METADATA_KEYS: [&str; 2] = ["X-ConditionMachineMetadata", "MachineMetadata
 const CONFLICTS_KEYS: [&str; 2] = ["X-Conflicts", "Conflicts"];
 const REPLACES_KEY: &str = "Replaces";
 const GLOBAL_KEY: &str = "Global";
+/// Not fleet's: opts the unit in to self-fencing (see [`Requirements::stop_on_etcd_loss`]).
+pub const STOP_ON_ETCD_LOSS_KEY: &str = "StopOnEtcdLoss";
 
-/// Every key fleet recognises in `[X-Fleet]`; others only earn a fleetctl warning.
-pub const KNOWN_KEYS: [&str; 11] = [
+/// Every key fleet recognises in `[X-Fleet]` (and ours, `StopOnEtcdLoss`); others only
+/// earn a fleetctl warning.
+pub const KNOWN_KEYS: [&str; 12] = [
     MACHINE_ID_KEYS[0],
     MACHINE_ID_KEYS[1],
     MACHINE_ID_KEYS[2],
@@ -38,6 +41,7 @@ pub const KNOWN_KEYS: [&str; 11] = [
     CONFLICTS_KEYS[1],
     REPLACES_KEY,
     GLOBAL_KEY,
+    STOP_ON_ETCD_LOSS_KEY,
 ];
 
 /// What a unit requires of its machine, from its `[X-Fleet]` section.
@@ -55,6 +59,10 @@ pub struct Requirements {
     pub replaces: Vec<UnitGlob>,
     /// `Global=`: run on every eligible machine.
     pub global: bool,
+    /// `StopOnEtcdLoss=` (not fleet's; last value wins): stop the unit on a machine that
+    /// cannot reach etcd for longer than `agent_ttl` (the cluster may run it elsewhere
+    /// by then). Not a placement rule: the scheduler ignores it.
+    pub stop_on_etcd_loss: bool,
     /// Keys in `[X-Fleet]` that fleet does not know (fleetctl warns about them).
     pub unrecognized: Vec<String>,
 }
@@ -231,7 +239,11 @@ impl Requirements {
             .collect();
         let replaces = get(REPLACES_KEY).iter().map(|v| UnitGlob::new(v)).collect();
         let global = get(GLOBAL_KEY).last().is_some_and(|v| is_truthy(v));
+        let stop_on_etcd_loss = get(STOP_ON_ETCD_LOSS_KEY)
+            .last()
+            .is_some_and(|v| is_truthy(v));
         Requirements {
+            stop_on_etcd_loss,
             machine_id,
             machine_of,
             metadata,

@@ -21,12 +21,24 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
             "Error retrieving list of active machines from fleet API ({e})"
         ))
     })?;
-    if flags.output.output == OutputFormat::Json {
+    let json = flags.output.output == OutputFormat::Json;
+    // Read only when shown: fleet's columns cost one call, as in fleet.
+    let drained = if json || fields.contains(&"drained") {
+        client.registry.drained_machines().await.map_err(|e| {
+            fail(format!(
+                "Error retrieving list of drained machines from fleet API ({e})"
+            ))
+        })?
+    } else {
+        Default::default()
+    };
+    if json {
         print_json_rows(machines.iter().map(|m| {
             json!({
                 "machine_id": m.id.as_str(),
                 "ip": m.public_ip.map(|ip| ip.to_string()),
                 "metadata": m.metadata,
+                "drained": drained.contains(&m.id),
             })
         }))?;
         return Ok(ExitCode::SUCCESS);
@@ -37,6 +49,12 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
             .map(|f| match *f {
                 "machine" => machine_legend(&m.id, None, full),
                 "ip" => m.public_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                "drained" => if drained.contains(&m.id) {
+                    "drained"
+                } else {
+                    "-"
+                }
+                .to_string(),
                 _ => m
                     .metadata
                     .iter()

@@ -3,6 +3,7 @@
 mod cat;
 mod create;
 mod destroy;
+mod drain;
 mod fd_forward;
 mod journal;
 mod list_machines;
@@ -13,6 +14,7 @@ mod ssh;
 mod start;
 mod status;
 mod stop;
+mod undrain;
 mod unload;
 mod visible;
 
@@ -66,6 +68,8 @@ async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<
         Command::Cat { units } => cat::run(ctx, &units.units).await,
         Command::ListUnitFiles { table, full } => list_unit_files::run(ctx, &table, full).await,
         Command::ListUnits { table, full } => list_units::run(ctx, &table, full.full).await,
+        Command::Drain { machine } => drain::run(ctx, &machine).await,
+        Command::Undrain { machine } => undrain::run(ctx, &machine).await,
         Command::ListMachines { table, full } => list_machines::run(ctx, &table, full.full).await,
         Command::Status { units, output, .. } => {
             status::run(ctx, &units.units, output.output).await

@@ -213,20 +213,6 @@ fn fifty_placements_cost_one_reload() {
 }
 
 #[test]
-fn purge_unloads_everything_once() {
-    let c = current(&[("a.service", 1, Launched), ("b.service", 2, Loaded)]);
-    assert_eq!(
-        plan_purge(&c),
-        vec![
-            unload("a.service", Reason::PurgingAgent),
-            unload("b.service", Reason::PurgingAgent),
-            RELOAD
-        ]
-    );
-    assert_eq!(plan_purge(&BTreeMap::new()), vec![]);
-}
-
-#[test]
 fn reasons_read_like_fleet() {
     assert_eq!(
         Reason::LoadedButHashDiffers.to_string(),

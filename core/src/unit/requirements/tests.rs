@@ -190,6 +190,14 @@ fn global_truthy_last_wins() {
 }
 
 #[test]
+fn stop_on_etcd_loss_is_known_truthy_last_wins_and_not_a_placement_rule() {
+    let r = reqs("StopOnEtcdLoss=yes\n");
+    assert!(r.stop_on_etcd_loss && r.unrecognized.is_empty() && r.is_trivial());
+    assert!(!reqs("").stop_on_etcd_loss);
+    assert!(!reqs("StopOnEtcdLoss=true\nStopOnEtcdLoss=off\n").stop_on_etcd_loss);
+}
+
+#[test]
 fn unrecognized_keys_collected_once() {
     let r = reqs("Foo=1\nMachineOf=a.service\nFoo=2\nX-ConditionFoo=3\n");
     assert_eq!(r.unrecognized, ["Foo", "X-ConditionFoo"]);
