@@ -91,7 +91,9 @@ fn missing_or_wrong_credentials_are_one_clear_line() {
         let err = text(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(expect), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        // One error line (besides --debug's own request log, where asked for).
+        let lines = err.lines().filter(|l| !l.starts_with("DEBUG ")).count();
+        assert_eq!(lines, 1, "{args:?}: {err}");
         assert!(!err.contains("user name is empty"), "{err}");
         assert!(
             !err.contains(PASSWORD) && !err.contains("wrong-pw"),

@@ -17,6 +17,7 @@ pub use crate::model::LeaseId;
 pub struct LeaseKeepAlive {
     lease: LeaseId,
     lost: watch::Receiver<bool>,
+    overdue: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -35,6 +36,29 @@ impl LeaseKeepAlive {
         let _ = self.lost.wait_for(|lost| *lost).await;
         RegistryError::LeaseLost(self.lease)
     }
+
+    /// Resolves when the lease goes a whole TTL without a renewal etcd answered
+    /// (`Overdue(true)`: the cluster may have given this machine up, if etcd itself is
+    /// up), when it is renewed again after that (`Overdue(false)`), or when etcd says it
+    /// is gone (`Lost`). Self-fencing listens to the first, re-registration to the last.
+    pub async fn news(&mut self) -> LeaseNews {
+        tokio::select! {
+            biased;
+            _ = self.lost.wait_for(|lost| *lost) => LeaseNews::Lost(RegistryError::LeaseLost(self.lease)),
+            changed = self.overdue.changed() => match changed {
+                Ok(()) => LeaseNews::Overdue(*self.overdue.borrow_and_update()),
+                // The task ended: the lease is lost.
+                Err(_) => LeaseNews::Lost(RegistryError::LeaseLost(self.lease)),
+            },
+        }
+    }
+}
+
+/// What [`LeaseKeepAlive::news`] reports.
+#[derive(Debug)]
+pub enum LeaseNews {
+    Lost(RegistryError),
+    Overdue(bool),
 }
 
 impl Drop for LeaseKeepAlive {
@@ -83,14 +107,16 @@ impl Registry {
     ) -> Result<LeaseKeepAlive, RegistryError> {
         let conn = self.open_keep_alive(lease).await?;
         let (tx, rx) = watch::channel(false);
+        let (overdue_tx, overdue_rx) = watch::channel(false);
         let reg = self.clone();
         let task = tokio::spawn(async move {
-            renew_loop(reg, lease, ttl, conn).await;
+            renew_loop(reg, lease, ttl, conn, overdue_tx).await;
             let _ = tx.send(true);
         });
         Ok(LeaseKeepAlive {
             lease,
             lost: rx,
+            overdue: overdue_rx,
             task,
         })
     }
@@ -117,7 +143,13 @@ struct KeepAliveConn {
     stream: etcd_client::LeaseKeepAliveStream,
 }
 
-async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliveConn) {
+async fn renew_loop(
+    reg: Registry,
+    lease: LeaseId,
+    ttl: Duration,
+    conn: KeepAliveConn,
+    overdue_tx: watch::Sender<bool>,
+) {
     let period = (ttl / 3).max(Duration::from_millis(100));
     let mut conn = Some(conn);
     let mut last_ok = Instant::now();
@@ -139,6 +171,7 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
         again = false;
         if last_ok.elapsed() >= ttl && !overdue {
             overdue = true;
+            overdue_tx.send_replace(true);
             tracing::warn!(%lease, "lease not renewed for a whole TTL (etcd unreachable); it counts as lost only if etcd says so when it answers");
         }
         if conn.is_none() {
@@ -169,6 +202,9 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
                     tracing::info!(%lease, "lease renewed again; etcd kept it");
                 }
                 last_ok = Instant::now();
+                if overdue {
+                    overdue_tx.send_replace(false);
+                }
                 overdue = false;
             }
             Ok(Ok(Some(_))) => {

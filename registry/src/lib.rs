@@ -43,7 +43,7 @@ pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, Tl
 pub use election::Leadership;
 pub use error::RegistryError;
 pub use keys::{Keys, RegistryKey};
-pub use lease::{LeaseId, LeaseKeepAlive};
+pub use lease::{LeaseId, LeaseKeepAlive, LeaseNews};
 pub use metadata::MetadataChange;
 pub use model::{
     ClusterSnapshot, CreateOutcome, Listed, MachineRecord, ScheduleEntry, Skipped, UnitRecord,

@@ -21,6 +21,9 @@ pub enum Event {
     Hint(UnitName),
     /// The lease is gone: register again.
     LeaseLost(RegistryError),
+    /// The lease went a whole TTL without a renewal (`true`), or was renewed again
+    /// after that (`false`).
+    LeaseOverdue(bool),
     /// The debounce window closed or a retry is due.
     ReconcileDue,
     /// The state-batch window closed: publish the dirty units' states.
@@ -43,6 +46,8 @@ pub struct Effects {
     pub republish_all: bool,
     /// (events received, events not about this machine's schedule) for the metrics.
     pub received: Option<(usize, usize)>,
+    /// etcd unanswered for a whole TTL: the opted-in units may need self-fencing.
+    pub self_fence: bool,
 }
 
 /// The timing rules of the loop.
@@ -117,6 +122,13 @@ impl LoopState {
         match event {
             Event::Stop => fx.stop = true,
             Event::LeaseLost(_) => fx.reregister = true,
+            Event::LeaseOverdue(true) => fx.self_fence = true,
+            // Back in touch under the same lease: re-list, so units stopped by the
+            // self-fence and still scheduled here run again.
+            Event::LeaseOverdue(false) => {
+                self.need_sync = true;
+                fx.relist = true;
+            }
             Event::Schedule(Ok(batch)) => {
                 fx.received = Some(self.apply_batch(batch));
                 if !self.need_sync {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use fleet_core::{Machine, Requirements, TargetState, UnitFile, UnitHash, UnitName};
 use fleet_registry::{
-    AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, Registry, RegistryError, RegistryWatch,
-    ScheduleEntry, UnitStateRecord, WatchEvent,
+    AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, LeaseNews, Registry, RegistryError,
+    RegistryWatch, ScheduleEntry, UnitStateRecord, WatchEvent,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -178,6 +178,9 @@ impl<M: UnitManager> Agent<M> {
                     self.self_fence().await;
                     break;
                 }
+                if fx.self_fence {
+                    self.self_fence().await;
+                }
                 if let Some((received, foreign)) = fx.received {
                     self.metrics.received(received, foreign);
                     self.metrics.set_scheduled(self.state.desired.len());
@@ -301,7 +304,10 @@ impl<M: UnitManager> Agent<M> {
         let event = tokio::select! {
             biased;
             _ = stop.cancelled() => Event::Stop,
-            e = keeper.lost() => Event::LeaseLost(e),
+            news = keeper.news() => match news {
+                LeaseNews::Lost(e) => Event::LeaseLost(e),
+                LeaseNews::Overdue(o) => Event::LeaseOverdue(o),
+            },
             _ = at(self.state.reconcile_at) => Event::ReconcileDue,
             _ = at(self.state.publish_at) => Event::PublishDue,
             _ = sleep_until(self.state.next_resync) => Event::Resync,
