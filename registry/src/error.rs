@@ -88,6 +88,19 @@ pub fn visible(s: &str) -> String {
 }
 
 impl RegistryError {
+    /// etcd refused a write because its lease no longer exists: etcd's own word that
+    /// the lease is gone (a keep-alive stream may not have said so yet).
+    pub fn is_lease_not_found(&self) -> bool {
+        match self {
+            RegistryError::LeaseLost(_) => true,
+            RegistryError::Etcd {
+                source: etcd_client::Error::GRpcStatus(s),
+                ..
+            } => s.message().contains("requested lease not found"),
+            _ => false,
+        }
+    }
+
     /// Whether retrying later may help (etcd down or slow), as opposed to bad data.
     pub fn is_unavailable(&self) -> bool {
         matches!(

@@ -52,6 +52,8 @@ pub struct Agent<M: UnitManager> {
     pub(super) reported: BTreeMap<UnitName, UnitStateRecord>,
     /// Publish every state even if unchanged (new lease, periodic safety net).
     pub(super) force_publish: bool,
+    /// A write was refused for want of our lease: etcd says it is gone, register again.
+    lease_gone: bool,
     /// This machine's handle on the registry, once registered.
     handle: Option<AgentRegistry>,
     own_leases: Vec<LeaseId>,
@@ -110,6 +112,7 @@ impl<M: UnitManager> Agent<M> {
             texts: HashMap::new(),
             reported: BTreeMap::new(),
             force_publish: false,
+            lease_gone: false,
             handle: None,
             own_leases,
             opted_in: BTreeSet::new(),
@@ -172,7 +175,7 @@ impl<M: UnitManager> Agent<M> {
                 if fx.stop {
                     return Ok(());
                 }
-                if fx.reregister {
+                if fx.reregister || std::mem::take(&mut self.lease_gone) {
                     tracing::warn!("the agent's lease is gone; registering again");
                     self.set_registered(false);
                     self.self_fence().await;
@@ -693,6 +696,9 @@ impl<M: UnitManager> Agent<M> {
             .collect();
         if !records.is_empty() {
             if let Err(e) = handle.put_states(&records).await {
+                if e.is_lease_not_found() {
+                    self.lease_gone = true;
+                }
                 tracing::warn!(error = %e, "cannot publish unit states; retrying");
                 return false;
             }
