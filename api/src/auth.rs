@@ -213,11 +213,11 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
             return (Role::Admin, format!("call {path}"));
         }
         return match method {
-            "GetUnit" | "GetUnits" | "Snapshot" | "ListMachines" | "ListStates" | "WatchStates"
-            | "Journal" | "Status" => (Role::Viewer, String::new()),
+            "GetUnit" | "GetUnits" | "GetUnitViews" | "Snapshot" | "ListMachines"
+            | "ListStates" | "WatchStates" | "Journal" | "Status" => (Role::Viewer, String::new()),
             "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
             "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
-            "DestroyUnit" => (Role::Operator, "destroy units".into()),
+            "DestroyUnit" | "DestroyUnits" => (Role::Operator, "destroy units".into()),
             other => (Role::Admin, format!("call {other}")),
         };
     }
@@ -292,6 +292,7 @@ mod tests {
         };
         for m in [
             "GetUnits",
+            "GetUnitViews",
             "Snapshot",
             "ListMachines",
             "WatchStates",
@@ -300,7 +301,13 @@ mod tests {
         ] {
             assert_eq!(grpc(m).0, Role::Viewer, "{m}");
         }
-        for m in ["CreateUnits", "ReplaceUnit", "SetTargets", "DestroyUnit"] {
+        for m in [
+            "CreateUnits",
+            "ReplaceUnit",
+            "SetTargets",
+            "DestroyUnit",
+            "DestroyUnits",
+        ] {
             assert_eq!(grpc(m).0, Role::Operator, "{m}");
         }
         // A method this table does not know yet (e.g. one added later) is admin-only,

@@ -13,7 +13,7 @@ use fleet_api::{ApiClient, ApiError, ClientConfig, ClientTls, StateChange, Trans
 use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
 use fleet_registry::{
     Change, ClusterSnapshot, CreateOutcome, Registry, RegistryConfig, RegistryError, RegistryKey,
-    RegistryWatch, Secret, SetTargetsOutcome, TlsFiles, UnitRecord, UnitStateRecord, WatchBatch,
+    RegistryWatch, Secret, SetTargetsOutcome, TlsFiles, UnitRecord, UnitView, WatchBatch,
     WatchEvent,
 };
 
@@ -81,11 +81,14 @@ pub trait Cluster: Send + Sync {
         &'a self,
         targets: &'a [(UnitName, TargetState)],
     ) -> Op<'a, SetTargetsOutcome>;
-    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool>;
+    /// Destroys units in few round trips; whether each existed, in the order given.
+    fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>>;
+    /// The named units with their states and placement (`None`: missing), without
+    /// reading the rest of the cluster, and the revision to watch states after.
+    fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)>;
     fn snapshot(&self) -> Op<'_, ClusterSnapshot>;
     fn list_machines(&self) -> Op<'_, Vec<Machine>>;
-    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)>;
-    /// Watches unit states from `from_revision` (a `list_states_at` revision + 1).
+    /// Watches unit states from `from_revision` (a `unit_views` revision + 1).
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch>;
     /// The API that answers journal/status for a unit on `machine`.
     fn api_for<'a>(&'a self, machine: &'a MachineId, how: &'a Forwarding) -> Op<'a, ApiClient>;
@@ -143,17 +146,17 @@ impl Cluster for Registry {
     ) -> Op<'a, SetTargetsOutcome> {
         logged(self, "SetTargets", Registry::set_targets(self, targets))
     }
-    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
-        logged(self, "DestroyUnit", Registry::destroy_unit(self, name))
+    fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>> {
+        logged(self, "DestroyUnits", Registry::destroy_units(self, names))
+    }
+    fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)> {
+        logged(self, "GetUnitViews", Registry::unit_views(self, names))
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         logged(self, "Snapshot", Registry::snapshot(self))
     }
     fn list_machines(&self) -> Op<'_, Vec<Machine>> {
         logged(self, "ListMachines", Registry::list_machines(self))
-    }
-    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
-        logged(self, "ListStatesAt", Registry::list_states_at(self))
     }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         let watch = self.watch_prefix(self.keys().states(), from_revision);
@@ -213,17 +216,17 @@ impl Cluster for ApiClient {
     ) -> Op<'a, SetTargetsOutcome> {
         Box::pin(async move { Ok(ApiClient::set_targets(self, targets).await?) })
     }
-    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
-        Box::pin(async move { Ok(ApiClient::destroy_unit(self, name).await?) })
+    fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>> {
+        Box::pin(async move { Ok(ApiClient::destroy_units(self, names).await?) })
+    }
+    fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)> {
+        Box::pin(async move { Ok(ApiClient::unit_views(self, names).await?) })
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         Box::pin(async move { Ok(ApiClient::snapshot(self).await?) })
     }
     fn list_machines(&self) -> Op<'_, Vec<Machine>> {
         Box::pin(async move { Ok(ApiClient::list_machines(self).await?) })
-    }
-    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
-        Box::pin(async move { Ok(ApiClient::list_states_at(self).await?) })
     }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         Box::pin(async move {

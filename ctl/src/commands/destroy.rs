@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use fleet_core::UnitName;
-use fleet_registry::UnitRecord;
+use fleet_registry::{UnitRecord, UnitView};
 
 use crate::context::{Ctx, err, fail, out};
 
@@ -14,16 +14,20 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
     }
     let (found, missing) = find_units(ctx, args).await?;
     let client = ctx.client().await?;
-    let mut failed = false;
-    for unit in &found {
-        match client.registry.destroy_unit(&unit.name).await {
-            Ok(_) => out(format!("Destroyed {}", unit.name))?,
-            Err(e) => {
-                err(format!("Error destroying units: {}: {e}", unit.name));
-                failed = true;
+    // All in few txns (64 units each), not one round trip per unit.
+    let names: Vec<UnitName> = found.iter().map(|u| u.name.clone()).collect();
+    let failed = match client.registry.destroy_units(&names).await {
+        Ok(_) => {
+            for name in &names {
+                out(format!("Destroyed {name}"))?;
             }
+            false
         }
-    }
+        Err(e) => {
+            err(format!("Error destroying units: {e}"));
+            true
+        }
+    };
     Ok(if failed || missing {
         ExitCode::FAILURE
     } else {
@@ -36,6 +40,39 @@ pub async fn run(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<ExitCode> {
 /// fleet's `Units not found in registry`. Returns the units found (in argument order)
 /// and whether any was missing.
 pub async fn find_units(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<(Vec<UnitRecord>, bool)> {
+    let (names, missing) = parse_args(args);
+    let client = ctx.client().await?;
+    let lookup: Vec<UnitName> = names.iter().map(|(n, _)| n.clone()).collect();
+    let units = client.registry.get_units(&lookup).await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })?;
+    report_found(names, units, missing)
+}
+
+/// [`find_units`] with each unit's reported states and placement (stop, restart):
+/// one read of the named units' keys, not the whole cluster. Also returns the
+/// revision read at.
+pub async fn find_views(
+    ctx: &mut Ctx,
+    args: &[String],
+) -> anyhow::Result<(Vec<UnitView>, bool, i64)> {
+    let (names, missing) = parse_args(args);
+    let client = ctx.client().await?;
+    let lookup: Vec<UnitName> = names.iter().map(|(n, _)| n.clone()).collect();
+    let (revision, views) = client.registry.unit_views(&lookup).await.map_err(|e| {
+        fail(format!(
+            "Error retrieving list of units from repository: {e}"
+        ))
+    })?;
+    let (found, missing) = report_found(names, views, missing)?;
+    Ok((found, missing, revision))
+}
+
+/// The arguments as unit names (each once, with its argument), and the arguments
+/// that are no valid unit name.
+fn parse_args(args: &[String]) -> (Vec<(UnitName, &String)>, Vec<&String>) {
     let mut names: Vec<(UnitName, &String)> = Vec::new();
     let mut missing: Vec<&String> = Vec::new();
     for arg in args {
@@ -45,13 +82,15 @@ pub async fn find_units(ctx: &mut Ctx, args: &[String]) -> anyhow::Result<(Vec<U
             Err(_) => missing.push(arg),
         }
     }
-    let client = ctx.client().await?;
-    let lookup: Vec<UnitName> = names.iter().map(|(n, _)| n.clone()).collect();
-    let units = client.registry.get_units(&lookup).await.map_err(|e| {
-        fail(format!(
-            "Error retrieving list of units from repository: {e}"
-        ))
-    })?;
+    (names, missing)
+}
+
+/// Pairs lookups with their arguments, printing fleet's lines for missing units.
+fn report_found<'a, T>(
+    names: Vec<(UnitName, &'a String)>,
+    units: Vec<Option<T>>,
+    mut missing: Vec<&'a String>,
+) -> anyhow::Result<(Vec<T>, bool)> {
     let mut found = Vec::with_capacity(units.len());
     for ((_, arg), unit) in names.iter().zip(units) {
         match unit {
