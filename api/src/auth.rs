@@ -213,11 +213,13 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
             return (Role::Admin, format!("call {path}"));
         }
         return match method {
-            "GetUnit" | "GetUnits" | "Snapshot" | "ListMachines" | "ListStates" | "WatchStates"
-            | "Journal" | "Status" | "ListDrained" => (Role::Viewer, String::new()),
+            "GetUnit" | "GetUnits" | "GetUnitViews" | "Snapshot" | "ListMachines"
+            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained" => {
+                (Role::Viewer, String::new())
+            }
             "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
             "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
-            "DestroyUnit" => (Role::Operator, "destroy units".into()),
+            "DestroyUnit" | "DestroyUnits" => (Role::Operator, "destroy units".into()),
             // Machines are the whole cluster's, not one team's: admin only.
             "DrainMachine" | "UndrainMachine" => (Role::Admin, "drain or undrain machines".into()),
             other => (Role::Admin, format!("call {other}")),
@@ -294,6 +296,7 @@ mod tests {
         };
         for m in [
             "GetUnits",
+            "GetUnitViews",
             "Snapshot",
             "ListMachines",
             "WatchStates",
@@ -302,7 +305,13 @@ mod tests {
         ] {
             assert_eq!(grpc(m).0, Role::Viewer, "{m}");
         }
-        for m in ["CreateUnits", "ReplaceUnit", "SetTargets", "DestroyUnit"] {
+        for m in [
+            "CreateUnits",
+            "ReplaceUnit",
+            "SetTargets",
+            "DestroyUnit",
+            "DestroyUnits",
+        ] {
             assert_eq!(grpc(m).0, Role::Operator, "{m}");
         }
         // A method this table does not know yet (e.g. one added later) is admin-only,

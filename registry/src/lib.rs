@@ -14,6 +14,7 @@
 mod agent;
 pub mod auth;
 mod backoff;
+mod batch;
 mod codec;
 /// For the fuzz target only; not an API.
 #[doc(hidden)]
@@ -39,6 +40,7 @@ pub mod watch;
 pub use agent::AgentRegistry;
 pub use auth::{AuthRefusal, Secret, auth_refusal};
 pub use backoff::Backoff;
+pub use batch::UnitView;
 pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
 pub use election::Leadership;
 pub use error::RegistryError;
