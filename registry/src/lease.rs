@@ -99,6 +99,7 @@ async fn renew_loop(
         tick.tick().await;
         if last_ok.elapsed() >= ttl {
             tracing::warn!(%lease, "lease not renewed for a whole TTL; treating it as lost");
+            fleet_metrics::lease_renewal(false);
             return;
         }
         if conn.is_none() {
@@ -122,9 +123,13 @@ async fn renew_loop(
             stream.message().await
         };
         match tokio::time::timeout(reg.timeout, renewal).await {
-            Ok(Ok(Some(resp))) if resp.ttl() > 0 => last_ok = Instant::now(),
+            Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                last_ok = Instant::now();
+                fleet_metrics::lease_renewal(true);
+            }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(%lease, "etcd reports the lease gone");
+                fleet_metrics::lease_renewal(false);
                 return;
             }
             Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {

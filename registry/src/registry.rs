@@ -93,7 +93,7 @@ impl Registry {
         op: &'static str,
         fut: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, RegistryError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        match tokio::time::timeout(self.timeout, fleet_metrics::etcd_request(op, fut)).await {
             Err(_) => Err(self.timeout_error()),
             Ok(r) => r.map_err(|e| RegistryError::from_etcd(op, &self.endpoints, e)),
         }

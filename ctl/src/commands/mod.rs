@@ -13,6 +13,7 @@ mod ssh;
 mod start;
 mod status;
 mod stop;
+mod token;
 mod unload;
 mod visible;
 
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     match command {
+        Command::Token(t) => token::run(&ctx, t).await,
         Command::Version => {
             out(format!("fleetctl version {}", fleet_core::VERSION))?;
             Ok(ExitCode::SUCCESS)
