@@ -20,7 +20,8 @@
 //!   `Authorization: Bearer <token>` or the console's `fleet_token` cookie has the
 //!   token's role, whatever the connection would give (a viewer token on an admin
 //!   connection is a viewer). An unknown, revoked or expired token is refused, never
-//!   ignored.
+//!   ignored. The console's endpoints (`/ui/api/`) accept only tokens, so a browser
+//!   never lends its connection's role to another site's requests.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -301,6 +302,13 @@ pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> 
     }
     let who = match bearer(&req) {
         Some(token) => token_caller(&policy, &token).await,
+        // The console's data and actions need a token even where the connection alone
+        // would be admin: a browser must not lend its loopback connection to other
+        // sites' requests.
+        None if req.uri().path().starts_with("/ui/api/") => Err(Refusal {
+            code: tonic::Code::Unauthenticated,
+            message: "log in with a token (fleetctl token create)".into(),
+        }),
         None => caller(&policy, &req),
     };
     let refusal = match who {

@@ -88,9 +88,9 @@ fn route_label(path: &str) -> String {
             let (head, rest) = path.split_at(i + dir.len());
             let tail = rest.split_once('/').map_or("", |(_, t)| t);
             return if tail.is_empty() {
-                format!("{head}{{name}}")
+                format!("{head}:name")
             } else {
-                format!("{head}{{name}}/{tail}")
+                format!("{head}:name/{tail}")
             };
         }
     }
