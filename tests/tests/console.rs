@@ -381,6 +381,10 @@ fn console_in_chromium_and_metrics() {
         slowest
     });
     let submitted = t0.elapsed();
+    let done_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let shown = rt.block_on(eventually(
         "1,001 units shown",
         Duration::from_secs(30),
@@ -390,15 +394,15 @@ fn console_in_chromium_and_metrics() {
         },
     ));
     let cpu = fleetd_cpu(&lab, &node) - cpu0;
-    let renders = rt
-        .block_on(js(&c, "window.fleetConsole.renders"))
-        .as_u64()
-        .unwrap_or(0)
-        - renders0;
+    let page = rt.block_on(js(&c, "window.fleetConsole"));
+    let renders = page["renders"].as_u64().unwrap_or(0) - renders0;
+    let arrived = page["arrived"].as_i64().unwrap_or(0) - done_ms;
+    let rendered = page["rendered"].as_i64().unwrap_or(0) - done_ms;
     eprintln!(
-        "console: 1,000 units submitted in {submitted:?}; page showed all {shown:?} later; \
-         {renders} renders; slowest page answer during the burst {submitting:?}; \
-         fleetd CPU {cpu:?} over {:?}",
+        "console: 1,000 units submitted in {submitted:?}; last view arrived {arrived} ms and was \
+         drawn {rendered} ms after the submit ended (seen by the test {shown:?} after); \
+         {renders} renders; slowest page answer during the burst {submitting:?}; fleetd CPU \
+         {cpu:?} over {:?}",
         t0.elapsed()
     );
     assert!(

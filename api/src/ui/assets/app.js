@@ -7,7 +7,7 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "
 
 const state = { me: null, cluster: null, filter: "", events: null, journal: null, unit: null };
 // Read by the browser test: how many views arrived and when the last one was drawn.
-window.fleetConsole = { updates: 0, renders: 0, lastRender: 0, revision: 0 };
+window.fleetConsole = { updates: 0, renders: 0, revision: 0, arrived: 0, rendered: 0 };
 
 async function api(method, path, body) {
   const init = { method, headers: {}, credentials: "same-origin" };
@@ -62,6 +62,7 @@ function follow() {
   es.addEventListener("cluster", (ev) => {
     state.cluster = JSON.parse(ev.data);
     window.fleetConsole.updates++;
+    window.fleetConsole.arrived = Date.now();
     window.fleetConsole.revision = state.cluster.revision;
     scheduleRender();
   });
@@ -75,7 +76,7 @@ function scheduleRender() {
     pending = false;
     render();
     window.fleetConsole.renders++;
-    window.fleetConsole.lastRender = performance.now();
+    window.fleetConsole.rendered = Date.now();
   });
 }
 
