@@ -20,7 +20,7 @@ use fleet_registry::{
 use crate::cli::GlobalFlags;
 /// Default etcd endpoint when `--driver=etcd` is given without `--endpoint`.
 const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
-const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
+pub const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
 
 /// Which backend a command talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,6 +42,17 @@ fn tokens_are_created_listed_and_revoked() {
         assert_eq!(err.trim().lines().count(), 1, "{full:?}: {err}");
         assert!(err.contains(expect), "{full:?}: {err}");
     }
+    // Tokens live in etcd: a fleet API endpoint is refused, not misused as etcd.
+    let (ok, _, err) = fleetctl(
+        &etcd,
+        &[
+            "--driver=api",
+            "--endpoint=http://127.0.0.1:49153",
+            "token",
+            "list",
+        ],
+    );
+    assert!(!ok && err.contains("fleetctl token talks to etcd"), "{err}");
     let (ok, out, _) = fleetctl(&etcd, &["token", "list"]);
     assert!(ok);
     assert_eq!(

@@ -451,7 +451,6 @@ fn console_in_chromium_and_metrics() {
             forged_post(&c, "/ui/api/units/hello.service/stop").await,
             403
         );
-        c.close().await.unwrap();
     });
     assert_eq!(
         etcd.active().len(),
@@ -490,5 +489,37 @@ fn console_in_chromium_and_metrics() {
     moved("fleet_dbus_call_seconds_count", &[]);
     moved("fleet_lease_renewals_total", &[]);
     assert!(sum(&after, "fleet_engine_pass_seconds_count", &[]) > 0.0);
+
+    // A machine that leaves the cluster stays on the page, shown as lost.
+    let leaving = lab
+        .machines()
+        .iter()
+        .map(|m| m.name.clone())
+        .find(|n| *n != node)
+        .unwrap();
+    let (code, _, err) = sh(&lab, &leaving, "systemctl stop fleet.service");
+    assert_eq!(code, 0, "{err}");
+    rt.block_on(async {
+        c.goto(&format!("{base}/ui/#/machines")).await.unwrap();
+        eventually(
+            "the stopped machine shown as lost",
+            Duration::from_secs(20),
+            || async {
+                js(
+                    &c,
+                    "document.querySelectorAll('#machines tbody tr.lost').length",
+                )
+                .await
+                    == serde_json::json!(1)
+            },
+        )
+        .await;
+        let rows = c
+            .find_all(Locator::Css("#machines tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), machines.len(), "a lost machine left the list");
+        c.close().await.unwrap();
+    });
     drop(lab);
 }

@@ -320,12 +320,10 @@ async fn events(svc: FleetService, seen: Arc<Seen>) -> Response {
             let view = match cluster(&svc, &seen).await {
                 Ok(v) => v,
                 Err(e) => {
-                    let _ = tx
-                        .send(sse(
-                            "error",
-                            &serde_json::json!({"error": format!("{e:?}")}),
-                        ))
-                        .await;
+                    let problem = serde_json::json!({"error": e.message()});
+                    if tx.send(sse("problem", &problem)).await.is_err() {
+                        return;
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }

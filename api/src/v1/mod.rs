@@ -112,6 +112,11 @@ impl HttpError {
         }
     }
 
+    /// The one line the client is told.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn bad_request(message: impl Into<String>) -> HttpError {
         HttpError::new(StatusCode::BAD_REQUEST, message)
     }

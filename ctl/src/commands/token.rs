@@ -15,6 +15,15 @@ pub async fn run(ctx: &Ctx, command: TokenCommand) -> anyhow::Result<ExitCode> {
     if let TokenCommand::Create { role, ttl, user } = &command {
         check_create(role, ttl, user)?;
     }
+    if crate::client::choose_driver(&ctx.global.driver, &ctx.global.endpoint)?
+        == crate::client::Driver::Api
+        && ctx.global.endpoint != crate::client::DEFAULT_API_ENDPOINT
+    {
+        return Err(fail(format!(
+            "fleetctl token talks to etcd, not to a fleet API ({}): use --driver=etcd --endpoint=<etcd URL>",
+            ctx.global.endpoint
+        )));
+    }
     let timeout = Duration::from_secs_f64(ctx.global.request_timeout.clamp(0.1, 3600.0));
     let registry = crate::client::etcd_registry(&ctx.global, timeout).await?;
     let line = |e: fleet_registry::RegistryError| fail(registry_error_line(&e));

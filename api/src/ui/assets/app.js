@@ -59,6 +59,7 @@ function follow() {
   state.events = es;
   es.addEventListener("open", () => $("#live").className = "live on");
   es.addEventListener("error", () => $("#live").className = "live off");
+  es.addEventListener("problem", (ev) => setError(JSON.parse(ev.data).error));
   es.addEventListener("cluster", (ev) => {
     state.cluster = JSON.parse(ev.data);
     window.fleetConsole.updates++;
@@ -167,8 +168,11 @@ function openJournal(name) {
     if (pre.textContent.length > 200000) pre.textContent = pre.textContent.slice(-100000);
     pre.scrollTop = pre.scrollHeight;
   });
-  // The unit has no machine yet (or the stream ended): try again in a while.
-  j.addEventListener("end", () => { j.close(); setTimeout(() => { if (state.journal === j) openJournal(name); }, 2000); });
+  // The unit has no machine yet, or the stream ended or was refused: try again in a
+  // while (EventSource gives up by itself on an error status).
+  const retry = () => { j.close(); setTimeout(() => { if (state.journal === j) openJournal(name); }, 2000); };
+  j.addEventListener("end", retry);
+  j.addEventListener("error", () => { if (j.readyState === EventSource.CLOSED) retry(); });
 }
 
 function closeUnit() {
