@@ -160,6 +160,19 @@ struct Login {
 /// Checks a pasted token and, when it is live, keeps it in an HttpOnly cookie.
 async fn login(svc: FleetService, req: Request) -> Response {
     let r = async {
+        // JSON only: another site cannot send that without a CORS preflight, so it
+        // cannot log a browser in under its own token.
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Err(HttpError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "log in with a JSON body: {\"token\": \"...\"}",
+            ));
+        }
         let bytes = crate::v1::body_bytes(req).await?;
         let login: Login = serde_json::from_slice(&bytes)
             .map_err(|e| HttpError::bad_request(format!("unable to decode body: {e}")))?;
