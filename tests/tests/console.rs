@@ -2,9 +2,11 @@
 //! chromedriver over WebDriver) against a lab's fleetds, and `/metrics` of those
 //! fleetds parsed as Prometheus text. Needs root (the lab) and chromium +
 //! chromium-driver (scripts/bootstrap.sh installs them); without them it fails.
+//! Screenshots go to the target directory; `FLEET_UPDATE_SCREENSHOTS=1` refreshes the
+//! README's copies in docs/.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -207,8 +209,17 @@ fn fleetd_cpu(lab: &Lab, node: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn docs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
+/// Keeps a screenshot in the target directory (`console-<name>.png`); with
+/// `FLEET_UPDATE_SCREENSHOTS=1` also in docs/, the README's copy.
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("take a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let file = format!("console-{name}.png");
+    std::fs::write(target_dir().join(&file), &png).expect("write the screenshot");
+    if std::env::var_os("FLEET_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        std::fs::write(docs.join(&file), &png).expect("write the screenshot to docs/");
+    }
 }
 
 #[test]
@@ -316,11 +327,7 @@ fn console_in_chromium_and_metrics() {
             serde_json::json!(true),
             "the page reloaded"
         );
-        c.screenshot()
-            .await
-            .map(|png| std::fs::write(docs().join("console-units.png"), png))
-            .unwrap()
-            .unwrap();
+        screenshot(&c, "units").await;
 
         // Its page: file, state and the journal, streaming.
         c.find(Locator::Css("tr[data-unit='hello.service'] a"))
@@ -335,11 +342,7 @@ fn console_in_chromium_and_metrics() {
         .await;
         assert!(text(&c, "#unit-file").await.contains("ExecStart="));
         assert_eq!(text(&c, "#unit-states .active").await, "active");
-        c.screenshot()
-            .await
-            .map(|png| std::fs::write(docs().join("console-unit.png"), png))
-            .unwrap()
-            .unwrap();
+        screenshot(&c, "unit").await;
     });
     assert_eq!(
         etcd.active().len(),
