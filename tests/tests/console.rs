@@ -413,6 +413,41 @@ fn console_in_chromium_and_metrics() {
         "page froze for {submitting:?}"
     );
 
+    // Then 1,000 units loaded into systemd across the machines: thousands of state
+    // changes (schedule, loads, systemd states) while the page keeps answering.
+    let mut args = vec!["load", "--no-block"];
+    args.extend(names.iter().map(String::as_str));
+    let cpu0 = fleetd_cpu(&lab, &node);
+    let t0 = Instant::now();
+    burst_ctl.ok(&args);
+    let loaded = "[...document.querySelectorAll('#units tbody td.active')]\
+                  .filter(td => td.textContent !== '-').length";
+    let mut slowest = Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        let n = rt.block_on(js(&c, loaded)).as_u64().unwrap_or(0);
+        slowest = slowest.max(t.elapsed());
+        if n == 1001 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "1,000 loaded units not shown within 120 s ({n} shown)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cpu = fleetd_cpu(&lab, &node) - cpu0;
+    let updates = rt.block_on(js(&c, "window.fleetConsole.updates"));
+    eprintln!(
+        "console: 1,000 units loaded and their states shown after {:?}; slowest page answer \
+         {slowest:?}; page views received so far {updates}; fleetd CPU {cpu:?}",
+        t0.elapsed()
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "page froze for {slowest:?}"
+    );
+
     // A viewer sees no action buttons, and its forged request is refused.
     rt.block_on(async {
         c.find(Locator::Css("#logout"))
