@@ -395,6 +395,32 @@ mod tests {
     }
 
     #[test]
+    fn tokens_come_from_the_bearer_header_or_the_console_cookie() {
+        let with = |name: &str, value: &str| {
+            let mut r = request(Method::GET, "/ui/api/me");
+            r.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            bearer(&r)
+        };
+        assert_eq!(
+            with("authorization", "Bearer fleet_ab"),
+            Some("fleet_ab".into())
+        );
+        assert_eq!(with("authorization", "Basic x"), None);
+        assert_eq!(
+            with("cookie", "a=1; fleet_token=fleet_cd"),
+            Some("fleet_cd".into())
+        );
+        assert_eq!(with("cookie", "fleet_token="), None);
+        assert_eq!(with("cookie", "other=fleet_token"), None);
+        assert_eq!(bearer(&request(Method::GET, "/")), None);
+        assert_eq!(Role::from_name("operator"), Some(Role::Operator));
+        assert_eq!(Role::from_name("root"), None);
+    }
+
+    #[test]
     fn numeric_and_named_groups_resolve() {
         assert_eq!(resolve_group("1234"), Ok(1234));
         assert_eq!(resolve_group("root"), Ok(0));
