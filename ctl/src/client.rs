@@ -21,7 +21,7 @@ use fleet_registry::{
 use crate::cli::GlobalFlags;
 /// Default etcd endpoint when `--driver=etcd` is given without `--endpoint`.
 const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
-const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
+pub const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
 
 /// Which backend a command talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,28 +398,7 @@ impl Client {
                 })
             }
             Driver::Etcd => {
-                let endpoint = if global.endpoint == DEFAULT_API_ENDPOINT {
-                    DEFAULT_ETCD_ENDPOINT
-                } else {
-                    global.endpoint.as_str()
-                };
-                let endpoints: Vec<String> = endpoint
-                    .split(',')
-                    .map(|e| e.trim().to_string())
-                    .filter(|e| !e.is_empty())
-                    .collect();
-                if endpoints.is_empty() {
-                    bail!("no etcd endpoint given");
-                }
-                let mut config = RegistryConfig::new(endpoints[0].clone())
-                    .with_prefix(global.etcd_key_prefix.clone())
-                    .with_timeout(timeout);
-                config.endpoints = endpoints;
-                config.tls = etcd_tls(global);
-                (config.username, config.password) = etcd_credentials(global)?;
-                let registry = Registry::connect(config)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
+                let registry = etcd_registry(global, timeout).await?;
                 Ok(Client {
                     registry: Arc::new(registry),
                     forwarding: Forwarding { tls, timeout },
@@ -435,6 +414,33 @@ impl Client {
     pub async fn api_for(&self, machine: &MachineId) -> Result<ApiClient, ClientError> {
         self.registry.api_for(machine, &self.forwarding).await
     }
+}
+
+/// The registry in etcd, as the etcd driver reaches it (`--endpoint`, TLS, credentials).
+pub async fn etcd_registry(global: &GlobalFlags, timeout: Duration) -> anyhow::Result<Registry> {
+    let endpoint = if global.endpoint == DEFAULT_API_ENDPOINT {
+        DEFAULT_ETCD_ENDPOINT
+    } else {
+        global.endpoint.as_str()
+    };
+    let endpoints: Vec<String> = endpoint
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        bail!("no etcd endpoint given");
+    }
+    let mut config = RegistryConfig::new(endpoints[0].clone())
+        .with_prefix(global.etcd_key_prefix.clone())
+        .with_timeout(timeout);
+    config.endpoints = endpoints;
+    config.tls = etcd_tls(global);
+    (config.username, config.password) = etcd_credentials(global)?;
+    let registry = Registry::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
+    Ok(registry)
 }
 
 /// `--ca-file/--cert-file/--key-file` as the API client's TLS.

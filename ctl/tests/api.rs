@@ -749,7 +749,10 @@ fn corrupt_records_are_skipped_and_named_through_both_drivers() {
 
         let (code, _, stderr) = run(&["stop", "--no-block", "hello.service"]);
         assert_eq!(code, Some(0), "{d:?}: {stderr}");
-        assert!(!stderr.contains(&warn("unit/bad.service")), "{d:?}: {stderr}");
+        assert!(
+            !stderr.contains(&warn("unit/bad.service")),
+            "{d:?}: {stderr}"
+        );
         assert!(
             stderr.contains("Successfully stopped units [hello.service]"),
             "{d:?}: {stderr}"

@@ -170,9 +170,11 @@ async fn renew_loop(reg: Registry, lease: LeaseId, ttl: Duration, conn: KeepAliv
                 }
                 last_ok = Instant::now();
                 overdue = false;
+                fleet_metrics::lease_renewal(true);
             }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(%lease, "etcd reports the lease gone");
+                fleet_metrics::lease_renewal(false);
                 return;
             }
             broken => {

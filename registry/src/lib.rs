@@ -34,6 +34,7 @@ mod registry;
 mod schedule;
 mod snapshot;
 mod states;
+pub mod tokens;
 mod units;
 pub mod watch;
 
@@ -53,6 +54,7 @@ pub use model::{
 };
 pub use registry::Registry;
 pub use schedule::SchedulePlan;
+pub use tokens::{TokenInfo, TokenRecord};
 pub use units::SetTargetsOutcome;
 pub use watch::{Change, RegistryWatch, WatchBatch, WatchEvent};
 
