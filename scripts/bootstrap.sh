@@ -22,6 +22,9 @@ packages=(
   etcd-server etcd-client systemd dbus
   systemd-container debootstrap iproute2 procps util-linux nftables
   openssh-client openssl vagrant ruby curl bc
+  # The web console's browser test (tests/tests/console.rs) drives headless
+  # Chromium through chromedriver.
+  chromium chromium-driver
 )
 missing=()
 for p in "${packages[@]}"; do

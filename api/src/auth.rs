@@ -16,6 +16,12 @@
 //! - **TCP without a client CA** (TLS without `api_tls_client_ca`, plaintext on a
 //!   loopback address, or plaintext with `api_allow_plaintext`): clients cannot be
 //!   told apart, so each is admin; fleetd warns at start-up.
+//! - **Bearer tokens** (`fleetctl token create`), on any listener: a request carrying
+//!   `Authorization: Bearer <token>` or the console's `fleet_token` cookie has the
+//!   token's role, whatever the connection would give (a viewer token on an admin
+//!   connection is a viewer). An unknown, revoked or expired token is refused, never
+//!   ignored. The console's endpoints (`/ui/api/`) accept only tokens, so a browser
+//!   never lends its connection's role to another site's requests.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,13 +44,29 @@ pub enum Role {
 impl Role {
     /// The role a certificate's Organization value names (`fleet:<role>`).
     fn from_organization(o: &str) -> Option<Role> {
-        match o.strip_prefix("fleet:")? {
+        Role::from_name(o.strip_prefix("fleet:")?)
+    }
+
+    /// `viewer`, `operator` or `admin`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        match name {
             "admin" => Some(Role::Admin),
             "operator" => Some(Role::Operator),
             "viewer" => Some(Role::Viewer),
             _ => None,
         }
     }
+}
+
+/// The name of the cookie the console's login sets.
+pub(crate) const TOKEN_COOKIE: &str = "fleet_token";
+
+/// The caller a request was authenticated as; handlers read it from the request's
+/// extensions (e.g. the console shows only the actions the role allows).
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub who: String,
+    pub role: Role,
 }
 
 impl fmt::Display for Role {
@@ -76,6 +98,8 @@ pub(crate) struct Policy {
     pub client_chain: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// fleetd's own uid: a unix peer running as fleetd's user is admin.
     pub own_uid: Option<u32>,
+    /// Where bearer tokens are looked up.
+    pub tokens: fleet_registry::Registry,
 }
 
 /// The group id of `name` (a number, or a group of `/etc/group`).
@@ -201,6 +225,45 @@ fn cert_caller(der: &[u8]) -> Result<(String, Role), String> {
     Ok((format!("CN={cn}"), role))
 }
 
+/// The bearer token a request carries: `Authorization: Bearer`, else the cookie.
+fn bearer(req: &Request) -> Option<String> {
+    let headers = req.headers();
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == TOKEN_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The token's user and role; refused when the token is not a live one.
+async fn token_caller(policy: &Policy, token: &str) -> Result<(String, Role), Refusal> {
+    let refused = |message: String| Refusal {
+        code: tonic::Code::Unauthenticated,
+        message,
+    };
+    match policy.tokens.lookup_token(token).await {
+        Ok(Some(record)) => match Role::from_name(&record.role) {
+            Some(role) => Ok((format!("token user {}", record.user), role)),
+            None => Err(refused(format!("token has unknown role {:?}", record.role))),
+        },
+        Ok(None) => Err(refused(
+            "token unknown, revoked or expired: create one with `fleetctl token create`".into(),
+        )),
+        Err(e) => Err(Refusal {
+            code: tonic::Code::Unavailable,
+            message: format!("cannot check the token: {e}"),
+        }),
+    }
+}
+
 /// The role a request needs, and what it does in the words of a refusal.
 fn needs(req: &Request, grpc: bool) -> (Role, String) {
     if grpc {
@@ -213,11 +276,13 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
             return (Role::Admin, format!("call {path}"));
         }
         return match method {
-            "GetUnit" | "GetUnits" | "Snapshot" | "ListMachines" | "ListStates" | "WatchStates"
-            | "Journal" | "Status" | "ListDrained" => (Role::Viewer, String::new()),
+            "GetUnit" | "GetUnits" | "GetUnitViews" | "Snapshot" | "ListMachines"
+            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained" => {
+                (Role::Viewer, String::new())
+            }
             "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
             "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
-            "DestroyUnit" => (Role::Operator, "destroy units".into()),
+            "DestroyUnit" | "DestroyUnits" => (Role::Operator, "destroy units".into()),
             // Machines are the whole cluster's, not one team's: admin only.
             "DrainMachine" | "UndrainMachine" => (Role::Admin, "drain or undrain machines".into()),
             other => (Role::Admin, format!("call {other}")),
@@ -231,16 +296,31 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
 }
 
 /// The middleware every request passes: refused requests never reach the service.
-pub(crate) async fn check(policy: Arc<Policy>, req: Request, next: Next) -> Response {
+pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> Response {
     let grpc = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let refusal = match caller(&policy, &req) {
+    if !grpc && crate::ui::is_public(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let who = match bearer(&req) {
+        Some(token) => token_caller(&policy, &token).await,
+        // The console's data and actions need a token even where the connection alone
+        // would be admin: a browser must not lend its loopback connection to other
+        // sites' requests.
+        None if req.uri().path().starts_with("/ui/api/") => Err(Refusal {
+            code: tonic::Code::Unauthenticated,
+            message: "log in with a token (fleetctl token create)".into(),
+        }),
+        None => caller(&policy, &req),
+    };
+    let refusal = match who {
         Err(r) => r,
         Ok((who, role)) => {
             let (needed, what) = needs(&req, grpc);
             if role >= needed {
+                req.extensions_mut().insert(Caller { who, role });
                 return next.run(req).await;
             }
             tracing::info!(%who, %role, path = req.uri().path(), "fleet API: refused");
@@ -255,6 +335,7 @@ pub(crate) async fn check(policy: Arc<Policy>, req: Request, next: Next) -> Resp
     }
     let status = match refusal.code {
         tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
     };
     crate::v1::HttpError::new(status, refusal.message).into_response()
@@ -294,6 +375,7 @@ mod tests {
         };
         for m in [
             "GetUnits",
+            "GetUnitViews",
             "Snapshot",
             "ListMachines",
             "WatchStates",
@@ -302,7 +384,13 @@ mod tests {
         ] {
             assert_eq!(grpc(m).0, Role::Viewer, "{m}");
         }
-        for m in ["CreateUnits", "ReplaceUnit", "SetTargets", "DestroyUnit"] {
+        for m in [
+            "CreateUnits",
+            "ReplaceUnit",
+            "SetTargets",
+            "DestroyUnit",
+            "DestroyUnits",
+        ] {
             assert_eq!(grpc(m).0, Role::Operator, "{m}");
         }
         // A method this table does not know yet (e.g. one added later) is admin-only,
@@ -315,6 +403,32 @@ mod tests {
         assert_eq!(http(Method::PUT), Role::Operator);
         assert_eq!(http(Method::DELETE), Role::Operator);
         assert_eq!(http(Method::PATCH), Role::Operator);
+    }
+
+    #[test]
+    fn tokens_come_from_the_bearer_header_or_the_console_cookie() {
+        let with = |name: &str, value: &str| {
+            let mut r = request(Method::GET, "/ui/api/me");
+            r.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            bearer(&r)
+        };
+        assert_eq!(
+            with("authorization", "Bearer fleet_ab"),
+            Some("fleet_ab".into())
+        );
+        assert_eq!(with("authorization", "Basic x"), None);
+        assert_eq!(
+            with("cookie", "a=1; fleet_token=fleet_cd"),
+            Some("fleet_cd".into())
+        );
+        assert_eq!(with("cookie", "fleet_token="), None);
+        assert_eq!(with("cookie", "other=fleet_token"), None);
+        assert_eq!(bearer(&request(Method::GET, "/")), None);
+        assert_eq!(Role::from_name("operator"), Some(Role::Operator));
+        assert_eq!(Role::from_name("root"), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
 use fleet_registry::{
     ClusterSnapshot, CreateOutcome, Listed, MachineRecord, SetTargetsOutcome, UnitRecord,
-    UnitStateRecord,
+    UnitStateRecord, UnitView,
 };
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -545,6 +545,63 @@ impl ApiClient {
             .collect()
     }
 
+    /// Destroys several units (in few etcd txns on the server); whether each existed,
+    /// in `names` order. Sent in requests of at most 10,000 names.
+    pub async fn destroy_units(&self, names: &[UnitName]) -> Result<Vec<bool>, ApiError> {
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(BATCH_NAMES) {
+            let mut c = self.inner.clone();
+            let resp = self
+                .bounded(
+                    "DestroyUnits",
+                    c.destroy_units(pb::DestroyUnitsRequest {
+                        names: chunk.iter().map(ToString::to_string).collect(),
+                    }),
+                )
+                .await?;
+            if resp.existed.len() != chunk.len() {
+                return Err(count_mismatch(chunk.len(), resp.existed.len()));
+            }
+            out.extend(resp.existed);
+        }
+        Ok(out)
+    }
+
+    /// What stop, restart and status need about the units named (see
+    /// `Registry::unit_views`), in `names` order, with the revision to watch states
+    /// after; several round trips when the server answers a prefix to keep each
+    /// message below the size limit (the revision is then the earliest answer's, so a
+    /// watch from it replays every later change).
+    pub async fn unit_views(
+        &self,
+        names: &[UnitName],
+    ) -> Result<(i64, Vec<Option<UnitView>>), ApiError> {
+        let mut out = Vec::with_capacity(names.len());
+        let mut revision: Option<i64> = None;
+        let mut rest = names;
+        while !rest.is_empty() {
+            let ask = &rest[..rest.len().min(BATCH_NAMES)];
+            let mut c = self.inner.clone();
+            let resp = self
+                .bounded(
+                    "GetUnitViews",
+                    c.get_unit_views(pb::GetUnitViewsRequest {
+                        names: ask.iter().map(ToString::to_string).collect(),
+                    }),
+                )
+                .await?;
+            if resp.units.is_empty() || resp.units.len() > ask.len() {
+                return Err(count_mismatch(ask.len(), resp.units.len()));
+            }
+            for v in &resp.units {
+                out.push(convert::view_from_wire(v)?);
+            }
+            revision = Some(revision.map_or(resp.revision, |r| r.min(resp.revision)));
+            rest = &rest[resp.units.len()..];
+        }
+        Ok((revision.unwrap_or(0), out))
+    }
+
     /// The whole cluster at one revision, received in pages.
     pub async fn snapshot(&self) -> Result<ClusterSnapshot, ApiError> {
         let mut c = self.inner.clone();
@@ -716,6 +773,9 @@ impl ApiClient {
         self.bounded("Status", c.status(req)).await
     }
 }
+
+/// Names per batch request: the server's limit.
+const BATCH_NAMES: usize = 10_000;
 
 fn count_mismatch(asked: usize, got: usize) -> ApiError {
     convert::WireError {

@@ -7,7 +7,7 @@ use fleet_core::unit::UnitOption;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use fleet_registry::{
     Change, CreateOutcome, MachineRecord, RegistryKey, ScheduleEntry, Skipped, UnitRecord,
-    UnitStateRecord, WatchEvent,
+    UnitStateRecord, UnitView, WatchEvent,
 };
 
 use crate::pb;
@@ -213,6 +213,40 @@ pub fn state_from_wire(s: &pb::UnitState) -> Result<UnitStateRecord, WireError> 
 }
 
 /// What a create did, as the wire says it.
+/// A unit's view for stop/restart/status; `None` (no such unit) has no `unit`.
+pub fn view_to_wire(v: Option<&UnitView>) -> pb::UnitView {
+    match v {
+        None => pb::UnitView::default(),
+        Some(v) => pb::UnitView {
+            unit: Some(unit_to_wire(&v.unit)),
+            states: v.states.iter().map(state_to_wire).collect(),
+            scheduled_on: v
+                .scheduled_on
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        },
+    }
+}
+
+pub fn view_from_wire(v: &pb::UnitView) -> Result<Option<UnitView>, WireError> {
+    let Some(unit) = &v.unit else {
+        return Ok(None);
+    };
+    Ok(Some(UnitView {
+        unit: unit_from_wire(unit)?,
+        states: v
+            .states
+            .iter()
+            .map(state_from_wire)
+            .collect::<Result<_, _>>()?,
+        scheduled_on: match v.scheduled_on.as_str() {
+            "" => None,
+            m => Some(machine_id(m)?),
+        },
+    }))
+}
+
 pub fn outcome_to_wire(outcome: CreateOutcome) -> pb::CreateUnitResponse {
     use pb::create_unit_response::Outcome;
     let (outcome, existing_hash) = match outcome {

@@ -18,6 +18,7 @@ mod remote;
 mod server;
 mod tls;
 mod tls_accept;
+mod ui;
 mod v1;
 
 pub use auth::{AuthConfig, Role, resolve_group};

@@ -59,6 +59,7 @@ pub(crate) struct StreamPermit {
     _total: OwnedSemaphorePermit,
     peer: Peer,
     per_client: Arc<Mutex<HashMap<Peer, usize>>>,
+    _counted: fleet_metrics::JournalStream,
 }
 
 impl Drop for StreamPermit {
@@ -111,6 +112,7 @@ impl StreamLimits {
             _total: total,
             peer,
             per_client: self.per_client.clone(),
+            _counted: fleet_metrics::JournalStream::open(),
         })
     }
 }

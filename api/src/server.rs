@@ -123,6 +123,18 @@ fn too_many(n: usize) -> Status {
     ))
 }
 
+/// A batch request's names, validated and within [`MAX_BATCH`].
+fn unit_names(names: &[String]) -> Result<Vec<UnitName>, Status> {
+    if names.len() > MAX_BATCH {
+        return Err(too_many(names.len()));
+    }
+    names
+        .iter()
+        .map(|n| convert::unit_name(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wire_status)
+}
+
 fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFile), Status> {
     let name = convert::unit_name(&req.name).map_err(wire_status)?;
     let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
@@ -328,6 +340,47 @@ impl Fleet for FleetService {
             .map_err(registry_status)?;
         Ok(Response::new(pb::ListDrainedResponse {
             machines: drained.iter().map(|m| m.to_string()).collect(),
+        }))
+    }
+
+    async fn destroy_units(
+        &self,
+        req: Request<pb::DestroyUnitsRequest>,
+    ) -> Result<Response<pb::DestroyUnitsResponse>, Status> {
+        let names = unit_names(&req.get_ref().names)?;
+        let existed = self
+            .ctx
+            .registry
+            .destroy_units(&names)
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::DestroyUnitsResponse { existed }))
+    }
+
+    async fn get_unit_views(
+        &self,
+        req: Request<pb::GetUnitViewsRequest>,
+    ) -> Result<Response<pb::GetUnitViewsResponse>, Status> {
+        let names = unit_names(&req.get_ref().names)?;
+        let (revision, views) = self
+            .ctx
+            .registry
+            .unit_views(&names)
+            .await
+            .map_err(registry_status)?;
+        // A prefix of the answers that fits in one message; the client asks for the rest.
+        let mut pager = Pager::new(MAX_BATCH);
+        let mut answers = Vec::new();
+        for v in &views {
+            let w = convert::view_to_wire(v.as_ref());
+            if pager.starts_page(w.encoded_len()) {
+                break;
+            }
+            answers.push(w);
+        }
+        Ok(Response::new(pb::GetUnitViewsResponse {
+            units: answers,
+            revision,
         }))
     }
 

@@ -1,6 +1,7 @@
 //! fleet-bench: benchmarks that print human figures, then one JSON line (last) for tools.
 
 mod cluster;
+mod ctl_ops;
 mod scheduler;
 
 use anyhow::Result;
@@ -20,11 +21,15 @@ enum Command {
     /// Real etcd, the real engine and thousands of in-process agents on a simulated
     /// systemd: placement, start-up, etcd load, failover.
     Cluster(cluster::Args),
+    /// fleetctl's many-unit commands against a real etcd: submit, destroy (one txn
+    /// per unit and batched), and reading a few units' states (snapshot or named).
+    Ctl(ctl_ops::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Scheduler(args) => scheduler::run(&args),
+        Command::Ctl(args) => ctl_ops::run(&args),
         Command::Cluster(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

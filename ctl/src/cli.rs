@@ -459,11 +459,36 @@ pub enum Command {
     /// Forward stdin/stdout to a unix socket (what `--tunnel` runs on the tunnel host).
     #[command(hide = true)]
     FdForward { args: Vec<String> },
+    /// Bearer tokens for the API and the web console (these talk to etcd directly:
+    /// its credentials are what make the caller admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the version and exit.
     Version,
     /// DEPRECATED - No longer works.
     #[command(hide = true)]
     Verify { units: Vec<String> },
+}
+
+/// `fleetctl token ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown once; etcd keeps only its hash).
+    Create {
+        /// What the token may do: viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// How long it is valid (e.g. 30m, 8h, 7d).
+        #[arg(long, default_value = "8h")]
+        ttl: String,
+        /// Who it is for, as logs and listings name them.
+        #[arg(long, default_value = "console")]
+        user: String,
+    },
+    /// List live tokens (their ids, never the tokens).
+    List,
+    /// Revoke the token with this id (as `fleetctl token list` shows it).
+    Revoke { id: String },
 }
 
 /// The shells `fleetctl completion` writes a script for.

@@ -15,13 +15,13 @@ use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
 use fleet_registry::{
     Change, ClusterSnapshot, CreateOutcome, Listed, MachineRecord, Registry, RegistryConfig,
     RegistryError, RegistryKey, RegistryWatch, Secret, SetTargetsOutcome, Skipped, TlsFiles,
-    UnitRecord, UnitStateRecord, WatchBatch, WatchEvent,
+    UnitRecord, UnitView, WatchBatch, WatchEvent,
 };
 
 use crate::cli::GlobalFlags;
 /// Default etcd endpoint when `--driver=etcd` is given without `--endpoint`.
 const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
-const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
+pub const DEFAULT_API_ENDPOINT: &str = "unix:///var/run/fleet.sock";
 
 /// Which backend a command talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +82,15 @@ pub trait Cluster: Send + Sync {
         &'a self,
         targets: &'a [(UnitName, TargetState)],
     ) -> Op<'a, SetTargetsOutcome>;
-    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool>;
+    /// Destroys units in few round trips; whether each existed, in the order given.
+    fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>>;
+    /// The named units with their states and placement (`None`: missing), without
+    /// reading the rest of the cluster, and the revision to watch states after.
+    fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)>;
     fn snapshot(&self) -> Op<'_, ClusterSnapshot>;
     /// Live machines and the machine keys left out as undecodable.
     fn list_machines(&self) -> Op<'_, Listed<Machine>>;
-    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)>;
-    /// Watches unit states from `from_revision` (a `list_states_at` revision + 1).
+    /// Watches unit states from `from_revision` (a `unit_views` revision + 1).
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch>;
     /// The API that answers journal/status for a unit on `machine`.
     fn api_for<'a>(&'a self, machine: &'a MachineId, how: &'a Forwarding) -> Op<'a, ApiClient>;
@@ -150,8 +153,11 @@ impl Cluster for Registry {
     ) -> Op<'a, SetTargetsOutcome> {
         logged(self, "SetTargets", Registry::set_targets(self, targets))
     }
-    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
-        logged(self, "DestroyUnit", Registry::destroy_unit(self, name))
+    fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>> {
+        logged(self, "DestroyUnits", Registry::destroy_units(self, names))
+    }
+    fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)> {
+        logged(self, "GetUnitViews", Registry::unit_views(self, names))
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         logged(self, "Snapshot", Registry::snapshot(self))
@@ -161,9 +167,6 @@ impl Cluster for Registry {
             let listed = Registry::list_machines_checked(self).await?;
             Ok(machines_of(listed))
         })
-    }
-    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
-        logged(self, "ListStatesAt", Registry::list_states_at(self))
     }
     fn drain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool> {
         logged(self, "DrainMachine", Registry::drain_machine(self, machine))
@@ -236,17 +239,17 @@ impl Cluster for ApiClient {
     ) -> Op<'a, SetTargetsOutcome> {
         Box::pin(async move { Ok(ApiClient::set_targets(self, targets).await?) })
     }
-    fn destroy_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, bool> {
-        Box::pin(async move { Ok(ApiClient::destroy_unit(self, name).await?) })
+    fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>> {
+        Box::pin(async move { Ok(ApiClient::destroy_units(self, names).await?) })
+    }
+    fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)> {
+        Box::pin(async move { Ok(ApiClient::unit_views(self, names).await?) })
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         Box::pin(async move { Ok(ApiClient::snapshot(self).await?) })
     }
     fn list_machines(&self) -> Op<'_, Listed<Machine>> {
         Box::pin(async move { Ok(machines_of(ApiClient::list_machines_checked(self).await?)) })
-    }
-    fn list_states_at(&self) -> Op<'_, (i64, Vec<UnitStateRecord>)> {
-        Box::pin(async move { Ok(ApiClient::list_states_at(self).await?) })
     }
     fn drain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool> {
         Box::pin(async move { Ok(ApiClient::drain_machine(self, machine).await?) })
@@ -395,28 +398,7 @@ impl Client {
                 })
             }
             Driver::Etcd => {
-                let endpoint = if global.endpoint == DEFAULT_API_ENDPOINT {
-                    DEFAULT_ETCD_ENDPOINT
-                } else {
-                    global.endpoint.as_str()
-                };
-                let endpoints: Vec<String> = endpoint
-                    .split(',')
-                    .map(|e| e.trim().to_string())
-                    .filter(|e| !e.is_empty())
-                    .collect();
-                if endpoints.is_empty() {
-                    bail!("no etcd endpoint given");
-                }
-                let mut config = RegistryConfig::new(endpoints[0].clone())
-                    .with_prefix(global.etcd_key_prefix.clone())
-                    .with_timeout(timeout);
-                config.endpoints = endpoints;
-                config.tls = etcd_tls(global);
-                (config.username, config.password) = etcd_credentials(global)?;
-                let registry = Registry::connect(config)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
+                let registry = etcd_registry(global, timeout).await?;
                 Ok(Client {
                     registry: Arc::new(registry),
                     forwarding: Forwarding { tls, timeout },
@@ -432,6 +414,33 @@ impl Client {
     pub async fn api_for(&self, machine: &MachineId) -> Result<ApiClient, ClientError> {
         self.registry.api_for(machine, &self.forwarding).await
     }
+}
+
+/// The registry in etcd, as the etcd driver reaches it (`--endpoint`, TLS, credentials).
+pub async fn etcd_registry(global: &GlobalFlags, timeout: Duration) -> anyhow::Result<Registry> {
+    let endpoint = if global.endpoint == DEFAULT_API_ENDPOINT {
+        DEFAULT_ETCD_ENDPOINT
+    } else {
+        global.endpoint.as_str()
+    };
+    let endpoints: Vec<String> = endpoint
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        bail!("no etcd endpoint given");
+    }
+    let mut config = RegistryConfig::new(endpoints[0].clone())
+        .with_prefix(global.etcd_key_prefix.clone())
+        .with_timeout(timeout);
+    config.endpoints = endpoints;
+    config.tls = etcd_tls(global);
+    (config.username, config.password) = etcd_credentials(global)?;
+    let registry = Registry::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::context::registry_error_line(&e)))?;
+    Ok(registry)
 }
 
 /// `--ca-file/--cert-file/--key-file` as the API client's TLS.

@@ -260,18 +260,19 @@ pub async fn wait_for_units(
 /// State records of the units being waited for, by unit and machine.
 type Records = HashMap<UnitName, BTreeMap<MachineId, UnitStateRecord>>;
 
-/// Reads the current records and watches `state/` from right after that read, so no
-/// change in between is missed.
+/// Reads the current records of the units waited for (only theirs, not every unit's)
+/// and watches `state/` from right after that read, so no change in between is missed.
 async fn list_and_watch(
     registry: &ClusterRegistry,
     wanted: &BTreeSet<&UnitName>,
 ) -> anyhow::Result<(Records, StateWatch)> {
-    let (revision, states) = registry
-        .list_states_at()
+    let names: Vec<UnitName> = wanted.iter().map(|n| (*n).clone()).collect();
+    let (revision, views) = registry
+        .unit_views(&names)
         .await
         .map_err(|e| fail(format!("Error waiting for units: {e}")))?;
     let mut records = Records::new();
-    for s in states.into_iter().filter(|s| wanted.contains(&s.unit)) {
+    for s in views.into_iter().flatten().flat_map(|v| v.states) {
         records
             .entry(s.unit.clone())
             .or_default()

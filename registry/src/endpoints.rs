@@ -43,7 +43,13 @@ const PROBE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration
 const ROUND_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
 
 /// Operations not safe to send twice (see the module documentation).
-const AT_MOST_ONCE: &[&str] = &["destroy unit", "drain machine", "undrain machine"];
+const AT_MOST_ONCE: &[&str] = &[
+    "destroy unit",
+    "destroy units",
+    "drain machine",
+    "undrain machine",
+    "revoke token",
+];
 
 /// One member's client (a lazily connecting channel to that member only).
 #[derive(Clone)]

@@ -206,9 +206,11 @@ async fn renew_loop(
                     overdue_tx.send_replace(false);
                 }
                 overdue = false;
+                fleet_metrics::lease_renewal(true);
             }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(%lease, "etcd reports the lease gone");
+                fleet_metrics::lease_renewal(false);
                 return;
             }
             broken => {

@@ -14,6 +14,7 @@
 mod agent;
 pub mod auth;
 mod backoff;
+mod batch;
 mod codec;
 /// For the fuzz target only; not an API.
 #[doc(hidden)]
@@ -33,12 +34,14 @@ mod registry;
 mod schedule;
 mod snapshot;
 mod states;
+pub mod tokens;
 mod units;
 pub mod watch;
 
 pub use agent::AgentRegistry;
 pub use auth::{AuthRefusal, Secret, auth_refusal};
 pub use backoff::Backoff;
+pub use batch::UnitView;
 pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_REQUEST_TIMEOUT, RegistryConfig, TlsFiles};
 pub use election::Leadership;
 pub use error::RegistryError;
@@ -51,6 +54,7 @@ pub use model::{
 };
 pub use registry::Registry;
 pub use schedule::SchedulePlan;
+pub use tokens::{TokenInfo, TokenRecord};
 pub use units::SetTargetsOutcome;
 pub use watch::{Change, RegistryWatch, WatchBatch, WatchEvent};
 

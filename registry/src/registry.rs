@@ -75,7 +75,9 @@ impl Registry {
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        Ok(self.pool.call_on(op, f).await?.1)
+        Ok(fleet_metrics::etcd_request(op, self.pool.call_on(op, f))
+            .await?
+            .1)
     }
 
     pub(crate) async fn txn(

@@ -40,6 +40,7 @@ pub async fn execute<M: UnitManager>(
     actions: &[Action],
     texts: &HashMap<UnitName, String>,
 ) -> Vec<Outcome> {
+    let _timer = fleet_metrics::ActionBatch::start(actions.iter().map(Action::kind));
     let mut out: Vec<Outcome> = Vec::with_capacity(actions.len());
     let mut failed: BTreeSet<UnitName> = BTreeSet::new();
     let mut loaded_now: BTreeSet<UnitName> = BTreeSet::new();

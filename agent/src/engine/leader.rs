@@ -46,6 +46,7 @@ pub async fn lead(
             Ok(report) => {
                 failures = 0;
                 last_pass = report.duration;
+                fleet_metrics::engine_pass(report.duration, report.placed, report.unplaceable);
                 let seen = report.revision;
                 status.send_modify(|s| {
                     s.passes += 1;

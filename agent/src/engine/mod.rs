@@ -265,6 +265,7 @@ async fn campaign_loop(
             revision = won.leadership.revision(),
             "Engine leadership acquired"
         );
+        fleet_metrics::leadership_change();
         let leadership = won.leadership.clone();
         status.send_modify(|s| {
             s.role = Role::Leader;
@@ -272,6 +273,7 @@ async fn campaign_loop(
             s.leadership = Some(leadership);
         });
         let end = leader::lead(reg, cfg, &mut won, shutdown, status).await;
+        fleet_metrics::leadership_change();
         status.send_modify(|s| {
             s.role = Role::Follower;
             s.leadership = None;

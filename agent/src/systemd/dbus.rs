@@ -198,7 +198,7 @@ impl SystemdManager {
         async {
             // Waiting for a slot is not the call's time: the timeout starts after.
             let _slot = self.inflight.acquire().await.ok();
-            match tokio::time::timeout(self.timeout, fut).await {
+            match tokio::time::timeout(self.timeout, fleet_metrics::dbus_call(op, fut)).await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "call failed");

@@ -33,8 +33,11 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Every request, of either, first passes the access check of `policy`.
 pub(crate) fn routes(svc: FleetService, policy: Arc<crate::auth::Policy>) -> Routes {
     let http = Arc::new(Http { svc: svc.clone() });
+    let console = crate::ui::router(svc.clone());
     let router = Routes::new(svc.into_server())
         .into_axum_router()
+        .merge(console)
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(move |req: Request| {
             let http = http.clone();
             async move { http.handle(req).await }
@@ -43,8 +46,55 @@ pub(crate) fn routes(svc: FleetService, policy: Arc<crate::auth::Policy>) -> Rou
             move |req: Request, next: axum::middleware::Next| {
                 crate::auth::check(policy.clone(), req, next)
             },
-        ));
+        ))
+        .layer(axum::middleware::from_fn(counted));
     Routes::from(router)
+}
+
+/// `GET /metrics`: fleetd's metrics in Prometheus' text format.
+async fn metrics() -> Response {
+    let mut resp = Response::new(Body::from(fleet_metrics::encode()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(fleet_metrics::CONTENT_TYPE),
+    );
+    resp
+}
+
+/// Counts every request by method and answer (refused ones included).
+async fn counted(req: Request, next: axum::middleware::Next) -> Response {
+    let grpc = is_grpc(&req);
+    let method = if grpc {
+        req.uri().path().to_string()
+    } else {
+        format!("{} {}", req.method(), route_label(req.uri().path()))
+    };
+    let resp = next.run(req).await;
+    // A gRPC call's status is in its headers when it failed before answering; a
+    // successful unary or streaming call's comes in trailers, after this layer.
+    let code = match resp.headers().get("grpc-status") {
+        Some(v) => v.to_str().unwrap_or("?").to_string(),
+        None if grpc => "0".into(),
+        None => resp.status().as_str().to_string(),
+    };
+    fleet_metrics::api_call(&method, &code);
+    resp
+}
+
+/// The route of a path, without unit names (so labels stay few).
+fn route_label(path: &str) -> String {
+    for dir in ["/units/", "/state/"] {
+        if let Some(i) = path.find(dir) {
+            let (head, rest) = path.split_at(i + dir.len());
+            let tail = rest.split_once('/').map_or("", |(_, t)| t);
+            return if tail.is_empty() {
+                format!("{head}:name")
+            } else {
+                format!("{head}:name/{tail}")
+            };
+        }
+    }
+    path.to_string()
 }
 
 /// An error answered as fleet did: `{"error":{"code":<status>,"message":"…"}}`.
@@ -60,6 +110,11 @@ impl HttpError {
             status,
             message: message.into(),
         }
+    }
+
+    /// The one line the client is told.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> HttpError {

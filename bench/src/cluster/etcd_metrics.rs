@@ -46,6 +46,25 @@ impl EtcdCounters {
     }
 }
 
+/// The counters of every member of one cluster: client requests and bytes summed
+/// (each member serves its own clients), key writes from the first member (every
+/// member applies the same writes).
+pub fn fetch_all(metrics_urls: &[String]) -> Result<EtcdCounters> {
+    let mut total = EtcdCounters::default();
+    for (i, url) in metrics_urls.iter().enumerate() {
+        let c = fetch(url)?;
+        for (m, v) in c.requests {
+            *total.requests.entry(m).or_default() += v;
+        }
+        total.received_bytes += c.received_bytes;
+        total.sent_bytes += c.sent_bytes;
+        if i == 0 {
+            (total.puts, total.deletes, total.write_txns) = (c.puts, c.deletes, c.write_txns);
+        }
+    }
+    Ok(total)
+}
+
 /// Fetches `<metrics_url>/metrics` (an `http://host:port` URL).
 pub fn fetch(metrics_url: &str) -> Result<EtcdCounters> {
     let host = metrics_url

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use fleet_core::{MachineId, TargetState, UnitName};
 use fleet_registry::{Registry, RegistryConfig};
-use fleet_testkit::{EtcdConfig, EtcdServer};
+use fleet_testkit::{EtcdCluster, EtcdConfig, EtcdServer};
 use fleetd::agent::{Agent, AgentConfig, AgentMetrics};
 use fleetd::engine::{self, EngineConfig, EngineHandle};
 use fleetd::systemd::SimulatedSystemd;
@@ -54,6 +54,11 @@ pub struct Args {
     /// on the client port then.
     #[arg(long)]
     etcd: Option<String>,
+    /// Members of the etcd the benchmark starts (on loopback): 3 shows what raft
+    /// replication costs. etcd CPU is then summed over the members, requests and
+    /// bytes over the members' clients, key writes counted once.
+    #[arg(long, default_value_t = 1)]
+    etcd_members: usize,
     /// Key prefix in etcd (a fresh one per run when sharing an etcd).
     #[arg(long, default_value = "/_bench/")]
     prefix: String,
@@ -100,23 +105,50 @@ pub fn run(args: &Args) -> Result<()> {
         args.templates + args.constraints <= 100,
         "--templates plus --constraints must not exceed 100 (percent)"
     );
-    let etcd_server = match &args.etcd {
-        Some(_) => None,
-        None => Some(
-            EtcdServer::start_with(&EtcdConfig {
-                extra_args: vec![
-                    format!("--quota-backend-bytes={}", args.quota_backend_bytes),
-                    "--snapshot-count=1000000".into(),
-                ],
-                ..EtcdConfig::default()
-            })
-            .context("starting etcd")?,
+    ensure!(
+        (1..=7).contains(&args.etcd_members),
+        "--etcd-members must be between 1 and 7"
+    );
+    let etcd_config = EtcdConfig {
+        extra_args: vec![
+            format!("--quota-backend-bytes={}", args.quota_backend_bytes),
+            "--snapshot-count=1000000".into(),
+        ],
+        ..EtcdConfig::default()
+    };
+    // Kept until the end: dropping them stops etcd.
+    let (etcd_server, etcd_cluster) = match (&args.etcd, args.etcd_members) {
+        (Some(_), _) => (None, None),
+        (None, 1) => (
+            Some(EtcdServer::start_with(&etcd_config).context("starting etcd")?),
+            None,
+        ),
+        (None, n) => (
+            None,
+            Some(EtcdCluster::start(&etcd_config, n).context("starting the etcd cluster")?),
         ),
     };
-    let (client_url, metrics_url, etcd_pid) = match (&etcd_server, &args.etcd) {
-        (Some(s), _) => (s.client_url(), s.metrics_url(), s.pid()),
-        (None, Some(url)) => (url.clone(), url.clone(), None),
-        (None, None) => bail!("no etcd"),
+    let members: Vec<&EtcdServer> = match (&etcd_server, &etcd_cluster) {
+        (Some(s), _) => vec![s],
+        (_, Some(c)) => c.members().iter().collect(),
+        _ => Vec::new(),
+    };
+    let (client_urls, metrics_urls, etcd_pids): (Vec<String>, Vec<String>, Vec<u32>) =
+        match &args.etcd {
+            Some(url) => (vec![url.clone()], vec![url.clone()], Vec::new()),
+            None => (
+                members.iter().map(|m| m.client_url()).collect(),
+                members.iter().map(|m| m.metrics_url()).collect(),
+                members.iter().filter_map(|m| m.pid()).collect(),
+            ),
+        };
+    let (client_url, metrics_url) = (client_urls.join(","), metrics_urls.join(","));
+    let etcd_pid = etcd_pids.first().copied();
+    let etcd_cpu = || {
+        etcd_pids
+            .iter()
+            .map(|p| procstat::pid_cpu(Some(*p)))
+            .sum::<f64>()
     };
     println!(
         "etcd {client_url} (metrics {metrics_url}); {} machines, {} units ({}% instances, {}% constrained), agent_ttl {:?}",
@@ -136,7 +168,8 @@ pub fn run(args: &Args) -> Result<()> {
     let driver = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let cfg = RegistryConfig::new(client_url.clone()).with_prefix(args.prefix.clone());
+    let mut cfg = RegistryConfig::new(client_urls[0].clone()).with_prefix(args.prefix.clone());
+    cfg.endpoints = client_urls.clone();
 
     // Agents first: every machine registered before any unit is submitted.
     let started = Instant::now();
@@ -163,16 +196,16 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     let units = workload::units(args.units, args.templates, args.constraints)?;
-    let etcd_before = etcd_metrics::fetch(&metrics_url)?;
+    let etcd_before = etcd_metrics::fetch_all(&metrics_urls)?;
     let cpu_before = procstat::own_cpu();
-    let etcd_cpu_before = procstat::pid_cpu(etcd_pid);
+    let etcd_cpu_before = etcd_cpu();
     let t0 = Instant::now();
     let submitted_after = driver.block_on(submit(&registry, &units, args))?;
     let (placed_after, active_after) =
         wait_all_active(&machines, args.units as u64, t0, args.phase_timeout)?;
     let cpu_after = procstat::own_cpu();
-    let etcd_cpu_after = procstat::pid_cpu(etcd_pid);
-    let etcd_used = etcd_metrics::fetch(&metrics_url)?.since(&etcd_before);
+    let etcd_cpu_after = etcd_cpu();
+    let etcd_used = etcd_metrics::fetch_all(&metrics_urls)?.since(&etcd_before);
     println!(
         "submitted in {:.2}s, all placed after {:.2}s, all active after {:.2}s",
         submitted_after.as_secs_f64(),
@@ -229,7 +262,9 @@ pub fn run(args: &Args) -> Result<()> {
     drop(engines);
     agent_rt.shutdown_timeout(Duration::from_secs(5));
     engine_rt.shutdown_timeout(Duration::from_secs(5));
+    drop(members);
     drop(etcd_server);
+    drop(etcd_cluster);
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
 }
@@ -496,6 +531,7 @@ fn figures(
         "constraints_pct": args.constraints,
         "agent_ttl_s": args.agent_ttl.as_secs_f64(),
         "engines": args.engines,
+        "etcd_members": args.etcd_members,
         "etcd_clients": args.clients,
         "registered_s": round(p.registered_after.as_secs_f64()),
         "submitted_s": round(p.submitted_after.as_secs_f64()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use fleet_core::UnitName;
 
-use super::status::{exit_code, find, is_global, pipe, running_on};
+use super::status::{exit_code, is_global, pipe, running_on};
 use crate::context::{Ctx, fail};
 
 pub async fn run(
@@ -22,18 +22,25 @@ pub async fn run(
     let (name, _) =
         UnitName::from_arg(arg).map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
     let client = ctx.client().await?.clone();
-    let snapshot = client.snapshot().await.map_err(|e| {
-        fail(format!(
-            "Error retrieving list of units from repository: {e}"
-        ))
-    })?;
-    let unit = find(&snapshot, &name)?;
-    if is_global(unit) {
+    // Only this unit's keys, not the whole cluster.
+    let (_, views) = client
+        .registry
+        .unit_views(std::slice::from_ref(&name))
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "Error retrieving list of units from repository: {e}"
+            ))
+        })?;
+    let Some(view) = views.into_iter().flatten().next() else {
+        return Err(fail(format!("Unit {name} does not exist.")));
+    };
+    if is_global(&view.unit) {
         return Err(fail(format!(
             "Unable to retrieve journal of global unit {name}."
         )));
     }
-    let Some(machine) = running_on(&snapshot, &name) else {
+    let Some(machine) = running_on(&view) else {
         return Err(fail(format!("Unit {name} does not appear to be running.")));
     };
     let api = client

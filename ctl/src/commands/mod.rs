@@ -14,6 +14,7 @@ mod ssh;
 mod start;
 mod status;
 mod stop;
+mod token;
 mod undrain;
 mod unload;
 mod visible;
@@ -41,6 +42,7 @@ async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<
         return Ok(ExitCode::SUCCESS);
     };
     match command {
+        Command::Token(t) => token::run(ctx, t).await,
         Command::Version => {
             out(format!("fleetctl version {}", fleet_core::VERSION))?;
             Ok(ExitCode::SUCCESS)

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use fleet_core::{Requirements, TargetState, UnitName};
 
 use crate::cli::BlockFlags;
-use crate::commands::destroy::find_units;
-use crate::commands::list_units::fetch_snapshot;
+use crate::commands::destroy::find_views;
 use crate::context::{Ctx, err};
 use crate::wait::{Verb, apply_targets};
 
@@ -17,17 +16,17 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    let (found, missing) = find_units(ctx, args).await?;
-    let snapshot = fetch_snapshot(ctx).await?;
+    let (found, missing, _) = find_views(ctx, args).await?;
     let mut failed = missing;
     // Units to stop first (launched now), and every unit to (re)start.
     let mut stop: Vec<UnitName> = Vec::new();
     let mut start: Vec<(UnitName, bool)> = Vec::new();
-    for unit in &found {
+    for view in &found {
+        let unit = &view.unit;
         let global = Requirements::parse(&unit.file)
             .map(|r| r.global)
             .unwrap_or(false);
-        let placed = global || snapshot.current_state(&unit.name) != TargetState::Inactive;
+        let placed = global || view.current_state() != TargetState::Inactive;
         match unit.target {
             TargetState::Launched if placed => stop.push(unit.name.clone()),
             TargetState::Loaded if placed => {}

@@ -5,13 +5,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use fleet_api::client::{Output, OutputPiece};
-use fleet_core::{MachineId, Requirements, TargetState, UnitName};
-use fleet_registry::{ClusterSnapshot, UnitRecord};
+use std::collections::HashMap;
+
+use fleet_core::{Machine, MachineId, Requirements, TargetState, UnitName};
+use fleet_registry::{UnitRecord, UnitView};
 
 use serde_json::json;
 
 use crate::cli::OutputFormat;
-use crate::commands::list_units::machine_ips;
+use crate::client::Client;
 use crate::commands::visible::Visible;
 use crate::context::{Ctx, err, fail};
 use crate::table::print_json_rows;
@@ -22,23 +24,22 @@ pub async fn run(ctx: &mut Ctx, args: &[String], format: OutputFormat) -> anyhow
         return Ok(ExitCode::SUCCESS);
     }
     let client = ctx.client().await?.clone();
-    let snapshot = client.snapshot().await.map_err(|e| {
-        fail(format!(
-            "Error retrieving list of units from repository: {e}"
-        ))
-    })?;
+    // Only the named units' keys, not the whole cluster.
+    let views = Views::read(&client, args).await?;
     if format == OutputFormat::Json {
-        return json_status(&snapshot, args);
+        let machines = client.list_machines().await.map_err(|e| {
+            fail(format!(
+                "Error retrieving list of machines from repository: {e}"
+            ))
+        })?;
+        return json_status(&views, &machines, args);
     }
     for (i, arg) in args.iter().enumerate() {
         let (name, _) = UnitName::from_arg(arg)
             .map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
-        let unit = find(&snapshot, &name)?;
-        let machines: Vec<MachineId> = if is_global(unit) {
-            let machines: Vec<MachineId> = snapshot
-                .states_of(&name)
-                .map(|s| s.machine.clone())
-                .collect();
+        let view = views.find(&name)?;
+        let machines: Vec<MachineId> = if is_global(&view.unit) {
+            let machines: Vec<MachineId> = view.states.iter().map(|s| s.machine.clone()).collect();
             // Not loaded anywhere yet: say so rather than print nothing and succeed.
             if machines.is_empty() {
                 return Err(fail(format!("Unit {name} does not appear to be loaded.")));
@@ -46,7 +47,7 @@ pub async fn run(ctx: &mut Ctx, args: &[String], format: OutputFormat) -> anyhow
             machines
         } else {
             vec![
-                running_on(&snapshot, &name)
+                running_on(view)
                     .ok_or_else(|| fail(format!("Unit {name} does not appear to be loaded.")))?,
             ]
         };
@@ -71,18 +72,55 @@ pub async fn run(ctx: &mut Ctx, args: &[String], format: OutputFormat) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+/// The named units as read in one batch (status never reads the whole cluster).
+struct Views(HashMap<UnitName, UnitView>);
+
+impl Views {
+    async fn read(client: &Client, args: &[String]) -> anyhow::Result<Views> {
+        let mut names: Vec<UnitName> = args
+            .iter()
+            .filter_map(|a| UnitName::from_arg(a).ok().map(|(n, _)| n))
+            .collect();
+        names.sort();
+        names.dedup();
+        let (_, views) = client.registry.unit_views(&names).await.map_err(|e| {
+            fail(format!(
+                "Error retrieving list of units from repository: {e}"
+            ))
+        })?;
+        Ok(Views(
+            views
+                .into_iter()
+                .flatten()
+                .map(|v| (v.unit.name.clone(), v))
+                .collect(),
+        ))
+    }
+
+    /// The unit, or fleet's `Unit <n> does not exist.`.
+    fn find(&self, name: &UnitName) -> anyhow::Result<&UnitView> {
+        self.0
+            .get(name)
+            .ok_or_else(|| fail(format!("Unit {name} does not exist.")))
+    }
+}
+
 /// `status -o json`: the cluster's view of each unit, one object per unit and machine
 /// reporting it (one object with null machine fields when none does). Every unit is
 /// checked before anything is printed.
-fn json_status(snapshot: &ClusterSnapshot, args: &[String]) -> anyhow::Result<ExitCode> {
-    let ips = machine_ips(snapshot);
+fn json_status(views: &Views, machines: &[Machine], args: &[String]) -> anyhow::Result<ExitCode> {
+    let ips: HashMap<&MachineId, String> = machines
+        .iter()
+        .filter_map(|m| Some((&m.id, m.public_ip?.to_string())))
+        .collect();
     let mut rows = Vec::new();
     for arg in args {
         let (name, _) = UnitName::from_arg(arg)
             .map_err(|e| fail(format!("Error retrieving unit {arg}: {e}")))?;
-        let unit = find(snapshot, &name)?;
+        let view = views.find(&name)?;
+        let unit = &view.unit;
         let global = is_global(unit);
-        let current = (!global).then(|| snapshot.current_state(&name).to_string());
+        let current = (!global).then(|| view.current_state().to_string());
         let base = json!({
             "unit": name.as_str(),
             "desired_state": unit.target.to_string(),
@@ -96,10 +134,10 @@ fn json_status(snapshot: &ClusterSnapshot, args: &[String]) -> anyhow::Result<Ex
             "hash": unit.hash.to_string(),
         });
         let mut reported = false;
-        for state in snapshot.states_of(&name) {
+        for state in &view.states {
             let mut row = base.clone();
             row["machine_id"] = json!(state.machine.as_str());
-            row["machine_ip"] = json!(ips.get(&state.machine).filter(|ip| !ip.is_empty()));
+            row["machine_ip"] = json!(ips.get(&state.machine));
             row["load"] = json!(state.systemd.load);
             row["active"] = json!(state.systemd.active);
             row["sub"] = json!(state.systemd.sub);
@@ -108,28 +146,13 @@ fn json_status(snapshot: &ClusterSnapshot, args: &[String]) -> anyhow::Result<Ex
             reported = true;
         }
         if !reported {
-            let mut row = base;
-            if let Some(m) = snapshot.scheduled_on(&name) {
-                row["machine_id"] = json!(m.as_str());
-                row["machine_ip"] = json!(ips.get(m).filter(|ip| !ip.is_empty()));
-            }
-            rows.push(row);
+            // No machine reports it: where it is scheduled is not read (that would
+            // mean scanning every machine's schedule), so the machine fields stay null.
+            rows.push(base);
         }
     }
     print_json_rows(rows)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The unit, or fleet's `Unit <n> does not exist.`.
-pub(super) fn find<'a>(
-    snapshot: &'a ClusterSnapshot,
-    name: &UnitName,
-) -> anyhow::Result<&'a UnitRecord> {
-    snapshot
-        .units
-        .iter()
-        .find(|u| &u.name == name)
-        .ok_or_else(|| fail(format!("Unit {name} does not exist.")))
 }
 
 pub(super) fn is_global(unit: &UnitRecord) -> bool {
@@ -137,11 +160,11 @@ pub(super) fn is_global(unit: &UnitRecord) -> bool {
 }
 
 /// The machine running a non-global unit, if its current state is not `inactive`.
-pub(super) fn running_on(snapshot: &ClusterSnapshot, name: &UnitName) -> Option<MachineId> {
-    if snapshot.current_state(name) == TargetState::Inactive {
+pub(super) fn running_on(view: &UnitView) -> Option<MachineId> {
+    if view.current_state() == TargetState::Inactive {
         return None;
     }
-    snapshot.scheduled_on(name).cloned()
+    view.scheduled_on.clone()
 }
 
 /// Copies a remote command's output to ours, control characters made visible (see

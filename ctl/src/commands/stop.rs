@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use fleet_core::{Requirements, TargetState, UnitName};
 
 use crate::cli::BlockFlags;
-use crate::commands::destroy::find_units;
-use crate::commands::list_units::fetch_snapshot;
+use crate::commands::destroy::find_views;
 use crate::context::{Ctx, err, fail};
 use crate::wait::{Verb, apply_targets};
 
@@ -15,13 +14,13 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    let (found, missing) = find_units(ctx, args).await?;
-    let snapshot = fetch_snapshot(ctx).await?;
+    let (found, missing, _) = find_views(ctx, args).await?;
     let mut wait = Vec::new();
     let mut globals = Vec::new();
     // As fleet: by current state. A unit on no machine cannot be stopped (checked for
     // every unit before anything is written); one already stopped is skipped.
-    for unit in &found {
+    for view in &found {
+        let unit = &view.unit;
         let global = Requirements::parse(&unit.file)
             .map(|r| r.global)
             .unwrap_or(false);
@@ -31,7 +30,7 @@ pub async fn run(ctx: &mut Ctx, block: &BlockFlags, args: &[String]) -> anyhow::
             }
             continue;
         }
-        match snapshot.current_state(&unit.name) {
+        match view.current_state() {
             TargetState::Inactive => {
                 return Err(fail(format!(
                     "Unable to stop unit {} in state inactive",

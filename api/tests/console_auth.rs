@@ -1,0 +1,138 @@
+//! The console's endpoints and bearer tokens against a real etcd, over loopback TCP
+//! (where the connection alone is admin): `/ui/api/` needs a token, a token's role is
+//! what counts, a revoked token is refused, and `/metrics` answers Prometheus text.
+
+use std::time::Duration;
+
+use fleet_api::{ApiContext, ListenConfig, Listeners, serve_on};
+use fleet_core::MachineId;
+use fleet_registry::{Registry, RegistryConfig};
+use fleet_testkit::EtcdServer;
+use tokio_util::sync::CancellationToken;
+
+/// curl: (HTTP status, body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_needs_tokens_and_honours_their_roles() {
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listeners = Listeners::open(&ListenConfig {
+        unix: Some(dir.path().join("fleet.sock")),
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (viewer, _) = reg
+        .create_token("v", "viewer", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (operator, op_info) = reg
+        .create_token("o", "operator", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let url = move |p: &str| format!("{base}{p}");
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+
+    let url2 = url.clone();
+    let jar_path = dir.path().join("cookies");
+    let done = tokio::task::spawn_blocking(move || {
+        // The page itself is public; its data is not, even on an admin connection.
+        let (code, page) = curl(&[&url("/ui/")]);
+        assert_eq!(code, 200);
+        assert!(page.contains("/ui/app.js"));
+        let (code, body) = curl(&[&url("/ui/api/me")]);
+        assert_eq!(code, 401, "{body}");
+        assert!(body.contains("log in with a token"), "{body}");
+
+        // A token's role, not the connection's.
+        let (code, body) = curl(&["-H", &bearer(&viewer), &url("/ui/api/me")]);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"role\":\"viewer\""), "{body}");
+        let (code, body) = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &bearer(&viewer),
+            &url("/ui/api/units/a.service/start"),
+        ]);
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("role viewer may not"), "{body}");
+        // The same for fleet's HTTP API v1.
+        let (code, _) = curl(&[
+            "-X",
+            "DELETE",
+            "-H",
+            &bearer(&viewer),
+            &url("/fleet/v1/units/a.service"),
+        ]);
+        assert_eq!(code, 403);
+        let (code, body) = curl(&["-H", &bearer("fleet_forged"), &url("/fleet/v1/units")]);
+        assert_eq!(code, 401, "{body}");
+
+        // Login: JSON only; sets an HttpOnly cookie that then works alone.
+        let (code, _) = curl(&["-d", &format!("token={operator}"), &url("/ui/login")]);
+        assert_eq!(code, 415);
+        let jar = jar_path;
+        let jar = jar.to_str().unwrap();
+        let login = format!("{{\"token\":\"{operator}\"}}");
+        let (code, body) = curl(&[
+            "-c",
+            jar,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &login,
+            &url("/ui/login"),
+        ]);
+        assert_eq!(code, 200, "{body}");
+        let cookies = std::fs::read_to_string(jar).unwrap();
+        assert!(cookies.contains("#HttpOnly_") && cookies.contains("fleet_token"));
+        let (code, body) = curl(&["-b", jar, &url("/ui/api/me")]);
+        assert_eq!(code, 200);
+        assert!(body.contains("\"can_act\":true"), "{body}");
+
+        // Metrics: Prometheus text, counting these very calls.
+        let (code, text) = curl(&["-H", &bearer(&viewer), &url("/metrics")]);
+        assert_eq!(code, 200);
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("Prometheus text");
+        let refused = scrape.samples.iter().any(|s| {
+            s.metric == "fleet_api_calls_total"
+                && s.labels.get("method") == Some("POST /ui/api/units/:name/start")
+                && s.labels.get("code") == Some("403")
+        });
+        assert!(refused, "{text}");
+        assert!(text.contains("fleet_etcd_request_seconds_count{op=\"read token\"}"));
+        (jar.to_string(), op_info.id)
+    })
+    .await
+    .unwrap();
+    let (jar, id) = done;
+    // Revoked: the cookie stops working at once.
+    assert_eq!(reg.revoke_token(&id).await.unwrap(), 1);
+    let code = tokio::task::spawn_blocking(move || curl(&["-b", &jar, &url2("/ui/api/me")]).0)
+        .await
+        .unwrap();
+    assert_eq!(code, 401);
+    drop(dir);
+    stop.cancel();
+}

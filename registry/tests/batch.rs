@@ -1,0 +1,141 @@
+//! Many-unit destroys and the named-units view against a real etcd.
+
+mod common;
+
+use common::{agent, lead, machine_id, name, setup, unit};
+use fleet_core::{SystemdState, TargetState, UnitName};
+use fleet_registry::{ScheduleEntry, SchedulePlan, UnitStateRecord};
+
+fn names(n: usize) -> Vec<UnitName> {
+    (0..n).map(|i| name(&format!("u{i:03}.service"))).collect()
+}
+
+async fn submit(reg: &fleet_registry::Registry, names: &[UnitName]) {
+    let units: Vec<_> = names
+        .iter()
+        .map(|n| (n.clone(), unit(n.as_str())))
+        .collect();
+    reg.create_units(&units).await.unwrap();
+}
+
+#[tokio::test]
+async fn destroy_many_across_txn_boundaries() {
+    let (_etcd, reg) = setup("/t/destroy-many").await;
+    let all = names(300);
+    submit(&reg, &all).await;
+    reg.set_targets(
+        &all.iter()
+            .map(|n| (n.clone(), TargetState::Launched))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let existed = reg.destroy_units(&all).await.unwrap();
+    assert_eq!(existed, vec![true; 300]);
+    assert!(reg.list_units().await.unwrap().is_empty());
+    // no orphan `job/` keys either: a new unit of the same name starts inactive
+    submit(&reg, &all[..1]).await;
+    let got = reg.get_unit(&all[0]).await.unwrap().unwrap();
+    assert_eq!(got.target, TargetState::Inactive);
+}
+
+#[tokio::test]
+async fn destroy_mixed_existing_missing_and_duplicates() {
+    let (_etcd, reg) = setup("/t/destroy-mixed").await;
+    let all = names(200);
+    // every other unit exists
+    let present: Vec<_> = all.iter().step_by(2).cloned().collect();
+    submit(&reg, &present).await;
+    let mut ask = all.clone();
+    ask.push(all[0].clone()); // twice: destroyed once
+    let existed = reg.destroy_units(&ask).await.unwrap();
+    let want: Vec<bool> = (0..200).map(|i| i % 2 == 0).chain([false]).collect();
+    assert_eq!(existed, want);
+    assert!(reg.list_units().await.unwrap().is_empty());
+    assert_eq!(reg.destroy_units(&[]).await.unwrap(), Vec::<bool>::new());
+}
+
+#[tokio::test]
+async fn destroy_while_targets_are_set_leaves_no_orphan_target() {
+    let (_etcd, reg) = setup("/t/destroy-race").await;
+    let all = names(256);
+    submit(&reg, &all).await;
+    let targets: Vec<_> = all
+        .iter()
+        .map(|n| (n.clone(), TargetState::Launched))
+        .collect();
+    let (set, destroyed) = tokio::join!(reg.set_targets(&targets), reg.destroy_units(&all));
+    set.unwrap();
+    assert_eq!(destroyed.unwrap(), vec![true; 256]);
+    assert!(reg.list_units().await.unwrap().is_empty());
+    // a target written after its unit's destroy would resurrect as a stale target
+    submit(&reg, &all).await;
+    for u in reg.get_units(&all).await.unwrap() {
+        assert_eq!(u.unwrap().target, TargetState::Inactive);
+    }
+}
+
+fn state(u: &str, m: &str, s: TargetState) -> UnitStateRecord {
+    UnitStateRecord {
+        unit: name(u),
+        machine: machine_id(m),
+        hash: unit(u).hash(),
+        state: s,
+        systemd: SystemdState::default(),
+    }
+}
+
+#[tokio::test]
+async fn unit_views_read_only_the_units_named() {
+    let (_etcd, reg) = setup("/t/views").await;
+    let ttl = std::time::Duration::from_secs(30);
+    let (m1, _k1) = agent(&reg, "m1", "m1:4002", ttl).await;
+    let (m2, _k2) = agent(&reg, "m2", "m2:4002", ttl).await;
+    // more units than one txn carries, so the consistent-revision path is used
+    let all = names(100);
+    submit(&reg, &all).await;
+    let (a, b, c) = (all[0].clone(), all[50].clone(), all[99].clone());
+    let placed = |m: &str, u: &UnitName| ScheduleEntry {
+        machine: machine_id(m),
+        unit: u.clone(),
+        hash: unit(u.as_str()).hash(),
+        target: TargetState::Launched,
+    };
+    lead(&reg)
+        .await
+        .apply(&SchedulePlan {
+            place: vec![placed("m1", &a), placed("m1", &b)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    m1.put_states(&[state(a.as_str(), "m1", TargetState::Launched)])
+        .await
+        .unwrap();
+    // b: only a machine it is not scheduled on reports it (moving away)
+    m2.put_states(&[state(b.as_str(), "m2", TargetState::Launched)])
+        .await
+        .unwrap();
+    let mut ask = all.clone();
+    ask.push(name("missing.service"));
+    let (rev, views) = reg.unit_views(&ask).await.unwrap();
+    assert_eq!(views.len(), 101);
+    assert!(views[100].is_none());
+    let snap = reg.snapshot().await.unwrap();
+    assert_eq!(rev, snap.revision);
+    for (n, v) in all.iter().zip(&views) {
+        let v = v.as_ref().unwrap();
+        assert_eq!(&v.unit.name, n);
+        assert_eq!(v.current_state(), snap.current_state(n), "{n}");
+        let states: Vec<_> = snap.states_of(n).cloned().collect();
+        assert_eq!(v.states, states, "{n}");
+    }
+    let va = views[0].as_ref().unwrap();
+    assert_eq!(va.scheduled_on, Some(machine_id("m1")));
+    assert_eq!(va.current_state(), TargetState::Launched);
+    assert_eq!(
+        views[50].as_ref().unwrap().current_state(),
+        TargetState::Inactive
+    );
+    assert_eq!(views[99].as_ref().unwrap().unit.name, c);
+}
