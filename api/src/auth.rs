@@ -295,6 +295,11 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
     }
 }
 
+/// How much of a refused request's body is read (and dropped) before the answer.
+const REFUSED_BODY_LIMIT: usize = 256 * 1024;
+/// How long a refused request's body is waited for before the answer.
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The middleware every request passes: refused requests never reach the service.
 pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> Response {
     let grpc = req
@@ -333,6 +338,14 @@ pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> 
     if grpc {
         return tonic::Status::new(refusal.code, refusal.message).into_http();
     }
+    // Read what the client is still sending before answering: an HTTP/2 stream
+    // answered with its request body unread is reset, and clients such as curl then
+    // report a stream error instead of the refusal. Bounded in size and time.
+    let _ = tokio::time::timeout(
+        REFUSED_BODY_WAIT,
+        axum::body::to_bytes(req.into_body(), REFUSED_BODY_LIMIT),
+    )
+    .await;
     let status = match refusal.code {
         tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
         tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
