@@ -365,6 +365,8 @@ pub enum Command {
         /// The machine (an id or a unique prefix of one).
         #[arg(value_name = "MACHINE", add = crate::completion::machine_ids())]
         machine: String,
+        #[command(flatten)]
+        block: BlockFlags,
     },
     /// Let a drained machine take units again.
     Undrain {
@@ -645,11 +647,13 @@ DESCRIPTION:
   (MachineOf=, Conflicts=, metadata), and places no unit there until `fleetctl undrain`.
   Global units stop there too. fleetd keeps running on the machine, and the drain
   outlives it leaving and coming back. `list-machines --fields=machine,ip,drained`
-  shows drained machines. fleetctl does not wait for the units to move: `list-units`
-  shows them arriving elsewhere.
+  shows drained machines. fleetctl waits until the machine runs none of the units it
+  ran, printing where each went (--block-attempts bounds the wait; --no-block returns
+  at once); units no other machine can take are named at the end.
 
 EXAMPLES:
   fleetctl drain 2c4b1e8a
+  fleetctl drain --no-block 2c4b1e8a
   fleetctl undrain 2c4b1e8a"
             .to_string(),
         "undrain" => "\

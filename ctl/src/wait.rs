@@ -257,6 +257,108 @@ pub async fn wait_for_units(
     }
 }
 
+/// `fleetctl drain`: waits until `machine` reports none of `units` any more, printing
+/// where each went (`Unit X moved off M` and, once another machine reports it, `now
+/// <state> on N`). Units the engine could not place elsewhere are named at the end; the
+/// wait does not block on them (the drain already holds). Bounded by
+/// `--block-attempts` like the other waits.
+pub async fn wait_for_drain(
+    ctx: &mut Ctx,
+    machine: &MachineId,
+    units: &[UnitName],
+    block: &BlockFlags,
+) -> anyhow::Result<()> {
+    if units.is_empty() || block.no_block {
+        return Ok(());
+    }
+    let deadline = (block.block_attempts > 0).then(|| {
+        Instant::now() + ATTEMPT * u32::try_from(block.block_attempts).unwrap_or(u32::MAX)
+    });
+    let started = Instant::now();
+    let progress = Progress::new(ctx.tty, TargetState::Inactive);
+    let client = ctx.client().await?.clone();
+    let registry = &client.registry;
+    let wanted: BTreeSet<&UnitName> = units.iter().collect();
+    let (mut records, mut watch) = list_and_watch(registry, &wanted).await?;
+    let mut ips: HashMap<String, String> = HashMap::new();
+    let mut pending: Vec<UnitName> = units.to_vec();
+    // Left the machine, not yet reported anywhere else: said once they are.
+    let mut moving: Vec<UnitName> = Vec::new();
+    loop {
+        let elsewhere = |records: &Records, unit: &UnitName| {
+            records
+                .get(unit)
+                .and_then(|m| m.values().find(|r| &r.machine != machine))
+                .map(|r| (r.state, r.machine.clone()))
+        };
+        let mut lines = Vec::new();
+        pending.retain(|unit| {
+            let still = records.get(unit).is_some_and(|m| m.contains_key(machine));
+            if !still {
+                lines.push(format!("Unit {unit} moved off {machine}"));
+                moving.push(unit.clone());
+            }
+            still
+        });
+        let mut arrived = Vec::new();
+        moving.retain(|unit| match elsewhere(&records, unit) {
+            Some(at) => {
+                arrived.push((unit.clone(), at));
+                false
+            }
+            None => true,
+        });
+        for (unit, (state, m)) in arrived {
+            if !ips.contains_key(m.as_str()) {
+                ips = machine_ips(&client).await;
+            }
+            let ip = ips.get(m.as_str()).map(String::as_str);
+            lines.push(format!(
+                "Unit {unit} {state} on {}",
+                machine_legend(&m, ip, false)
+            ));
+        }
+        for line in lines {
+            progress.suspend(|| out(&line))?;
+        }
+        if pending.is_empty() {
+            progress.finish();
+            if !moving.is_empty() {
+                let names: Vec<String> = moving.iter().map(ToString::to_string).collect();
+                err(format!(
+                    "{} unit(s) not running on another machine yet: {} (see fleetctl list-unit-files --fields=unit,dstate,state,reason)",
+                    moving.len(),
+                    names.join(" ")
+                ));
+            }
+            return Ok(());
+        }
+        progress.update(&pending, std::iter::empty(), started.elapsed());
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            progress.finish();
+            let names: Vec<String> = pending.iter().map(ToString::to_string).collect();
+            return Err(fail(format!(
+                "Machine {machine} is drained, but after {:?} it still runs [{}]; they move once the engine and the agent get to them",
+                Duration::from_secs(started.elapsed().as_secs()),
+                names.join(" ")
+            )));
+        }
+        let tick = deadline.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
+        tokio::select! {
+            batch = watch.next() => match batch {
+                Ok(batch) => apply(&mut records, &wanted, batch),
+                Err(e) if e.is_compacted() => (records, watch) = list_and_watch(registry, &wanted).await?,
+                Err(e) => {
+                    progress.finish();
+                    return Err(fail(format!("Error waiting for the drain: {e}")));
+                }
+            },
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
 /// State records of the units being waited for, by unit and machine.
 type Records = HashMap<UnitName, BTreeMap<MachineId, UnitStateRecord>>;
 

@@ -270,10 +270,22 @@ fn drain_moves_twenty_units_once_and_keeps_new_ones_away() {
     let before = placement(&lab, &ctl);
 
     let drained = Instant::now();
+    // The drain waits until node1 runs none of them, saying where each went.
     let out = api.ok(&["drain", &m1[..8]]);
+    let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
-        out,
-        format!("Machine {m1} drained: its units move to other machines\n")
+        lines[0],
+        format!("Machine {m1} drained: its units move to other machines"),
+        "{out}"
+    );
+    for u in &units {
+        let off = format!("Unit {u} moved off {m1}");
+        assert_eq!(lines.iter().filter(|l| **l == off).count(), 1, "{out}");
+    }
+    assert_eq!(
+        active_on(&lab, "node1", &units),
+        0,
+        "stopped when drain returns"
     );
     wait_until("20 units active elsewhere", Duration::from_secs(60), || {
         let rows = ctl.active();

@@ -3,11 +3,13 @@
 
 use std::process::ExitCode;
 
-use fleet_core::MachineId;
+use fleet_core::{MachineId, UnitName};
 
+use crate::cli::BlockFlags;
 use crate::context::{Ctx, fail, out};
+use crate::wait::wait_for_drain;
 
-pub async fn run(ctx: &mut Ctx, arg: &str) -> anyhow::Result<ExitCode> {
+pub async fn run(ctx: &mut Ctx, arg: &str, block: &BlockFlags) -> anyhow::Result<ExitCode> {
     let client = ctx.client().await?;
     let machines = client.list_machines().await.map_err(|e| {
         fail(format!(
@@ -16,6 +18,24 @@ pub async fn run(ctx: &mut Ctx, arg: &str) -> anyhow::Result<ExitCode> {
     })?;
     let ids: Vec<&MachineId> = machines.iter().map(|m| &m.id).collect();
     let machine = by_prefix(&ids, arg)?;
+    // What the machine reports now, read before the drain so no move is missed (one
+    // read of the cluster: a drain is rare).
+    let there: Vec<UnitName> = if block.no_block {
+        Vec::new()
+    } else {
+        let snapshot = client
+            .snapshot()
+            .await
+            .map_err(|e| fail(format!("Error retrieving units: {e}")))?;
+        let mut names: Vec<UnitName> = snapshot
+            .states
+            .into_iter()
+            .filter(|s| s.machine == machine)
+            .map(|s| s.unit)
+            .collect();
+        names.dedup();
+        names
+    };
     let newly = client
         .registry
         .drain_machine(&machine)
@@ -26,6 +46,7 @@ pub async fn run(ctx: &mut Ctx, arg: &str) -> anyhow::Result<ExitCode> {
     } else {
         format!("Machine {machine} is already drained")
     })?;
+    wait_for_drain(ctx, &machine, &there, block).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -70,7 +70,7 @@ async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<
         Command::Cat { units } => cat::run(ctx, &units.units).await,
         Command::ListUnitFiles { table, full } => list_unit_files::run(ctx, &table, full).await,
         Command::ListUnits { table, full } => list_units::run(ctx, &table, full.full).await,
-        Command::Drain { machine } => drain::run(ctx, &machine).await,
+        Command::Drain { machine, block } => drain::run(ctx, &machine, &block).await,
         Command::Undrain { machine } => undrain::run(ctx, &machine).await,
         Command::ListMachines { table, full } => list_machines::run(ctx, &table, full.full).await,
         Command::Status { units, output, .. } => {
