@@ -241,20 +241,35 @@ pub async fn wait_for_units(
                 Verb::Unload => format!("Failed to unload units [{names}]. err: {why}"),
             }));
         }
-        // Wake on the next change, or to refresh progress and check the deadline.
-        let tick = deadline.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
-        tokio::select! {
-            batch = watch.next() => match batch {
-                Ok(batch) => apply(&mut records, &wanted, batch),
-                Err(e) if e.is_compacted() => (records, watch) = list_and_watch(registry, &wanted).await?,
-                Err(e) => {
-                    progress.finish();
-                    return Err(fail(format!("Error waiting for units: {e}")));
-                }
-            },
-            _ = tokio::time::sleep(tick) => {}
+        if let Err(e) = next_change(registry, &wanted, &mut records, &mut watch, deadline).await {
+            progress.finish();
+            return Err(e);
         }
     }
+}
+
+/// Waits for the next state change of the `wanted` units and applies it to `records`
+/// (re-reading them if the watch was compacted), or returns early to refresh the
+/// progress line and check `deadline`.
+async fn next_change(
+    registry: &ClusterRegistry,
+    wanted: &BTreeSet<&UnitName>,
+    records: &mut Records,
+    watch: &mut StateWatch,
+    deadline: Option<Instant>,
+) -> anyhow::Result<()> {
+    let tick = deadline.map_or(TICK, |d| {
+        d.saturating_duration_since(Instant::now()).min(TICK)
+    });
+    tokio::select! {
+        batch = watch.next() => match batch {
+            Ok(batch) => apply(records, wanted, batch),
+            Err(e) if e.is_compacted() => (*records, *watch) = list_and_watch(registry, wanted).await?,
+            Err(e) => return Err(fail(format!("Error waiting for units: {e}"))),
+        },
+        _ = tokio::time::sleep(tick) => {}
+    }
+    Ok(())
 }
 
 /// `fleetctl drain`: waits until `machine` reports none of `units` any more, printing
@@ -344,17 +359,9 @@ pub async fn wait_for_drain(
                 names.join(" ")
             )));
         }
-        let tick = deadline.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
-        tokio::select! {
-            batch = watch.next() => match batch {
-                Ok(batch) => apply(&mut records, &wanted, batch),
-                Err(e) if e.is_compacted() => (records, watch) = list_and_watch(registry, &wanted).await?,
-                Err(e) => {
-                    progress.finish();
-                    return Err(fail(format!("Error waiting for the drain: {e}")));
-                }
-            },
-            _ = tokio::time::sleep(tick) => {}
+        if let Err(e) = next_change(registry, &wanted, &mut records, &mut watch, deadline).await {
+            progress.finish();
+            return Err(e);
         }
     }
 }
