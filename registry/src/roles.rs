@@ -265,6 +265,26 @@ impl RegistryError {
     }
 }
 
+/// Whether etcd `version` enforces key permissions inside transactions: releases
+/// before 3.4.44, 3.5.30 and 3.6.11 let any authenticated user write any key with a
+/// nested txn (GHSA-rfx7-8w68-q57q) or read through a txn put's `prev_kv`
+/// (CVE-2026-44283), so roles there do not confine a machine. `None`: not a version.
+pub fn version_confines_users(version: &str) -> Option<bool> {
+    let mut parts = version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '-', '+']);
+    let mut num = || parts.next()?.parse::<u32>().ok();
+    let (major, minor, patch) = (num()?, num()?, num()?);
+    Some(match (major, minor) {
+        (3, 4) => patch >= 44,
+        (3, 5) => patch >= 30,
+        (3, 6) => patch >= 11,
+        (3, m) => m > 6,
+        (m, _) => m > 3,
+    })
+}
+
 /// Registry calls that change etcd's users and roles; each returns what it changed, as
 /// lines for the operator (empty: nothing to do).
 impl Registry {
@@ -331,6 +351,18 @@ impl Registry {
             changes.push(format!("role {}: granted {g}", spec.name));
         }
         Ok(changes)
+    }
+
+    /// The version of the etcd member that answers.
+    pub async fn etcd_version(&self) -> Result<String, RegistryError> {
+        Ok(self
+            .call(
+                "get etcd status",
+                |mut c| async move { c.client.status().await },
+            )
+            .await?
+            .version()
+            .to_string())
     }
 
     /// The etcd users that exist.
@@ -496,6 +528,12 @@ mod tests {
             ]
         );
         assert_eq!(prefix_end(b"/fleet/"), b"/fleet0");
+        assert_eq!(version_confines_users("3.4.23"), Some(false));
+        assert_eq!(version_confines_users("3.4.44"), Some(true));
+        assert_eq!(version_confines_users("3.5.29"), Some(false));
+        assert_eq!(version_confines_users("3.6.11"), Some(true));
+        assert_eq!(version_confines_users("3.7.0"), Some(true));
+        assert_eq!(version_confines_users("junk"), None);
         assert_eq!(
             machine_user_roles(&a, true, false),
             BTreeSet::from([ENGINE.to_string(), "fleet-machine-aaaa".to_string()])

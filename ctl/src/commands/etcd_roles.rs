@@ -30,6 +30,12 @@ pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .is_some_and(|u| !u.is_empty());
     let line = |e: RegistryError| fail(registry_error_line(&e));
+    let version = registry.etcd_version().await.map_err(line)?;
+    if roles::version_confines_users(&version) != Some(true) {
+        crate::context::err(format!(
+            "WARNING: etcd {version} lets any etcd user write any key with a nested transaction (GHSA-rfx7-8w68-q57q): these roles do not confine machines until etcd is upgraded to 3.4.44, 3.5.30, 3.6.11 or later"
+        ));
+    }
     let mut changes = Vec::new();
     let moved = registry.migrate_legacy_states().await.map_err(line)?;
     if moved > 0 {
