@@ -229,3 +229,25 @@ async fn old_layout_states_move_once_keeping_their_lease() {
         .unwrap();
     assert_eq!(kept.kvs()[0].value(), b"new");
 }
+
+/// fleet's table of etcd versions that check permissions inside nested txns
+/// (`roles::version_confines_users`) agrees with the etcd under test: a machine's
+/// nested-txn write of `unit/` is refused exactly when the table says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_txn_writes_are_refused_exactly_on_fixed_etcd_versions() {
+    let etcd = EtcdServer::start().expect("etcd starts");
+    etcd.enable_auth(ROOT_PW, &[]);
+    let root = registry_as(&etcd, ROOT, ROOT_PW).await;
+    apply(&root).await;
+    let version = root.etcd_version().await.unwrap();
+    let confines = roles::version_confines_users(&version).expect("a version");
+    let mut a = raw_as(&etcd, "fleet-machine-a", "pw-a").await;
+    use etcd_client::{Txn, TxnOp};
+    let nested = Txn::new().and_then([TxnOp::txn(Txn::new().and_then([TxnOp::put(
+        format!("{PREFIX}unit/evil.service"),
+        "{}",
+        None,
+    )]))]);
+    let refused = a.txn(nested).await.is_err_and(denied);
+    assert_eq!(refused, confines, "etcd {version}");
+}

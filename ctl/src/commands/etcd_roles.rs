@@ -45,7 +45,7 @@ pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
     }
     let keys = registry.keys().clone();
     let mut role_specs = roles::cluster_roles(&keys);
-    role_specs.extend(plan.users.keys().filter_map(|u| match u {
+    role_specs.extend(plan.users.iter().filter_map(|u| match u {
         User::Machine { id, .. } => Some(roles::machine_role(&keys, id)),
         _ => None,
     }));
@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
     }
     let existing = registry.etcd_users().await.map_err(line)?;
     let mut users: Vec<(String, BTreeSet<String>)> =
-        plan.users.keys().map(|u| (u.name(), u.roles())).collect();
+        plan.users.iter().map(|u| (u.name(), u.roles())).collect();
     let enable = args.enable_auth && !authenticated;
     if enable {
         users.push((ROOT.to_string(), BTreeSet::from([ROOT.to_string()])));
@@ -182,7 +182,7 @@ impl User {
 
 /// The validated arguments.
 struct Plan {
-    users: BTreeMap<User, ()>,
+    users: BTreeSet<User>,
     password_dir: Option<PathBuf>,
 }
 
@@ -201,9 +201,9 @@ impl Plan {
         for m in &args.api_machine {
             machines.entry(id(m)?).or_default().1 = true;
         }
-        let mut users: BTreeMap<User, ()> = machines
+        let mut users: BTreeSet<User> = machines
             .into_iter()
-            .map(|(id, (engine, api))| (User::Machine { id, engine, api }, ()))
+            .map(|(id, (engine, api))| User::Machine { id, engine, api })
             .collect();
         let person = |n: &String| {
             let ok = !n.is_empty()
@@ -222,10 +222,10 @@ impl Plan {
             }
         };
         for n in &args.operator {
-            users.insert(User::Operator(person(n)?), ());
+            users.insert(User::Operator(person(n)?));
         }
         for n in &args.viewer {
-            users.insert(User::Viewer(person(n)?), ());
+            users.insert(User::Viewer(person(n)?));
         }
         let password_dir = args.password_dir.as_ref().map(PathBuf::from);
         if password_dir.is_none() && (!users.is_empty() || args.enable_auth) {
