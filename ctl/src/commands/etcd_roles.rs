@@ -22,15 +22,8 @@ use crate::context::{Ctx, fail, out, registry_error_line};
 pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
     // Checked before connecting: bad input changes nothing.
     let plan = Plan::from_args(&args)?;
-    let timeout = Duration::from_secs_f64(ctx.global.request_timeout.clamp(0.1, 3600.0));
-    let registry = crate::client::etcd_registry(&ctx.global, timeout).await?;
-    let authenticated = ctx
-        .global
-        .etcd_username
-        .as_deref()
-        .is_some_and(|u| !u.is_empty());
     let line = |e: RegistryError| fail(registry_error_line(&e));
-    let version = registry.etcd_version().await.map_err(line)?;
+    let (registry, version, authenticated) = connect(ctx, &plan).await?;
     if roles::version_confines_users(&version) != Some(true) {
         crate::context::err(format!(
             "WARNING: etcd {version} lets any etcd user write any key with a nested transaction (GHSA-rfx7-8w68-q57q): these roles do not confine machines until etcd is upgraded to 3.4.44, 3.5.30, 3.6.11 or later"
@@ -74,6 +67,39 @@ pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
         out(c)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connects as the etcd flags say; without credentials, as `root` with the password in
+/// `<password-dir>/root` when that file exists (an earlier `--enable-auth` run wrote
+/// it), so the same command line works again once authentication is on. Returns the
+/// registry, etcd's version and whether it is connected as a user.
+async fn connect(ctx: &Ctx, plan: &Plan) -> anyhow::Result<(Registry, String, bool)> {
+    let line = |e: RegistryError| fail(registry_error_line(&e));
+    let timeout = Duration::from_secs_f64(ctx.global.request_timeout.clamp(0.1, 3600.0));
+    let given = ctx
+        .global
+        .etcd_username
+        .as_deref()
+        .is_some_and(|u| !u.is_empty());
+    let root_file = plan.password_dir.as_ref().map(|d| d.join(ROOT));
+    if !given && let Some(file) = root_file.filter(|f| f.exists()) {
+        let mut global = ctx.global.clone();
+        global.etcd_username = Some(ROOT.to_string());
+        global.etcd_password = None;
+        global.etcd_password_file = Some(file.display().to_string());
+        let registry = crate::client::etcd_registry(&global, timeout).await?;
+        match registry.etcd_version().await {
+            Ok(version) => return Ok((registry, version, true)),
+            // Authentication is still off (an earlier run stopped before turning it on).
+            Err(e)
+                if fleet_registry::auth_refusal(&e)
+                    .is_some_and(|r| r.why.contains("authentication disabled")) => {}
+            Err(e) => return Err(line(e)),
+        }
+    }
+    let registry = crate::client::etcd_registry(&ctx.global, timeout).await?;
+    let version = registry.etcd_version().await.map_err(line)?;
+    Ok((registry, version, given))
 }
 
 /// Creates user `name` if missing, with the password in its file (generated into the
