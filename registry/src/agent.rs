@@ -1,6 +1,6 @@
 //! The agent's handle: one machine's view of the registry, bound to the lease it is
 //! registered under. It reads only `schedule/<me>/` and the units placed there, and
-//! writes only `machine/<me>` and `state/<unit>/<me>`, always under its lease; the
+//! writes only `machine/<me>` and `machine-state/<me>/<unit>`, always under its lease; the
 //! types make any other read or write impossible from the agent.
 
 use std::collections::BTreeMap;
