@@ -523,3 +523,97 @@ async fn fence_stops_units_unless_disarmed() {
     // The disarmed fence would have fired a second before this one.
     assert_eq!(state_of(&m, &spared).await, running);
 }
+
+/// The agent with an etcd user of its own (`fleet-machine-<id>`, as `fleetctl
+/// etcd-roles` makes it) against an etcd with authentication on: it registers, runs
+/// the unit scheduled to it in a real systemd and reports its state; its credentials
+/// may not campaign for the engine (one line naming the keys and the role).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_with_its_own_etcd_user_runs_its_units() {
+    use fleet_core::{Machine, MachineId, TargetState, UnitFile};
+    use fleet_registry::roles;
+    use fleet_registry::{Registry, RegistryConfig, ScheduleEntry, SchedulePlan, Secret};
+    use fleetd::agent::{Agent, AgentConfig};
+
+    async fn registry(etcd: &fleet_testkit::EtcdServer, user: &str, pw: &str) -> Registry {
+        let mut cfg = RegistryConfig::new(etcd.client_url()).with_timeout(Duration::from_secs(3));
+        cfg.username = Some(user.into());
+        cfg.password = Some(Secret::from(pw));
+        Registry::connect(cfg).await.expect("registry connects")
+    }
+
+    let systemd = PrivateSystemd::start();
+    let manager = systemd.connect().await;
+    let etcd = fleet_testkit::EtcdServer::start().expect("etcd starts");
+    etcd.enable_auth("root-pw-51", &[]);
+    let root = registry(&etcd, "root", "root-pw-51").await;
+    let id = MachineId::new("0f1e2d3c4b5a69788796a5b4c3d2e1f0").unwrap();
+    let keys = root.keys().clone();
+    for spec in roles::cluster_roles(&keys)
+        .into_iter()
+        .chain([roles::machine_role(&keys, &id)])
+    {
+        root.apply_role(&spec).await.unwrap();
+    }
+    let user = roles::machine_user(&id);
+    root.add_etcd_user(&user, &Secret::from("machine-pw-51"))
+        .await
+        .unwrap();
+    root.apply_user_roles(&user, &roles::machine_user_roles(&id, false, false))
+        .await
+        .unwrap();
+
+    let unit = unique_unit("fleet-own-user");
+    let file = UnitFile::parse(&sleeper()).unwrap();
+    root.create_unit(&unit, &file).await.unwrap();
+    let lease = root.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let leader = root.campaign("test-engine", lease).await.unwrap();
+    let plan = SchedulePlan {
+        place: vec![ScheduleEntry {
+            machine: id.clone(),
+            unit: unit.clone(),
+            hash: file.hash(),
+            target: TargetState::Launched,
+        }],
+        ..Default::default()
+    };
+    leader.apply(&plan).await.unwrap();
+
+    let reg = registry(&etcd, &user, "machine-pw-51").await;
+    let mut machine = Machine::new(id.clone());
+    machine.public_ip = Some(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut agent = Agent::new(
+        reg.clone(),
+        std::sync::Arc::new(manager),
+        AgentConfig::new(machine, Duration::from_secs(5)),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { agent.run(s).await });
+
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let states = root.unit_states(&unit).await.unwrap();
+        if states.iter().any(|s| {
+            s.machine == id && s.state == TargetState::Launched && s.systemd.active == "active"
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no launched state after {SETTLE:?}: {states:?}\n{}",
+            systemd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(root.list_machines().await.unwrap()[0].id, id);
+
+    let lease = reg.grant_lease(Duration::from_secs(10)).await.unwrap();
+    let e = reg.campaign("not-an-engine", lease).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "etcd denied writing the engine election (leader/): this etcd user lacks the role fleet-engine"
+    );
+    stop.cancel();
+    task.await.unwrap().expect("agent stops cleanly");
+}

@@ -465,11 +465,41 @@ pub enum Command {
     /// its credentials are what make the caller admin).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Create or update the cluster's etcd roles and users (idempotent); talks to etcd
+    /// directly as an etcd root user.
+    EtcdRoles(EtcdRolesArgs),
     /// Print the version and exit.
     Version,
     /// DEPRECATED - No longer works.
     #[command(hide = true)]
     Verify { units: Vec<String> },
+}
+
+/// `fleetctl etcd-roles`: see `commands::etcd_roles`.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdRolesArgs {
+    /// A machine to create or update the etcd user of (fleet-machine-ID); repeat.
+    #[arg(long = "machine", value_name = "ID")]
+    pub machine: Vec<String>,
+    /// A machine that may run the engine (also gets the fleet-engine role); repeat.
+    #[arg(long = "engine-machine", value_name = "ID")]
+    pub engine_machine: Vec<String>,
+    /// A machine that serves the API (also gets the fleet-operator role); repeat.
+    #[arg(long = "api-machine", value_name = "ID")]
+    pub api_machine: Vec<String>,
+    /// A person's etcd user with the fleet-operator role; repeat.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Vec<String>,
+    /// A person's etcd user with the fleet-viewer role; repeat.
+    #[arg(long, value_name = "NAME")]
+    pub viewer: Vec<String>,
+    /// Where each user's password is read from or generated into (DIR/USER, mode 0600).
+    #[arg(long, value_name = "DIR")]
+    pub password_dir: Option<String>,
+    /// Also create etcd's root user (password in DIR/root) and turn authentication on,
+    /// when not connecting as a user already.
+    #[arg(long)]
+    pub enable_auth: bool,
 }
 
 /// `fleetctl token ...`.

@@ -677,7 +677,7 @@ fn corrupt_records_are_skipped_and_named_through_both_drivers() {
         "machine/evil",
         r#"{"id":"evil","public_ip":"host.example"}"#,
     );
-    put_raw(&c, "state/idle.service/m9", "[]");
+    put_raw(&c, "machine-state/m9/idle.service", "[]");
     let p = "/_coreos.com/fleet";
     let warn = |key: &str| format!("WARNING: skipped corrupt registry value at {p}/{key}: ");
     for d in BOTH {
@@ -688,7 +688,11 @@ fn corrupt_records_are_skipped_and_named_through_both_drivers() {
         let (code, stdout, stderr) = run(&["list-units", "--no-legend"]);
         assert_eq!(code, Some(5), "{d:?}: {stderr}");
         assert!(stdout.starts_with("hello.service"), "{d:?}: {stdout}");
-        for key in ["unit/bad.service", "machine/evil", "state/idle.service/m9"] {
+        for key in [
+            "unit/bad.service",
+            "machine/evil",
+            "machine-state/m9/idle.service",
+        ] {
             assert_eq!(stderr.matches(&warn(key)).count(), 1, "{d:?}: {stderr}");
         }
         assert_eq!(stderr.lines().count(), 3, "{d:?}: {stderr}");
@@ -719,7 +723,7 @@ fn corrupt_records_are_skipped_and_named_through_both_drivers() {
             "{d:?}: {stdout}"
         );
         assert!(
-            row("idle.service")[2].contains("state/idle.service/m9"),
+            row("idle.service")[2].contains("machine-state/m9/idle.service"),
             "{d:?}: {stdout}"
         );
 

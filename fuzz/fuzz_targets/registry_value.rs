@@ -14,7 +14,7 @@ const DIRS: [&str; 8] = [
     "job/",
     "machine/",
     "schedule/",
-    "state/",
+    "machine-state/",
     "unplaced/",
     "leader/",
     "",

@@ -1,6 +1,6 @@
 //! The agent's handle: one machine's view of the registry, bound to the lease it is
 //! registered under. It reads only `schedule/<me>/` and the units placed there, and
-//! writes only `machine/<me>` and `state/<unit>/<me>`, always under its lease; the
+//! writes only `machine/<me>` and `machine-state/<me>/<unit>`, always under its lease; the
 //! types make any other read or write impossible from the agent.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ use crate::error::RegistryError;
 use crate::lease::{LeaseId, LeaseKeepAlive};
 use crate::model::{ScheduleEntry, UnitRecord, UnitStateRecord};
 use crate::registry::{Registry, revision};
+use crate::roles::KeyClass;
 use crate::watch::RegistryWatch;
 
 /// A registered machine's access to the registry. Obtained only from
@@ -134,7 +135,8 @@ impl AgentRegistry {
                         .await
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| e.denied(KeyClass::MachineRecord(self.machine.clone())))?;
         Ok(())
     }
 
@@ -206,7 +208,10 @@ impl AgentRegistry {
             .chunks(MAX_TXN_OPS)
             .map(|chunk| Txn::new().and_then(chunk.to_vec()))
             .collect();
-        self.reg.txns("put states", txns).await?;
+        self.reg
+            .txns("put states", txns)
+            .await
+            .map_err(|e| e.denied(KeyClass::MachineStates(self.machine.clone())))?;
         Ok(())
     }
 
@@ -224,7 +229,10 @@ impl AgentRegistry {
                 )
             })
             .collect();
-        self.reg.txns("delete states", txns).await?;
+        self.reg
+            .txns("delete states", txns)
+            .await
+            .map_err(|e| e.denied(KeyClass::MachineStates(self.machine.clone())))?;
         Ok(())
     }
 

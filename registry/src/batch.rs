@@ -58,7 +58,10 @@ impl Registry {
                 Txn::new().and_then(ops)
             })
             .collect();
-        let responses = self.txns("destroy units", txns).await?;
+        let responses = self
+            .txns("destroy units", txns)
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Units))?;
         let mut existed = std::collections::HashMap::with_capacity(unique.len());
         for (chunk, resp) in chunks.iter().zip(&responses) {
             let ops = resp.op_responses();
@@ -75,36 +78,30 @@ impl Registry {
     }
 
     /// The named units with their reported states and placement, in the order asked
-    /// (`None`: no such unit), and the revision they were read at (watch `state/` from
-    /// `revision + 1` to follow them): one txn per 42 units for unit, target and
-    /// `state/<n>/`, then one read at the same revision of the `schedule/` keys of the
-    /// machines that report them. Nothing else in the cluster is read.
+    /// (`None`: no such unit), and the revision they were read at (watch
+    /// `machine-state/` from `revision + 1` to follow them): one txn per 64 units for
+    /// unit and target, the states of those units at the same revision (see
+    /// [`Registry::states_of`]), then one read at that revision of the `schedule/`
+    /// keys of the machines that report them. Nothing else in the cluster is read.
     pub async fn unit_views(
         &self,
         names: &[UnitName],
     ) -> Result<(i64, Vec<Option<UnitView>>), RegistryError> {
         let k = &self.keys;
-        let per_txn = MAX_TXN_OPS / 3;
-        let prefix = || Some(GetOptions::new().with_prefix());
+        let per_txn = MAX_TXN_OPS / 2;
         let mut txns: Vec<Txn> = Vec::new();
         let mut rev = 0;
-        let mut views: Vec<Option<UnitView>> = Vec::with_capacity(names.len());
+        let mut units: Vec<Option<UnitRecord>> = Vec::with_capacity(names.len());
         for (i, chunk) in names.chunks(per_txn).enumerate() {
             // Every later chunk reads at the first one's revision: one consistent view.
-            let at = |o: Option<GetOptions>| -> Option<GetOptions> {
-                if i == 0 {
-                    o
-                } else {
-                    Some(o.unwrap_or_default().with_revision(rev))
-                }
-            };
+            let at =
+                || -> Option<GetOptions> { (i > 0).then(|| GetOptions::new().with_revision(rev)) };
             let ops: Vec<TxnOp> = chunk
                 .iter()
                 .flat_map(|n| {
                     [
-                        TxnOp::get(k.unit(n), at(None)),
-                        TxnOp::get(k.job_target(n), at(None)),
-                        TxnOp::get(k.unit_states(n), at(prefix())),
+                        TxnOp::get(k.unit(n), at()),
+                        TxnOp::get(k.job_target(n), at()),
                     ]
                 })
                 .collect();
@@ -113,12 +110,35 @@ impl Registry {
                 // The revision is known only after the first answer.
                 let first = self.txn("get unit views", txns.remove(0)).await?;
                 rev = revision(first.header());
-                collect_views(self, &first, &mut views)?;
+                collect_units(self, &first, &mut units)?;
             }
         }
         for resp in self.txns("get unit views", txns).await? {
-            collect_views(self, &resp, &mut views)?;
+            collect_units(self, &resp, &mut units)?;
         }
+        let found: Vec<UnitName> = units.iter().flatten().map(|u| u.name.clone()).collect();
+        let mut skipped = Vec::new();
+        let (_, mut states) = if found.is_empty() {
+            (rev, Vec::new())
+        } else {
+            self.states_of(&found, Some(rev), &mut skipped).await?
+        };
+        // A corrupt state report of a unit asked for is left out (and logged), as in a
+        // snapshot.
+        for s in &skipped {
+            tracing::warn!(key = %crate::error::visible(&s.key), reason = %s.reason, "skipped corrupt state record");
+        }
+        states.reverse();
+        let mut views: Vec<Option<UnitView>> = units
+            .into_iter()
+            .map(|u| {
+                u.map(|unit| UnitView {
+                    unit,
+                    states: states.pop().unwrap_or_default(),
+                    scheduled_on: None,
+                })
+            })
+            .collect();
         // Which reporting machines have the unit scheduled, at the same revision.
         let asks: Vec<(usize, MachineId)> = views
             .iter()
@@ -156,37 +176,20 @@ impl Registry {
     }
 }
 
-fn collect_views(
+fn collect_units(
     reg: &Registry,
     resp: &etcd_client::TxnResponse,
-    views: &mut Vec<Option<UnitView>>,
+    units: &mut Vec<Option<UnitRecord>>,
 ) -> Result<(), RegistryError> {
-    let k = &reg.keys;
-    for triple in gets(resp).chunks(3) {
-        let [unit, job, states] = triple else {
+    for pair in gets(resp).chunks(2) {
+        let [unit, job] = pair else {
             return Err(RegistryError::corrupt(
                 b"get unit views",
                 "short txn response",
             ));
         };
-        // A unit asked for by name whose record is corrupt is an error naming its key;
-        // a corrupt state report of it is left out (and logged), as in a snapshot.
-        let view = match decode::one_unit(k, unit.kvs(), job.kvs())? {
-            None => None,
-            Some(unit) => {
-                let mut skipped = Vec::new();
-                let states = decode::states(k, states.kvs(), &mut skipped);
-                for s in &skipped {
-                    tracing::warn!(key = %crate::error::visible(&s.key), reason = %s.reason, "skipped corrupt state record");
-                }
-                Some(UnitView {
-                    unit,
-                    states,
-                    scheduled_on: None,
-                })
-            }
-        };
-        views.push(view);
+        // A unit asked for by name whose record is corrupt is an error naming its key.
+        units.push(decode::one_unit(&reg.keys, unit.kvs(), job.kvs())?);
     }
     Ok(())
 }

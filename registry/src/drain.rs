@@ -29,7 +29,8 @@ impl Registry {
                     .await
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Drain))?;
         Ok(resp.prev_key().is_none())
     }
 
@@ -41,7 +42,8 @@ impl Registry {
                 let key = key.clone();
                 async move { c.kv.delete(key, None).await }
             })
-            .await?;
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Drain))?;
         Ok(resp.deleted() > 0)
     }
 

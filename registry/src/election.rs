@@ -15,6 +15,7 @@ use crate::error::RegistryError;
 use crate::lease::LeaseId;
 use crate::model::ClusterSnapshot;
 use crate::registry::Registry;
+use crate::roles::KeyClass;
 use crate::schedule::SchedulePlan;
 
 /// Consecutive member failures a campaign rides out before reporting to the engine.
@@ -94,7 +95,11 @@ impl Leadership {
                     .and_then(chunk.to_vec())
             })
             .collect();
-        let txns = self.reg.txns("write schedule", txns).await?;
+        let txns = self
+            .reg
+            .txns("write schedule", txns)
+            .await
+            .map_err(|e| e.denied(KeyClass::Schedule))?;
         if txns.iter().any(|r| !r.succeeded()) {
             return Err(RegistryError::NotLeader);
         }
@@ -170,7 +175,8 @@ impl Registry {
         };
         tokio::select! {
             r = c.client.campaign(name, value, lease.0) => r.map_err(|e| {
-                let e = RegistryError::from_etcd("campaign", &self.endpoints, e);
+                let e = RegistryError::from_etcd("campaign", &self.endpoints, e)
+                    .denied(KeyClass::Election);
                 if e.is_unavailable() {
                     pool.mark_failed(member, &e);
                 }

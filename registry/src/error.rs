@@ -64,6 +64,10 @@ pub enum RegistryError {
         "machine {machine} is already registered under lease {lease} by another fleetd (same machine ID on two hosts, or a previous registration that has not expired yet)"
     )]
     MachineTaken { machine: MachineId, lease: LeaseId },
+    /// etcd refused a write for lack of permission: the keys and the fleet etcd role
+    /// that would allow it (see `roles`).
+    #[error("etcd denied writing {keys}: this etcd user lacks the role {role}")]
+    PermissionDenied { keys: String, role: String },
     /// An agent tried to publish a state for another machine.
     #[error("machine {own} may not publish states of machine {machine}")]
     ForeignMachine { machine: MachineId, own: MachineId },

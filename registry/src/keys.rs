@@ -7,10 +7,19 @@
 //! | `machine/<id>` | machine record, on the agent's lease |
 //! | `machine/<id>/metadata/<name>` | dynamic metadata (API), no lease |
 //! | `schedule/<machine-id>/<name>` | hash + target, written by the engine |
-//! | `state/<name>/<machine-id>` | systemd state, on the agent's lease |
+//! | `machine-state/<machine-id>/<name>` | systemd state, on the agent's lease |
 //! | `unplaced/<name>` | why the engine could not place the unit |
 //! | `leader` | the engine's election name |
 //! | `drain/<machine-id>` | present while an operator drained the machine (empty value) |
+//! | `token/<hash>` | an API bearer token (see `tokens`) |
+//!
+//! Everything one agent writes is keyed by its machine: its record `machine/<id>` and
+//! its states under `machine-state/<id>/`, two ranges no other machine's etcd role
+//! covers (see `roles`). They cannot be one range: machine listings and the engine's
+//! machine watch read `machine/` and must not carry every state report, and a range
+//! holding each machine's record with its states would interleave the two. States of
+//! earlier versions lived at `state/<name>/<machine-id>`
+//! ([`Keys::legacy_states`]); `fleetctl etcd-roles` moves them.
 
 use fleet_core::{MachineId, UnitName};
 
@@ -95,14 +104,31 @@ impl Keys {
     pub fn schedules(&self) -> String {
         format!("{}schedule/", self.prefix)
     }
+    /// One machine's report on one unit, under the machine's own state prefix.
     pub fn state(&self, n: &UnitName, m: &MachineId) -> String {
-        format!("{}state/{n}/{m}", self.prefix)
+        format!("{}machine-state/{m}/{n}", self.prefix)
     }
-    pub fn unit_states(&self, n: &UnitName) -> String {
-        format!("{}state/{n}/", self.prefix)
+    /// Everything one machine reports: the range its etcd role may write.
+    pub fn machine_states(&self, m: &MachineId) -> String {
+        format!("{}machine-state/{m}/", self.prefix)
     }
     pub fn states(&self) -> String {
+        format!("{}machine-state/", self.prefix)
+    }
+    /// Where earlier versions kept states (`state/<name>/<machine-id>`): read only to
+    /// move them (see `roles::migrate_states`).
+    pub fn legacy_states(&self) -> String {
         format!("{}state/", self.prefix)
+    }
+    /// Parses a key under [`Keys::legacy_states`].
+    pub fn parse_legacy_state(&self, key: &[u8]) -> Option<(UnitName, MachineId)> {
+        let rest = key.strip_prefix(self.legacy_states().as_bytes())?;
+        let (n, m) = std::str::from_utf8(rest).ok()?.split_once('/')?;
+        Some((UnitName::parse(n).ok()?, MachineId::new(m).ok()?))
+    }
+    /// API bearer tokens (`token/<hash>`).
+    pub fn tokens(&self) -> String {
+        format!("{}token/", self.prefix)
     }
     pub fn unplaced(&self, n: &UnitName) -> String {
         format!("{}unplaced/{n}", self.prefix)
@@ -154,9 +180,9 @@ impl Keys {
                 Some((m, n)) => RegistryKey::Schedule(machine(m)?, unit(n)?),
                 None => return Err(RegistryError::corrupt(key, "schedule key without unit")),
             },
-            "state" => match tail.split_once('/') {
-                Some((n, m)) => RegistryKey::State(unit(n)?, machine(m)?),
-                None => return Err(RegistryError::corrupt(key, "state key without machine")),
+            "machine-state" => match tail.split_once('/') {
+                Some((m, n)) => RegistryKey::State(unit(n)?, machine(m)?),
+                None => return Err(RegistryError::corrupt(key, "state key without unit")),
             },
             "unplaced" => RegistryKey::Unplaced(unit(tail)?),
             "leader" => RegistryKey::Leader,
@@ -201,6 +227,16 @@ mod tests {
             assert_eq!(k.parse(key.as_bytes()).unwrap(), Some(want), "{key}");
         }
         assert_eq!(k.unit(&n), "/_coreos.com/fleet/unit/web@1.service");
+        assert_eq!(
+            k.state(&n, &m),
+            "/_coreos.com/fleet/machine-state/abc/web@1.service"
+        );
+        assert!(k.state(&n, &m).starts_with(&k.machine_states(&m)));
+        assert!(!k.state(&n, &m).starts_with(&k.machines()));
+        // The old layout is not read as states, but can be parsed to move it.
+        let old = b"/_coreos.com/fleet/state/web@1.service/abc";
+        assert_eq!(k.parse(old).unwrap(), None);
+        assert_eq!(k.parse_legacy_state(old), Some((n.clone(), m.clone())));
         assert_eq!(k.parse(b"/other/unit/x.service").unwrap(), None);
         assert_eq!(k.parse(b"/_coreos.com/fleet/future/x").unwrap(), None);
         assert!(k.parse(b"/_coreos.com/fleet/unit/bad name").is_err());

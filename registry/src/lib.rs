@@ -31,6 +31,7 @@ mod machines;
 pub mod metadata;
 pub mod model;
 mod registry;
+pub mod roles;
 mod schedule;
 mod snapshot;
 mod states;

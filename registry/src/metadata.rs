@@ -96,7 +96,9 @@ impl Registry {
             .chunks(crate::MAX_TXN_OPS)
             .map(|chunk| Txn::new().and_then(chunk.to_vec()))
             .collect();
-        self.txns("set machine metadata", txns).await?;
+        self.txns("set machine metadata", txns)
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Metadata))?;
         Ok(())
     }
 }

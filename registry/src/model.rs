@@ -64,7 +64,7 @@ pub struct Skipped {
     pub key: String,
     /// The value's mod revision: a rewrite of the same key is a new skip to report.
     pub revision: i64,
-    /// The unit the key is about (`unit/`, `job/`, `schedule/`, `state/`), if any.
+    /// The unit the key is about (`unit/`, `job/`, `schedule/`, `machine-state/`), if any.
     pub unit: Option<UnitName>,
     /// Whether the key is part of the unit's own record (`unit/` or `job/`): the unit
     /// itself is then missing from what was read.

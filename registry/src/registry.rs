@@ -15,7 +15,7 @@ use crate::keys::Keys;
 pub(crate) const PIPELINE: usize = 8;
 
 /// The client handle on fleet's registry (fleetctl, the API, tools): units, targets,
-/// reads and watches. It cannot write `schedule/`, `unplaced/`, `machine/` or `state/`:
+/// reads and watches. It cannot write `schedule/`, `unplaced/`, `machine/` or `machine-state/`:
 /// those belong to [`crate::Leadership`] (the engine) and [`crate::AgentRegistry`].
 /// Cheap to clone; clones share the connections, which never leave this crate.
 #[derive(Clone)]

@@ -48,7 +48,7 @@ fn now() -> u64 {
 
 impl Registry {
     fn tokens_dir(&self) -> String {
-        format!("{}token/", self.keys.prefix())
+        self.keys.tokens()
     }
 
     /// Creates a token for `user` with `role`, valid for `ttl`; the token itself (shown
@@ -79,7 +79,8 @@ impl Registry {
                     .await
             }
         })
-        .await?;
+        .await
+        .map_err(|e| e.denied(crate::roles::KeyClass::Tokens))?;
         let info = TokenInfo {
             id: h[..ID_LEN].to_string(),
             record,
@@ -145,7 +146,8 @@ impl Registry {
                         .await
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Tokens))?;
         Ok(resp.deleted())
     }
 }

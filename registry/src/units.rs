@@ -180,7 +180,10 @@ impl Registry {
                 Txn::new().and_then(ops)
             })
             .collect();
-        let responses = self.txns("create units", txns).await?;
+        let responses = self
+            .txns("create units", txns)
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Units))?;
         let nested = responses.iter().flat_map(|resp| resp.op_responses());
         for ((&i, hash), r) in unique.iter().zip(hashes).zip(nested) {
             let TxnOpResponse::Txn(r) = r else {
@@ -233,7 +236,9 @@ impl Registry {
                 None,
             ),
         ]);
-        self.txn("replace unit", txn).await?;
+        self.txn("replace unit", txn)
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Units))?;
         Ok(())
     }
 
@@ -273,7 +278,10 @@ impl Registry {
                 Txn::new().and_then(ops)
             })
             .collect();
-        let responses = self.txns("set targets", txns).await?;
+        let responses = self
+            .txns("set targets", txns)
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Units))?;
         out.txns = Some(responses.len());
         for (chunk, resp) in chunks.iter().zip(&responses) {
             for ((n, _), r) in chunk.iter().zip(resp.op_responses()) {
@@ -296,7 +304,10 @@ impl Registry {
             TxnOp::delete(k.unit(name), None),
             TxnOp::delete(k.job_dir(name), Some(DeleteOptions::new().with_prefix())),
         ]);
-        let resp = self.txn("destroy unit", txn).await?;
+        let resp = self
+            .txn("destroy unit", txn)
+            .await
+            .map_err(|e| e.denied(crate::roles::KeyClass::Units))?;
         Ok(matches!(
             resp.op_responses().first(),
             Some(TxnOpResponse::Delete(d)) if d.deleted() > 0

@@ -193,7 +193,7 @@ async fn corrupt_values_are_skipped_and_named_not_fatal() {
         ("machine/m1/bogus", "x", None),
         ("schedule/m1/s.service", "[]", Some("s.service")),
         (
-            "state/st.service/m1",
+            "machine-state/m1/st.service",
             r#"{"hash":"x","state":"loaded"}"#,
             Some("st.service"),
         ),
@@ -227,7 +227,7 @@ async fn corrupt_values_are_skipped_and_named_not_fatal() {
         want.push((format!("{p}machine/m1/metadata/disk"), None));
         // The placement snapshot reads no states.
         if snap.states.is_empty() {
-            want.retain(|(k, _)| !k.contains("/state/"));
+            want.retain(|(k, _)| !k.contains("/machine-state/"));
         } else {
             assert_eq!(snap.states.len(), 1);
         }

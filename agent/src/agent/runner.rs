@@ -48,7 +48,7 @@ pub struct Agent<M: UnitManager> {
     state: LoopState,
     pub(super) current: BTreeMap<UnitName, CurrentUnit>,
     texts: HashMap<UnitHash, String>,
-    /// What is published at `state/<unit>/<me>`, to write only changes.
+    /// What is published at `machine-state/<me>/<unit>`, to write only changes.
     pub(super) reported: BTreeMap<UnitName, UnitStateRecord>,
     /// Publish every state even if unchanged (new lease, periodic safety net).
     pub(super) force_publish: bool,

@@ -4,6 +4,7 @@ mod cat;
 mod create;
 mod destroy;
 mod drain;
+mod etcd_roles;
 mod fd_forward;
 mod journal;
 mod list_machines;
@@ -43,6 +44,7 @@ async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<
     };
     match command {
         Command::Token(t) => token::run(ctx, t).await,
+        Command::EtcdRoles(a) => etcd_roles::run(ctx, a).await,
         Command::Version => {
             out(format!("fleetctl version {}", fleet_core::VERSION))?;
             Ok(ExitCode::SUCCESS)
