@@ -50,6 +50,12 @@ pub struct ClusterConfig {
     /// machine's `etcd_servers` lists them all, as on a CoreOS cluster.
     #[serde(default = "default_etcd_members")]
     pub etcd_members: usize,
+    /// Secure by default: a lab CA, etcd with TLS (client certificates) and auth, a
+    /// certificate and etcd user per machine, the API over mutual TLS, and an admin
+    /// identity for the host in the `env` file. `false` (or `fleet-lab up --insecure`)
+    /// runs everything in plaintext without authentication.
+    #[serde(default = "default_secure")]
+    pub secure: bool,
     /// Groups of identical machines.
     #[serde(rename = "group")]
     pub groups: Vec<MachineGroup>,
@@ -83,6 +89,10 @@ fn default_etcd_members() -> usize {
     3
 }
 
+fn default_secure() -> bool {
+    true
+}
+
 fn default_suite() -> String {
     "bookworm".to_string()
 }
@@ -105,6 +115,7 @@ impl ClusterConfig {
             agent_ttl: default_agent_ttl(),
             engine_lease_ttl: None,
             etcd_members: default_etcd_members(),
+            secure: default_secure(),
             groups: vec![MachineGroup {
                 name: "node%d".to_string(),
                 count: machines,

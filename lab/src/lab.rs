@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use fleet_testkit::{EtcdCluster, EtcdConfig, EtcdServer};
 
+use crate::certs::{self, Ca, Subject};
 use crate::cgroup;
 use crate::config::{ClusterConfig, MachineSpec};
 use crate::error::{LabError, Result};
@@ -16,6 +17,7 @@ use crate::link;
 use crate::names::{LabName, RUN_DIR};
 use crate::net::{self, Subnet};
 use crate::rootfs::{self, CACHE_DIR, ImageSpec};
+use crate::secure::{self, EtcdAdmin};
 use crate::state::{EtcdMember, EtcdState, LabState, MachineState, running_labs};
 use crate::sys::{self, FileLock};
 
@@ -23,6 +25,8 @@ use crate::sys::{self, FileLock};
 pub const FLEET_DIR_IN_MACHINE: &str = "/opt/fleet";
 /// The TCP port of the fleet API in every machine (`fleetctl --endpoint http://<ip>:49153`).
 pub const API_PORT: u16 = 49153;
+/// Where a secure lab's machines find their CA, certificate and key.
+pub const SSL_DIR_IN_MACHINE: &str = "/etc/fleet/ssl";
 /// PATH of commands run inside machines (includes the fleet binaries).
 const MACHINE_PATH: &str =
     "/opt/fleet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -133,6 +137,7 @@ impl Lab {
             fleetctl,
             cgroups: Vec::new(),
             machines: Vec::new(),
+            security: None,
         };
         let mut lab = Lab {
             name: name.clone(),
@@ -190,6 +195,12 @@ impl Lab {
         events: &mut dyn FnMut(LabEvent),
     ) -> Result<()> {
         let subnet = self.subnet()?;
+        // A secure lab's CA issues every certificate below.
+        let ca = if config.secure {
+            Some(Ca::create(&self.pki_dir(), self.name.as_str())?)
+        } else {
+            None
+        };
         // etcd: each member in a netns of its own on the bridge, so it can be cut off.
         let mut members = Vec::new();
         let mut configs = Vec::new();
@@ -198,7 +209,24 @@ impl Lab {
             let host_veth = self.name.host_veth(MEMBER_VETH_BASE + i);
             let ip = subnet.member_ip(i);
             net::create_machine_net(&netns, &host_veth, &self.name.bridge(), subnet, ip)?;
+            // A member's certificate serves clients and its peers, and is its client
+            // certificate towards the peers.
+            let tls = match &ca {
+                Some(ca) => {
+                    let id = ca.issue(&Subject {
+                        stem: &format!("etcd-m{i}"),
+                        common_name: &format!("m{i}"),
+                        organization: None,
+                        ips: vec![IpAddr::V4(ip)],
+                        dns: vec![format!("m{i}")],
+                    })?;
+                    Some((id.cert, id.key))
+                }
+                None => None,
+            };
             configs.push(EtcdConfig {
+                trusted_ca: ca.as_ref().map(Ca::cert),
+                client_tls: tls,
                 listen_ips: vec![IpAddr::V4(ip)],
                 netns: Some(netns.clone()),
                 // A lab is throwaway: its etcd data lives in memory where there is a
@@ -235,6 +263,17 @@ impl Lab {
         });
         self.etcd = cluster.into_members();
         self.save()?;
+        if let Some(ca) = &ca {
+            let admin = ca.issue(&secure::admin_subject())?;
+            self.state.security = Some(secure::enable_auth(
+                ca,
+                &self.name.state_dir(),
+                &url,
+                &admin,
+                &self.state.etcd_key_prefix,
+            )?);
+            self.save()?;
+        }
         self.write_env_file()?;
         events(LabEvent::EtcdReady { url });
 
@@ -245,7 +284,7 @@ impl Lab {
         self.save()?;
         let specs = config.machines();
         for (index, spec) in specs.iter().enumerate() {
-            self.add_machine(index, spec)?;
+            self.add_machine(index, spec, ca.as_ref())?;
             let m = &self.state.machines[index];
             events(LabEvent::MachineStarting {
                 name: m.name.clone(),
@@ -258,7 +297,7 @@ impl Lab {
     }
 
     /// Records, then creates, a machine's network and files.
-    fn add_machine(&mut self, index: usize, spec: &MachineSpec) -> Result<()> {
+    fn add_machine(&mut self, index: usize, spec: &MachineSpec, ca: Option<&Ca>) -> Result<()> {
         let subnet = self.subnet()?;
         let machine = MachineState {
             name: spec.name.clone(),
@@ -278,7 +317,9 @@ impl Lab {
             boot_secs: None,
             cut: false,
             relays: Vec::new(),
+            etcd_user: None,
         };
+        let mut machine = machine;
         self.state.machines.push(machine.clone());
         self.save()?;
         net::create_machine_net(
@@ -296,7 +337,35 @@ impl Lab {
             std::fs::write(&path, text)
                 .map_err(LabError::io(format!("cannot write {}", path.display())))
         };
-        write("fleet.conf", self.fleet_conf(&machine)?)?;
+        // Its own certificate (API server, and client of etcd and of other fleetds) and
+        // etcd user, whose password only its fleet.conf (0600) holds.
+        let mut password = None;
+        if let (Some(ca), Some(security)) = (ca, &self.state.security) {
+            ca.issue(&Subject {
+                stem: &machine.name,
+                common_name: &secure::machine_user(&machine.machine_id),
+                organization: Some(certs::MACHINE_ORG),
+                ips: vec![IpAddr::V4(machine.ip)],
+                dns: vec![machine.name.clone()],
+            })?;
+            let secret = certs::new_password()?;
+            let etcd = EtcdAdmin::from_state(self.etcd_url().unwrap_or_default(), security)?;
+            let user = secure::add_machine_user(
+                &etcd,
+                &machine.machine_id,
+                &secret,
+                &self.state.etcd_key_prefix,
+            )?;
+            machine.etcd_user = Some(user);
+            self.state.machines[index] = machine.clone();
+            self.save()?;
+            password = Some(secret);
+        }
+        certs::write_file(
+            &dir.join("fleet.conf"),
+            &self.fleet_conf(&machine, password.as_deref())?,
+            0o600,
+        )?;
         write("fleet.service", FLEET_SERVICE.to_string())?;
         write("hostname", format!("{}\n", machine.name))?;
         Ok(())
@@ -352,6 +421,18 @@ impl Lab {
             "/etc/systemd/system/fleet.service",
         ))
         .arg("--console=read-only");
+        if let Some(security) = &self.state.security {
+            let pki = self.pki_dir();
+            cmd.arg(bind(&security.ca, &format!("{SSL_DIR_IN_MACHINE}/ca.crt")))
+                .arg(bind(
+                    &pki.join(format!("{}.crt", m.name)),
+                    &format!("{SSL_DIR_IN_MACHINE}/machine.crt"),
+                ))
+                .arg(bind(
+                    &pki.join(format!("{}.key", m.name)),
+                    &format!("{SSL_DIR_IN_MACHINE}/machine.key"),
+                ));
+        }
         if let Some(fleetctl) = &self.state.fleetctl {
             cmd.arg(bind(fleetctl, &format!("{FLEET_DIR_IN_MACHINE}/fleetctl")));
         }
@@ -512,6 +593,23 @@ impl Lab {
     /// etcd's client URL as the machines reach it (on the bridge).
     pub fn etcd_bridge_url(&self) -> Option<&str> {
         self.state.etcd.as_ref().map(|e| e.bridge_url.as_str())
+    }
+
+    /// A secure lab's CA and the host's admin identity; `None` when insecure.
+    pub fn security(&self) -> Option<&crate::state::SecurityState> {
+        self.state.security.as_ref()
+    }
+
+    /// The fleet API URL of machine `node` as the host reaches it (`https` in a
+    /// secure lab).
+    pub fn api_url(&self, node: &str) -> Result<String> {
+        let ip = self.state.machine(node)?.ip;
+        let scheme = if self.state.security.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(format!("{scheme}://{ip}:{API_PORT}"))
     }
 
     /// The file to `source` to point fleetctl at this lab.
@@ -735,20 +833,7 @@ impl Lab {
     /// The etcd members and what each says of itself (run state, raft leader, cut).
     pub fn etcd_members(&self) -> Vec<MemberStatus> {
         let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);
-        let raft: Vec<_> = members
-            .iter()
-            .map(|m| {
-                fleet_testkit::raft_status_at(std::net::SocketAddr::new(
-                    IpAddr::V4(m.ip),
-                    ETCD_CLIENT_PORT,
-                ))
-            })
-            .collect();
-        let leader = raft
-            .iter()
-            .flatten()
-            .find(|r| r.leader_id != 0)
-            .map(|r| r.leader_id);
+        let raft: Vec<_> = members.iter().map(|m| member_probe(m.ip)).collect();
         members
             .iter()
             .zip(&raft)
@@ -758,7 +843,7 @@ impl Lab {
                 running: m.pid.is_some_and(|p| member_process(p, m)),
                 cut: net::link_is_down(&m.host_veth),
                 answers: r.is_some(),
-                leader: r.is_some_and(|r| Some(r.member_id) == leader),
+                leader: *r == Some(true),
             })
             .collect()
     }
@@ -839,9 +924,8 @@ impl Lab {
 
     fn wait_member_answers(&self, index: usize) -> Result<()> {
         let m = self.member(index);
-        let addr = std::net::SocketAddr::new(IpAddr::V4(m.ip), ETCD_CLIENT_PORT);
         let deadline = Instant::now() + ETCD_START_TIMEOUT;
-        while fleet_testkit::raft_status_at(addr).is_none() {
+        while member_probe(m.ip).is_none() {
             if Instant::now() >= deadline {
                 return Err(LabError::Timeout {
                     what: format!("etcd member {}", m.name),
@@ -1010,6 +1094,11 @@ impl Lab {
             .ok_or_else(|| LabError::NotRunning(self.name.to_string()))
     }
 
+    /// The lab's CA, certificates and keys.
+    fn pki_dir(&self) -> PathBuf {
+        self.name.state_dir().join("pki")
+    }
+
     fn machine_dir(&self, node: &str) -> PathBuf {
         self.name.state_dir().join("machines").join(node)
     }
@@ -1019,9 +1108,11 @@ impl Lab {
     }
 
     /// fleet.conf of one machine: its etcd, identity, and the fleet API on
-    /// `<ip>:`[`API_PORT`] (plain HTTP/2 on the lab's private bridge, so it opts in
-    /// with `api_allow_plaintext`).
-    fn fleet_conf(&self, m: &MachineState) -> Result<String> {
+    /// `<ip>:`[`API_PORT`]. In a secure lab etcd is reached over TLS with the machine's
+    /// certificate and etcd user (`password`), and the API serves mutual TLS with the
+    /// same certificate; an insecure lab serves plain HTTP/2 on its private bridge, so
+    /// it opts in with `api_allow_plaintext`.
+    fn fleet_conf(&self, m: &MachineState, password: Option<&str>) -> Result<String> {
         let etcd = self
             .etcd_bridge_url()
             .ok_or_else(|| LabError::NotRunning(self.name.to_string()))?;
@@ -1031,6 +1122,20 @@ impl Lab {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
+        let security = match (&m.etcd_user, password) {
+            (Some(user), Some(password)) => format!(
+                "etcd_cafile={ssl}/ca.crt\n\
+                 etcd_certfile={ssl}/machine.crt\n\
+                 etcd_keyfile={ssl}/machine.key\n\
+                 etcd_username={user}\n\
+                 etcd_password={password}\n\
+                 api_tls_cert={ssl}/machine.crt\n\
+                 api_tls_key={ssl}/machine.key\n\
+                 api_tls_client_ca={ssl}/ca.crt\n",
+                ssl = SSL_DIR_IN_MACHINE
+            ),
+            _ => "api_allow_plaintext=true\n".to_string(),
+        };
         Ok(format!(
             "# Written by fleet-lab for machine {} of lab {}.\n\
              etcd_servers={etcd}\n\
@@ -1040,7 +1145,7 @@ impl Lab {
              agent_ttl={}\n\
              engine_lease_ttl={}\n\
              api_listen={}:{API_PORT}\n\
-             api_allow_plaintext=true\n",
+             {security}",
             m.name,
             self.name,
             self.state.etcd_key_prefix,
@@ -1054,14 +1159,46 @@ impl Lab {
         ))
     }
 
+    /// The `env` file: fleetctl's etcd driver at the lab's etcd and, in a secure lab,
+    /// the host's admin identity, which the API driver uses too
+    /// (`fleetctl --driver=API --endpoint=$FLEET_LAB_API ...`).
     fn write_env_file(&self) -> Result<()> {
         let url = self.etcd_url().unwrap_or_default();
-        let text = env_file_text(&[
-            ("FLEETCTL_DRIVER", "etcd"),
-            ("FLEETCTL_ENDPOINT", url),
-            ("FLEETCTL_ETCD_KEY_PREFIX", &self.state.etcd_key_prefix),
-            ("FLEET_LAB_NAME", &self.name.to_string()),
-        ]);
+        let name = self.name.to_string();
+        let mut vars = vec![
+            ("FLEETCTL_DRIVER", "etcd".to_string()),
+            ("FLEETCTL_ENDPOINT", url.to_string()),
+            (
+                "FLEETCTL_ETCD_KEY_PREFIX",
+                self.state.etcd_key_prefix.clone(),
+            ),
+            ("FLEET_LAB_NAME", name),
+        ];
+        if let Some(s) = &self.state.security {
+            vars.extend([
+                ("FLEETCTL_CA_FILE", s.ca.display().to_string()),
+                ("FLEETCTL_CERT_FILE", s.admin_cert.display().to_string()),
+                ("FLEETCTL_KEY_FILE", s.admin_key.display().to_string()),
+                ("FLEETCTL_ETCD_USERNAME", s.admin_user.clone()),
+                (
+                    "FLEETCTL_ETCD_PASSWORD_FILE",
+                    s.admin_password_file.display().to_string(),
+                ),
+            ]);
+        }
+        if let Some(subnet) = self.state.subnet {
+            let scheme = if self.state.security.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            vars.push((
+                "FLEET_LAB_API",
+                format!("{scheme}://{}:{API_PORT}", subnet.machine_ip(0)),
+            ));
+        }
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let text = env_file_text(&vars);
         let path = self.env_file();
         std::fs::write(&path, text)
             .map_err(LabError::io(format!("cannot write {}", path.display())))
@@ -1137,6 +1274,32 @@ const ETCD_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// True when `pid` still is this member's etcd (not a recycled pid).
 fn member_process(pid: u32, m: &EtcdMember) -> bool {
     sys::runs(pid, "etcd", &format!("--data-dir={}/*", m.dir.display()))
+}
+
+/// etcd's metrics port inside a member's namespace: plain HTTP even when clients and
+/// peers talk TLS, so the lab can probe members without credentials.
+const ETCD_METRICS_PORT: u16 = 2381;
+
+/// What the member at `ip` says of itself: `None` when it does not answer (dead,
+/// stopped, cut off), else whether it is the raft leader (with a leader known).
+fn member_probe(ip: Ipv4Addr) -> Option<bool> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::net::SocketAddr::new(IpAddr::V4(ip), ETCD_METRICS_PORT);
+    let timeout = Duration::from_millis(500);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut body = String::new();
+    let _ = s.take(4 << 20).read_to_string(&mut body);
+    let gauge = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.trim() == "1")
+    };
+    let has_leader = gauge("etcd_server_has_leader")?;
+    Some(has_leader && gauge("etcd_server_is_leader")?)
 }
 
 /// What `fleet-lab etcd status` shows of a member.

@@ -39,6 +39,7 @@
 //! lab down, panics included. State lives in `/run/fleet-lab/<name>/`, images in
 //! `/var/cache/fleet-lab/`.
 
+pub mod certs;
 mod cgroup;
 pub mod config;
 pub mod error;
@@ -47,14 +48,17 @@ pub mod link;
 pub mod names;
 mod net;
 pub mod rootfs;
+pub mod secure;
 pub mod state;
 mod sys;
 
 pub use config::{ClusterConfig, MachineGroup, MachineSpec};
 pub use error::{LabError, Result};
-pub use lab::{API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, MemberStatus, UpOptions};
+pub use lab::{
+    API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, MemberStatus, SSL_DIR_IN_MACHINE, UpOptions,
+};
 pub use names::LabName;
-pub use state::{LabState, MachineState, running_labs};
+pub use state::{LabState, MachineState, SecurityState, running_labs};
 
 /// Whether the current process runs as root (the lab needs it).
 pub fn is_root() -> bool {

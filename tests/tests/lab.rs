@@ -53,7 +53,9 @@ fn three_machines_boot_reach_each_other_and_leave_nothing() {
     );
     let bridge_url = urls.split(',').next().unwrap().to_string();
     let etcd_host = bridge_url
-        .trim_start_matches("http://")
+        .split_once("://")
+        .unwrap()
+        .1
         .split(':')
         .next()
         .unwrap()
