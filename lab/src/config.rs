@@ -327,6 +327,15 @@ mod tests {
         assert_eq!(names, ["node1", "node2", "node3"]);
     }
 
+    /// Labs are secure unless the file says otherwise.
+    #[test]
+    fn secure_by_default_and_off_by_choice() {
+        let base = "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 1\n";
+        assert!(ClusterConfig::parse(base).unwrap().secure);
+        let off = format!("secure = false\n{base}");
+        assert!(!ClusterConfig::parse(&off).unwrap().secure);
+    }
+
     #[test]
     fn groups_expand_with_their_metadata() {
         let text = r#"

@@ -318,3 +318,107 @@ fn a_degraded_link_is_slow_until_restored() {
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
+
+/// A lab is secure by default: etcd and the API refuse clients without a certificate
+/// from the lab's CA, the `env` file's admin identity drives fleetctl through either
+/// driver, keys and fleet.conf are 0600, and no password is on any command line.
+#[test]
+fn the_lab_is_secure_by_default() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = boot_registered(&ClusterConfig::with_machines(&unique_name("secure"), 2));
+    let security = lab.security().expect("secure by default").clone();
+
+    // The env file alone points fleetctl at the lab, through etcd and through the API.
+    let env = lab.env_file();
+    for driver in ["", "--driver=API --endpoint=\"$FLEET_LAB_API\""] {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". \"$1\" && \"$2\" {driver} list-machines --no-legend"
+            ))
+            .arg("bash")
+            .arg(&env)
+            .arg(target_dir().join("fleetctl"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{driver}: {out:?}");
+        assert_eq!(text.lines().count(), 2, "{driver}: {text}");
+    }
+
+    // Without a client certificate: etcd refuses, and so does the API, saying why.
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", lab.etcd_url().unwrap()))
+        .arg(format!("--cacert={}", security.ca.display()))
+        .args([
+            "--dial-timeout=2s",
+            "--command-timeout=2s",
+            "get",
+            "--",
+            "/",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "etcd served a client without a certificate"
+    );
+    let api = Fleetctl {
+        flags: vec![
+            format!("--endpoint={}", api_endpoint(&lab, "node1")),
+            format!("--ca-file={}", security.ca.display()),
+        ],
+        dir: std::env::temp_dir(),
+    };
+    let (code, _, err) = api.run(&["list-machines"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("certificate required"), "{err}");
+
+    // Each machine has its own etcd user; its fleet.conf holds the password, 0600.
+    let mut users = std::collections::BTreeSet::new();
+    let state_dir = lab.name().state_dir();
+    let mut secrets = vec![
+        std::fs::read_to_string(&security.root_password_file).unwrap(),
+        std::fs::read_to_string(&security.admin_password_file).unwrap(),
+    ];
+    for m in lab.machines() {
+        users.insert(m.etcd_user.clone().expect("a machine's etcd user"));
+        let conf = state_dir.join("machines").join(&m.name).join("fleet.conf");
+        let mode = std::fs::metadata(&conf).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", conf.display());
+        let text = std::fs::read_to_string(&conf).unwrap();
+        secrets.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("etcd_password="))
+                .map(str::to_string),
+        );
+        assert!(text.contains("api_tls_client_ca="), "{text}");
+        assert!(!text.contains("api_allow_plaintext"), "{text}");
+    }
+    assert_eq!(users.len(), 2);
+    for path in [
+        &security.root_password_file,
+        &security.admin_password_file,
+        &security.admin_key,
+    ] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
+    assert_eq!(secrets.len(), 4);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        for secret in &secrets {
+            assert!(
+                !cmdline.contains(secret.trim()),
+                "a password is on the command line of process {:?}",
+                entry.file_name()
+            );
+        }
+    }
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
