@@ -11,7 +11,7 @@ use fleet_testkit::{EtcdCluster, EtcdConfig, EtcdServer};
 
 use crate::certs::{self, Ca, Subject};
 use crate::cgroup;
-use crate::config::{ClusterConfig, MachineSpec};
+use crate::config::{ClusterConfig, EtcdPlacement, MachineSpec};
 use crate::error::{LabError, Result};
 use crate::link;
 use crate::names::{LabName, RUN_DIR};
@@ -201,14 +201,44 @@ impl Lab {
         } else {
             None
         };
-        // etcd: each member in a netns of its own on the bridge, so it can be cut off.
+        self.state.cgroups = cgroup::hierarchies()
+            .into_iter()
+            .map(|h| h.join(self.name.cgroup_rel()))
+            .collect();
+        self.save()?;
+        let specs = config.machines();
+        let per_machine = config.etcd == EtcdPlacement::PerMachine;
+        if per_machine {
+            // Members live in the machines' network namespaces: made first.
+            for (index, spec) in specs.iter().enumerate() {
+                self.record_machine(index, spec)?;
+            }
+        }
+        // etcd: each member in a netns of its own on the bridge, so it can be cut off:
+        // its own, or (per-machine) its machine's.
         let mut members = Vec::new();
         let mut configs = Vec::new();
-        for i in 0..config.etcd_members {
-            let netns = self.name.netns(&format!("etcd{i}"));
-            let host_veth = self.name.host_veth(MEMBER_VETH_BASE + i);
-            let ip = subnet.member_ip(i);
-            net::create_machine_net(&netns, &host_veth, &self.name.bridge(), subnet, ip)?;
+        let count = if per_machine {
+            specs.len()
+        } else {
+            config.etcd_members
+        };
+        for i in 0..count {
+            let (netns, host_veth, ip, machine) = if per_machine {
+                let m = &self.state.machines[i];
+                (
+                    m.netns.clone().unwrap_or_default(),
+                    m.host_veth.clone().unwrap_or_default(),
+                    m.ip,
+                    Some(m.name.clone()),
+                )
+            } else {
+                let netns = self.name.netns(&format!("etcd{i}"));
+                let host_veth = self.name.host_veth(MEMBER_VETH_BASE + i);
+                let ip = subnet.member_ip(i);
+                net::create_machine_net(&netns, &host_veth, &self.name.bridge(), subnet, ip)?;
+                (netns, host_veth, ip, None)
+            };
             // A member's certificate serves clients and its peers, and is its client
             // certificate towards the peers.
             let tls = match &ca {
@@ -218,7 +248,9 @@ impl Lab {
                         common_name: &format!("m{i}"),
                         organization: None,
                         ips: vec![IpAddr::V4(ip)],
-                        dns: vec![format!("m{i}")],
+                        dns: std::iter::once(format!("m{i}"))
+                            .chain(machine.clone())
+                            .collect(),
                     })?;
                     Some((id.cert, id.key))
                 }
@@ -234,7 +266,7 @@ impl Lab {
                 data_in: Some(PathBuf::from(LAB_ETCD_DATA)).filter(|p| p.is_dir()),
                 ..EtcdConfig::default()
             });
-            members.push((netns, host_veth, ip));
+            members.push((netns, host_veth, ip, machine));
         }
         let cluster = EtcdCluster::start_each(&configs)?;
         let url = cluster.client_urls();
@@ -245,7 +277,7 @@ impl Lab {
                 .members()
                 .iter()
                 .zip(members)
-                .map(|(m, (netns, host_veth, ip))| {
+                .map(|(m, (netns, host_veth, ip, machine))| {
                     let (bin, args) = m.command();
                     EtcdMember {
                         name: m.name().to_string(),
@@ -257,6 +289,7 @@ impl Lab {
                         command: std::iter::once(bin.display().to_string())
                             .chain(args.iter().cloned())
                             .collect(),
+                        machine,
                     }
                 })
                 .collect(),
@@ -277,14 +310,11 @@ impl Lab {
         self.write_env_file()?;
         events(LabEvent::EtcdReady { url });
 
-        self.state.cgroups = cgroup::hierarchies()
-            .into_iter()
-            .map(|h| h.join(self.name.cgroup_rel()))
-            .collect();
-        self.save()?;
-        let specs = config.machines();
         for (index, spec) in specs.iter().enumerate() {
-            self.add_machine(index, spec, ca.as_ref())?;
+            if !per_machine {
+                self.record_machine(index, spec)?;
+            }
+            self.machine_files(index, ca.as_ref())?;
             let m = &self.state.machines[index];
             events(LabEvent::MachineStarting {
                 name: m.name.clone(),
@@ -296,8 +326,8 @@ impl Lab {
         self.wait_running(&all, opts.boot_timeout, events)
     }
 
-    /// Records, then creates, a machine's network and files.
-    fn add_machine(&mut self, index: usize, spec: &MachineSpec, ca: Option<&Ca>) -> Result<()> {
+    /// Records, then creates, a machine's network.
+    fn record_machine(&mut self, index: usize, spec: &MachineSpec) -> Result<()> {
         let subnet = self.subnet()?;
         let machine = MachineState {
             name: spec.name.clone(),
@@ -319,7 +349,6 @@ impl Lab {
             relays: Vec::new(),
             etcd_user: None,
         };
-        let mut machine = machine;
         self.state.machines.push(machine.clone());
         self.save()?;
         net::create_machine_net(
@@ -328,7 +357,13 @@ impl Lab {
             &self.name.bridge(),
             subnet,
             machine.ip,
-        )?;
+        )
+    }
+
+    /// Writes a recorded machine's files: fleet.conf and, in a secure lab, its
+    /// certificate and etcd user.
+    fn machine_files(&mut self, index: usize, ca: Option<&Ca>) -> Result<()> {
+        let mut machine = self.state.machines[index].clone();
         let dir = self.machine_dir(&machine.name);
         std::fs::create_dir_all(&dir)
             .map_err(LabError::io(format!("cannot create {}", dir.display())))?;
@@ -662,9 +697,13 @@ impl Lab {
             .map_err(LabError::io("cannot run nsenter"))
     }
 
-    /// Hard machine loss: SIGKILL to the machine's PID 1, then its nspawn. Idempotent.
+    /// Hard machine loss: SIGKILL to the machine's PID 1, then its nspawn, and to the
+    /// etcd member it runs (`etcd = "per-machine"`). Idempotent.
     pub fn kill(&mut self, node: &str) -> Result<()> {
         let index = self.index(node)?;
+        if let Some(member) = self.member_of(node) {
+            self.etcd_kill(&member)?;
+        }
         let m = self.state.machines[index].clone();
         if let Some(pid) = m.pid {
             if self.is_machine_process(pid, &m) {
@@ -980,11 +1019,26 @@ impl Lab {
             .members[index]
     }
 
+    /// The etcd member machine `node` runs, if any.
+    fn member_of(&self, node: &str) -> Option<String> {
+        self.state
+            .etcd
+            .as_ref()?
+            .members
+            .iter()
+            .find(|m| m.machine.as_deref() == Some(node))
+            .map(|m| m.name.clone())
+    }
+
     fn member_index(&self, member: &str) -> Result<usize> {
         let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);
         members
             .iter()
-            .position(|m| m.name == member || m.ip.to_string() == member)
+            .position(|m| {
+                m.name == member
+                    || m.ip.to_string() == member
+                    || m.machine.as_deref() == Some(member)
+            })
             .ok_or_else(|| LabError::NoSuchMember {
                 lab: self.name.to_string(),
                 member: member.to_string(),
@@ -1001,6 +1055,10 @@ impl Lab {
     pub fn restart(&mut self, node: &str, timeout: Duration) -> Result<f64> {
         let index = self.index(node)?;
         self.kill(node)?;
+        if let Some(member) = self.member_of(node) {
+            let member = self.member_index(&member)?;
+            self.spawn_member(member)?;
+        }
         self.boot(index)?;
         self.wait_running(&[index], timeout, &mut |_| {})?;
         Ok(self.state.machines[index].boot_secs.unwrap_or_default())

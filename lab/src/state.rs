@@ -76,6 +76,9 @@ pub struct EtcdMember {
     pub dir: PathBuf,
     /// The command that starts it, to start it again after a kill or stop.
     pub command: Vec<String>,
+    /// The machine it runs in (`etcd = "per-machine"`), which shares its fate.
+    #[serde(default)]
+    pub machine: Option<String>,
 }
 
 /// One machine.

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
-pub use fleet_lab::{ClusterConfig, Lab, LabError, LabEvent, LabName, MachineGroup, UpOptions};
+pub use fleet_lab::{
+    ClusterConfig, EtcdPlacement, Lab, LabError, LabEvent, LabName, MachineGroup, UpOptions,
+};
 
 /// A lab owned by one test.
 pub struct TestLab {
