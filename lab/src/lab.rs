@@ -27,6 +27,9 @@ pub const FLEET_DIR_IN_MACHINE: &str = "/opt/fleet";
 pub const API_PORT: u16 = 49153;
 /// Where a secure lab's machines find their CA, certificate and key.
 pub const SSL_DIR_IN_MACHINE: &str = "/etc/fleet/ssl";
+/// Where a secure lab's machines find etcdctl's identity for their units
+/// (`services.env`, to use as `EnvironmentFile=-/etc/fleet-lab/services.env`).
+pub const LAB_DIR_IN_MACHINE: &str = "/etc/fleet-lab";
 /// PATH of commands run inside machines (includes the fleet binaries).
 const MACHINE_PATH: &str =
     "/opt/fleet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -298,13 +301,33 @@ impl Lab {
         self.save()?;
         if let Some(ca) = &ca {
             let admin = ca.issue(&secure::admin_subject())?;
-            self.state.security = Some(secure::enable_auth(
+            let mut security = secure::enable_auth(
                 ca,
                 &self.name.state_dir(),
                 &url,
                 &admin,
                 &self.state.etcd_key_prefix,
-            )?);
+            )?;
+            // The units the machines run (units/ reads etcd) get an identity of their
+            // own, never fleetd's.
+            let services = ca.issue(&Subject {
+                stem: "services",
+                common_name: secure::SERVICES_USER,
+                organization: None,
+                ips: Vec::new(),
+                dns: Vec::new(),
+            })?;
+            let env = self.name.state_dir().join("services.env");
+            secure::add_services_user(
+                &EtcdAdmin::from_state(&url, &security)?,
+                &env,
+                SSL_DIR_IN_MACHINE,
+                LAB_DIR_IN_MACHINE,
+            )?;
+            security.services_env = Some(env);
+            security.services_cert = Some(services.cert);
+            security.services_key = Some(services.key);
+            self.state.security = Some(security);
             self.save()?;
         }
         self.write_env_file()?;
@@ -467,6 +490,15 @@ impl Lab {
                     &pki.join(format!("{}.key", m.name)),
                     &format!("{SSL_DIR_IN_MACHINE}/machine.key"),
                 ));
+            for (file, path) in [
+                ("services.env", &security.services_env),
+                ("services.crt", &security.services_cert),
+                ("services.key", &security.services_key),
+            ] {
+                if let Some(path) = path {
+                    cmd.arg(bind(path, &format!("{LAB_DIR_IN_MACHINE}/{file}")));
+                }
+            }
         }
         if let Some(fleetctl) = &self.state.fleetctl {
             cmd.arg(bind(fleetctl, &format!("{FLEET_DIR_IN_MACHINE}/fleetctl")));

@@ -84,7 +84,7 @@ impl EtcdAdmin {
     }
 
     /// Adds `user` with `password` (given on stdin), or changes its password.
-    fn put_user(&self, user: &str, password: &str) -> Result<()> {
+    pub fn put_user(&self, user: &str, password: &str) -> Result<()> {
         let line = format!("{password}\n");
         match self.etcdctl(
             &["user", "add", "--interactive=false", "--", user],
@@ -100,14 +100,14 @@ impl EtcdAdmin {
         }
     }
 
-    fn put_role(&self, role: &str) -> Result<()> {
+    pub fn put_role(&self, role: &str) -> Result<()> {
         match self.etcdctl(&["role", "add", "--", role], None) {
             Err(LabError::Command { detail, .. }) if detail.contains("already exists") => Ok(()),
             other => other.map(drop),
         }
     }
 
-    fn grant_prefix(&self, role: &str, prefix: &str) -> Result<()> {
+    pub fn grant_prefix(&self, role: &str, prefix: &str) -> Result<()> {
         self.etcdctl(
             &[
                 "role",
@@ -123,7 +123,7 @@ impl EtcdAdmin {
         .map(drop)
     }
 
-    fn grant_role(&self, user: &str, role: &str) -> Result<()> {
+    pub fn grant_role(&self, user: &str, role: &str) -> Result<()> {
         self.etcdctl(&["user", "grant-role", "--", user, role], None)
             .map(drop)
     }
@@ -148,6 +148,9 @@ pub fn enable_auth(
         admin_user: ADMIN_USER.to_string(),
         admin_password_file: dir.join("etcd-admin-password"),
         root_password_file: dir.join("etcd-root-password"),
+        services_env: None,
+        services_cert: None,
+        services_key: None,
     };
     certs::write_file(
         &state.root_password_file,
@@ -176,6 +179,37 @@ pub fn enable_auth(
     // Auth is on: root's password works (a wrong setup fails here, not in fleetd).
     etcd.etcdctl(&["user", "list"], None)?;
     Ok(state)
+}
+
+/// The etcd user of the units the machines run, and its certificate's common name.
+pub const SERVICES_USER: &str = "lab-services";
+/// What that user may read and write: the example units' service registry.
+pub const SERVICES_PREFIX: &str = "/services/";
+
+/// Creates the units' etcd user (read and write on [`SERVICES_PREFIX`]) and writes
+/// etcdctl's environment for it (`ETCDCTL_*`, 0600) to `env_file`, naming the files
+/// as the machines see them under `ssl_dir`.
+pub fn add_services_user(
+    etcd: &EtcdAdmin,
+    env_file: &Path,
+    ssl_dir: &str,
+    dir_in_machine: &str,
+) -> Result<()> {
+    let password = certs::new_password()?;
+    etcd.put_user(SERVICES_USER, &password)?;
+    etcd.put_role(SERVICES_USER)?;
+    etcd.grant_prefix(SERVICES_USER, SERVICES_PREFIX)?;
+    etcd.grant_role(SERVICES_USER, SERVICES_USER)?;
+    let text = format!(
+        "# etcdctl's identity for units in a secure fleet-lab machine: read and write\n\
+         # on {SERVICES_PREFIX} only (EnvironmentFile=-{dir_in_machine}/services.env).\n\
+         ETCDCTL_CACERT={ssl_dir}/ca.crt\n\
+         ETCDCTL_CERT={dir_in_machine}/services.crt\n\
+         ETCDCTL_KEY={dir_in_machine}/services.key\n\
+         ETCDCTL_USER={SERVICES_USER}\n\
+         ETCDCTL_PASSWORD={password}\n"
+    );
+    certs::write_file(env_file, &text, 0o600)
 }
 
 /// The etcd user of machine `machine_id`.

@@ -50,6 +50,15 @@ pub struct SecurityState {
     pub admin_password_file: PathBuf,
     /// etcd's `root` password, for the lab's own user management.
     pub root_password_file: PathBuf,
+    /// etcdctl's environment for the units the machines run (`lab-services`: read and
+    /// write on `/services/` only), bind-mounted as `/etc/fleet-lab/services.env`.
+    #[serde(default)]
+    pub services_env: Option<PathBuf>,
+    /// The units' client certificate and key.
+    #[serde(default)]
+    pub services_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub services_key: Option<PathBuf>,
 }
 
 /// The lab's etcd cluster: members on the host, each in a netns on the bridge.
