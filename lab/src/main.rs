@@ -337,13 +337,14 @@ fn etcd(cli: &Cli, command: &EtcdCmd) -> Result<i32> {
     match command {
         EtcdCmd::Status => {
             let mut text = format!(
-                "{:<6} {:<15} {:<8} {:<8} {:<8} LEADER\n",
-                "MEMBER", "IP", "PROCESS", "NETWORK", "ANSWERS"
+                "{:<6} {:<12} {:<15} {:<8} {:<8} {:<8} LEADER\n",
+                "MEMBER", "MACHINE", "IP", "PROCESS", "NETWORK", "ANSWERS"
             );
             for m in lab.etcd_members() {
                 text.push_str(&format!(
-                    "{:<6} {:<15} {:<8} {:<8} {:<8} {}\n",
+                    "{:<6} {:<12} {:<15} {:<8} {:<8} {:<8} {}\n",
                     m.name,
+                    m.machine.as_deref().unwrap_or("-"),
                     m.ip.to_string(),
                     if m.running { "running" } else { "down" },
                     if m.cut { "cut" } else { "ok" },
