@@ -50,10 +50,35 @@ pub struct ClusterConfig {
     /// machine's `etcd_servers` lists them all, as on a CoreOS cluster.
     #[serde(default = "default_etcd_members")]
     pub etcd_members: usize,
+    /// Where etcd runs: `"host"` (`etcd_members` members beside the machines), or
+    /// `"per-machine"`, CoreOS style: a member in every machine (on its IP and link),
+    /// so losing a machine loses its member too.
+    #[serde(default)]
+    pub etcd: EtcdPlacement,
+    /// Secure by default: a lab CA, etcd with TLS (client certificates) and auth, a
+    /// certificate and etcd user per machine, the API over mutual TLS, and an admin
+    /// identity for the host in the `env` file. `false` (or `fleet-lab up --insecure`)
+    /// runs everything in plaintext without authentication.
+    #[serde(default = "default_secure")]
+    pub secure: bool,
     /// Groups of identical machines.
     #[serde(rename = "group")]
     pub groups: Vec<MachineGroup>,
 }
+
+/// Where a lab's etcd members run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EtcdPlacement {
+    /// `etcd_members` members, each in a network namespace of its own on the bridge.
+    #[default]
+    Host,
+    /// One member in every machine's network namespace.
+    PerMachine,
+}
+
+/// Most machines of a lab with a member in each: more members only slow every write.
+pub const MAX_PER_MACHINE_MEMBERS: usize = 9;
 
 /// Identical machines, named from a pattern.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +108,10 @@ fn default_etcd_members() -> usize {
     3
 }
 
+fn default_secure() -> bool {
+    true
+}
+
 fn default_suite() -> String {
     "bookworm".to_string()
 }
@@ -105,6 +134,8 @@ impl ClusterConfig {
             agent_ttl: default_agent_ttl(),
             engine_lease_ttl: None,
             etcd_members: default_etcd_members(),
+            etcd: EtcdPlacement::Host,
+            secure: default_secure(),
             groups: vec![MachineGroup {
                 name: "node%d".to_string(),
                 count: machines,
@@ -227,6 +258,12 @@ impl ClusterConfig {
             }
         }
         let machines = self.machines();
+        if self.etcd == EtcdPlacement::PerMachine && machines.len() > MAX_PER_MACHINE_MEMBERS {
+            return invalid(format!(
+                "etcd = \"per-machine\" with {} machines: at most {MAX_PER_MACHINE_MEMBERS} etcd members",
+                machines.len()
+            ));
+        }
         if machines.len() > MAX_MACHINES {
             return invalid(format!(
                 "{} machines: a lab holds at most {MAX_MACHINES}",
@@ -314,6 +351,32 @@ mod tests {
         assert_eq!(parsed, config);
         let names: Vec<_> = parsed.machines().into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["node1", "node2", "node3"]);
+    }
+
+    #[test]
+    fn etcd_runs_on_the_host_unless_per_machine() {
+        let base = "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 5\n";
+        assert_eq!(
+            ClusterConfig::parse(base).unwrap().etcd,
+            EtcdPlacement::Host
+        );
+        let each = format!("etcd = \"per-machine\"\n{base}");
+        let config = ClusterConfig::parse(&each).unwrap();
+        assert_eq!(config.etcd, EtcdPlacement::PerMachine);
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        let err = ClusterConfig::parse(&each.replace("count = 5", "count = 10")).unwrap_err();
+        assert!(err.contains("at most 9 etcd members"), "{err}");
+        let err = ClusterConfig::parse(&format!("etcd = \"everywhere\"\n{base}")).unwrap_err();
+        assert!(err.contains("unknown variant"), "{err}");
+    }
+
+    /// Labs are secure unless the file says otherwise.
+    #[test]
+    fn secure_by_default_and_off_by_choice() {
+        let base = "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 1\n";
+        assert!(ClusterConfig::parse(base).unwrap().secure);
+        let off = format!("secure = false\n{base}");
+        assert!(!ClusterConfig::parse(&off).unwrap().secure);
     }
 
     #[test]

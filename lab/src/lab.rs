@@ -9,20 +9,31 @@ use std::time::{Duration, Instant};
 
 use fleet_testkit::{EtcdCluster, EtcdConfig, EtcdServer};
 
+use crate::certs::{self, Ca, Subject};
 use crate::cgroup;
-use crate::config::{ClusterConfig, MachineSpec};
+use crate::config::{ClusterConfig, EtcdPlacement, MachineSpec};
 use crate::error::{LabError, Result};
 use crate::link;
 use crate::names::{LabName, RUN_DIR};
 use crate::net::{self, Subnet};
 use crate::rootfs::{self, CACHE_DIR, ImageSpec};
+use crate::secure::{self, EtcdAdmin};
 use crate::state::{EtcdMember, EtcdState, LabState, MachineState, running_labs};
 use crate::sys::{self, FileLock};
+
+mod members;
+pub use members::MemberStatus;
+use members::{ETCD_CLIENT_PORT, LAB_ETCD_DATA, MEMBER_VETH_BASE};
 
 /// Where the fleet binaries appear inside every machine.
 pub const FLEET_DIR_IN_MACHINE: &str = "/opt/fleet";
 /// The TCP port of the fleet API in every machine (`fleetctl --endpoint http://<ip>:49153`).
 pub const API_PORT: u16 = 49153;
+/// Where a secure lab's machines find their CA, certificate and key.
+pub const SSL_DIR_IN_MACHINE: &str = "/etc/fleet/ssl";
+/// Where a secure lab's machines find etcdctl's identity for their units
+/// (`services.env`, to use as `EnvironmentFile=-/etc/fleet-lab/services.env`).
+pub const LAB_DIR_IN_MACHINE: &str = "/etc/fleet-lab";
 /// PATH of commands run inside machines (includes the fleet binaries).
 const MACHINE_PATH: &str =
     "/opt/fleet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -133,6 +144,7 @@ impl Lab {
             fleetctl,
             cgroups: Vec::new(),
             machines: Vec::new(),
+            security: None,
         };
         let mut lab = Lab {
             name: name.clone(),
@@ -190,15 +202,70 @@ impl Lab {
         events: &mut dyn FnMut(LabEvent),
     ) -> Result<()> {
         let subnet = self.subnet()?;
-        // etcd: each member in a netns of its own on the bridge, so it can be cut off.
+        // A secure lab's CA issues every certificate below.
+        let ca = if config.secure {
+            Some(Ca::create(&self.pki_dir(), self.name.as_str())?)
+        } else {
+            None
+        };
+        self.state.cgroups = cgroup::hierarchies()
+            .into_iter()
+            .map(|h| h.join(self.name.cgroup_rel()))
+            .collect();
+        self.save()?;
+        let specs = config.machines();
+        let per_machine = config.etcd == EtcdPlacement::PerMachine;
+        if per_machine {
+            // Members live in the machines' network namespaces: made first.
+            for (index, spec) in specs.iter().enumerate() {
+                self.record_machine(index, spec)?;
+            }
+        }
+        // etcd: each member in a netns of its own on the bridge, so it can be cut off:
+        // its own, or (per-machine) its machine's.
         let mut members = Vec::new();
         let mut configs = Vec::new();
-        for i in 0..config.etcd_members {
-            let netns = self.name.netns(&format!("etcd{i}"));
-            let host_veth = self.name.host_veth(MEMBER_VETH_BASE + i);
-            let ip = subnet.member_ip(i);
-            net::create_machine_net(&netns, &host_veth, &self.name.bridge(), subnet, ip)?;
+        let count = if per_machine {
+            specs.len()
+        } else {
+            config.etcd_members
+        };
+        for i in 0..count {
+            let (netns, host_veth, ip, machine) = if per_machine {
+                let m = &self.state.machines[i];
+                (
+                    m.netns.clone().unwrap_or_default(),
+                    m.host_veth.clone().unwrap_or_default(),
+                    m.ip,
+                    Some(m.name.clone()),
+                )
+            } else {
+                let netns = self.name.netns(&format!("etcd{i}"));
+                let host_veth = self.name.host_veth(MEMBER_VETH_BASE + i);
+                let ip = subnet.member_ip(i);
+                net::create_machine_net(&netns, &host_veth, &self.name.bridge(), subnet, ip)?;
+                (netns, host_veth, ip, None)
+            };
+            // A member's certificate serves clients and its peers, and is its client
+            // certificate towards the peers.
+            let tls = match &ca {
+                Some(ca) => {
+                    let id = ca.issue(&Subject {
+                        stem: &format!("etcd-m{i}"),
+                        common_name: &format!("m{i}"),
+                        organization: None,
+                        ips: vec![IpAddr::V4(ip)],
+                        dns: std::iter::once(format!("m{i}"))
+                            .chain(machine.clone())
+                            .collect(),
+                    })?;
+                    Some((id.cert, id.key))
+                }
+                None => None,
+            };
             configs.push(EtcdConfig {
+                trusted_ca: ca.as_ref().map(Ca::cert),
+                client_tls: tls,
                 listen_ips: vec![IpAddr::V4(ip)],
                 netns: Some(netns.clone()),
                 // A lab is throwaway: its etcd data lives in memory where there is a
@@ -206,7 +273,7 @@ impl Lab {
                 data_in: Some(PathBuf::from(LAB_ETCD_DATA)).filter(|p| p.is_dir()),
                 ..EtcdConfig::default()
             });
-            members.push((netns, host_veth, ip));
+            members.push((netns, host_veth, ip, machine));
         }
         let cluster = EtcdCluster::start_each(&configs)?;
         let url = cluster.client_urls();
@@ -217,7 +284,7 @@ impl Lab {
                 .members()
                 .iter()
                 .zip(members)
-                .map(|(m, (netns, host_veth, ip))| {
+                .map(|(m, (netns, host_veth, ip, machine))| {
                     let (bin, args) = m.command();
                     EtcdMember {
                         name: m.name().to_string(),
@@ -229,23 +296,52 @@ impl Lab {
                         command: std::iter::once(bin.display().to_string())
                             .chain(args.iter().cloned())
                             .collect(),
+                        machine,
                     }
                 })
                 .collect(),
         });
         self.etcd = cluster.into_members();
         self.save()?;
+        if let Some(ca) = &ca {
+            let admin = ca.issue(&secure::admin_subject())?;
+            let mut security = secure::enable_auth(
+                ca,
+                &self.name.state_dir(),
+                &url,
+                &admin,
+                &self.state.etcd_key_prefix,
+            )?;
+            // The units the machines run (units/ reads etcd) get an identity of their
+            // own, never fleetd's.
+            let services = ca.issue(&Subject {
+                stem: "services",
+                common_name: secure::SERVICES_USER,
+                organization: None,
+                ips: Vec::new(),
+                dns: Vec::new(),
+            })?;
+            let env = self.name.state_dir().join("services.env");
+            secure::add_services_user(
+                &EtcdAdmin::from_state(&url, &security)?,
+                &env,
+                SSL_DIR_IN_MACHINE,
+                LAB_DIR_IN_MACHINE,
+            )?;
+            security.services_env = Some(env);
+            security.services_cert = Some(services.cert);
+            security.services_key = Some(services.key);
+            self.state.security = Some(security);
+            self.save()?;
+        }
         self.write_env_file()?;
         events(LabEvent::EtcdReady { url });
 
-        self.state.cgroups = cgroup::hierarchies()
-            .into_iter()
-            .map(|h| h.join(self.name.cgroup_rel()))
-            .collect();
-        self.save()?;
-        let specs = config.machines();
         for (index, spec) in specs.iter().enumerate() {
-            self.add_machine(index, spec)?;
+            if !per_machine {
+                self.record_machine(index, spec)?;
+            }
+            self.machine_files(index, ca.as_ref())?;
             let m = &self.state.machines[index];
             events(LabEvent::MachineStarting {
                 name: m.name.clone(),
@@ -257,8 +353,8 @@ impl Lab {
         self.wait_running(&all, opts.boot_timeout, events)
     }
 
-    /// Records, then creates, a machine's network and files.
-    fn add_machine(&mut self, index: usize, spec: &MachineSpec) -> Result<()> {
+    /// Records, then creates, a machine's network.
+    fn record_machine(&mut self, index: usize, spec: &MachineSpec) -> Result<()> {
         let subnet = self.subnet()?;
         let machine = MachineState {
             name: spec.name.clone(),
@@ -278,6 +374,7 @@ impl Lab {
             boot_secs: None,
             cut: false,
             relays: Vec::new(),
+            etcd_user: None,
         };
         self.state.machines.push(machine.clone());
         self.save()?;
@@ -287,7 +384,13 @@ impl Lab {
             &self.name.bridge(),
             subnet,
             machine.ip,
-        )?;
+        )
+    }
+
+    /// Writes a recorded machine's files: fleet.conf and, in a secure lab, its
+    /// certificate and etcd user.
+    fn machine_files(&mut self, index: usize, ca: Option<&Ca>) -> Result<()> {
+        let mut machine = self.state.machines[index].clone();
         let dir = self.machine_dir(&machine.name);
         std::fs::create_dir_all(&dir)
             .map_err(LabError::io(format!("cannot create {}", dir.display())))?;
@@ -296,7 +399,35 @@ impl Lab {
             std::fs::write(&path, text)
                 .map_err(LabError::io(format!("cannot write {}", path.display())))
         };
-        write("fleet.conf", self.fleet_conf(&machine)?)?;
+        // Its own certificate (API server, and client of etcd and of other fleetds) and
+        // etcd user, whose password only its fleet.conf (0600) holds.
+        let mut password = None;
+        if let (Some(ca), Some(security)) = (ca, &self.state.security) {
+            ca.issue(&Subject {
+                stem: &machine.name,
+                common_name: &secure::machine_user(&machine.machine_id),
+                organization: Some(certs::MACHINE_ORG),
+                ips: vec![IpAddr::V4(machine.ip)],
+                dns: vec![machine.name.clone()],
+            })?;
+            let secret = certs::new_password()?;
+            let etcd = EtcdAdmin::from_state(self.etcd_url().unwrap_or_default(), security)?;
+            let user = secure::add_machine_user(
+                &etcd,
+                &machine.machine_id,
+                &secret,
+                &self.state.etcd_key_prefix,
+            )?;
+            machine.etcd_user = Some(user);
+            self.state.machines[index] = machine.clone();
+            self.save()?;
+            password = Some(secret);
+        }
+        certs::write_file(
+            &dir.join("fleet.conf"),
+            &self.fleet_conf(&machine, password.as_deref())?,
+            0o600,
+        )?;
         write("fleet.service", FLEET_SERVICE.to_string())?;
         write("hostname", format!("{}\n", machine.name))?;
         Ok(())
@@ -352,6 +483,27 @@ impl Lab {
             "/etc/systemd/system/fleet.service",
         ))
         .arg("--console=read-only");
+        if let Some(security) = &self.state.security {
+            let pki = self.pki_dir();
+            cmd.arg(bind(&security.ca, &format!("{SSL_DIR_IN_MACHINE}/ca.crt")))
+                .arg(bind(
+                    &pki.join(format!("{}.crt", m.name)),
+                    &format!("{SSL_DIR_IN_MACHINE}/machine.crt"),
+                ))
+                .arg(bind(
+                    &pki.join(format!("{}.key", m.name)),
+                    &format!("{SSL_DIR_IN_MACHINE}/machine.key"),
+                ));
+            for (file, path) in [
+                ("services.env", &security.services_env),
+                ("services.crt", &security.services_cert),
+                ("services.key", &security.services_key),
+            ] {
+                if let Some(path) = path {
+                    cmd.arg(bind(path, &format!("{LAB_DIR_IN_MACHINE}/{file}")));
+                }
+            }
+        }
         if let Some(fleetctl) = &self.state.fleetctl {
             cmd.arg(bind(fleetctl, &format!("{FLEET_DIR_IN_MACHINE}/fleetctl")));
         }
@@ -514,6 +666,23 @@ impl Lab {
         self.state.etcd.as_ref().map(|e| e.bridge_url.as_str())
     }
 
+    /// A secure lab's CA and the host's admin identity; `None` when insecure.
+    pub fn security(&self) -> Option<&crate::state::SecurityState> {
+        self.state.security.as_ref()
+    }
+
+    /// The fleet API URL of machine `node` as the host reaches it (`https` in a
+    /// secure lab).
+    pub fn api_url(&self, node: &str) -> Result<String> {
+        let ip = self.state.machine(node)?.ip;
+        let scheme = if self.state.security.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(format!("{scheme}://{ip}:{API_PORT}"))
+    }
+
     /// The file to `source` to point fleetctl at this lab.
     pub fn env_file(&self) -> PathBuf {
         self.name.state_dir().join("env")
@@ -564,9 +733,13 @@ impl Lab {
             .map_err(LabError::io("cannot run nsenter"))
     }
 
-    /// Hard machine loss: SIGKILL to the machine's PID 1, then its nspawn. Idempotent.
+    /// Hard machine loss: SIGKILL to the machine's PID 1, then its nspawn, and to the
+    /// etcd member it runs (`etcd = "per-machine"`). Idempotent.
     pub fn kill(&mut self, node: &str) -> Result<()> {
         let index = self.index(node)?;
+        if let Some(member) = self.member_of(node) {
+            self.etcd_kill(&member)?;
+        }
         let m = self.state.machines[index].clone();
         if let Some(pid) = m.pid {
             if self.is_machine_process(pid, &m) {
@@ -732,191 +905,15 @@ impl Lab {
         Ok(())
     }
 
-    /// The etcd members and what each says of itself (run state, raft leader, cut).
-    pub fn etcd_members(&self) -> Vec<MemberStatus> {
-        let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);
-        let raft: Vec<_> = members
-            .iter()
-            .map(|m| {
-                fleet_testkit::raft_status_at(std::net::SocketAddr::new(
-                    IpAddr::V4(m.ip),
-                    ETCD_CLIENT_PORT,
-                ))
-            })
-            .collect();
-        let leader = raft
-            .iter()
-            .flatten()
-            .find(|r| r.leader_id != 0)
-            .map(|r| r.leader_id);
-        members
-            .iter()
-            .zip(&raft)
-            .map(|(m, r)| MemberStatus {
-                name: m.name.clone(),
-                ip: m.ip,
-                running: m.pid.is_some_and(|p| member_process(p, m)),
-                cut: net::link_is_down(&m.host_veth),
-                answers: r.is_some(),
-                leader: r.is_some_and(|r| Some(r.member_id) == leader),
-            })
-            .collect()
-    }
-
-    /// The member the others follow, if they agree on one.
-    pub fn etcd_leader(&self) -> Option<String> {
-        self.etcd_members()
-            .into_iter()
-            .find(|m| m.leader)
-            .map(|m| m.name)
-    }
-
-    /// Hard loss of an etcd member: SIGKILL. Its data stays for `etcd_start`.
-    pub fn etcd_kill(&mut self, member: &str) -> Result<()> {
-        self.signal_member(member, "KILL")
-    }
-
-    /// An orderly stop of an etcd member (SIGTERM; it leaves raft cleanly).
-    pub fn etcd_stop(&mut self, member: &str) -> Result<()> {
-        self.signal_member(member, "TERM")
-    }
-
-    /// Starts a killed or stopped member again with its data, and waits (bounded) until
-    /// it answers; it rejoins raft once a quorum runs.
-    pub fn etcd_start(&mut self, member: &str) -> Result<()> {
-        let index = self.member_index(member)?;
-        self.spawn_member(index)?;
-        self.wait_member_answers(index)
-    }
-
-    /// Starts every member that is not running, then waits (bounded) until each
-    /// answers: after a full stop no member answers before a quorum of them runs.
-    pub fn etcd_start_all(&mut self) -> Result<()> {
-        let count = self.state.etcd.as_ref().map_or(0, |e| e.members.len());
-        for index in 0..count {
-            self.spawn_member(index)?;
-        }
-        for index in 0..count {
-            self.wait_member_answers(index)?;
-        }
-        Ok(())
-    }
-
-    /// Starts member `index` with its data unless it runs.
-    fn spawn_member(&mut self, index: usize) -> Result<()> {
-        let m = self.member(index).clone();
-        if m.pid.is_some_and(|p| member_process(p, &m)) {
-            return Ok(());
-        }
-        let (program, args) = m
-            .command
-            .split_first()
-            .ok_or_else(|| LabError::NotRunning(format!("etcd member {}", m.name)))?;
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(m.dir.join("etcd.log"))
-            .map_err(LabError::io(format!(
-                "cannot open {}/etcd.log",
-                m.dir.display()
-            )))?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(LabError::io(format!("cannot start etcd member {}", m.name)))?;
-        let pid = child.id();
-        self.etcd_children.push(child);
-        if let Some(e) = self.state.etcd.as_mut() {
-            e.members[index].pid = Some(pid);
-        }
-        self.save()?;
-        Ok(())
-    }
-
-    fn wait_member_answers(&self, index: usize) -> Result<()> {
-        let m = self.member(index);
-        let addr = std::net::SocketAddr::new(IpAddr::V4(m.ip), ETCD_CLIENT_PORT);
-        let deadline = Instant::now() + ETCD_START_TIMEOUT;
-        while fleet_testkit::raft_status_at(addr).is_none() {
-            if Instant::now() >= deadline {
-                return Err(LabError::Timeout {
-                    what: format!("etcd member {}", m.name),
-                    secs: ETCD_START_TIMEOUT.as_secs(),
-                    detail: format!(" (log: {}/etcd.log)", m.dir.display()),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    /// Cuts an etcd member off the network (peers and clients), or ends that.
-    pub fn etcd_cut(&mut self, member: &str, cut: bool) -> Result<()> {
-        let index = self.member_index(member)?;
-        net::set_link(&self.member(index).host_veth, !cut)
-    }
-
-    fn signal_member(&mut self, member: &str, signal: &str) -> Result<()> {
-        let index = self.member_index(member)?;
-        let m = self.member(index).clone();
-        if let Some(pid) = m.pid.filter(|&p| member_process(p, &m)) {
-            let _ = Command::new("kill")
-                .args([&format!("-{signal}"), "--", &pid.to_string()])
-                .status();
-            let gone = |_: &()| !sys::alive(pid);
-            let deadline = Instant::now() + KILL_TIMEOUT;
-            while !gone(&()) && Instant::now() < deadline {
-                self.reap_etcd_children();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.reap_etcd_children();
-        Ok(())
-    }
-
-    /// Reaps members this process restarted that have exited.
-    fn reap_etcd_children(&mut self) {
-        self.etcd_children
-            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
-        for handle in &mut self.etcd {
-            handle.reap();
-        }
-    }
-
-    fn member(&self, index: usize) -> &EtcdMember {
-        &self
-            .state
-            .etcd
-            .as_ref()
-            .expect("member_index checked it")
-            .members[index]
-    }
-
-    fn member_index(&self, member: &str) -> Result<usize> {
-        let members = self.state.etcd.as_ref().map_or(&[][..], |e| &e.members[..]);
-        members
-            .iter()
-            .position(|m| m.name == member || m.ip.to_string() == member)
-            .ok_or_else(|| LabError::NoSuchMember {
-                lab: self.name.to_string(),
-                member: member.to_string(),
-                members: members
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-
     /// Reboots a machine (hard: kill, then boot again with the same id and IP; its
     /// overlay starts fresh). Returns the boot time.
     pub fn restart(&mut self, node: &str, timeout: Duration) -> Result<f64> {
         let index = self.index(node)?;
         self.kill(node)?;
+        if let Some(member) = self.member_of(node) {
+            let member = self.member_index(&member)?;
+            self.spawn_member(member)?;
+        }
         self.boot(index)?;
         self.wait_running(&[index], timeout, &mut |_| {})?;
         Ok(self.state.machines[index].boot_secs.unwrap_or_default())
@@ -1010,6 +1007,11 @@ impl Lab {
             .ok_or_else(|| LabError::NotRunning(self.name.to_string()))
     }
 
+    /// The lab's CA, certificates and keys.
+    fn pki_dir(&self) -> PathBuf {
+        self.name.state_dir().join("pki")
+    }
+
     fn machine_dir(&self, node: &str) -> PathBuf {
         self.name.state_dir().join("machines").join(node)
     }
@@ -1019,9 +1021,11 @@ impl Lab {
     }
 
     /// fleet.conf of one machine: its etcd, identity, and the fleet API on
-    /// `<ip>:`[`API_PORT`] (plain HTTP/2 on the lab's private bridge, so it opts in
-    /// with `api_allow_plaintext`).
-    fn fleet_conf(&self, m: &MachineState) -> Result<String> {
+    /// `<ip>:`[`API_PORT`]. In a secure lab etcd is reached over TLS with the machine's
+    /// certificate and etcd user (`password`), and the API serves mutual TLS with the
+    /// same certificate; an insecure lab serves plain HTTP/2 on its private bridge, so
+    /// it opts in with `api_allow_plaintext`.
+    fn fleet_conf(&self, m: &MachineState, password: Option<&str>) -> Result<String> {
         let etcd = self
             .etcd_bridge_url()
             .ok_or_else(|| LabError::NotRunning(self.name.to_string()))?;
@@ -1031,6 +1035,20 @@ impl Lab {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
+        let security = match (&m.etcd_user, password) {
+            (Some(user), Some(password)) => format!(
+                "etcd_cafile={ssl}/ca.crt\n\
+                 etcd_certfile={ssl}/machine.crt\n\
+                 etcd_keyfile={ssl}/machine.key\n\
+                 etcd_username={user}\n\
+                 etcd_password={password}\n\
+                 api_tls_cert={ssl}/machine.crt\n\
+                 api_tls_key={ssl}/machine.key\n\
+                 api_tls_client_ca={ssl}/ca.crt\n",
+                ssl = SSL_DIR_IN_MACHINE
+            ),
+            _ => "api_allow_plaintext=true\n".to_string(),
+        };
         Ok(format!(
             "# Written by fleet-lab for machine {} of lab {}.\n\
              etcd_servers={etcd}\n\
@@ -1040,7 +1058,7 @@ impl Lab {
              agent_ttl={}\n\
              engine_lease_ttl={}\n\
              api_listen={}:{API_PORT}\n\
-             api_allow_plaintext=true\n",
+             {security}",
             m.name,
             self.name,
             self.state.etcd_key_prefix,
@@ -1054,14 +1072,46 @@ impl Lab {
         ))
     }
 
+    /// The `env` file: fleetctl's etcd driver at the lab's etcd and, in a secure lab,
+    /// the host's admin identity, which the API driver uses too
+    /// (`fleetctl --driver=API --endpoint=$FLEET_LAB_API ...`).
     fn write_env_file(&self) -> Result<()> {
         let url = self.etcd_url().unwrap_or_default();
-        let text = env_file_text(&[
-            ("FLEETCTL_DRIVER", "etcd"),
-            ("FLEETCTL_ENDPOINT", url),
-            ("FLEETCTL_ETCD_KEY_PREFIX", &self.state.etcd_key_prefix),
-            ("FLEET_LAB_NAME", &self.name.to_string()),
-        ]);
+        let name = self.name.to_string();
+        let mut vars = vec![
+            ("FLEETCTL_DRIVER", "etcd".to_string()),
+            ("FLEETCTL_ENDPOINT", url.to_string()),
+            (
+                "FLEETCTL_ETCD_KEY_PREFIX",
+                self.state.etcd_key_prefix.clone(),
+            ),
+            ("FLEET_LAB_NAME", name),
+        ];
+        if let Some(s) = &self.state.security {
+            vars.extend([
+                ("FLEETCTL_CA_FILE", s.ca.display().to_string()),
+                ("FLEETCTL_CERT_FILE", s.admin_cert.display().to_string()),
+                ("FLEETCTL_KEY_FILE", s.admin_key.display().to_string()),
+                ("FLEETCTL_ETCD_USERNAME", s.admin_user.clone()),
+                (
+                    "FLEETCTL_ETCD_PASSWORD_FILE",
+                    s.admin_password_file.display().to_string(),
+                ),
+            ]);
+        }
+        if let Some(subnet) = self.state.subnet {
+            let scheme = if self.state.security.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            vars.push((
+                "FLEET_LAB_API",
+                format!("{scheme}://{}:{API_PORT}", subnet.machine_ip(0)),
+            ));
+        }
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let text = env_file_text(&vars);
         let path = self.env_file();
         std::fs::write(&path, text)
             .map_err(LabError::io(format!("cannot write {}", path.display())))
@@ -1125,37 +1175,6 @@ fn env_file_text(vars: &[(&str, &str)]) -> String {
     }
     text
 }
-
-/// Where lab etcd members keep their data (a tmpfs on Debian).
-const LAB_ETCD_DATA: &str = "/dev/shm";
-
-/// etcd's client port inside a member's namespace.
-const ETCD_CLIENT_PORT: u16 = 2379;
-/// How long a restarted member may take to answer.
-const ETCD_START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// True when `pid` still is this member's etcd (not a recycled pid).
-fn member_process(pid: u32, m: &EtcdMember) -> bool {
-    sys::runs(pid, "etcd", &format!("--data-dir={}/*", m.dir.display()))
-}
-
-/// What `fleet-lab etcd status` shows of a member.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberStatus {
-    pub name: String,
-    pub ip: std::net::Ipv4Addr,
-    /// Its process runs (possibly cut off).
-    pub running: bool,
-    /// Its link is down.
-    pub cut: bool,
-    /// It answered a status request just now.
-    pub answers: bool,
-    /// The answering members follow it.
-    pub leader: bool,
-}
-
-/// etcd member `i`'s host veth is `host_veth(MEMBER_VETH_BASE + i)`, clear of machines'.
-const MEMBER_VETH_BASE: usize = 250;
 
 /// Where nspawn keeps a directory per running machine.
 const NSPAWN_PROPAGATE: &str = "/run/systemd/nspawn/propagate";

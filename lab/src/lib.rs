@@ -4,7 +4,9 @@
 //! of a cached Debian image, in its own network namespace with its own IPv4 on a host
 //! bridge, with its own machine-id, `/etc/fleet/fleet.conf`, and the host's `fleetd`
 //! (and `fleetctl`) bind-mounted read-only under `/opt/fleet`, run by `fleet.service`.
-//! A real etcd runs on the host, reachable from the machines on the bridge address.
+//! A real etcd cluster runs beside them (or one member in each), reachable on the
+//! bridge; by default over TLS with client certificates and auth (see [`certs`],
+//! [`secure`]).
 //! Several labs coexist on one host (distinct names, subnets, ports).
 //!
 //! # Usage (as root)
@@ -28,6 +30,9 @@
 //! name = "demo"              # lab name: a-z, 0-9, '-'
 //! agent_ttl = "10s"          # optional, written to fleet.conf
 //! engine_lease_ttl = "5s"    # optional, written to fleet.conf (default: agent_ttl)
+//! etcd_members = 3          # host etcd members (1, 3 or 5)
+//! etcd = "host"              # or "per-machine": a member in every machine, CoreOS style
+//! secure = true              # CA, etcd TLS + auth, API mutual TLS (`up --insecure`: off)
 //! [[group]]
 //! name = "node%d"            # node1, node2, ...
 //! count = 3
@@ -39,6 +44,7 @@
 //! lab down, panics included. State lives in `/run/fleet-lab/<name>/`, images in
 //! `/var/cache/fleet-lab/`.
 
+pub mod certs;
 mod cgroup;
 pub mod config;
 pub mod error;
@@ -47,14 +53,17 @@ pub mod link;
 pub mod names;
 mod net;
 pub mod rootfs;
+pub mod secure;
 pub mod state;
 mod sys;
 
-pub use config::{ClusterConfig, MachineGroup, MachineSpec};
+pub use config::{ClusterConfig, EtcdPlacement, MachineGroup, MachineSpec};
 pub use error::{LabError, Result};
-pub use lab::{API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, MemberStatus, UpOptions};
+pub use lab::{
+    API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, MemberStatus, SSL_DIR_IN_MACHINE, UpOptions,
+};
 pub use names::LabName;
-pub use state::{LabState, MachineState, running_labs};
+pub use state::{LabState, MachineState, SecurityState, running_labs};
 
 /// Whether the current process runs as root (the lab needs it).
 pub fn is_root() -> bool {

@@ -40,6 +40,10 @@ enum Cmd {
         /// Seconds every machine may take to boot.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// No CA, TLS or etcd auth: plaintext everywhere (overrides the cluster file's
+        /// `secure`).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Tear the lab down (idempotent).
     Down,
@@ -170,7 +174,8 @@ fn run(cli: Cli) -> Result<i32> {
             fleetd,
             fleetctl,
             timeout,
-        } => up(&cli, fleetd.clone(), fleetctl.clone(), *timeout),
+            insecure,
+        } => up(&cli, fleetd.clone(), fleetctl.clone(), *timeout, *insecure),
         Cmd::Down => {
             let name = lab_name(&cli)?;
             Lab::destroy(&name)?;
@@ -258,8 +263,17 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn up(cli: &Cli, fleetd: Option<PathBuf>, fleetctl: Option<PathBuf>, timeout: u64) -> Result<i32> {
+fn up(
+    cli: &Cli,
+    fleetd: Option<PathBuf>,
+    fleetctl: Option<PathBuf>,
+    timeout: u64,
+    insecure: bool,
+) -> Result<i32> {
     let mut config = ClusterConfig::load(&cli.config)?;
+    if insecure {
+        config.secure = false;
+    }
     if let Some(name) = &cli.name {
         config.name = name.clone();
     }
@@ -298,6 +312,11 @@ fn up(cli: &Cli, fleetd: Option<PathBuf>, fleetctl: Option<PathBuf>, timeout: u6
         started.elapsed().as_secs_f64()
     );
     println!("point fleetctl at it:  source {}", lab.env_file().display());
+    if lab.security().is_some() {
+        println!(
+            "secure: etcd over TLS with auth, the API over mutual TLS; the env file holds the host's admin identity"
+        );
+    }
     lab.detach();
     Ok(0)
 }
@@ -318,13 +337,14 @@ fn etcd(cli: &Cli, command: &EtcdCmd) -> Result<i32> {
     match command {
         EtcdCmd::Status => {
             let mut text = format!(
-                "{:<6} {:<15} {:<8} {:<8} {:<8} LEADER\n",
-                "MEMBER", "IP", "PROCESS", "NETWORK", "ANSWERS"
+                "{:<6} {:<12} {:<15} {:<8} {:<8} {:<8} LEADER\n",
+                "MEMBER", "MACHINE", "IP", "PROCESS", "NETWORK", "ANSWERS"
             );
             for m in lab.etcd_members() {
                 text.push_str(&format!(
-                    "{:<6} {:<15} {:<8} {:<8} {:<8} {}\n",
+                    "{:<6} {:<12} {:<15} {:<8} {:<8} {:<8} {}\n",
                     m.name,
+                    m.machine.as_deref().unwrap_or("-"),
                     m.ip.to_string(),
                     if m.running { "running" } else { "down" },
                     if m.cut { "cut" } else { "ok" },

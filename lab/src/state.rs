@@ -31,6 +31,34 @@ pub struct LabState {
     /// The lab's cgroup directories (one per hierarchy), parents of the machines'.
     pub cgroups: Vec<PathBuf>,
     pub machines: Vec<MachineState>,
+    /// The lab's CA and credentials; `None` for an insecure lab.
+    #[serde(default)]
+    pub security: Option<SecurityState>,
+}
+
+/// Where a secure lab keeps its CA and the host's admin identity (all in the state
+/// directory; keys and passwords 0600).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecurityState {
+    /// The CA certificate every party trusts.
+    pub ca: PathBuf,
+    /// The host's admin certificate and key (`O=fleet:admin`), for etcd and the API.
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    /// The host's etcd user and the file holding its password.
+    pub admin_user: String,
+    pub admin_password_file: PathBuf,
+    /// etcd's `root` password, for the lab's own user management.
+    pub root_password_file: PathBuf,
+    /// etcdctl's environment for the units the machines run (`lab-services`: read and
+    /// write on `/services/` only), bind-mounted as `/etc/fleet-lab/services.env`.
+    #[serde(default)]
+    pub services_env: Option<PathBuf>,
+    /// The units' client certificate and key.
+    #[serde(default)]
+    pub services_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub services_key: Option<PathBuf>,
 }
 
 /// The lab's etcd cluster: members on the host, each in a netns on the bridge.
@@ -57,6 +85,9 @@ pub struct EtcdMember {
     pub dir: PathBuf,
     /// The command that starts it, to start it again after a kill or stop.
     pub command: Vec<String>,
+    /// The machine it runs in (`etcd = "per-machine"`), which shares its fate.
+    #[serde(default)]
+    pub machine: Option<String>,
 }
 
 /// One machine.
@@ -80,6 +111,9 @@ pub struct MachineState {
     /// The relays adding latency to its etcd traffic (`degrade --delay`).
     #[serde(default)]
     pub relays: Vec<u32>,
+    /// Its etcd user (secure labs).
+    #[serde(default)]
+    pub etcd_user: Option<String>,
 }
 
 impl LabState {

@@ -102,7 +102,9 @@ impl RegistryConfig {
             .with_keep_alive_while_idle(false)
             // A member cut off from its peers answers "no leader" (and ends its
             // watches) instead of serving stale reads or hanging: calls move on.
-            .with_require_leader(true);
+            .with_require_leader(true)
+            // A restarted etcd forgets every auth token: log in again, not fail forever.
+            .with_auto_token_refresh(true);
         match (&self.username, &self.password) {
             (Some(u), Some(p)) => opts = opts.with_user(u.clone(), p.expose()),
             (None, None) => {}

@@ -143,12 +143,13 @@ pub(crate) fn is_connection_error(e: &etcd_client::Error) -> bool {
     match e {
         E::TransportError(_) | E::IoError(_) => true,
         // gRPC codes 14 (Unavailable: also etcd's "no leader") and 4 (DeadlineExceeded),
-        // and code 2 (Unknown) wrapping a transport failure, which is how tonic reports
-        // a connection broken mid-request. tonic is not a direct dependency: compare
-        // numbers.
+        // and codes 2 (Unknown) and 1 (Cancelled: hyper's "connection closed" when the
+        // member died with the request in flight) wrapping a transport failure, which
+        // is how tonic reports a connection broken mid-request. tonic is not a direct
+        // dependency: compare numbers.
         E::GRpcStatus(s) => match i32::from(s.code()) {
             14 | 4 => true,
-            2 => std::error::Error::source(s).is_some() || s.message() == "transport error",
+            1 | 2 => std::error::Error::source(s).is_some() || s.message() == "transport error",
             _ => false,
         },
         _ => false,

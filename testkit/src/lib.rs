@@ -72,6 +72,10 @@ pub struct EtcdConfig {
     /// Serve clients over TLS with this certificate and key (`https://` client URLs);
     /// e.g. `server.{crt,key}` of [`make_test_certs`].
     pub client_tls: Option<(PathBuf, PathBuf)>,
+    /// With [`EtcdConfig::client_tls`]: the CA clients' certificates must chain to
+    /// (`--client-cert-auth`), and peers talk TLS too with the same certificate, which
+    /// must then be valid for both server and client authentication.
+    pub trusted_ca: Option<PathBuf>,
 }
 
 /// Ports of an etcd in a network namespace of its own.
@@ -96,6 +100,7 @@ impl Default for EtcdConfig {
             netns: None,
             data_in: None,
             client_tls: None,
+            trusted_ca: None,
         }
     }
 }
@@ -199,7 +204,11 @@ impl EtcdServer {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let peer_url = format!("http://{}", SocketAddr::new(ips[0], peer_port));
+        let peer_url = format!(
+            "{}://{}",
+            peer_scheme(config),
+            SocketAddr::new(ips[0], peer_port)
+        );
         let mut args = vec![
             format!("--name={}", member.name),
             format!("--data-dir={}", dir.path().join("data").display()),
@@ -219,6 +228,14 @@ impl EtcdServer {
         if let Some((cert, key)) = &config.client_tls {
             args.push(format!("--cert-file={}", cert.display()));
             args.push(format!("--key-file={}", key.display()));
+            if let Some(ca) = &config.trusted_ca {
+                args.push("--client-cert-auth".to_string());
+                args.push(format!("--trusted-ca-file={}", ca.display()));
+                args.push(format!("--peer-cert-file={}", cert.display()));
+                args.push(format!("--peer-key-file={}", key.display()));
+                args.push("--peer-client-cert-auth".to_string());
+                args.push(format!("--peer-trusted-ca-file={}", ca.display()));
+            }
         }
         args.extend(config.extra_args.iter().cloned());
         let bin = config.bin();
@@ -593,10 +610,20 @@ impl EtcdCluster {
 impl Member<'_> {
     fn peer_entry(&self, ip: IpAddr) -> String {
         format!(
-            "{}=http://{}",
+            "{}={}://{}",
             self.name,
+            peer_scheme(self.config),
             SocketAddr::new(ip, self.ports[1])
         )
+    }
+}
+
+/// `https` when peers authenticate each other with certificates.
+fn peer_scheme(config: &EtcdConfig) -> &'static str {
+    if config.client_tls.is_some() && config.trusted_ca.is_some() {
+        "https"
+    } else {
+        "http"
     }
 }
 

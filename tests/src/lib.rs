@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
-pub use fleet_lab::{ClusterConfig, Lab, LabError, LabEvent, LabName, MachineGroup, UpOptions};
+pub use fleet_lab::{
+    ClusterConfig, EtcdPlacement, Lab, LabError, LabEvent, LabName, MachineGroup, UpOptions,
+};
 
 /// A lab owned by one test.
 pub struct TestLab {
@@ -163,20 +165,24 @@ pub struct Fleetctl {
 impl Fleetctl {
     /// fleetctl with `--driver=etcd` against the lab's etcd.
     pub fn etcd(lab: &Lab, dir: &std::path::Path) -> Fleetctl {
+        let mut flags = vec![
+            "--driver=etcd".to_string(),
+            format!("--endpoint={}", lab.etcd_url().expect("lab etcd")),
+            format!("--etcd-key-prefix={}", lab.state().etcd_key_prefix),
+        ];
+        flags.extend(admin_flags(lab));
         Fleetctl {
-            flags: vec![
-                "--driver=etcd".to_string(),
-                format!("--endpoint={}", lab.etcd_url().expect("lab etcd")),
-                format!("--etcd-key-prefix={}", lab.state().etcd_key_prefix),
-            ],
+            flags,
             dir: dir.to_path_buf(),
         }
     }
 
     /// fleetctl with the API driver against the fleetd of machine `node`.
     pub fn api(lab: &Lab, node: &str, dir: &std::path::Path) -> Fleetctl {
+        let mut flags = vec![format!("--endpoint={}", api_endpoint(lab, node))];
+        flags.extend(admin_flags(lab));
         Fleetctl {
-            flags: vec![format!("--endpoint={}", api_endpoint(lab, node))],
+            flags,
             dir: dir.to_path_buf(),
         }
     }
@@ -184,12 +190,20 @@ impl Fleetctl {
     /// The command, ready to run or spawn.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(target_dir().join("fleetctl"));
-        cmd.args(&self.flags)
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("FLEETCTL_ENDPOINT")
-            .env_remove("FLEETCTL_DRIVER")
-            .env_remove("FLEETCTL_TUNNEL");
+        cmd.args(&self.flags).args(args).current_dir(&self.dir);
+        for var in [
+            "FLEETCTL_ENDPOINT",
+            "FLEETCTL_DRIVER",
+            "FLEETCTL_TUNNEL",
+            "FLEETCTL_CA_FILE",
+            "FLEETCTL_CERT_FILE",
+            "FLEETCTL_KEY_FILE",
+            "FLEETCTL_ETCD_USERNAME",
+            "FLEETCTL_ETCD_PASSWORD",
+            "FLEETCTL_ETCD_PASSWORD_FILE",
+        ] {
+            cmd.env_remove(var);
+        }
         cmd
     }
 
@@ -277,15 +291,59 @@ pub struct UnitRow {
     pub sub: String,
 }
 
-/// The fleet API URL of machine `node` as the host reaches it.
+/// The fleet API URL of machine `node` as the host reaches it (`https` on a secure lab).
 pub fn api_endpoint(lab: &Lab, node: &str) -> String {
-    let ip = lab
-        .machines()
-        .iter()
-        .find(|m| m.name == node)
-        .map(|m| m.ip)
-        .unwrap_or_else(|| panic!("no machine {node}"));
-    format!("http://{ip}:{}", fleet_lab::API_PORT)
+    lab.api_url(node)
+        .unwrap_or_else(|e| panic!("no machine {node}: {e}"))
+}
+
+/// fleetctl's flags for the host's admin identity of a secure lab (none when insecure):
+/// the CA and certificate serve both drivers, the etcd user only `--driver=etcd`.
+pub fn admin_flags(lab: &Lab) -> Vec<String> {
+    let Some(s) = lab.security() else {
+        return Vec::new();
+    };
+    vec![
+        format!("--ca-file={}", s.ca.display()),
+        format!("--cert-file={}", s.admin_cert.display()),
+        format!("--key-file={}", s.admin_key.display()),
+        format!("--etcd-username={}", s.admin_user),
+        format!("--etcd-password-file={}", s.admin_password_file.display()),
+    ]
+}
+
+/// etcdctl's environment for the host's admin identity (a secure lab's etcd requires
+/// a client certificate and a user), as `(name, value)` pairs to set on the command.
+pub fn etcdctl_env(lab: &Lab) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("ETCDCTL_API".to_string(), "3".to_string()),
+        (
+            "ETCDCTL_ENDPOINTS".to_string(),
+            lab.etcd_url().expect("lab etcd").to_string(),
+        ),
+    ];
+    if let Some(s) = lab.security() {
+        let password = fleet_lab::secure::read_secret(&s.admin_password_file)
+            .expect("read the lab's admin password");
+        env.extend([
+            ("ETCDCTL_CACERT".to_string(), s.ca.display().to_string()),
+            (
+                "ETCDCTL_CERT".to_string(),
+                s.admin_cert.display().to_string(),
+            ),
+            ("ETCDCTL_KEY".to_string(), s.admin_key.display().to_string()),
+            ("ETCDCTL_USER".to_string(), s.admin_user.clone()),
+            ("ETCDCTL_PASSWORD".to_string(), password),
+        ]);
+    }
+    env
+}
+
+/// An `etcdctl` command as the host's admin, for tests that look at etcd directly.
+pub fn etcdctl(lab: &Lab) -> Command {
+    let mut cmd = Command::new("etcdctl");
+    cmd.envs(etcdctl_env(lab));
+    cmd
 }
 
 /// The lab node whose machine id is `id`.

@@ -26,6 +26,7 @@ fn fleetctl(lab: &Lab, args: &[&str]) -> (i32, String, String) {
         .arg("--driver=etcd")
         .arg(format!("--endpoint={}", lab.etcd_url().expect("lab etcd")))
         .arg(format!("--etcd-key-prefix={}", lab.state().etcd_key_prefix))
+        .args(admin_flags(lab))
         .args(args)
         .current_dir(unit_dir())
         .output()

@@ -324,7 +324,7 @@ fn the_api_driver_runs_the_unit_lifecycle_and_fails_in_one_line() {
     assert_eq!(api.machines(), etcd.machines());
     // FLEETCTL_ENDPOINT instead of --endpoint (fleet's TestFleetctlWithEnv).
     let by_env = Fleetctl {
-        flags: Vec::new(),
+        flags: admin_flags(&lab),
         dir: dir.path().to_path_buf(),
     }
     .command(&["list-machines", "--no-legend"])

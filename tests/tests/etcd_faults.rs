@@ -52,11 +52,20 @@ struct Poller {
 
 impl Poller {
     fn start(lab: &Lab, nodes: &[String], dir: &std::path::Path) -> Poller {
+        Self::start_with(
+            nodes
+                .iter()
+                .map(|node| (node.clone(), Fleetctl::api(lab, node, dir)))
+                .collect(),
+        )
+    }
+
+    /// Polls with each named fleetctl (any driver).
+    fn start_with(ctls: Vec<(String, Fleetctl)>) -> Poller {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = nodes
-            .iter()
-            .map(|node| {
-                let ctl = Fleetctl::api(lab, node, dir);
+        let threads = ctls
+            .into_iter()
+            .map(|(node, ctl)| {
                 let stop = stop.clone();
                 let t = std::thread::spawn(move || {
                     let mut s = PollStats::default();
@@ -74,7 +83,7 @@ impl Poller {
                     }
                     s
                 });
-                (node.clone(), t)
+                (node, t)
             })
             .collect();
         Poller { stop, threads }
@@ -340,4 +349,96 @@ fn fleet_rides_out_etcd_member_faults() {
     assert_eq!(now, baseline, "units restarted or moved");
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+/// CoreOS style: an etcd member in each of five machines (`etcd = "per-machine"`),
+/// every fleetd listing all five. The raft leader's member is killed, then a
+/// follower's, each for the fault window, while `fleetctl list-units` is polled through
+/// every machine's API and through etcd: no call fails, and the units keep running
+/// where they were (same MainPID).
+#[test]
+fn per_machine_members_ride_out_a_member_kill() {
+    let window = secs_from_env("FLEET_ETCD_FAULT_SECS", 20);
+    let mut config = ClusterConfig::with_machines(&unique_name("pmetcd"), 5);
+    config.etcd = EtcdPlacement::PerMachine;
+    config.agent_ttl = "10s".into();
+    config.engine_lease_ttl = Some("5s".into());
+    let mut lab = boot_registered(&config);
+    let nodes: Vec<String> = lab.machines().iter().map(|m| m.name.clone()).collect();
+    let members = lab.etcd_members();
+    assert_eq!(members.len(), 5, "{members:?}");
+    for m in lab.machines() {
+        assert!(
+            members.iter().any(|e| e.ip == m.ip),
+            "no member in {}",
+            m.name
+        );
+        let (_, conf, _) = sh(&lab, &m.name, "cat /etc/fleet/fleet.conf");
+        let servers = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("etcd_servers="))
+            .unwrap_or_default();
+        assert_eq!(servers.split(',').count(), 5, "{conf}");
+    }
+    let names: Vec<String> = (1..=UNITS).map(|i| format!("pm{i}.service")).collect();
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), unit_text())).collect();
+    let dir = UnitDir::new(&files);
+    let ctl = Fleetctl::api(&lab, &nodes[0], dir.path());
+    let mut args = vec!["start"];
+    args.extend(names.iter().map(String::as_str));
+    ctl.ok(&args);
+    wait_until("units active", Duration::from_secs(30), || {
+        ctl.active().len() == UNITS
+    });
+    let baseline = placements(&lab, &ctl);
+    assert_eq!(baseline.len(), UNITS, "{baseline:?}");
+
+    for fault in ["leader", "follower"] {
+        wait_etcd_healthy(&lab);
+        let leader = wait_until_some("an etcd leader", || lab.etcd_leader());
+        let victim = match fault {
+            "leader" => leader,
+            _ => {
+                lab.etcd_members()
+                    .into_iter()
+                    .find(|m| m.name != leader)
+                    .expect("a follower")
+                    .name
+            }
+        };
+        let mut pollers: Vec<(String, Fleetctl)> = nodes
+            .iter()
+            .map(|n| (n.clone(), Fleetctl::api(&lab, n, dir.path())))
+            .collect();
+        pollers.push(("etcd driver".into(), Fleetctl::etcd(&lab, dir.path())));
+        let polls = Poller::start_with(pollers);
+        lab.etcd_kill(&victim).unwrap();
+        std::thread::sleep(window);
+        lab.etcd_start(&victim).unwrap();
+        wait_etcd_healthy(&lab);
+        let polls = polls.finish();
+        let failed = report(
+            &format!("per-machine etcd {fault} {victim} out"),
+            window,
+            &polls,
+        );
+        let now = placements(&lab, &ctl);
+        assert_eq!(
+            failed, 0,
+            "failed list-units calls with the {fault} member down"
+        );
+        assert_eq!(now, baseline, "units restarted or moved");
+    }
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics after 30 s naming `what`.
+fn wait_until_some<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let mut value = None;
+    wait_until(what, Duration::from_secs(30), || {
+        value = f();
+        value.is_some()
+    });
+    value.expect("wait_until returned")
 }

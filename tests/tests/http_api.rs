@@ -43,9 +43,24 @@ fn curl(lab: &Lab, via: &Via, method: &str, path: &str, body: Option<&Value>) ->
             sh(lab, node, &script)
         }
         Via::Tcp(_) | Via::TcpPort(..) => {
+            // A secure lab's API wants the host's admin certificate (mutual TLS).
+            let scheme = match lab.security() {
+                Some(s) => {
+                    args.extend([
+                        "--cacert".into(),
+                        s.ca.display().to_string(),
+                        "--cert".into(),
+                        s.admin_cert.display().to_string(),
+                        "--key".into(),
+                        s.admin_key.display().to_string(),
+                    ]);
+                    "https"
+                }
+                None => "http",
+            };
             let url = match via {
-                Via::TcpPort(ip, port) => format!("http://{ip}:{port}{path}"),
-                _ => format!("http://{}:{}{path}", via_ip(via), fleet_lab::API_PORT),
+                Via::TcpPort(ip, port) => format!("{scheme}://{ip}:{port}{path}"),
+                _ => format!("{scheme}://{}:{}{path}", via_ip(via), fleet_lab::API_PORT),
             };
             args.extend(["--".into(), url]);
             let mut child = std::process::Command::new("curl")
@@ -236,21 +251,13 @@ fn metadata_patch_places_a_waiting_unit_at_once_and_survives_restart() {
     });
     assert_eq!(curl(&lab, &via, "PUT", &path, Some(&create)).0, 201);
     // The engine has looked at it and found no machine: it waits.
-    let etcd = lab.etcd_url().expect("lab etcd").to_string();
     let unplaced = format!("{}unplaced/{unit}", lab.state().etcd_key_prefix);
     wait_until(
         "the engine to note the unit unplaceable",
         Duration::from_secs(20),
         || {
-            let out = std::process::Command::new("etcdctl")
-                .args([
-                    "--endpoints",
-                    &etcd,
-                    "get",
-                    "--print-value-only",
-                    "--",
-                    &unplaced,
-                ])
+            let out = etcdctl(&lab)
+                .args(["get", "--print-value-only", "--", &unplaced])
                 .output()
                 .expect("run etcdctl");
             !String::from_utf8_lossy(&out.stdout).trim().is_empty()

@@ -53,7 +53,9 @@ fn three_machines_boot_reach_each_other_and_leave_nothing() {
     );
     let bridge_url = urls.split(',').next().unwrap().to_string();
     let etcd_host = bridge_url
-        .trim_start_matches("http://")
+        .split_once("://")
+        .unwrap()
+        .1
         .split(':')
         .next()
         .unwrap()
@@ -292,17 +294,30 @@ fn paused_fleetd_drops_out_and_resumed_comes_back() {
 /// packets, and `restore` ends both; nothing is left after `down`.
 #[test]
 fn a_degraded_link_is_slow_until_restored() {
-    let mut lab = boot("degrade", 1);
+    let mut config = ClusterConfig::with_machines(&unique_name("degrade"), 1);
+    config.groups[0].packages = vec!["curl".to_string()];
+    let mut lab = boot_config(&config);
     let member = lab.etcd_members()[0].ip.to_string();
-    // One HTTP request to the member from inside the machine, timed there.
+    // One request to the member from inside the machine, timed there by curl (over
+    // TLS with the machine's certificate on a secure lab: handshake and request).
+    let tls = match lab.security() {
+        Some(_) => format!(
+            "--cacert {ssl}/ca.crt --cert {ssl}/machine.crt --key {ssl}/machine.key https",
+            ssl = fleet_lab::SSL_DIR_IN_MACHINE
+        ),
+        None => "http".to_string(),
+    };
+    let (pre, scheme) = tls.rsplit_once(' ').unwrap_or(("", &tls));
     let probe = format!(
-        "s=$(date +%s%N); exec 3<>/dev/tcp/{member}/2379 && \
-         printf 'GET /version HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 5 cat <&3 >/dev/null; \
-         echo $(( ($(date +%s%N) - s) / 1000000 ))"
+        "curl -sS -m 5 -o /dev/null -w '%{{time_total}}' {pre} -- {scheme}://{member}:2379/version"
     );
     let millis = |lab: &TestLab| -> u64 {
-        let (_, out, _) = sh(lab, "node1", &probe);
-        out.trim().parse().unwrap_or(u64::MAX)
+        let (_, out, err) = sh(lab, "node1", &probe);
+        let secs: f64 = out
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl: {out} {err}"));
+        (secs * 1000.0) as u64
     };
     assert!(millis(&lab) < 300, "a healthy link is fast");
     lab.degrade("node1", Some(std::time::Duration::from_millis(300)), None)
@@ -313,6 +328,110 @@ fn a_degraded_link_is_slow_until_restored() {
     assert!(millis(&lab) < 300, "restored");
     let err = lab.degrade("node1", None, Some(0)).unwrap_err().to_string();
     assert_eq!(err, "loss 0%: give 1 to 100");
+    let name = lab.down();
+    assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+/// A lab is secure by default: etcd and the API refuse clients without a certificate
+/// from the lab's CA, the `env` file's admin identity drives fleetctl through either
+/// driver, keys and fleet.conf are 0600, and no password is on any command line.
+#[test]
+fn the_lab_is_secure_by_default() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lab = boot_registered(&ClusterConfig::with_machines(&unique_name("secure"), 2));
+    let security = lab.security().expect("secure by default").clone();
+
+    // The env file alone points fleetctl at the lab, through etcd and through the API.
+    let env = lab.env_file();
+    for driver in ["", "--driver=API --endpoint=\"$FLEET_LAB_API\""] {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". \"$1\" && \"$2\" {driver} list-machines --no-legend"
+            ))
+            .arg("bash")
+            .arg(&env)
+            .arg(target_dir().join("fleetctl"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{driver}: {out:?}");
+        assert_eq!(text.lines().count(), 2, "{driver}: {text}");
+    }
+
+    // Without a client certificate: etcd refuses, and so does the API, saying why.
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", lab.etcd_url().unwrap()))
+        .arg(format!("--cacert={}", security.ca.display()))
+        .args([
+            "--dial-timeout=2s",
+            "--command-timeout=2s",
+            "get",
+            "--",
+            "/",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "etcd served a client without a certificate"
+    );
+    let api = Fleetctl {
+        flags: vec![
+            format!("--endpoint={}", api_endpoint(&lab, "node1")),
+            format!("--ca-file={}", security.ca.display()),
+        ],
+        dir: std::env::temp_dir(),
+    };
+    let (code, _, err) = api.run(&["list-machines"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("certificate required"), "{err}");
+
+    // Each machine has its own etcd user; its fleet.conf holds the password, 0600.
+    let mut users = std::collections::BTreeSet::new();
+    let state_dir = lab.name().state_dir();
+    let mut secrets = vec![
+        std::fs::read_to_string(&security.root_password_file).unwrap(),
+        std::fs::read_to_string(&security.admin_password_file).unwrap(),
+    ];
+    for m in lab.machines() {
+        users.insert(m.etcd_user.clone().expect("a machine's etcd user"));
+        let conf = state_dir.join("machines").join(&m.name).join("fleet.conf");
+        let mode = std::fs::metadata(&conf).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", conf.display());
+        let text = std::fs::read_to_string(&conf).unwrap();
+        secrets.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("etcd_password="))
+                .map(str::to_string),
+        );
+        assert!(text.contains("api_tls_client_ca="), "{text}");
+        assert!(!text.contains("api_allow_plaintext"), "{text}");
+    }
+    assert_eq!(users.len(), 2);
+    for path in [
+        &security.root_password_file,
+        &security.admin_password_file,
+        &security.admin_key,
+    ] {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
+    assert_eq!(secrets.len(), 4);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        for secret in &secrets {
+            assert!(
+                !cmdline.contains(secret.trim()),
+                "a password is on the command line of process {:?}",
+                entry.file_name()
+            );
+        }
+    }
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }

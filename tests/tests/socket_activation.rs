@@ -39,7 +39,12 @@ fn fleetd_serves_on_the_sockets_systemd_passes() {
     // The API answers on the activated TCP socket, and fleetd did not bind its own.
     let dir = UnitDir::new(&[]);
     let api = Fleetctl {
-        flags: vec![format!("--endpoint=http://{ip}:54728")],
+        flags: std::iter::once(format!(
+            "--endpoint={}",
+            api_endpoint(&lab, &node).replace(&format!(":{}", fleet_lab::API_PORT), ":54728")
+        ))
+        .chain(admin_flags(&lab))
+        .collect(),
         dir: dir.path().to_path_buf(),
     };
     wait_until(

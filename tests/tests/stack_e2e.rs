@@ -28,6 +28,7 @@ fn fleetctl(lab: &TestLab, args: &[&str]) -> (bool, String) {
     let out = Command::new(target_dir().join("fleetctl"))
         .arg("--driver=etcd")
         .arg(format!("--endpoint={}", lab.etcd_url().unwrap()))
+        .args(admin_flags(lab))
         .args(args)
         .current_dir(units_dir())
         .output()
