@@ -6,6 +6,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use fleet_core::MachineId;
+use fleet_registry::Keys;
+use fleet_registry::roles::{self, Access, RoleSpec};
+
 use crate::certs::{self, Ca, Identity, Subject};
 use crate::error::{LabError, Result};
 use crate::state::SecurityState;
@@ -123,6 +127,27 @@ impl EtcdAdmin {
         .map(drop)
     }
 
+    /// Creates `spec`'s role (if missing) and grants it `spec`'s permissions: fleet's
+    /// own role definitions, the same `fleetctl etcd-roles` applies.
+    pub fn put_role_spec(&self, spec: &RoleSpec) -> Result<()> {
+        self.put_role(&spec.name)?;
+        for grant in &spec.grants {
+            let access = match grant.access {
+                Access::Read => "read",
+                Access::Write => "write",
+                Access::ReadWrite => "readwrite",
+            };
+            let key = String::from_utf8_lossy(&grant.key);
+            let end = String::from_utf8_lossy(&grant.range_end);
+            let mut args = vec!["role", "grant-permission", "--", &spec.name, access, &key];
+            if !end.is_empty() {
+                args.push(&end);
+            }
+            self.etcdctl(&args, None)?;
+        }
+        Ok(())
+    }
+
     pub fn grant_role(&self, user: &str, role: &str) -> Result<()> {
         self.etcdctl(&["user", "grant-role", "--", user, role], None)
             .map(drop)
@@ -174,6 +199,10 @@ pub fn enable_auth(
     etcd.put_role(ADMIN_USER)?;
     etcd.grant_prefix(ADMIN_USER, key_prefix)?;
     etcd.grant_role(ADMIN_USER, ADMIN_USER)?;
+    // fleet's cluster roles (viewer, operator, engine), which machines' users get.
+    for spec in roles::cluster_roles(&fleet_keys(key_prefix)?) {
+        etcd.put_role_spec(&spec)?;
+    }
     etcd.etcdctl(&["auth", "enable"], None)?;
     etcd.root_password = Some(root_password);
     // Auth is on: root's password works (a wrong setup fails here, not in fleetd).
@@ -236,21 +265,29 @@ pub fn add_machine_user(
     Ok(user)
 }
 
-/// The roles of one machine's etcd user.
-///
-/// For now one role, `fleet-machine-<id>`, with read and write on the whole fleet
-/// prefix. The lead replaces this body with fleetctl's roles command (issue 15 item 2:
-/// a machine writes only its own records), which creates the least-privilege roles.
+/// The roles of one machine's etcd user, as `fleetctl etcd-roles --engine-machine ID
+/// --api-machine ID` gives them: its own role (its record and states), and, because
+/// every lab machine runs the engine and serves the write API, `fleet-engine` and
+/// `fleet-operator`. A machine cannot write another machine's states.
 pub fn grant_machine_roles(
     etcd: &EtcdAdmin,
     machine_id: &str,
     user: &str,
     key_prefix: &str,
 ) -> Result<()> {
-    let role = format!("fleet-machine-{machine_id}");
-    etcd.put_role(&role)?;
-    etcd.grant_prefix(&role, key_prefix)?;
-    etcd.grant_role(user, &role)
+    let machine = MachineId::new(machine_id)
+        .map_err(|e| LabError::InvalidArgument(format!("machine id {machine_id:?}: {e}")))?;
+    etcd.put_role_spec(&roles::machine_role(&fleet_keys(key_prefix)?, &machine))?;
+    for role in roles::machine_user_roles(&machine, true, true) {
+        etcd.grant_role(user, &role)?;
+    }
+    Ok(())
+}
+
+/// fleet's key layout under `key_prefix`.
+fn fleet_keys(key_prefix: &str) -> Result<Keys> {
+    Keys::new(key_prefix)
+        .map_err(|e| LabError::InvalidArgument(format!("key prefix {key_prefix:?}: {e}")))
 }
 
 /// The first line of a secret file.

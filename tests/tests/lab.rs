@@ -419,6 +419,49 @@ fn the_lab_is_secure_by_default() {
         assert_eq!(mode & 0o777, 0o600, "{}", path.display());
     }
     assert_eq!(secrets.len(), 4);
+
+    // A machine's etcd identity (its certificate's name) writes its own states, and
+    // etcd refuses it another machine's.
+    let (m1, m2) = (&lab.machines()[0], &lab.machines()[1]);
+    let pki = state_dir.join("pki");
+    let put_as_m1 = |key: &str| {
+        std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", lab.etcd_url().unwrap()))
+            .arg(format!("--cacert={}", security.ca.display()))
+            .arg(format!(
+                "--cert={}",
+                pki.join(format!("{}.crt", m1.name)).display()
+            ))
+            .arg(format!(
+                "--key={}",
+                pki.join(format!("{}.key", m1.name)).display()
+            ))
+            .args([
+                "--dial-timeout=2s",
+                "--command-timeout=4s",
+                "put",
+                "--",
+                key,
+                "{}",
+            ])
+            .output()
+            .unwrap()
+    };
+    let own = put_as_m1(&format!(
+        "/_coreos.com/fleet/machine-state/{}/probe.service",
+        m1.machine_id
+    ));
+    assert!(own.status.success(), "{own:?}");
+    let other = put_as_m1(&format!(
+        "/_coreos.com/fleet/machine-state/{}/probe.service",
+        m2.machine_id
+    ));
+    assert!(!other.status.success(), "a machine wrote another's states");
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("permission denied"),
+        "{other:?}"
+    );
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
