@@ -277,9 +277,8 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
         }
         return match method {
             "GetUnit" | "GetUnits" | "GetUnitViews" | "Snapshot" | "ListMachines"
-            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained" => {
-                (Role::Viewer, String::new())
-            }
+            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained"
+            | "ListNamespaces" => (Role::Viewer, String::new()),
             "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
             "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
             "DestroyUnit" | "DestroyUnits" => (Role::Operator, "destroy units".into()),

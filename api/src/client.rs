@@ -545,6 +545,33 @@ impl ApiClient {
             .collect()
     }
 
+    /// Namespaces besides `default`; a fleetd without namespaces (an older one) has none.
+    pub async fn namespaces(&self) -> Result<fleet_core::Namespaces, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = match self
+            .bounded(
+                "ListNamespaces",
+                c.list_namespaces(pb::ListNamespacesRequest {}),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(ApiError::Status(s)) if s.code() == tonic::Code::Unimplemented => {
+                return Ok(fleet_core::Namespaces::default());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for n in resp.namespaces {
+            let ns = fleet_core::Namespace::parse(&n.name)
+                .map_err(|e| ApiError::Config(format!("fleet API sent a bad namespace: {e}")))?;
+            let sel = fleet_core::Selector::parse(&n.selector)
+                .map_err(|e| ApiError::Config(format!("fleet API sent a bad namespace: {e}")))?;
+            out.push((ns, sel));
+        }
+        Ok(fleet_core::Namespaces::new(out))
+    }
+
     /// Destroys several units (in few etcd txns on the server); whether each existed,
     /// in `names` order. Sent in requests of at most 10,000 names.
     pub async fn destroy_units(&self, names: &[UnitName]) -> Result<Vec<bool>, ApiError> {

@@ -343,6 +343,27 @@ impl Fleet for FleetService {
         }))
     }
 
+    async fn list_namespaces(
+        &self,
+        _req: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        let list = self
+            .ctx
+            .registry
+            .list_namespaces()
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::ListNamespacesResponse {
+            namespaces: list
+                .into_iter()
+                .map(|(n, s)| pb::NamespaceInfo {
+                    name: n.to_string(),
+                    selector: s.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn destroy_units(
         &self,
         req: Request<pb::DestroyUnitsRequest>,

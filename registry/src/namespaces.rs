@@ -184,6 +184,9 @@ impl Registry {
         if ns.is_default() {
             return Err(AccessError::DefaultNamespace);
         }
+        if self.namespaces().await?.contains(ns) {
+            return Err(AccessError::NamespaceExists(ns.clone()));
+        }
         let clash = self.namespace_units(ns).await?;
         if !clash.is_empty() {
             return Err(AccessError::NameClash {

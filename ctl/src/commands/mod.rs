@@ -9,6 +9,7 @@ mod journal;
 mod list_machines;
 mod list_unit_files;
 mod list_units;
+mod namespace;
 mod restart;
 mod ssh;
 mod start;
@@ -43,6 +44,8 @@ async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<
     };
     match command {
         Command::Token(t) => token::run(ctx, t).await,
+        Command::Namespace(c) => namespace::run(ctx, c).await,
+        Command::User(c) => namespace::run_user(ctx, c).await,
         Command::Version => {
             out(format!("fleetctl version {}", fleet_core::VERSION))?;
             Ok(ExitCode::SUCCESS)
