@@ -443,6 +443,9 @@ impl Client {
                 config.tls = tls.clone();
                 config.request_timeout = timeout;
                 config.connect_timeout = timeout;
+                // The API confines a registered person to the namespace named here.
+                let ns = global.namespace.trim();
+                config.namespace = (ns != fleet_core::Namespace::DEFAULT).then(|| ns.to_string());
                 if let Some(tunnel) = &global.tunnel {
                     config.transport =
                         Transport::Command(tunnel_command(global, tunnel, endpoint)?);
