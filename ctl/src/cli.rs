@@ -494,9 +494,10 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create a token and print it (it is shown once; etcd keeps only its hash).
     Create {
-        /// What the token may do: viewer, operator or admin.
+        /// What the token may do: viewer, operator or admin. Without it, the token is
+        /// a registered person's (`fleetctl user add`) and carries their namespace roles.
         #[arg(long)]
-        role: String,
+        role: Option<String>,
         /// How long it is valid (e.g. 30m, 8h, 7d).
         #[arg(long, default_value = "8h")]
         ttl: String,

@@ -200,6 +200,11 @@ fn users_and_roles_per_namespace() {
     assert!(err.contains("namespace zz does not exist"), "{err}");
     let err = c.fails(&["user", "add", "alice"]);
     assert!(err.contains("user alice already exists"), "{err}");
+    // A person's token: no --role, their namespace roles apply.
+    let token = c.ok(&["token", "create", "--user", "alice", "--ttl", "8h"]);
+    assert!(token.starts_with("fleet_"), "{token}");
+    let err = c.fails(&["token", "create", "--user", "carol", "--ttl", "8h"]);
+    assert!(err.contains("user carol does not exist"), "{err}");
     c.ok(&["user", "remove", "alice"]);
     assert!(!c.ok(&["user", "list"]).contains("alice"));
 }
