@@ -470,7 +470,10 @@ async fn person_check(
         NsNeed::Cluster => record.superadmin,
     };
     if !allowed {
-        let (_, what) = needs(req, grpc);
+        let (_, mut what) = needs(req, grpc);
+        if what.is_empty() {
+            what = format!("use {}", req.uri().path());
+        }
         let wanted = match need {
             NsNeed::Change => "user or admin",
             NsNeed::CreateDestroy => "admin",
