@@ -44,7 +44,17 @@ impl Namespaced {
     async fn known(&self) -> Result<&Namespaces, ClientError> {
         let known = self
             .known
-            .get_or_try_init(|| self.inner.namespaces())
+            .get_or_try_init(|| async {
+                match self.inner.namespaces().await {
+                    // In `default`, namespaces that cannot be read (an older fleetd, an
+                    // etcd role without read on `namespace/`) leave fleet's view as it was.
+                    Err(e) if self.ns.is_default() => {
+                        tracing::debug!("cannot read namespaces: {e}");
+                        Ok(Namespaces::default())
+                    }
+                    other => other,
+                }
+            })
             .await?;
         if !known.contains(&self.ns) {
             return Err(no_such_namespace(&self.ns));

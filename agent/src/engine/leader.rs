@@ -131,7 +131,15 @@ async fn pass(
     let started = Instant::now();
     let snap = leadership.snapshot().await?;
     // Namespaces (issue 17): which units belong together and where they may run.
-    let namespaces = leadership.namespaces().await?;
+    // Unreadable (e.g. an etcd role without read on `namespace/`): plan as fleet did,
+    // one flat namespace, rather than not at all.
+    let namespaces = match leadership.namespaces().await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read namespaces, planning without them: {e}");
+            fleet_core::Namespaces::default()
+        }
+    };
     reported.log(&snap.skipped);
     let planned = tokio::task::spawn_blocking(move || {
         let d = decide_in(&snap, &namespaces);
