@@ -617,3 +617,59 @@ async fn agent_with_its_own_etcd_user_runs_its_units() {
     stop.cancel();
     task.await.unwrap().expect("agent stops cleanly");
 }
+
+/// Units of namespaces run under their qualified names (`a:web@1.service`): systemd
+/// takes them (specifiers included), and two namespaces' `web@1` run side by side with
+/// the default namespace's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_names_run_side_by_side() {
+    let systemd = PrivateSystemd::start();
+    let m = systemd.connect().await;
+    let mut hints = m.subscribe().await.unwrap();
+    let text = "[Unit]\nDescription=%p %i\n\n[Service]\nExecStart=/bin/sleep 3000\n";
+    let units: Vec<UnitName> = ["a:web@1.service", "b:web@1.service", "web@1.service"]
+        .iter()
+        .map(|n| UnitName::parse(n).unwrap())
+        .collect();
+    let files: Vec<(UnitName, String)> = units
+        .iter()
+        .map(|u| (u.clone(), text.to_string()))
+        .collect();
+    m.write_units(&files).await.unwrap();
+    m.reload().await.unwrap();
+    for u in &units {
+        m.start(u).await.unwrap();
+    }
+    wait_for(&m, &mut hints, &units, &st("loaded", "active", "running")).await;
+    let mut installed: Vec<String> = m
+        .installed_units()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u.to_string())
+        .collect();
+    installed.sort();
+    assert_eq!(
+        installed,
+        ["a:web@1.service", "b:web@1.service", "web@1.service"]
+    );
+    m.stop(&units[0]).await.unwrap();
+    wait_for(
+        &m,
+        &mut hints,
+        &units[..1],
+        &st("loaded", "inactive", "dead"),
+    )
+    .await;
+    // The other namespace's web@1 and the default one keep running.
+    wait_for(
+        &m,
+        &mut hints,
+        &units[1..],
+        &st("loaded", "active", "running"),
+    )
+    .await;
+    m.remove_units(&units).await.unwrap();
+    m.reload().await.unwrap();
+    assert!(m.installed_units().await.unwrap().is_empty());
+}

@@ -277,9 +277,8 @@ fn needs(req: &Request, grpc: bool) -> (Role, String) {
         }
         return match method {
             "GetUnit" | "GetUnits" | "GetUnitViews" | "Snapshot" | "ListMachines"
-            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained" => {
-                (Role::Viewer, String::new())
-            }
+            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained"
+            | "ListNamespaces" => (Role::Viewer, String::new()),
             "CreateUnit" | "CreateUnits" | "ReplaceUnit" => (Role::Operator, "submit units".into()),
             "SetTargets" => (Role::Operator, "start, stop, load or unload units".into()),
             "DestroyUnit" | "DestroyUnits" => (Role::Operator, "destroy units".into()),
@@ -320,8 +319,40 @@ pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> 
         }),
         None => caller(&policy, &req),
     };
+    // A registered person (issue 17) acts in one namespace with their role there; any
+    // other caller keeps the connection's or token's role over the whole cluster.
+    let user = match &who {
+        Ok((label, _)) => match person(label) {
+            Some(name) => match policy.tokens.get_user(name).await {
+                Ok(record) => record.map(|r| (name.to_string(), r)),
+                Err(e) => {
+                    return refuse(
+                        grpc,
+                        req,
+                        Refusal {
+                            code: tonic::Code::Unavailable,
+                            message: format!("cannot check user {name}: {e}"),
+                        },
+                    )
+                    .await;
+                }
+            },
+            None => None,
+        },
+        Err(_) => None,
+    };
     let refusal = match who {
         Err(r) => r,
+        Ok((who, _)) if user.is_some() => {
+            let (name, record) = user.unwrap_or_default();
+            match person_check(&policy, &mut req, grpc, &who, &name, &record).await {
+                Ok(()) => return next.run(req).await,
+                Err(r) => {
+                    tracing::info!(%who, path = req.uri().path(), "fleet API: refused");
+                    r
+                }
+            }
+        }
         Ok((who, role)) => {
             let (needed, what) = needs(&req, grpc);
             if role >= needed {
@@ -335,6 +366,11 @@ pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> 
             }
         }
     };
+    refuse(grpc, req, refusal).await
+}
+
+/// A refusal as the protocol answers it: a gRPC status, or fleet's HTTP error.
+async fn refuse(grpc: bool, req: Request, refusal: Refusal) -> Response {
     if grpc {
         return tonic::Status::new(refusal.code, refusal.message).into_http();
     }
@@ -352,6 +388,131 @@ pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> 
         _ => StatusCode::UNAUTHORIZED,
     };
     crate::v1::HttpError::new(status, refusal.message).into_response()
+}
+
+/// A person's name from a caller's label: a certificate's CN or a token's user.
+fn person(label: &str) -> Option<&str> {
+    label
+        .strip_prefix("CN=")
+        .or_else(|| label.strip_prefix("token user "))
+        .filter(|n| fleet_registry::namespaces::valid_user_name(n))
+}
+
+/// What a call does within a namespace, for a person's role there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NsNeed {
+    Read,
+    /// Replace a unit, start, stop, load or unload: `user` and `admin`.
+    Change,
+    /// Create or destroy units: `admin`.
+    CreateDestroy,
+    /// Machines, the console, metrics, calls not classified: superadmin only.
+    Cluster,
+}
+
+fn ns_needs(req: &Request, grpc: bool) -> NsNeed {
+    let path = req.uri().path();
+    if grpc {
+        let method = path.rsplit('/').next().unwrap_or_default();
+        if !path.starts_with("/fleet.v1.Fleet/") {
+            return NsNeed::Cluster;
+        }
+        return match method {
+            "GetUnit" | "GetUnits" | "GetUnitViews" | "Snapshot" | "ListMachines"
+            | "ListStates" | "WatchStates" | "Journal" | "Status" | "ListDrained"
+            | "ListNamespaces" => NsNeed::Read,
+            "ReplaceUnit" | "SetTargets" => NsNeed::Change,
+            "CreateUnit" | "CreateUnits" | "DestroyUnit" | "DestroyUnits" => NsNeed::CreateDestroy,
+            _ => NsNeed::Cluster,
+        };
+    }
+    if !path.starts_with("/fleet/v1/") {
+        return NsNeed::Cluster;
+    }
+    match *req.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => NsNeed::Read,
+        // v1's PUT creates a unit or changes its state: counted as creating.
+        Method::DELETE | Method::PUT if path.starts_with("/fleet/v1/units") => {
+            NsNeed::CreateDestroy
+        }
+        _ => NsNeed::Cluster,
+    }
+}
+
+/// Whether `record` may make this call, in the namespace it names; on success the
+/// request carries the [`crate::scope::Scope`] its handler confines it to.
+async fn person_check(
+    policy: &Policy,
+    req: &mut Request,
+    grpc: bool,
+    who: &str,
+    name: &str,
+    record: &fleet_registry::UserRecord,
+) -> Result<(), Refusal> {
+    use fleet_core::Namespace;
+    use fleet_registry::NsRole;
+    let denied = |message: String| Refusal {
+        code: tonic::Code::PermissionDenied,
+        message,
+    };
+    let ns = match req.headers().get(crate::scope::NAMESPACE_HEADER) {
+        Some(v) if grpc => {
+            let v = v.to_str().unwrap_or_default();
+            Namespace::parse(v).map_err(|e| Refusal {
+                code: tonic::Code::InvalidArgument,
+                message: e.to_string(),
+            })?
+        }
+        _ => Namespace::default_ns(),
+    };
+    let known = policy.tokens.namespaces().await.map_err(|e| Refusal {
+        code: tonic::Code::Unavailable,
+        message: format!("cannot read namespaces: {e}"),
+    })?;
+    if !known.contains(&ns) {
+        return Err(denied(format!("no access: namespace {ns} does not exist")));
+    }
+    let need = ns_needs(req, grpc);
+    let Some(ns_role) = record.role_in(&ns) else {
+        return Err(denied(format!(
+            "no access: user {name} has no role in namespace {ns}"
+        )));
+    };
+    let allowed = match need {
+        NsNeed::Read => true,
+        NsNeed::Change => ns_role >= NsRole::User,
+        NsNeed::CreateDestroy => ns_role >= NsRole::Admin,
+        NsNeed::Cluster => record.superadmin,
+    };
+    if !allowed {
+        let (_, mut what) = needs(req, grpc);
+        if what.is_empty() {
+            what = format!("use {}", req.uri().path());
+        }
+        let wanted = match need {
+            NsNeed::Change => "user or admin",
+            NsNeed::CreateDestroy => "admin",
+            _ => "superadmin",
+        };
+        return Err(denied(format!(
+            "user {name} ({ns_role} in namespace {ns}) may not {what} (this needs {wanted})"
+        )));
+    }
+    let role = match (record.superadmin, ns_role) {
+        (true, _) => Role::Admin,
+        (false, NsRole::Viewer) => Role::Viewer,
+        (false, _) => Role::Operator,
+    };
+    req.extensions_mut().insert(Caller {
+        who: who.to_string(),
+        role,
+    });
+    req.extensions_mut().insert(crate::scope::Scope {
+        ns,
+        known,
+        user: name.to_string(),
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -442,6 +603,43 @@ mod tests {
         assert_eq!(bearer(&request(Method::GET, "/")), None);
         assert_eq!(Role::from_name("operator"), Some(Role::Operator));
         assert_eq!(Role::from_name("root"), None);
+    }
+
+    #[test]
+    fn what_each_call_needs_of_a_person_in_a_namespace() {
+        let grpc = |m: &str| {
+            ns_needs(
+                &request(Method::POST, &format!("/fleet.v1.Fleet/{m}")),
+                true,
+            )
+        };
+        for m in [
+            "GetUnits",
+            "Snapshot",
+            "WatchStates",
+            "Journal",
+            "ListNamespaces",
+        ] {
+            assert_eq!(grpc(m), NsNeed::Read, "{m}");
+        }
+        assert_eq!(grpc("SetTargets"), NsNeed::Change);
+        assert_eq!(grpc("ReplaceUnit"), NsNeed::Change);
+        assert_eq!(grpc("CreateUnits"), NsNeed::CreateDestroy);
+        assert_eq!(grpc("DestroyUnits"), NsNeed::CreateDestroy);
+        assert_eq!(grpc("DrainMachine"), NsNeed::Cluster);
+        assert_eq!(grpc("SomethingNew"), NsNeed::Cluster);
+        let http = |m: Method, p: &str| ns_needs(&request(m, p), false);
+        assert_eq!(http(Method::GET, "/fleet/v1/units"), NsNeed::Read);
+        assert_eq!(
+            http(Method::PUT, "/fleet/v1/units/a.service"),
+            NsNeed::CreateDestroy
+        );
+        assert_eq!(http(Method::PATCH, "/fleet/v1/machines"), NsNeed::Cluster);
+        assert_eq!(http(Method::GET, "/ui/api/snapshot"), NsNeed::Cluster);
+        assert_eq!(person("CN=alice"), Some("alice"));
+        assert_eq!(person("token user bob"), Some("bob"));
+        assert_eq!(person("uid 0"), None);
+        assert_eq!(person("CN=(no CN)"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use fleet_registry::{
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::convert::{self};
@@ -46,6 +47,22 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Bound on each request, and on each page of a listing.
     pub request_timeout: Duration,
+    /// The namespace every call acts in (`fleet-namespace`); `None`: the default one.
+    pub namespace: Option<String>,
+}
+
+/// Sends the caller's namespace with every call (`crate::scope`).
+#[derive(Clone)]
+pub struct NamespaceHeader(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for NamespaceHeader {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut()
+                .insert(crate::scope::NAMESPACE_HEADER, v.clone());
+        }
+        Ok(req)
+    }
 }
 
 impl ClientConfig {
@@ -56,6 +73,7 @@ impl ClientConfig {
             transport: Transport::Direct,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(3),
+            namespace: None,
         }
     }
 }
@@ -106,7 +124,7 @@ pub fn parse_endpoint(endpoint: &str) -> Result<Target, ApiError> {
 /// A connected API client. Cheap to clone (one HTTP/2 connection).
 #[derive(Clone)]
 pub struct ApiClient {
-    inner: FleetClient<Channel>,
+    inner: FleetClient<InterceptedService<Channel, NamespaceHeader>>,
     endpoint: String,
     timeout: Duration,
     /// What the tunnel command (ssh) last said on stderr, to explain a dead tunnel.
@@ -263,7 +281,10 @@ impl ApiClient {
         }
         let channel = channel?;
         Ok(ApiClient {
-            inner: FleetClient::new(channel),
+            inner: FleetClient::with_interceptor(
+                channel,
+                NamespaceHeader(config.namespace.as_deref().and_then(|n| n.parse().ok())),
+            ),
             endpoint: config.endpoint.clone(),
             timeout: config.request_timeout,
             tunnel_log,
@@ -543,6 +564,33 @@ impl ApiClient {
             .iter()
             .map(|m| convert::machine_id(m).map_err(ApiError::from))
             .collect()
+    }
+
+    /// Namespaces besides `default`; a fleetd without namespaces (an older one) has none.
+    pub async fn namespaces(&self) -> Result<fleet_core::Namespaces, ApiError> {
+        let mut c = self.inner.clone();
+        let resp = match self
+            .bounded(
+                "ListNamespaces",
+                c.list_namespaces(pb::ListNamespacesRequest {}),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(ApiError::Status(s)) if s.code() == tonic::Code::Unimplemented => {
+                return Ok(fleet_core::Namespaces::default());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for n in resp.namespaces {
+            let ns = fleet_core::Namespace::parse(&n.name)
+                .map_err(|e| ApiError::Config(format!("fleet API sent a bad namespace: {e}")))?;
+            let sel = fleet_core::Selector::parse(&n.selector)
+                .map_err(|e| ApiError::Config(format!("fleet API sent a bad namespace: {e}")))?;
+            out.push((ns, sel));
+        }
+        Ok(fleet_core::Namespaces::new(out))
     }
 
     /// Destroys several units (in few etcd txns on the server); whether each existed,

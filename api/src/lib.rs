@@ -15,6 +15,7 @@ mod exec;
 mod limits;
 mod listen;
 mod remote;
+mod scope;
 mod server;
 mod tls;
 mod tls_accept;
@@ -28,6 +29,7 @@ pub use exec::LocalCommands;
 pub use limits::{MAX_STREAMS, MAX_STREAMS_PER_CLIENT};
 pub use listen::{ListenConfig, Listeners, serve, serve_on};
 pub use remote::parse_api_addr;
+pub use scope::NAMESPACE_HEADER;
 pub use server::{ApiContext, FleetService};
 pub use tls::{ClientTls, ServerTls};
 

@@ -142,6 +142,9 @@ fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFi
     Ok((name, file))
 }
 
+use crate::scope::{Scope, confine};
+use fleet_registry::{RegistryKey, WatchEvent};
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -150,6 +153,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::GetUnitRequest>,
     ) -> Result<Response<pb::GetUnitResponse>, Status> {
+        confine(&req, [req.get_ref().name.as_str()])?;
         let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
         let unit = self
             .ctx
@@ -166,6 +170,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::GetUnitsRequest>,
     ) -> Result<Response<pb::GetUnitsResponse>, Status> {
+        confine(&req, req.get_ref().names.iter().map(String::as_str))?;
         let names = req
             .get_ref()
             .names
@@ -201,6 +206,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::CreateUnitRequest>,
     ) -> Result<Response<pb::CreateUnitResponse>, Status> {
+        confine(&req, [req.get_ref().name.as_str()])?;
         let (name, file) = creation(req.get_ref())?;
         let outcome = self
             .ctx
@@ -215,6 +221,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::CreateUnitsRequest>,
     ) -> Result<Response<pb::CreateUnitsResponse>, Status> {
+        confine(&req, req.get_ref().units.iter().map(|u| u.name.as_str()))?;
         let units = req
             .get_ref()
             .units
@@ -239,6 +246,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::ReplaceUnitRequest>,
     ) -> Result<Response<pb::ReplaceUnitResponse>, Status> {
+        confine(&req, [req.get_ref().name.as_str()])?;
         let req = req.into_inner();
         let name = convert::unit_name(&req.name).map_err(wire_status)?;
         let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
@@ -255,6 +263,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::SetTargetsRequest>,
     ) -> Result<Response<pb::SetTargetsResponse>, Status> {
+        confine(&req, req.get_ref().targets.iter().map(|t| t.name.as_str()))?;
         let targets = req
             .into_inner()
             .targets
@@ -290,6 +299,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DestroyUnitRequest>,
     ) -> Result<Response<pb::DestroyUnitResponse>, Status> {
+        confine(&req, [req.get_ref().name.as_str()])?;
         let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
         let existed = self
             .ctx
@@ -343,10 +353,32 @@ impl Fleet for FleetService {
         }))
     }
 
+    async fn list_namespaces(
+        &self,
+        _req: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        let list = self
+            .ctx
+            .registry
+            .list_namespaces()
+            .await
+            .map_err(registry_status)?;
+        Ok(Response::new(pb::ListNamespacesResponse {
+            namespaces: list
+                .into_iter()
+                .map(|(n, s)| pb::NamespaceInfo {
+                    name: n.to_string(),
+                    selector: s.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn destroy_units(
         &self,
         req: Request<pb::DestroyUnitsRequest>,
     ) -> Result<Response<pb::DestroyUnitsResponse>, Status> {
+        confine(&req, req.get_ref().names.iter().map(String::as_str))?;
         let names = unit_names(&req.get_ref().names)?;
         let existed = self
             .ctx
@@ -361,6 +393,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::GetUnitViewsRequest>,
     ) -> Result<Response<pb::GetUnitViewsResponse>, Status> {
+        confine(&req, req.get_ref().names.iter().map(String::as_str))?;
         let names = unit_names(&req.get_ref().names)?;
         let (revision, views) = self
             .ctx
@@ -391,12 +424,15 @@ impl Fleet for FleetService {
         req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let size = page_size(req.get_ref().page_size);
-        let snap = self
+        let mut snap = self
             .ctx
             .registry
             .snapshot()
             .await
             .map_err(registry_status)?;
+        if let Some(scope) = Scope::of(&req) {
+            scope.filter(&mut snap);
+        }
         let revision = snap.revision;
         let mut pages = Vec::new();
         let mut page = pb::SnapshotPage {
@@ -500,12 +536,15 @@ impl Fleet for FleetService {
         req: Request<pb::ListStatesRequest>,
     ) -> Result<Response<Self::ListStatesStream>, Status> {
         let size = page_size(req.get_ref().page_size);
-        let (revision, states) = self
+        let (revision, mut states) = self
             .ctx
             .registry
             .list_states_at()
             .await
             .map_err(registry_status)?;
+        if let Some(scope) = Scope::of(&req) {
+            states.retain(|s| scope.keeps(&s.unit));
+        }
         let mut pager = Pager::new(size);
         let mut pages = Vec::new();
         let mut page = pb::StatesPage {
@@ -538,6 +577,7 @@ impl Fleet for FleetService {
                 "from_revision must be a revision from ListStates, plus one",
             ));
         }
+        let scope = Scope::of(&req);
         let registry = &self.ctx.registry;
         let mut watch = registry.watch_prefix(registry.keys().states(), from);
         let (tx, rx) = mpsc::channel(16);
@@ -554,6 +594,20 @@ impl Fleet for FleetService {
                         events: batch
                             .events
                             .iter()
+                            .filter(|ev| match (&scope, ev) {
+                                (
+                                    Some(scope),
+                                    WatchEvent::Put {
+                                        key: RegistryKey::State(u, _),
+                                        ..
+                                    }
+                                    | WatchEvent::Delete {
+                                        key: RegistryKey::State(u, _),
+                                        ..
+                                    },
+                                ) => scope.keeps(u),
+                                _ => true,
+                            })
                             .filter_map(convert::state_event_to_wire)
                             .collect(),
                     }),
@@ -574,6 +628,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::JournalRequest>,
     ) -> Result<Response<Self::JournalStream>, Status> {
+        confine(&req, [req.get_ref().unit.as_str()])?;
         let permit = self.streams.acquire(Peer::of(&req))?;
         crate::remote::journal(&self.ctx, req.into_inner())
             .await
@@ -586,6 +641,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<Self::StatusStream>, Status> {
+        confine(&req, [req.get_ref().unit.as_str()])?;
         let permit = self.streams.acquire(Peer::of(&req))?;
         crate::remote::status(&self.ctx, req.into_inner())
             .await

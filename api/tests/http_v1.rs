@@ -792,3 +792,53 @@ async fn https_roles_from_certificates() {
     assert_eq!(status, "204", "{body}");
     stop.cancel();
 }
+
+/// HTTP API v1 is fleet's, so it serves the default namespace only: other namespaces'
+/// units are neither listed nor reachable by their stored names.
+#[tokio::test]
+async fn v1_serves_the_default_namespace_only() {
+    let etcd = EtcdServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleetd(&etcd, dir.path()).await;
+    let reg = registry(&etcd).await;
+    let a = fleet_core::Namespace::parse("a").unwrap();
+    reg.create_namespace(&a, &Default::default()).await.unwrap();
+    let file = UnitFile::parse(HELLO).unwrap();
+    let web = UnitName::parse("web.service").unwrap();
+    reg.create_unit(&web, &file).await.unwrap();
+    reg.create_unit(&a.qualify(&web).unwrap(), &file)
+        .await
+        .unwrap();
+
+    let listed = get(&f.unix, "/fleet/v1/units").await.json();
+    let names: Vec<&str> = listed["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web.service"]);
+    get(&f.unix, "/fleet/v1/units/a:web.service")
+        .await
+        .assert_error(403, "belongs to namespace a");
+    put(
+        &f.unix,
+        "/fleet/v1/units/a:web.service",
+        json!({"desiredState": "launched"}),
+    )
+    .await
+    .assert_error(403, "serves the default namespace only");
+    call(&f.unix, "DELETE", "/fleet/v1/units/a:web.service", None, "")
+        .await
+        .assert_error(403, "belongs to namespace a");
+    assert!(
+        reg.get_unit(&a.qualify(&web).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A default unit whose name merely holds ':' is served as before.
+    get(&f.unix, "/fleet/v1/units/b:x.service")
+        .await
+        .assert_error(404, "unit does not exist");
+}

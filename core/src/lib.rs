@@ -6,12 +6,14 @@
 
 pub mod duration;
 pub mod machine;
+pub mod namespace;
 pub mod scheduler;
 pub mod state;
 pub mod unit;
 
 pub use duration::{DurationError, MAX_DURATION, MIN_AGENT_TTL, parse_duration};
 pub use machine::{Machine, MachineId};
+pub use namespace::{Namespace, NamespaceError, Namespaces, Selector};
 pub use state::{SystemdState, TargetState};
 pub use unit::{Requirements, UnitFile, UnitHash, UnitName};
 

@@ -71,6 +71,19 @@ pub struct GlobalFlags {
         default_value = "unix:///var/run/fleet.sock"
     )]
     pub endpoint: String,
+    /// The namespace whose units a command sees and changes (`default`: fleet's units).
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETCTL_NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
+    /// List commands: every namespace's units, with a NAMESPACE column.
+    #[arg(long, global = true, value_name = "BOOL", hide_default_value = true, hide_possible_values = true,
+          default_value = "false", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub all_namespaces: bool,
     /// Adapter used to execute fleetctl commands. Options include "API" and "etcd".
     #[arg(long, global = true, env = "FLEETCTL_DRIVER", default_value = "API")]
     pub driver: String,
@@ -468,6 +481,12 @@ pub enum Command {
     /// Create or update the cluster's etcd roles and users (idempotent); talks to etcd
     /// directly as an etcd root user.
     EtcdRoles(EtcdRolesArgs),
+    /// Namespaces of units (these talk to etcd directly, as token does).
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+    /// People and their roles per namespace (these talk to etcd directly).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Print the version and exit.
     Version,
     /// DEPRECATED - No longer works.
@@ -507,9 +526,10 @@ pub struct EtcdRolesArgs {
 pub enum TokenCommand {
     /// Create a token and print it (it is shown once; etcd keeps only its hash).
     Create {
-        /// What the token may do: viewer, operator or admin.
+        /// What the token may do: viewer, operator or admin. Without it, the token is
+        /// a registered person's (`fleetctl user add`) and carries their namespace roles.
         #[arg(long)]
-        role: String,
+        role: Option<String>,
         /// How long it is valid (e.g. 30m, 8h, 7d).
         #[arg(long, default_value = "8h")]
         ttl: String,
@@ -521,6 +541,66 @@ pub enum TokenCommand {
     List,
     /// Revoke the token with this id (as `fleetctl token list` shows it).
     Revoke { id: String },
+}
+
+/// `fleetctl namespace ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum NamespaceCommand {
+    /// Create a namespace, optionally bound to the machines matching a selector.
+    Create {
+        #[arg(value_name = "NAMESPACE")]
+        name: String,
+        /// Only machines with this metadata run the namespace's units (`team=a`,
+        /// `team=a,zone=x`; values of one key are alternatives).
+        #[arg(long, value_name = "SELECTOR", default_value = "")]
+        machines: String,
+    },
+    /// List the namespaces (default first) and the machines they are bound to.
+    List,
+    /// Delete a namespace; refused while it has units unless --destroy-units.
+    Delete {
+        #[arg(value_name = "NAMESPACE")]
+        name: String,
+        /// Destroy the namespace's units first.
+        #[arg(long)]
+        destroy_units: bool,
+    },
+}
+
+/// `fleetctl user ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a person (the CN of their client certificate, or the --user of their tokens).
+    Add {
+        #[arg(value_name = "USER")]
+        name: String,
+        /// May do everything, in every namespace, and manage namespaces and users.
+        #[arg(long)]
+        superadmin: bool,
+    },
+    /// List people and their roles.
+    List,
+    /// Give USER a role in NAMESPACE: admin, user or viewer (replaces the old one).
+    Grant {
+        #[arg(value_name = "USER")]
+        name: String,
+        #[arg(value_name = "NAMESPACE")]
+        namespace: String,
+        #[arg(value_name = "ROLE")]
+        role: String,
+    },
+    /// Take USER's role in NAMESPACE away.
+    Revoke {
+        #[arg(value_name = "USER")]
+        name: String,
+        #[arg(value_name = "NAMESPACE")]
+        namespace: String,
+    },
+    /// Remove a person and all their roles.
+    Remove {
+        #[arg(value_name = "USER")]
+        name: String,
+    },
 }
 
 /// The shells `fleetctl completion` writes a script for.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fleet_api::{ApiClient, ApiError, ClientConfig, ClientTls, StateChange, Transport};
-use fleet_core::{Machine, MachineId, TargetState, UnitFile, UnitName};
+use fleet_core::{Machine, MachineId, Namespace, Namespaces, TargetState, UnitFile, UnitName};
 use fleet_registry::{
     Change, ClusterSnapshot, CreateOutcome, Listed, MachineRecord, Registry, RegistryConfig,
     RegistryError, RegistryKey, RegistryWatch, Secret, SetTargetsOutcome, Skipped, TlsFiles,
@@ -53,6 +53,9 @@ pub enum ClientError {
     Registry(#[from] RegistryError),
     #[error("{}", crate::context::api_error_line(.0))]
     Api(#[from] ApiError),
+    /// `--namespace` names no namespace, or a name is too long once qualified.
+    #[error("{0}")]
+    Namespace(String),
 }
 
 impl ClientError {
@@ -99,6 +102,8 @@ pub trait Cluster: Send + Sync {
     /// `fleetctl undrain`: true if the machine was drained.
     fn undrain_machine<'a>(&'a self, machine: &'a MachineId) -> Op<'a, bool>;
     fn drained_machines(&self) -> Op<'_, BTreeSet<MachineId>>;
+    /// The namespaces besides `default` (`fleetctl --namespace`).
+    fn namespaces(&self) -> Op<'_, Namespaces>;
 }
 
 /// The cluster as the connected driver reaches it. Cheap to clone.
@@ -181,6 +186,9 @@ impl Cluster for Registry {
     fn drained_machines(&self) -> Op<'_, BTreeSet<MachineId>> {
         logged(self, "ListDrained", Registry::drained_machines(self))
     }
+    fn namespaces(&self) -> Op<'_, Namespaces> {
+        logged(self, "ListNamespaces", Registry::namespaces(self))
+    }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         let watch = self.watch_prefix(self.keys().states(), from_revision);
         Box::pin(async move { Ok(StateWatch::Etcd(Box::new(watch))) })
@@ -260,6 +268,9 @@ impl Cluster for ApiClient {
     fn drained_machines(&self) -> Op<'_, BTreeSet<MachineId>> {
         Box::pin(async move { Ok(ApiClient::drained_machines(self).await?) })
     }
+    fn namespaces(&self) -> Op<'_, Namespaces> {
+        Box::pin(async move { Ok(ApiClient::namespaces(self).await?) })
+    }
     fn watch_states(&self, from_revision: i64) -> Op<'_, StateWatch> {
         Box::pin(async move {
             let w = ApiClient::watch_states(self, from_revision).await?;
@@ -283,11 +294,21 @@ fn machines_of(listed: Listed<MachineRecord>) -> Listed<Machine> {
 pub enum StateWatch {
     Etcd(Box<RegistryWatch>),
     Api(Box<fleet_api::StateWatch>),
+    /// Only one namespace's units, under their names there (`--namespace`).
+    Namespaced {
+        inner: Box<StateWatch>,
+        known: Arc<Namespaces>,
+        ns: Namespace,
+    },
 }
 
 impl StateWatch {
     pub async fn next(&mut self) -> Result<WatchBatch, ClientError> {
         match self {
+            StateWatch::Namespaced { inner, known, ns } => {
+                let batch = Box::pin(inner.next()).await?;
+                Ok(crate::namespace::filter_batch(batch, known, ns))
+            }
             StateWatch::Etcd(w) => Ok(w.next().await?),
             StateWatch::Api(w) => {
                 let (revision, changes) = w.next().await?;
@@ -320,6 +341,10 @@ pub struct Client {
     forwarding: Forwarding,
     /// Keys reads left out as undecodable, already warned about (once each).
     skipped: Arc<Mutex<BTreeSet<String>>>,
+    /// The whole cluster, every namespace (`--all-namespaces`, `fleetctl namespace`).
+    pub all: ClusterRegistry,
+    /// The namespace `registry` shows (`--namespace`).
+    pub namespace: Namespace,
 }
 
 impl Client {
@@ -328,6 +353,21 @@ impl Client {
         let snap = self.registry.snapshot().await?;
         self.warn_skipped(&snap.skipped);
         Ok(snap)
+    }
+
+    /// Every namespace's units at one revision, with the namespaces to tell them apart.
+    pub async fn snapshot_all(&self) -> Result<(ClusterSnapshot, Namespaces), ClientError> {
+        let known = self.all.namespaces().await?;
+        let snap = self.all.snapshot().await?;
+        self.warn_skipped(&snap.skipped);
+        Ok((snap, known))
+    }
+
+    /// The name `name` of this namespace has on machines (journal, status, ssh).
+    pub fn stored_name(&self, name: &UnitName) -> Result<UnitName, ClientError> {
+        self.namespace
+            .qualify(name)
+            .map_err(|e| ClientError::Namespace(e.to_string()))
     }
 
     /// Live machines; records left out as undecodable are named on stderr.
@@ -355,6 +395,24 @@ impl Client {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
+    }
+
+    fn new(
+        all: ClusterRegistry,
+        forwarding: Forwarding,
+        global: &GlobalFlags,
+    ) -> anyhow::Result<Client> {
+        let namespace = Namespace::parse(global.namespace.trim())?;
+        Ok(Client {
+            registry: Arc::new(crate::namespace::Namespaced::new(
+                all.clone(),
+                namespace.clone(),
+            )),
+            forwarding,
+            skipped: Arc::default(),
+            all,
+            namespace,
+        })
     }
 
     pub async fn connect(global: &GlobalFlags) -> anyhow::Result<Client> {
@@ -385,25 +443,28 @@ impl Client {
                 config.tls = tls.clone();
                 config.request_timeout = timeout;
                 config.connect_timeout = timeout;
+                // The API confines a registered person to the namespace named here.
+                let ns = global.namespace.trim();
+                config.namespace = (ns != fleet_core::Namespace::DEFAULT).then(|| ns.to_string());
                 if let Some(tunnel) = &global.tunnel {
                     config.transport =
                         Transport::Command(tunnel_command(global, tunnel, endpoint)?);
                     config.connect_timeout = Duration::from_secs_f64(global.ssh_timeout.max(0.1));
                 }
                 let api = ApiClient::connect(&config).await?;
-                Ok(Client {
-                    registry: Arc::new(api),
-                    forwarding: Forwarding { tls, timeout },
-                    skipped: Arc::default(),
-                })
+                Ok(Client::new(
+                    Arc::new(api),
+                    Forwarding { tls, timeout },
+                    global,
+                )?)
             }
             Driver::Etcd => {
                 let registry = etcd_registry(global, timeout).await?;
-                Ok(Client {
-                    registry: Arc::new(registry),
-                    forwarding: Forwarding { tls, timeout },
-                    skipped: Arc::default(),
-                })
+                Ok(Client::new(
+                    Arc::new(registry),
+                    Forwarding { tls, timeout },
+                    global,
+                )?)
             }
         }
     }

@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod completion;
 mod context;
+mod namespace;
 mod table;
 mod unit_source;
 mod wait;

@@ -12,6 +12,8 @@
 //! | `leader` | the engine's election name |
 //! | `drain/<machine-id>` | present while an operator drained the machine (empty value) |
 //! | `token/<hash>` | an API bearer token (see `tokens`) |
+//! | `namespace/<ns>` | a namespace other than `default` and its machine selector (JSON) |
+//! | `user/<name>` | a person: superadmin or not, role per namespace (JSON) |
 //!
 //! Everything one agent writes is keyed by its machine: its record `machine/<id>` and
 //! its states under `machine-state/<id>/`, two ranges no other machine's etcd role
@@ -20,8 +22,12 @@
 //! holding each machine's record with its states would interleave the two. States of
 //! earlier versions lived at `state/<name>/<machine-id>`
 //! ([`Keys::legacy_states`]); `fleetctl etcd-roles` moves them.
+//!
+//! Units of a namespace other than `default` are stored under their qualified name
+//! (`fleet_core::namespace`), so each namespace owns the sub-prefixes `unit/<ns>:`,
+//! `job/<ns>:` and `unplaced/<ns>:`, and its states are `machine-state/<id>/<ns>:...`.
 
-use fleet_core::{MachineId, UnitName};
+use fleet_core::{MachineId, Namespace, UnitName};
 
 use crate::error::RegistryError;
 
@@ -192,6 +198,37 @@ impl Keys {
     }
 }
 
+/// Namespaces, people and their grants (`namespaces.rs`); kept apart from the layout
+/// above so the two change independently.
+impl Keys {
+    pub fn namespace(&self, ns: &Namespace) -> String {
+        format!("{}namespace/{ns}", self.prefix)
+    }
+    pub fn namespaces(&self) -> String {
+        format!("{}namespace/", self.prefix)
+    }
+    /// The units of a namespace other than `default` (all units for `default`).
+    pub fn ns_units(&self, ns: &Namespace) -> String {
+        format!("{}{}", self.units(), ns.name_prefix())
+    }
+    /// The key prefixes a namespace's units' records live under (for etcd roles).
+    pub fn ns_prefixes(&self, ns: &Namespace) -> [String; 4] {
+        let p = ns.name_prefix();
+        [
+            format!("{}{p}", self.units()),
+            format!("{}{p}", self.jobs()),
+            format!("{}{p}", self.states()),
+            format!("{}{p}", self.unplaced_all()),
+        ]
+    }
+    pub fn user(&self, name: &str) -> String {
+        format!("{}user/{name}", self.prefix)
+    }
+    pub fn users(&self) -> String {
+        format!("{}user/", self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +277,25 @@ mod tests {
         assert_eq!(k.parse(b"/other/unit/x.service").unwrap(), None);
         assert_eq!(k.parse(b"/_coreos.com/fleet/future/x").unwrap(), None);
         assert!(k.parse(b"/_coreos.com/fleet/unit/bad name").is_err());
+    }
+
+    #[test]
+    fn namespace_keys() {
+        let k = Keys::new("/fleet").unwrap();
+        let a = Namespace::parse("a").unwrap();
+        let q = a
+            .qualify(&UnitName::parse("web@1.service").unwrap())
+            .unwrap();
+        assert_eq!(k.ns_units(&a), "/fleet/unit/a:");
+        assert!(k.unit(&q).starts_with(&k.ns_units(&a)));
+        assert!(k.job_target(&q).starts_with(&k.ns_prefixes(&a)[1]));
+        assert_eq!(k.namespace(&a), "/fleet/namespace/a");
+        // Records of namespaces and users are outside the unit layout.
+        assert_eq!(k.parse(k.namespace(&a).as_bytes()).unwrap(), None);
+        assert_eq!(k.parse(k.user("alice").as_bytes()).unwrap(), None);
+        assert_eq!(
+            k.parse(k.unit(&q).as_bytes()).unwrap(),
+            Some(RegistryKey::Unit(q.clone()))
+        );
     }
 }

@@ -30,6 +30,7 @@ pub mod lease;
 mod machines;
 pub mod metadata;
 pub mod model;
+pub mod namespaces;
 mod registry;
 pub mod roles;
 mod schedule;
@@ -53,6 +54,7 @@ pub use model::{
     ClusterSnapshot, CreateOutcome, Listed, MachineRecord, ScheduleEntry, Skipped, UnitRecord,
     UnitStateRecord, current_state,
 };
+pub use namespaces::{AccessError, NsRole, UserRecord};
 pub use registry::Registry;
 pub use schedule::SchedulePlan;
 pub use tokens::{TokenInfo, TokenRecord};

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use fleet_core::scheduler::{self, ClusterView, Plan, UnitSpec};
-use fleet_core::{Requirements, UnitName};
+use fleet_core::{Namespaces, Requirements, UnitName};
 use fleet_registry::{ClusterSnapshot, ScheduleEntry, SchedulePlan, UnitRecord};
 
 /// One pass's decisions: what to write, and the scheduler's plan (for logs).
@@ -21,7 +21,13 @@ pub struct Decisions {
 /// and neither stopped nor moved: its placements and unplaced note stay as they are
 /// until the record is fixed or destroyed.
 pub fn decide(snap: &ClusterSnapshot) -> Decisions {
-    let mut plan = scheduler::plan(&view_of(snap));
+    decide_in(snap, &Namespaces::default())
+}
+
+/// [`decide`] with units of several namespaces: each unit's rules are expanded for its
+/// name within its namespace and apply there (`scheduler::plan_in`).
+pub fn decide_in(snap: &ClusterSnapshot, namespaces: &Namespaces) -> Decisions {
+    let mut plan = scheduler::plan_in(&view_of(snap, namespaces), namespaces);
     let units: BTreeMap<&UnitName, &UnitRecord> = snap.units.iter().map(|u| (&u.name, u)).collect();
     let unreadable = snap.unreadable_units();
     plan.unplace.retain(|(u, _, _)| !unreadable.contains(u));
@@ -74,7 +80,7 @@ pub fn decide(snap: &ClusterSnapshot) -> Decisions {
 }
 
 /// The scheduler's input: requirements expanded per unit, placements as pairs.
-fn view_of(snap: &ClusterSnapshot) -> ClusterView {
+fn view_of(snap: &ClusterSnapshot, namespaces: &Namespaces) -> ClusterView {
     ClusterView {
         machines: snap.machines.iter().map(|r| r.machine.clone()).collect(),
         units: snap
@@ -83,7 +89,11 @@ fn view_of(snap: &ClusterSnapshot) -> ClusterView {
             .map(|u| UnitSpec {
                 name: u.name.clone(),
                 target: u.target,
-                requirements: Requirements::for_unit(&u.file, &u.name),
+                requirements: if namespaces.is_empty() {
+                    Requirements::for_unit(&u.file, &u.name)
+                } else {
+                    Requirements::for_unit(&u.file, &namespaces.split(&u.name).1)
+                },
             })
             .collect(),
         placements: snap

@@ -9,7 +9,7 @@ use fleet_registry::{Leadership, Registry, RegistryError, Skipped};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::decide;
+use super::decide::decide_in;
 use super::election::Won;
 use super::triggers::Triggers;
 use super::{EngineConfig, EngineStatus, PassReport, backoff};
@@ -130,9 +130,19 @@ async fn pass(
 ) -> Result<PassReport, RegistryError> {
     let started = Instant::now();
     let snap = leadership.snapshot().await?;
+    // Namespaces (issue 17): which units belong together and where they may run.
+    // Unreadable (e.g. an etcd role without read on `namespace/`): plan as fleet did,
+    // one flat namespace, rather than not at all.
+    let namespaces = match leadership.namespaces().await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read namespaces, planning without them: {e}");
+            fleet_core::Namespaces::default()
+        }
+    };
     reported.log(&snap.skipped);
     let planned = tokio::task::spawn_blocking(move || {
-        let d = decide(&snap);
+        let d = decide_in(&snap, &namespaces);
         (snap, d)
     })
     .await;

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use decide::{Decisions, decide};
+pub use decide::{Decisions, decide, decide_in};
 
 /// fleet's default `engine_reconcile_interval`.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(2);

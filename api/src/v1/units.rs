@@ -19,13 +19,36 @@ fn name_of(s: &str) -> Result<UnitName, HttpError> {
     convert::unit_name(s).map_err(|e| HttpError::bad_request(e.to_string()))
 }
 
+/// A unit name of the default namespace, the only one HTTP API v1 serves (fleet's
+/// clients know no other): a name of another namespace is refused.
+pub(crate) async fn default_name(svc: &FleetService, s: &str) -> Result<UnitName, HttpError> {
+    let name = name_of(s)?;
+    if name.as_str().contains(fleet_core::namespace::SEPARATOR) {
+        let known = svc.ctx.registry.namespaces().await?;
+        let (ns, _) = known.split(&name);
+        if !ns.is_default() {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "unit {name} belongs to namespace {ns}: fleet's HTTP API v1 serves the default namespace only"
+                ),
+            ));
+        }
+    }
+    Ok(name)
+}
+
 fn unit_missing() -> HttpError {
     HttpError::new(StatusCode::NOT_FOUND, "unit does not exist")
 }
 
 pub(crate) async fn list(svc: &FleetService, uri: &axum::http::Uri) -> HttpResult {
     let page_no = page::requested(&query_values(uri, "nextPageToken"))?;
-    let snap = svc.ctx.registry.snapshot().await?;
+    let mut snap = svc.ctx.registry.snapshot().await?;
+    let known = svc.ctx.registry.namespaces().await?;
+    if !known.is_empty() {
+        snap.units.retain(|u| known.split(&u.name).0.is_default());
+    }
     let (units, next) = page::slice(&snap.units, page_no);
     let units: Vec<_> = units
         .iter()
@@ -38,7 +61,7 @@ pub(crate) async fn list(svc: &FleetService, uri: &axum::http::Uri) -> HttpResul
 }
 
 pub(crate) async fn get(svc: &FleetService, name: &str) -> HttpResult {
-    let name = name_of(name)?;
+    let name = default_name(svc, name).await?;
     // Placement without every unit's states, then only this unit's states.
     let mut snap = svc.ctx.registry.placement_snapshot().await?;
     snap.states = svc.ctx.registry.unit_states(&name).await?;
@@ -55,7 +78,7 @@ pub(crate) async fn get(svc: &FleetService, name: &str) -> HttpResult {
 }
 
 pub(crate) async fn delete(svc: &FleetService, name: &str) -> HttpResult {
-    let name = name_of(name)?;
+    let name = default_name(svc, name).await?;
     let done = svc
         .destroy_unit(Rpc::new(pb::DestroyUnitRequest {
             name: name.to_string(),
@@ -104,7 +127,7 @@ pub(crate) async fn put(svc: &FleetService, url_name: &str, req: Request) -> Htt
             "name in URL {url_name:?} differs from unit name in request body {body_name:?}"
         )));
     }
-    let name = name_of(url_name)?;
+    let name = default_name(svc, url_name).await?;
     let desired = body
         .desired_state
         .as_deref()

@@ -124,5 +124,12 @@ pub(super) fn describe(
         ),
         Reject::ReplacedBy(v) => format!("{} replaces it", snap.unit_name(v)),
         Reject::Drained => "the machine is drained".to_string(),
+        Reject::Namespace => {
+            let ns = snap.ns_of[unit as usize] as usize;
+            format!(
+                "namespace {} is bound to machines with {}",
+                snap.ns_names[ns], snap.ns_selectors[ns]
+            )
+        }
     }
 }

@@ -25,12 +25,23 @@ mod view;
 
 pub use view::{ClusterView, Plan, UnitSpec, UnplaceReason};
 
+use crate::Namespaces;
 use proposed::Proposed;
 use snapshot::Snapshot;
 
-/// Computes the decisions of one engine pass.
+/// Computes the decisions of one engine pass (only the `default` namespace exists).
 pub fn plan(view: &ClusterView) -> Plan {
-    pass::run(view)
+    pass::run(view, &Namespaces::default())
+}
+
+/// Computes the decisions of one engine pass over units of several namespaces.
+///
+/// A unit's namespace is read from its stored name (`Namespaces::split`); its rules
+/// (`Conflicts=`, `Replaces=` globs, `MachineOf=` names, already expanded for its name
+/// within the namespace) see only units of that namespace, and it is placed only on the
+/// machines its namespace's selector admits. With no namespaces this is [`plan`].
+pub fn plan_in(view: &ClusterView, namespaces: &Namespaces) -> Plan {
+    pass::run(view, namespaces)
 }
 
 /// Why one machine cannot take one unit; names the constraint and the other party.
@@ -47,6 +58,8 @@ enum Reject {
     ReplacedBy(u32),
     /// An operator drained the machine.
     Drained,
+    /// The unit's namespace is bound to machines this one is not among.
+    Namespace,
 }
 
 /// Every check, cheapest first; the first failure is the machine's reason.
@@ -55,6 +68,8 @@ fn feasible(snap: &Snapshot<'_>, prop: &Proposed, unit: u32, machine: u32) -> Re
     if snap.drained[machine as usize] {
         return Err(Reject::Drained);
     }
+    // One array lookup: the verdict is memoised per metadata class.
+    namespace_fits(snap, unit, machine)?;
     // One string comparison, and only with `MachineID=`.
     machine_id::check(snap, unit, machine)?;
     // One array lookup: the verdict is memoised per metadata class.
@@ -74,5 +89,13 @@ fn metadata_fits(snap: &Snapshot<'_>, unit: u32, machine: u32) -> Result<(), Rej
         Ok(())
     } else {
         Err(Reject::Metadata)
+    }
+}
+
+/// The machine must be one of the unit's namespace's machines (memoised per class).
+fn namespace_fits(snap: &Snapshot<'_>, unit: u32, machine: u32) -> Result<(), Reject> {
+    match &snap.ns_admits[snap.ns_of[unit as usize] as usize] {
+        Some(admits) if !admits[snap.class_of[machine as usize] as usize] => Err(Reject::Namespace),
+        _ => Ok(()),
     }
 }

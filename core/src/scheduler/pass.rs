@@ -32,8 +32,8 @@ pub(super) struct Pass<'a> {
     evicted: bool,
 }
 
-pub(super) fn run(view: &ClusterView) -> Plan {
-    let snap = Snapshot::build(view);
+pub(super) fn run(view: &ClusterView, namespaces: &crate::Namespaces) -> Plan {
+    let snap = Snapshot::build(view, namespaces);
     let prop = Proposed::new(&snap);
     let n = snap.units.len();
     let mut plan = Plan::default();

@@ -13,21 +13,25 @@ use crate::unit::UnitGlob;
 /// Index of an interned glob.
 pub(super) type PatId = u32;
 
-/// All distinct glob patterns of a pass.
+/// All distinct glob patterns of a pass, per namespace: a glob of one namespace only
+/// ever matches names of that namespace (compared without the namespace part).
 #[derive(Default)]
 pub(super) struct Patterns<'a> {
     globs: Vec<&'a UnitGlob>,
-    ids: HashMap<&'a str, PatId>,
+    /// The namespace (index) each glob belongs to.
+    namespace: Vec<u32>,
+    ids: HashMap<(u32, &'a str), PatId>,
 }
 
 impl<'a> Patterns<'a> {
-    pub(super) fn intern(&mut self, glob: &'a UnitGlob) -> PatId {
-        if let Some(&id) = self.ids.get(glob.pattern()) {
+    pub(super) fn intern(&mut self, ns: u32, glob: &'a UnitGlob) -> PatId {
+        if let Some(&id) = self.ids.get(&(ns, glob.pattern())) {
             return id;
         }
         let id = self.globs.len() as PatId;
         self.globs.push(glob);
-        self.ids.insert(glob.pattern(), id);
+        self.namespace.push(ns);
+        self.ids.insert((ns, glob.pattern()), id);
         id
     }
 
@@ -50,8 +54,8 @@ impl<'a> Patterns<'a> {
         PrefixIndex { by_prefix, lens }
     }
 
-    /// The ids of the globs that match `name`, sorted.
-    pub(super) fn matching(&self, index: &PrefixIndex<'_>, name: &str) -> Vec<PatId> {
+    /// The ids of the globs of namespace `ns` that match `name` (its name there), sorted.
+    pub(super) fn matching(&self, index: &PrefixIndex<'_>, ns: u32, name: &str) -> Vec<PatId> {
         let mut out = Vec::new();
         for &len in &index.lens {
             if len > name.len() {
@@ -61,11 +65,9 @@ impl<'a> Patterns<'a> {
                 continue;
             }
             if let Some(ids) = index.by_prefix.get(&name[..len]) {
-                out.extend(
-                    ids.iter()
-                        .copied()
-                        .filter(|&id| self.globs[id as usize].matches(name)),
-                );
+                out.extend(ids.iter().copied().filter(|&id| {
+                    self.namespace[id as usize] == ns && self.globs[id as usize].matches(name)
+                }));
             }
         }
         out.sort_unstable();

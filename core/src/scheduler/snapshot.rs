@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::metadata::{Eligible, MetadataIndex};
 use super::patterns::{PatId, Patterns};
 use super::view::{ClusterView, UnitSpec};
-use crate::{Machine, TargetState};
+use crate::{Machine, Namespace, Namespaces, Selector, TargetState};
 
 /// A `MachineOf=` target, resolved.
 #[derive(Clone, Copy, Debug)]
@@ -52,10 +52,16 @@ pub(super) struct Snapshot<'a> {
     pub followers: Vec<Vec<u32>>,
     /// Rules ignored for a unit, in words (a `Replaces=` cycle).
     pub notes: Vec<(u32, String)>,
+    /// Per unit: index of its namespace (0 is `default`).
+    pub ns_of: Vec<u32>,
+    pub ns_names: Vec<Namespace>,
+    pub ns_selectors: Vec<Selector>,
+    /// Per namespace bound to a selector: whether it admits each metadata class.
+    pub ns_admits: Vec<Option<Vec<bool>>>,
 }
 
 impl<'a> Snapshot<'a> {
-    pub(super) fn build(view: &'a ClusterView) -> Snapshot<'a> {
+    pub(super) fn build(view: &'a ClusterView, namespaces: &Namespaces) -> Snapshot<'a> {
         let mut machines: Vec<&Machine> = view.machines.iter().collect();
         machines.sort_by(|a, b| a.id.cmp(&b.id));
         machines.dedup_by(|a, b| a.id == b.id);
@@ -77,6 +83,22 @@ impl<'a> Snapshot<'a> {
             class_members[c as usize].push(i);
             class_of.push(c);
         }
+        let ns_names: Vec<Namespace> = namespaces.all().cloned().collect();
+        let ns_selectors: Vec<Selector> = ns_names
+            .iter()
+            .map(|n| namespaces.selector(n).cloned().unwrap_or_default())
+            .collect();
+        let ns_admits = ns_selectors
+            .iter()
+            .map(|sel| {
+                (!sel.is_empty()).then(|| class_meta.iter().map(|m| sel.matches(m)).collect())
+            })
+            .collect();
+        let ns_index: HashMap<&Namespace, u32> = ns_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n, i as u32))
+            .collect();
         let mut metadata = MetadataIndex::new(class_meta);
 
         let mut units: Vec<&UnitSpec> = view.units.iter().collect();
@@ -88,26 +110,48 @@ impl<'a> Snapshot<'a> {
             .map(|(i, u)| (u.name.as_str(), i as u32))
             .collect();
 
+        // Each unit's namespace and its name there (what its globs are matched against).
+        let split: Vec<(u32, Option<crate::UnitName>)> = units
+            .iter()
+            .map(|u| {
+                if namespaces.is_empty() {
+                    return (0, None);
+                }
+                let (ns, local) = namespaces.split(&u.name);
+                let i = ns_index.get(&ns).copied().unwrap_or(0);
+                (i, (i != 0).then_some(local))
+            })
+            .collect();
+        let ns_of: Vec<u32> = split.iter().map(|(n, _)| *n).collect();
         let mut patterns = Patterns::default();
         let mut info: Vec<UnitInfo> = units
             .iter()
-            .map(|u| {
+            .zip(&ns_of)
+            .map(|(u, &ns)| {
                 let r = &u.requirements;
                 let active = u.target != TargetState::Inactive && !u.name.is_template();
+                // `MachineOf=` names a unit of the same namespace.
+                let peer = |p: &'a String| {
+                    let found = if ns == 0 {
+                        unit_by_name.get(p.as_str()).copied()
+                    } else {
+                        crate::UnitName::parse(p)
+                            .ok()
+                            .and_then(|p| ns_names[ns as usize].qualify(&p).ok())
+                            .and_then(|q| unit_by_name.get(q.as_str()).copied())
+                    };
+                    match found {
+                        Some(i) => Peer::Unit(i),
+                        None => Peer::Unknown(p.as_str()),
+                    }
+                };
                 UnitInfo {
                     active,
                     global: r.global,
-                    conflicts: sorted(r.conflicts.iter().map(|g| patterns.intern(g))),
-                    replaces: sorted(r.replaces.iter().map(|g| patterns.intern(g))),
+                    conflicts: sorted(r.conflicts.iter().map(|g| patterns.intern(ns, g))),
+                    replaces: sorted(r.replaces.iter().map(|g| patterns.intern(ns, g))),
                     matched: Vec::new(),
-                    peers: r
-                        .machine_of
-                        .iter()
-                        .map(|p| match unit_by_name.get(p.as_str()) {
-                            Some(&i) => Peer::Unit(i),
-                            None => Peer::Unknown(p.as_str()),
-                        })
-                        .collect(),
+                    peers: r.machine_of.iter().map(peer).collect(),
                     eligible: if active {
                         metadata.resolve(&r.metadata)
                     } else {
@@ -119,8 +163,9 @@ impl<'a> Snapshot<'a> {
             .collect();
         if patterns.len() > 0 {
             let index = patterns.index();
-            for (u, i) in units.iter().zip(info.iter_mut()) {
-                i.matched = patterns.matching(&index, u.name.as_str());
+            for ((u, i), (ns, local)) in units.iter().zip(info.iter_mut()).zip(&split) {
+                let name = local.as_ref().unwrap_or(&u.name);
+                i.matched = patterns.matching(&index, *ns, name.as_str());
             }
         }
         let notes = mark_replace_cycles(&units, &mut info);
@@ -149,6 +194,10 @@ impl<'a> Snapshot<'a> {
             info,
             followers,
             notes,
+            ns_of,
+            ns_names,
+            ns_selectors,
+            ns_admits,
         }
     }
 

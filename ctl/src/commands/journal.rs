@@ -47,8 +47,10 @@ pub async fn run(
         .api_for(&machine)
         .await
         .map_err(|e| fail(format!("Unable to reach machine {machine}: {e}")))?;
+    // On the machine the unit runs under its namespace-qualified name.
+    let stored = client.stored_name(&name).map_err(|e| fail(e.to_string()))?;
     let stream = api
-        .journal(&name, lines, follow, output)
+        .journal(&stored, lines, follow, output)
         .await
         .map_err(|e| fail(e.to_string()))?;
     tokio::select! {

@@ -11,7 +11,9 @@ use fleet_registry::{UnitStateRecord, current_state};
 use serde_json::json;
 
 use crate::cli::{LIST_UNIT_FILES_FIELDS, OutputFormat, TableFlags};
-use crate::commands::list_units::{fetch_snapshot, machine_ips, print_table};
+use crate::commands::list_units::{
+    fetch_snapshot, json_namespace, machine_ips, namespace_column, print_table,
+};
 use crate::context::{Ctx, err, fail};
 use crate::table::{print_json_rows, select_fields};
 
@@ -23,7 +25,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     if fields.contains(&"tmachine") && !json_output {
         err("WARNING: The \"tmachine\" field is deprecated. Use \"target\" instead");
     }
-    let snapshot = fetch_snapshot(ctx).await?;
+    let (snapshot, known) = fetch_snapshot(ctx).await?;
     let ips = machine_ips(&snapshot);
     // Indexes built once, so the table costs O(units + placements + states).
     let mut scheduled_on: HashMap<&UnitName, &MachineId> = HashMap::new();
@@ -65,8 +67,9 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                         )
                         .to_string()
                     });
-                    json!({
-                        "unit": u.name.as_str(),
+                    let (namespace, unit) = json_namespace(known.as_ref(), &u.name);
+                    let mut row = json!({
+                        "unit": unit,
                         "hash": u.hash.to_string(),
                         "desired_state": u.target.to_string(),
                         "current_state": current,
@@ -77,7 +80,11 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                         "global": global,
                         "description": u.file.description(),
                         "reason": reason_of(&u.name),
-                    })
+                    });
+                    if let Some(ns) = namespace {
+                        row["namespace"] = json!(ns);
+                    }
+                    row
                 })
                 .chain(unreadable.iter().map(|u| {
                     json!({
@@ -144,6 +151,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
                 .collect()
         }))
         .collect();
+    let (fields, rows) = namespace_column(known.as_ref(), &fields, rows);
     let code = print_table(&fields, rows.into_iter(), flags)?;
     if unexplained > 0 && !fields.contains(&"reason") && ctx.tty {
         err(format!(

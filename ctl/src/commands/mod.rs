@@ -10,6 +10,7 @@ mod journal;
 mod list_machines;
 mod list_unit_files;
 mod list_units;
+mod namespace;
 mod restart;
 mod ssh;
 mod start;
@@ -45,6 +46,8 @@ async fn run_command(ctx: &mut Ctx, command: Option<Command>) -> anyhow::Result<
     match command {
         Command::Token(t) => token::run(ctx, t).await,
         Command::EtcdRoles(a) => etcd_roles::run(ctx, a).await,
+        Command::Namespace(c) => namespace::run(ctx, c).await,
+        Command::User(c) => namespace::run_user(ctx, c).await,
         Command::Version => {
             out(format!("fleetctl version {}", fleet_core::VERSION))?;
             Ok(ExitCode::SUCCESS)

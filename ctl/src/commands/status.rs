@@ -59,8 +59,10 @@ pub async fn run(ctx: &mut Ctx, args: &[String], format: OutputFormat) -> anyhow
                 .api_for(machine)
                 .await
                 .map_err(|e| fail(format!("Unable to reach machine {machine}: {e}")))?;
+            // On the machine the unit runs under its namespace-qualified name.
+            let stored = client.stored_name(&name).map_err(|e| fail(e.to_string()))?;
             let output = api
-                .status(&name, Some(machine))
+                .status(&stored, Some(machine))
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             let code = pipe(output).await?;

@@ -13,22 +13,27 @@ const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 pub async fn run(ctx: &Ctx, command: TokenCommand) -> anyhow::Result<ExitCode> {
     // Checked before connecting: bad input changes nothing.
     if let TokenCommand::Create { role, ttl, user } = &command {
-        check_create(role, ttl, user)?;
+        check_create(role.as_deref().unwrap_or("viewer"), ttl, user)?;
     }
-    if crate::client::choose_driver(&ctx.global.driver, &ctx.global.endpoint)?
-        == crate::client::Driver::Api
-        && ctx.global.endpoint != crate::client::DEFAULT_API_ENDPOINT
-    {
-        return Err(fail(format!(
-            "fleetctl token talks to etcd, not to a fleet API ({}): use --driver=etcd --endpoint=<etcd URL>",
-            ctx.global.endpoint
-        )));
-    }
-    let timeout = Duration::from_secs_f64(ctx.global.request_timeout.clamp(0.1, 3600.0));
-    let registry = crate::client::etcd_registry(&ctx.global, timeout).await?;
+    let registry = etcd_direct(ctx, "token").await?;
     let line = |e: fleet_registry::RegistryError| fail(registry_error_line(&e));
     match command {
         TokenCommand::Create { role, ttl, user } => {
+            // Without --role the token speaks for a registered person (`fleetctl user
+            // add`), whose roles per namespace then apply; the stored role is only a
+            // viewer's, what remains should the person be removed.
+            let role = match role {
+                Some(role) => role,
+                None => {
+                    let known = registry.get_user(&user).await.map_err(line)?;
+                    if known.is_none() {
+                        return Err(fail(format!(
+                            "user {user} does not exist: add them with `fleetctl user add {user}` or give --role"
+                        )));
+                    }
+                    "viewer".to_string()
+                }
+            };
             let ttl = check_create(&role, &ttl, &user)?;
             let (token, info) = registry
                 .create_token(&user, &role, ttl)
@@ -61,6 +66,22 @@ pub async fn run(ctx: &Ctx, command: TokenCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The registry in etcd for the commands that manage it directly (token, namespace,
+/// user): refused, with what to do, when fleetctl is pointed at a fleet API.
+pub async fn etcd_direct(ctx: &Ctx, what: &str) -> anyhow::Result<fleet_registry::Registry> {
+    if crate::client::choose_driver(&ctx.global.driver, &ctx.global.endpoint)?
+        == crate::client::Driver::Api
+        && ctx.global.endpoint != crate::client::DEFAULT_API_ENDPOINT
+    {
+        return Err(fail(format!(
+            "fleetctl {what} talks to etcd, not to a fleet API ({}): use --driver=etcd --endpoint=<etcd URL>",
+            ctx.global.endpoint
+        )));
+    }
+    let timeout = Duration::from_secs_f64(ctx.global.request_timeout.clamp(0.1, 3600.0));
+    crate::client::etcd_registry(&ctx.global, timeout).await
 }
 
 fn check_create(role: &str, ttl: &str, user: &str) -> anyhow::Result<Duration> {

@@ -1,0 +1,186 @@
+//! Namespaces and people through the API (mTLS, a real etcd): the certificate's CN is
+//! the person, `--namespace` the namespace each call acts in, and each person's role
+//! there decides; refusals are one "no access" / "may not" line, nothing changed.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use fleet_api::{ApiContext, ListenConfig, Listeners, ServerTls, serve_on};
+use fleet_core::MachineId;
+use fleet_registry::{Registry, RegistryConfig};
+use fleet_testkit::EtcdServer;
+use tokio_util::sync::CancellationToken;
+
+const HELLO: &str = "[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/bin/sleep 1000\n";
+
+/// Serves the API on 127.0.0.1 with mTLS (the test CA) in a thread; returns its port.
+fn serve(etcd: &EtcdServer, d: &Path, stop: CancellationToken) -> u16 {
+    let (url, d) = (etcd.client_url(), d.to_path_buf());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let reg = Registry::connect(RegistryConfig::new(url)).await.unwrap();
+            let listeners = Listeners::open(&ListenConfig {
+                unix: None,
+                tcp: vec!["127.0.0.1:0".parse().unwrap()],
+                tls: Some(ServerTls {
+                    cert: d.join("server.crt"),
+                    key: d.join("server.key"),
+                    client_ca: Some(d.join("ca.crt")),
+                }),
+                socket_activation: false,
+                auth: Default::default(),
+            })
+            .unwrap();
+            tx.send(listeners.tcp_addrs()[0].port()).unwrap();
+            let ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
+            let _ = serve_on(listeners, ctx, stop).await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("API ready")
+}
+
+#[test]
+fn rights_differ_per_namespace_for_the_same_person() {
+    let etcd = EtcdServer::start().expect("start etcd");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet_testkit::make_test_certs(d);
+    std::fs::write(d.join("hello.service"), HELLO).unwrap();
+    std::fs::write(d.join("other.service"), HELLO).unwrap();
+    let stop = CancellationToken::new();
+    let port = serve(&etcd, d, stop.clone());
+    // The superadmin's set-up, straight to etcd.
+    let etcd_ok = |args: &[&str]| {
+        let out = Command::cargo_bin("fleetctl")
+            .unwrap()
+            .env("FLEETCTL_DRIVER", "etcd")
+            .env("FLEETCTL_ENDPOINT", etcd.client_url())
+            .env_remove("FLEETCTL_NAMESPACE")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    etcd_ok(&["namespace", "create", "a"]);
+    etcd_ok(&["namespace", "create", "b"]);
+    // CN=client: admin of a, viewer of b. CN=viewer: user of a. CN=admin: superadmin.
+    etcd_ok(&["user", "add", "client"]);
+    etcd_ok(&["user", "grant", "client", "a", "admin"]);
+    etcd_ok(&["user", "grant", "client", "b", "viewer"]);
+    etcd_ok(&["user", "add", "viewer"]);
+    etcd_ok(&["user", "grant", "viewer", "a", "user"]);
+    etcd_ok(&["user", "add", "admin", "--superadmin"]);
+
+    let run = |who: &str, ns: &str, args: &[&str]| -> Output {
+        Command::cargo_bin("fleetctl")
+            .unwrap()
+            .current_dir(d)
+            .env_remove("FLEETCTL_DRIVER")
+            .env("FLEETCTL_ENDPOINT", format!("https://127.0.0.1:{port}"))
+            .env("FLEETCTL_CA_FILE", d.join("ca.crt"))
+            .env("FLEETCTL_CERT_FILE", d.join(format!("{who}.crt")))
+            .env("FLEETCTL_KEY_FILE", d.join(format!("{who}.key")))
+            .env("FLEETCTL_NAMESPACE", ns)
+            .timeout(Duration::from_secs(60))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |who: &str, ns: &str, args: &[&str]| {
+        let out = run(who, ns, args);
+        assert!(
+            out.status.success(),
+            "{who}@{ns} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = |who: &str, ns: &str, args: &[&str], expect: &str| {
+        let out = run(who, ns, args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{who}@{ns} {args:?} succeeded");
+        assert!(err.contains(expect), "{who}@{ns} {args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        eprintln!("{who}@{ns} {args:?}: {}", err.trim_end());
+    };
+    let units = |who: &str, ns: &str| -> String {
+        ok(
+            who,
+            ns,
+            &["list-unit-files", "--no-legend", "--fields", "unit"],
+        )
+    };
+
+    // An admin creates in its namespace; the same person only views b.
+    ok("client", "a", &["submit", "hello.service"]);
+    refused(
+        "client",
+        "b",
+        &["submit", "hello.service"],
+        "user client (viewer in namespace b) may not submit units (this needs admin)",
+    );
+    // The superadmin does everything everywhere.
+    ok("admin", "b", &["submit", "hello.service"]);
+    assert_eq!(units("client", "b"), "hello.service\n");
+    refused(
+        "client",
+        "b",
+        &["start", "--no-block", "hello.service"],
+        "may not start, stop, load or unload units (this needs user or admin)",
+    );
+    refused(
+        "client",
+        "b",
+        &["destroy", "hello.service"],
+        "may not destroy units (this needs admin)",
+    );
+    // No role in a namespace: no access at all, not even listing.
+    refused(
+        "client",
+        "default",
+        &["list-unit-files"],
+        "no access: user client has no role in namespace default",
+    );
+    refused(
+        "viewer",
+        "b",
+        &["cat", "hello.service"],
+        "no access: user viewer has no role in namespace b",
+    );
+    refused(
+        "viewer",
+        "nosuch",
+        &["list-units"],
+        "no access: namespace nosuch does not exist",
+    );
+    // A namespace user starts and unloads, but neither creates nor destroys.
+    ok("viewer", "a", &["start", "--no-block", "hello.service"]);
+    ok("viewer", "a", &["unload", "--no-block", "hello.service"]);
+    refused(
+        "viewer",
+        "a",
+        &["destroy", "hello.service"],
+        "user viewer (user in namespace a) may not destroy units (this needs admin)",
+    );
+    refused(
+        "viewer",
+        "a",
+        &["submit", "other.service"],
+        "may not submit units (this needs admin)",
+    );
+    // Destroying in a leaves b's unit of the same name.
+    ok("client", "a", &["destroy", "hello.service"]);
+    assert_eq!(units("client", "a"), "");
+    assert_eq!(units("admin", "b"), "hello.service\n");
+    // Callers who are not registered people keep their certificate's role (issue 15).
+    assert!(ok("operator", "default", &["list-unit-files"]).contains("UNIT"));
+    stop.cancel();
+}
