@@ -30,7 +30,7 @@ const CAMPAIGN_BACKOFF: crate::Backoff = crate::Backoff::new(
 /// create revision I won at", so a deposed engine's writes are refused.
 #[derive(Clone)]
 pub struct Leadership {
-    reg: Registry,
+    pub(crate) reg: Registry,
     key: LeaderKey,
 }
 
