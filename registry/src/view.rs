@@ -3,16 +3,19 @@
 //! from [`EngineView::snapshot`] without reading etcd, so at 100,000 units a pass no
 //! longer costs etcd a 30-40 MB range read.
 //!
-//! `unit/`, `job/`, `machine/` and `drain/` are watched. `schedule/` and `unplaced/`
-//! are written only by the leader, fenced, so the view records the leader's own
-//! writes once etcd accepted them ([`EngineView::record`]) instead of watching them.
-//! `state/` is neither read nor watched (planning never uses it).
+//! `unit/`, `job/`, `machine/`, `drain/`, `schedule/` and `unplaced/` are watched.
+//! The last two are written by the leader itself: the view records its writes as soon
+//! as etcd accepted them ([`EngineView::record`], with their revision) and ignores
+//! their echo from the watch (any event at or below the revision it knows for that
+//! key, so a late echo never undoes a newer write); a change made by anyone else (an
+//! operator, a corrupt value) is seen and repaired. `state/` is neither read nor
+//! watched (planning never uses it).
 //!
 //! Decoding follows the snapshot's rules (`decode`): an undecodable record is left
 //! out and named in `skipped`; a unit whose text or target is unreadable is left out
 //! whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use etcd_client::{EventType, KeyValue};
@@ -45,9 +48,12 @@ pub struct EngineView {
     drains: BTreeMap<Vec<u8>, KeyValue>,
     schedule: BTreeMap<(MachineId, UnitName), ScheduleEntry>,
     unplaced: BTreeMap<UnitName, String>,
-    /// Undecodable `schedule/`/`unplaced/` keys found by the full read (until rewritten).
+    /// Undecodable `schedule/`/`unplaced/` keys (until rewritten).
     bad_schedule: BTreeMap<String, Skipped>,
-    watches: [RegistryWatch; 4],
+    /// The newest revision known of each `schedule/`/`unplaced/` key, deletions
+    /// included: older events about it are echoes of what the view already holds.
+    written: HashMap<Vec<u8>, i64>,
+    watches: [RegistryWatch; 6],
 }
 
 /// Which watch an event came from.
@@ -57,6 +63,8 @@ enum Source {
     Jobs,
     Machines,
     Drains,
+    Schedule,
+    Unplaced,
 }
 
 fn skipped(kv: &KeyValue, unit: Option<&UnitName>, unit_record: bool, e: RegistryError) -> Skipped {
@@ -105,11 +113,14 @@ impl Leadership {
             schedule: BTreeMap::new(),
             unplaced: BTreeMap::new(),
             bad_schedule: BTreeMap::new(),
+            written: HashMap::new(),
             watches: [
                 reg.watch_prefix(k.units(), from),
                 reg.watch_prefix(k.jobs(), from),
                 reg.watch_prefix(k.machines(), from),
                 reg.watch_prefix(k.drains(), from),
+                reg.watch_prefix(k.schedules(), from),
+                reg.watch_prefix(k.unplaced_all(), from),
             ],
         };
         for (source, r) in [
@@ -117,17 +128,13 @@ impl Leadership {
             (Source::Jobs, jobs),
             (Source::Machines, machines),
             (Source::Drains, drains),
+            (Source::Schedule, schedule),
+            (Source::Unplaced, unplaced),
         ] {
             for kv in r.kvs() {
-                view.put(source, kv);
+                view.apply(source, false, kv);
             }
         }
-        let mut bad = Vec::new();
-        for e in decode::schedule(k, schedule.kvs(), &mut bad) {
-            view.schedule.insert((e.machine.clone(), e.unit.clone()), e);
-        }
-        view.unplaced = decode::unplaced(k, unplaced.kvs(), &mut bad);
-        view.bad_schedule = bad.into_iter().map(|s| (s.key.clone(), s)).collect();
         Ok(view)
     }
 }
@@ -186,34 +193,51 @@ impl EngineView {
         snap
     }
 
-    /// Records a plan etcd accepted (the leader's own writes, which are not watched).
-    pub fn record(&mut self, plan: &SchedulePlan) {
-        let k = &self.reg.keys;
+    /// Records a plan etcd accepted at `revision` (the newest of its txns), so the
+    /// next pass plans from it without waiting for the watch to echo it.
+    pub fn record(&mut self, plan: &SchedulePlan, revision: i64) {
+        let k = self.reg.keys.clone();
+        let mut wrote = |key: String| {
+            self.bad_schedule.remove(&key);
+            let r = self.written.entry(key.into_bytes()).or_insert(revision);
+            *r = (*r).max(revision);
+        };
         for (m, n) in &plan.unschedule {
-            self.schedule.remove(&(m.clone(), n.clone()));
-            self.bad_schedule.remove(&k.schedule(m, n));
+            wrote(k.schedule(m, n));
         }
         for e in &plan.place {
-            self.bad_schedule.remove(&k.schedule(&e.machine, &e.unit));
+            wrote(k.schedule(&e.machine, &e.unit));
+        }
+        for n in &plan.clear_unplaced {
+            wrote(k.unplaced(n));
+        }
+        for (n, _) in &plan.unplaced {
+            wrote(k.unplaced(n));
+        }
+        for (m, n) in &plan.unschedule {
+            self.schedule.remove(&(m.clone(), n.clone()));
+        }
+        for e in &plan.place {
             self.schedule
                 .insert((e.machine.clone(), e.unit.clone()), e.clone());
         }
         for n in &plan.clear_unplaced {
             self.unplaced.remove(n);
-            self.bad_schedule.remove(&k.unplaced(n));
         }
         for (n, why) in &plan.unplaced {
-            self.bad_schedule.remove(&k.unplaced(n));
             self.unplaced.insert(n.clone(), why.clone());
         }
     }
 
-    /// Waits for a change, applies it, then keeps applying changes for `debounce` so
-    /// one pass covers a burst. Returns how many events were applied. Errors (a
-    /// compacted or broken watch) leave the view stale: follow again. Cancel-safe up
-    /// to events already applied (which stay applied).
+    /// Waits for a change (not the echo of the leader's own writes), applies it, then
+    /// keeps applying changes for `debounce` so one pass covers a burst. Returns how
+    /// many events changed the view. Errors (a compacted or broken watch) leave the
+    /// view stale: follow again. Cancel-safe (events received are applied at once).
     pub async fn changed(&mut self, debounce: Duration) -> Result<usize, RegistryError> {
-        let mut applied = self.next_any().await?;
+        let mut applied = 0;
+        while applied == 0 {
+            applied = self.next_any().await?;
+        }
         let quiet = tokio::time::sleep(debounce);
         tokio::pin!(quiet);
         loop {
@@ -226,28 +250,74 @@ impl EngineView {
 
     /// Applies the next batch from any watch.
     async fn next_any(&mut self) -> Result<usize, RegistryError> {
-        let [units, jobs, machines, drains] = &mut self.watches;
+        let [units, jobs, machines, drains, schedule, unplaced] = &mut self.watches;
         let (source, events) = tokio::select! {
             e = units.next_raw() => (Source::Units, e?),
             e = jobs.next_raw() => (Source::Jobs, e?),
             e = machines.next_raw() => (Source::Machines, e?),
             e = drains.next_raw() => (Source::Drains, e?),
+            e = schedule.next_raw() => (Source::Schedule, e?),
+            e = unplaced.next_raw() => (Source::Unplaced, e?),
         };
+        let mut changed = 0;
         for ev in &events {
             let Some(kv) = ev.kv() else { continue };
             self.revision = self.revision.max(kv.mod_revision());
-            if ev.event_type() == EventType::Delete {
-                self.delete(source, kv);
-            } else {
-                self.put(source, kv);
+            if self.apply(source, ev.event_type() == EventType::Delete, kv) {
+                changed += 1;
             }
         }
-        Ok(events.len())
+        Ok(changed)
+    }
+
+    /// Applies one key's new value (or deletion); false if it was an echo of what the
+    /// view already holds.
+    fn apply(&mut self, source: Source, deleted: bool, kv: &KeyValue) -> bool {
+        if matches!(source, Source::Schedule | Source::Unplaced) {
+            let known = self.written.entry(kv.key().to_vec()).or_insert(0);
+            if *known >= kv.mod_revision() {
+                return false;
+            }
+            *known = kv.mod_revision();
+        }
+        if deleted {
+            self.delete(source, kv);
+        } else {
+            self.put(source, kv);
+        }
+        true
     }
 
     fn put(&mut self, source: Source, kv: &KeyValue) {
         let key = kv.key();
         match source {
+            Source::Schedule | Source::Unplaced => {
+                let key_text = String::from_utf8_lossy(key).into_owned();
+                self.bad_schedule.remove(&key_text);
+                match self.reg.keys.parse(key) {
+                    Ok(Some(RegistryKey::Schedule(m, n))) => {
+                        let slot = (m.clone(), n.clone());
+                        match codec::decode_schedule(key, m, n.clone(), kv.value()) {
+                            Ok(e) => {
+                                self.schedule.insert(slot, e);
+                            }
+                            Err(e) => {
+                                self.schedule.remove(&slot);
+                                self.bad_schedule
+                                    .insert(key_text, skipped(kv, Some(&n), false, e));
+                            }
+                        }
+                    }
+                    Ok(Some(RegistryKey::Unplaced(n))) => {
+                        self.unplaced.insert(n, codec::decode_unplaced(kv.value()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.bad_schedule
+                            .insert(key_text, skipped(kv, None, false, e));
+                    }
+                }
+            }
             Source::Machines => {
                 self.machines.insert(key.to_vec(), kv.clone());
             }
@@ -277,6 +347,19 @@ impl EngineView {
     fn delete(&mut self, source: Source, kv: &KeyValue) {
         let key = kv.key();
         match source {
+            Source::Schedule | Source::Unplaced => {
+                self.bad_schedule
+                    .remove(String::from_utf8_lossy(key).as_ref());
+                match self.reg.keys.parse(key) {
+                    Ok(Some(RegistryKey::Schedule(m, n))) => {
+                        self.schedule.remove(&(m, n));
+                    }
+                    Ok(Some(RegistryKey::Unplaced(n))) => {
+                        self.unplaced.remove(&n);
+                    }
+                    _ => {}
+                }
+            }
             Source::Machines => {
                 self.machines.remove(key);
             }

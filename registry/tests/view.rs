@@ -64,6 +64,10 @@ async fn the_view_follows_changes_like_a_fresh_snapshot() {
     let (_agent2, _keep2) = common::agent(&reg, "m2", "", Duration::from_secs(30)).await;
     reg.drain_machine(&machine_id("m2")).await.unwrap();
     let mut raw = common::raw(&etcd).await;
+    // The leader's own writes are recorded (below); anyone else's are watched.
+    raw.put("/t/view/schedule/m1/zzz.service", "garbage", None)
+        .await
+        .unwrap();
     let last_watched = raw
         .put("/t/view/job/a.service/target", "sideways", None)
         .await
@@ -81,8 +85,8 @@ async fn the_view_follows_changes_like_a_fresh_snapshot() {
         unplaced: vec![(a.clone(), "no machine".into())],
         ..SchedulePlan::default()
     };
-    leader.apply(&plan).await.unwrap();
-    view.record(&plan);
+    let (_, written_at) = leader.apply_at(&plan).await.unwrap();
+    view.record(&plan, written_at);
 
     let fresh = reg.placement_snapshot().await.unwrap();
     catch_up(&mut view, last_watched).await;
@@ -101,6 +105,12 @@ async fn the_view_follows_changes_like_a_fresh_snapshot() {
     assert!(seen.unreadable_units().contains(&a));
     assert_eq!(seen.machines.len(), 2);
     assert!(seen.drained.contains(&machine_id("m2")));
+    assert!(
+        seen.skipped
+            .iter()
+            .any(|s| s.key == "/t/view/schedule/m1/zzz.service")
+    );
+    assert_eq!(seen.schedule.len(), 1, "b on m1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

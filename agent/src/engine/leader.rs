@@ -182,8 +182,8 @@ async fn pass(
     let txns = if d.writes.is_empty() {
         0
     } else {
-        let n = leadership.apply(&d.writes).await?;
-        view.record(&d.writes);
+        let (n, written_at) = leadership.apply_at(&d.writes).await?;
+        view.record(&d.writes, written_at);
         n
     };
     let report = PassReport {
