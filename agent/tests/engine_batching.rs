@@ -13,7 +13,7 @@ use futures_util::{StreamExt, stream};
 
 const UNITS: usize = 1000;
 
-/// KV requests of every kind (the engine's snapshot and writes are all txns).
+/// KV requests of every kind (the engine's writes are txns).
 fn kv_calls(etcd: &EtcdServer) -> u64 {
     ["Txn", "Range", "Put", "DeleteRange"]
         .iter()
@@ -90,15 +90,11 @@ async fn placements_are_batched_and_other_machines_hear_nothing() {
          {write_txns} write txns (set_targets took {} txns)",
         set.txns.expect("the etcd driver counts its txns")
     );
-    // One snapshot per pass, and ⌈ops/128⌉ writes (a pass split by the debounce
-    // costs at most one partial txn more).
+    // ⌈ops/128⌉ writes (a pass split by the debounce costs at most one partial txn
+    // more), and no reads: passes plan from the view the engine keeps from watches.
     let min_writes = UNITS.div_ceil(fleet_registry::MAX_TXN_OPS) as u64;
     assert!(write_txns >= min_writes && write_txns <= min_writes + passes);
-    assert_eq!(
-        calls,
-        passes + write_txns,
-        "only snapshots and batched writes"
-    );
+    assert_eq!(calls, write_txns, "only batched writes, no snapshot reads");
     assert!(
         passes <= 4,
         "the burst was debounced into few passes: {passes}"

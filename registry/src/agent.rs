@@ -62,7 +62,7 @@ impl Registry {
             lease,
         };
         let result = async {
-            let keeper = self.keep_alive(lease, ttl).await?;
+            let keeper = self.keep_alive_every(lease, ttl, ttl / 2).await?;
             agent.publish_machine(machine, api_addr).await?;
             Ok::<_, RegistryError>(keeper)
         }

@@ -1,6 +1,12 @@
-//! Every encoding and decoding of etcd values, in one place, so the wire format (JSON
-//! today, maybe protobuf at scale) can change without touching the rest. Decoding
-//! failures name the key; they never panic.
+//! Every encoding and decoding of etcd values, in one place. Decoding failures name
+//! the key; they never panic.
+//!
+//! The values written once per unit and machine at scale (placements, states, job
+//! targets) are protobuf (prost), about a third of their JSON size; unit texts and
+//! machine records stay JSON (written rarely, read by operators). Decoding still reads
+//! the JSON and plain-word values older versions wrote, so a cluster upgraded in place
+//! keeps working: a JSON value starts with `{`, a plain target with a letter, and none
+//! of the protobuf values here can (their first byte is a field tag, 0x08 or 0x0a).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,13 +40,15 @@ struct MachineValue {
     api_addr: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The JSON placements older versions wrote (read only).
+#[derive(Deserialize)]
 struct ScheduleValue {
     hash: String,
     target: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The JSON states older versions wrote (read only).
+#[derive(Deserialize)]
 struct StateValue {
     hash: String,
     state: String,
@@ -50,6 +58,74 @@ struct StateValue {
     active: String,
     #[serde(default)]
     sub: String,
+}
+
+/// Targets on the wire: 0 is "unset" (an empty or truncated value is corrupt, never
+/// silently `inactive`).
+fn target_code(t: TargetState) -> i32 {
+    match t {
+        TargetState::Inactive => 1,
+        TargetState::Loaded => 2,
+        TargetState::Launched => 3,
+    }
+}
+
+fn target_of_code(key: &[u8], code: i32) -> Result<TargetState, RegistryError> {
+    match code {
+        1 => Ok(TargetState::Inactive),
+        2 => Ok(TargetState::Loaded),
+        3 => Ok(TargetState::Launched),
+        c => Err(RegistryError::corrupt(
+            key,
+            format!("unknown target code {c}"),
+        )),
+    }
+}
+
+/// `job/<n>/target`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TargetProto {
+    #[prost(int32, tag = "1")]
+    target: i32,
+}
+
+/// `schedule/<machine>/<unit>`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScheduleProto {
+    #[prost(bytes = "vec", tag = "1")]
+    hash: Vec<u8>,
+    #[prost(int32, tag = "2")]
+    target: i32,
+}
+
+/// `state/<unit>/<machine>`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StateProto {
+    #[prost(bytes = "vec", tag = "1")]
+    hash: Vec<u8>,
+    #[prost(int32, tag = "2")]
+    state: i32,
+    #[prost(string, tag = "3")]
+    load: String,
+    #[prost(string, tag = "4")]
+    active: String,
+    #[prost(string, tag = "5")]
+    sub: String,
+}
+
+/// Whether `val` is a value older versions wrote as JSON.
+fn is_json(val: &[u8]) -> bool {
+    val.first() == Some(&b'{')
+}
+
+fn from_proto<T: prost::Message + Default>(key: &[u8], val: &[u8]) -> Result<T, RegistryError> {
+    T::decode(val).map_err(|e| RegistryError::corrupt(key, e))
+}
+
+fn hash_bytes(key: &[u8], b: &[u8]) -> Result<UnitHash, RegistryError> {
+    <[u8; 20]>::try_from(b)
+        .map(UnitHash)
+        .map_err(|_| RegistryError::corrupt(key, format!("bad hash of {} bytes", b.len())))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -110,14 +186,21 @@ pub(crate) fn decode_unit(key: &[u8], val: &[u8]) -> Result<(UnitFile, UnitHash)
     Ok((file, hash(key, &v.hash)?))
 }
 
-/// Targets are plain words, as in fleet, so `etcdctl get` stays readable.
+/// A job target: protobuf (2 bytes).
 pub(crate) fn encode_target(t: TargetState) -> Vec<u8> {
-    t.as_str().as_bytes().to_vec()
+    prost::Message::encode_to_vec(&TargetProto {
+        target: target_code(t),
+    })
 }
 
+/// Reads protobuf targets and the plain words (`launched`) older versions wrote.
 pub(crate) fn decode_target(key: &[u8], val: &[u8]) -> Result<TargetState, RegistryError> {
-    let s = std::str::from_utf8(val).map_err(|e| RegistryError::corrupt(key, e))?;
-    target(key, s.trim())
+    if val.first().is_some_and(u8::is_ascii_alphabetic) {
+        let s = std::str::from_utf8(val).map_err(|e| RegistryError::corrupt(key, e))?;
+        return target(key, s.trim());
+    }
+    let v: TargetProto = from_proto(key, val)?;
+    target_of_code(key, v.target)
 }
 
 pub(crate) fn encode_machine(m: &Machine, api_addr: &str) -> Vec<u8> {
@@ -163,10 +246,11 @@ pub(crate) fn decode_machine(
     })
 }
 
+/// A placement: protobuf (24 bytes; its JSON was about 70).
 pub(crate) fn encode_schedule(e: &ScheduleEntry) -> Vec<u8> {
-    to_json(&ScheduleValue {
-        hash: e.hash.to_string(),
-        target: e.target.as_str().to_string(),
+    prost::Message::encode_to_vec(&ScheduleProto {
+        hash: e.hash.0.to_vec(),
+        target: target_code(e.target),
     })
 }
 
@@ -176,19 +260,26 @@ pub(crate) fn decode_schedule(
     unit: UnitName,
     val: &[u8],
 ) -> Result<ScheduleEntry, RegistryError> {
-    let v: ScheduleValue = from_json(key, val)?;
+    let (hash, target) = if is_json(val) {
+        let v: ScheduleValue = from_json(key, val)?;
+        (hash(key, &v.hash)?, target(key, &v.target)?)
+    } else {
+        let v: ScheduleProto = from_proto(key, val)?;
+        (hash_bytes(key, &v.hash)?, target_of_code(key, v.target)?)
+    };
     Ok(ScheduleEntry {
         machine,
         unit,
-        hash: hash(key, &v.hash)?,
-        target: target(key, &v.target)?,
+        hash,
+        target,
     })
 }
 
+/// A reported state: protobuf (about 50 bytes; its JSON was about 120).
 pub(crate) fn encode_state(s: &UnitStateRecord) -> Vec<u8> {
-    to_json(&StateValue {
-        hash: s.hash.to_string(),
-        state: s.state.as_str().to_string(),
+    prost::Message::encode_to_vec(&StateProto {
+        hash: s.hash.0.to_vec(),
+        state: target_code(s.state),
         load: s.systemd.load.clone(),
         active: s.systemd.active.clone(),
         sub: s.systemd.sub.clone(),
@@ -201,12 +292,26 @@ pub(crate) fn decode_state(
     machine: MachineId,
     val: &[u8],
 ) -> Result<UnitStateRecord, RegistryError> {
-    let v: StateValue = from_json(key, val)?;
+    if is_json(val) {
+        let v: StateValue = from_json(key, val)?;
+        return Ok(UnitStateRecord {
+            unit,
+            machine,
+            hash: hash(key, &v.hash)?,
+            state: target(key, &v.state)?,
+            systemd: SystemdState {
+                load: v.load,
+                active: v.active,
+                sub: v.sub,
+            },
+        });
+    }
+    let v: StateProto = from_proto(key, val)?;
     Ok(UnitStateRecord {
         unit,
         machine,
-        hash: hash(key, &v.hash)?,
-        state: target(key, &v.state)?,
+        hash: hash_bytes(key, &v.hash)?,
+        state: target_of_code(key, v.state)?,
         systemd: SystemdState {
             load: v.load,
             active: v.active,
@@ -375,9 +480,59 @@ mod tests {
         );
         assert_eq!(back.unwrap(), e);
         assert!(decode_target(b"k", b"running").is_err());
+        assert!(
+            decode_target(b"k", b"").is_err(),
+            "an empty target is not inactive"
+        );
+        for t in [
+            TargetState::Inactive,
+            TargetState::Loaded,
+            TargetState::Launched,
+        ] {
+            assert_eq!(decode_target(b"k", &encode_target(t)).unwrap(), t);
+        }
         assert_eq!(
             decode_target(b"k", b"launched").unwrap(),
             TargetState::Launched
+        );
+    }
+
+    /// A cluster upgraded in place still holds the values older versions wrote: JSON
+    /// placements and states, plain-word targets. They read as before, and the new
+    /// values are smaller.
+    #[test]
+    fn values_written_by_older_versions_still_read() {
+        let h = UnitHash([0xab; 20]);
+        let m = MachineId::new("m1").unwrap();
+        let u = UnitName::parse("a.service").unwrap();
+        let old_schedule = format!(r#"{{"hash":"{h}","target":"launched"}}"#);
+        let e = decode_schedule(b"k", m.clone(), u.clone(), old_schedule.as_bytes()).unwrap();
+        assert_eq!((e.hash, e.target), (h, TargetState::Launched));
+        assert!(encode_schedule(&e).len() * 2 < old_schedule.len());
+        let old_state = format!(
+            r#"{{"hash":"{h}","state":"launched","load":"loaded","active":"active","sub":"running"}}"#
+        );
+        let s = decode_state(b"k", u.clone(), m.clone(), old_state.as_bytes()).unwrap();
+        assert_eq!(s.hash, h);
+        assert_eq!(s.state, TargetState::Launched);
+        assert_eq!(s.systemd.sub, "running");
+        assert!(encode_state(&s).len() * 2 < old_state.len());
+        assert_eq!(
+            decode_target(b"k", b"loaded").unwrap(),
+            TargetState::Loaded,
+            "plain-word target"
+        );
+        assert_eq!(
+            decode_target(b"k", b"launched\n").unwrap(),
+            TargetState::Launched
+        );
+        // A truncated protobuf value is corrupt, named by its key.
+        let mut cut = encode_schedule(&e);
+        cut.truncate(5);
+        let err = decode_schedule(b"/p/schedule/m1/a.service", m, u, &cut).unwrap_err();
+        assert!(
+            err.to_string().contains("/p/schedule/m1/a.service"),
+            "{err}"
         );
     }
 }

@@ -60,6 +60,12 @@ impl Leadership {
     /// Returns the number of txns; [`RegistryError::NotLeader`] if a fence failed
     /// (earlier txns of the plan stay applied; the next leader re-plans from a snapshot).
     pub async fn apply(&self, plan: &SchedulePlan) -> Result<usize, RegistryError> {
+        Ok(self.apply_at(plan).await?.0)
+    }
+
+    /// [`Leadership::apply`], also returning the newest revision written (0 if none):
+    /// the view ignores the echo of these writes from its watch.
+    pub async fn apply_at(&self, plan: &SchedulePlan) -> Result<(usize, i64), RegistryError> {
         let k = &self.reg.keys;
         // Keyed so that a key is written at most once (etcd refuses duplicates in a txn).
         let mut ops: BTreeMap<String, TxnOp> = BTreeMap::new();
@@ -103,7 +109,12 @@ impl Leadership {
         if txns.iter().any(|r| !r.succeeded()) {
             return Err(RegistryError::NotLeader);
         }
-        Ok(txns.len())
+        let revision = txns
+            .iter()
+            .map(|r| crate::registry::revision(r.header()))
+            .max()
+            .unwrap_or(0);
+        Ok((txns.len(), revision))
     }
 
     /// Gives up leadership now (graceful stop), so the next candidate wins at once

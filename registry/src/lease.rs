@@ -11,7 +11,7 @@ use crate::registry::Registry;
 
 pub use crate::model::LeaseId;
 
-/// A background task renewing a lease every TTL/3. Dropping it stops renewing (the
+/// A background task renewing a lease (every TTL/3, or as asked). Dropping it stops renewing (the
 /// lease then expires after its TTL); [`LeaseKeepAlive::lost`] tells when it is gone.
 #[derive(Debug)]
 pub struct LeaseKeepAlive {
@@ -105,12 +105,28 @@ impl Registry {
         lease: LeaseId,
         ttl: Duration,
     ) -> Result<LeaseKeepAlive, RegistryError> {
+        self.keep_alive_every(lease, ttl, ttl / 3).await
+    }
+
+    /// [`Registry::keep_alive`] renewing every `period` (at most TTL/2), on the
+    /// keep-alive connections (never behind other requests). A failed renewal is
+    /// retried at once on another member, then every TTL/8, so a longer period costs
+    /// etcd fewer renewals without leaving fewer chances before the TTL runs out.
+    /// Agents renew every TTL/2: at 5,000 machines that is a third fewer renewals
+    /// than TTL/3.
+    pub async fn keep_alive_every(
+        &self,
+        lease: LeaseId,
+        ttl: Duration,
+        period: Duration,
+    ) -> Result<LeaseKeepAlive, RegistryError> {
+        let period = period.min(ttl / 2);
         let conn = self.open_keep_alive(lease).await?;
         let (tx, rx) = watch::channel(false);
         let (overdue_tx, overdue_rx) = watch::channel(false);
         let reg = self.clone();
         let task = tokio::spawn(async move {
-            renew_loop(reg, lease, ttl, conn, overdue_tx).await;
+            renew_loop(reg, lease, ttl, period, conn, overdue_tx).await;
             let _ = tx.send(true);
         });
         Ok(LeaseKeepAlive {
@@ -123,7 +139,7 @@ impl Registry {
 
     async fn open_keep_alive(&self, lease: LeaseId) -> Result<KeepAliveConn, RegistryError> {
         let (member, (keeper, stream)) = self
-            .pool
+            .lease_pool
             .call_on("keep lease alive", |mut c| async move {
                 c.client.lease_keep_alive(lease.0).await
             })
@@ -147,23 +163,29 @@ async fn renew_loop(
     reg: Registry,
     lease: LeaseId,
     ttl: Duration,
+    period: Duration,
     conn: KeepAliveConn,
     overdue_tx: watch::Sender<bool>,
 ) {
-    let period = (ttl / 3).max(Duration::from_millis(100));
+    let period = period.max(Duration::from_millis(100));
+    let retry = (ttl / 8).clamp(Duration::from_millis(100), period);
     let mut conn = Some(conn);
     let mut last_ok = Instant::now();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // After a failed renewal the next one is tried at once on another member (twice
-    // per period at most, so a cluster without quorum is not hammered).
+    // at most, so a cluster without quorum is not hammered), then every `retry`.
     let mut again = false;
+    let mut failing = false;
     let mut immediate = 0;
     // Not renewed for a whole TTL: said once.
     let mut overdue = false;
     loop {
         if again && immediate < 2 {
             immediate += 1;
+        } else if failing {
+            tokio::time::sleep(retry).await;
+            immediate = 0;
         } else {
             tick.tick().await;
             immediate = 0;
@@ -186,7 +208,7 @@ async fn renew_loop(
         let Some(c) = conn.as_mut() else {
             continue;
         };
-        if reg.pool.should_leave(c.member) {
+        if reg.lease_pool.should_leave(c.member) || reg.pool.should_leave(c.member) {
             // Other calls found its member gone: move before this renewal hangs on it.
             conn = None;
             again = true;
@@ -202,6 +224,11 @@ async fn renew_loop(
                     tracing::info!(%lease, "lease renewed again; etcd kept it");
                 }
                 last_ok = Instant::now();
+                if failing {
+                    // Back on the regular period, counted from now.
+                    failing = false;
+                    tick.reset();
+                }
                 if overdue {
                     overdue_tx.send_replace(false);
                 }
@@ -219,10 +246,11 @@ async fn renew_loop(
                     Err(_) => "no answer within the request timeout".to_string(),
                     _ => "stream ended".to_string(),
                 };
-                tracing::debug!(%lease, member = reg.pool.url(c.member), error = %why, "lease keep-alive failed; re-opening on a live member");
-                reg.pool.mark_failed(c.member, &why);
+                tracing::debug!(%lease, member = reg.lease_pool.url(c.member), error = %why, "lease keep-alive failed; re-opening on a live member");
+                reg.lease_pool.mark_failed(c.member, &why);
                 conn = None;
                 again = true;
+                failing = true;
             }
         }
     }

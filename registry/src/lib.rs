@@ -38,6 +38,7 @@ mod snapshot;
 mod states;
 pub mod tokens;
 mod units;
+mod view;
 pub mod watch;
 
 pub use agent::AgentRegistry;
@@ -59,6 +60,7 @@ pub use registry::Registry;
 pub use schedule::SchedulePlan;
 pub use tokens::{TokenInfo, TokenRecord};
 pub use units::SetTargetsOutcome;
+pub use view::EngineView;
 pub use watch::{Change, RegistryWatch, WatchBatch, WatchEvent};
 
 /// etcd's default `--max-txn-ops`: the most operations one txn may carry.

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp};
 use fleet_core::{Namespace, Namespaces, Selector, UnitName};
 use serde::{Deserialize, Serialize};
 
-use crate::election::Leadership;
 use crate::error::RegistryError;
+use crate::keys::Keys;
 use crate::registry::Registry;
 
 /// A person's rights in one namespace.
@@ -119,6 +119,26 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
 }
 
+/// The namespaces stored in `kvs` (keys under `namespace/`), sorted by name; a
+/// record whose selector cannot be read counts as a namespace without selector.
+pub(crate) fn decode_namespaces(keys: &Keys, kvs: &[KeyValue]) -> Vec<(Namespace, Selector)> {
+    let dir = keys.namespaces();
+    let mut out: Vec<(Namespace, Selector)> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key_str().ok()?.strip_prefix(&dir)?;
+            let ns = Namespace::parse(name).ok().filter(|n| !n.is_default())?;
+            let sel = serde_json::from_slice::<NamespaceRecord>(kv.value())
+                .ok()
+                .and_then(|r| Selector::parse(&r.selector).ok())
+                .unwrap_or_default();
+            Some((ns, sel))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, RegistryError> {
     serde_json::to_vec(v).map_err(|e| RegistryError::Config(e.to_string()))
 }
@@ -133,22 +153,8 @@ impl Registry {
     /// Namespaces besides `default`, sorted by name.
     pub async fn list_namespaces(&self) -> Result<Vec<(Namespace, Selector)>, RegistryError> {
         let dir = self.keys.namespaces();
-        let resp = self.get_prefix("list namespaces", dir.clone()).await?;
-        let mut out: Vec<(Namespace, Selector)> = resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let name = kv.key_str().ok()?.strip_prefix(&dir)?;
-                let ns = Namespace::parse(name).ok().filter(|n| !n.is_default())?;
-                let sel = serde_json::from_slice::<NamespaceRecord>(kv.value())
-                    .ok()
-                    .and_then(|r| Selector::parse(&r.selector).ok())
-                    .unwrap_or_default();
-                Some((ns, sel))
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        let resp = self.get_prefix("list namespaces", dir).await?;
+        Ok(decode_namespaces(&self.keys, resp.kvs()))
     }
 
     /// Names of the units stored under `ns`'s sub-prefix.
@@ -358,12 +364,5 @@ impl Registry {
                 return Ok(record);
             }
         }
-    }
-}
-
-impl Leadership {
-    /// The namespaces the engine plans with (`fleet_core::scheduler::plan_in`).
-    pub async fn namespaces(&self) -> Result<Namespaces, RegistryError> {
-        self.reg.namespaces().await
     }
 }

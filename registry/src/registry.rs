@@ -21,6 +21,10 @@ pub(crate) const PIPELINE: usize = 8;
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) pool: Arc<Pool>,
+    /// Connections of their own for lease keep-alives, so a renewal never waits behind
+    /// bulk writes and large reads in the same HTTP/2 connection (a leader or agent
+    /// lease lost under load is what this prevents).
+    pub(crate) lease_pool: Arc<Pool>,
     pub(crate) keys: Keys,
     pub(crate) timeout: Duration,
     pub(crate) endpoints: Arc<str>,
@@ -45,7 +49,8 @@ impl Registry {
         let endpoints: Arc<str> = cfg.endpoints_label().into();
         let timeout = cfg.request_timeout;
         Ok(Registry {
-            pool: Pool::new(&cfg.endpoints, opts, timeout),
+            pool: Pool::new(&cfg.endpoints, opts.clone(), timeout),
+            lease_pool: Pool::new(&cfg.endpoints, opts, timeout),
             keys,
             timeout,
             endpoints,

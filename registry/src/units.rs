@@ -121,6 +121,20 @@ impl Registry {
         &self,
         units: &[(UnitName, UnitFile)],
     ) -> Result<Vec<CreateOutcome>, RegistryError> {
+        self.create_units_with_target(units, TargetState::Inactive)
+            .await
+    }
+
+    /// [`Registry::create_units`] with the units' first target `target`: `fleetctl
+    /// start` of units not yet submitted writes each unit and its `launched` target in
+    /// one guarded op, instead of creating it `inactive` and writing the target again.
+    /// A unit that already exists is left alone (its target too): the caller sets the
+    /// targets of those not [`CreateOutcome::Created`].
+    pub async fn create_units_with_target(
+        &self,
+        units: &[(UnitName, UnitFile)],
+        target: TargetState,
+    ) -> Result<Vec<CreateOutcome>, RegistryError> {
         let k = &self.keys;
         let mut first: BTreeMap<&UnitName, usize> = BTreeMap::new();
         for (i, (n, _)) in units.iter().enumerate() {
@@ -169,7 +183,7 @@ impl Registry {
                                     TxnOp::put(unit_key.clone(), value, None),
                                     TxnOp::put(
                                         k.job_target(name),
-                                        codec::encode_target(TargetState::Inactive),
+                                        codec::encode_target(target),
                                         None,
                                     ),
                                 ])

@@ -125,6 +125,34 @@ impl RegistryWatch {
     /// Errors: `Compacted` (permanent: re-list), or `Timeout`/`Unreachable` after a
     /// few reconnect attempts (call again to keep trying, with backoff).
     pub async fn next(&mut self) -> Result<WatchBatch, RegistryError> {
+        loop {
+            let msg = self.next_response().await?;
+            let events: Vec<WatchEvent> = msg
+                .events()
+                .iter()
+                .filter_map(|ev| {
+                    let kv = ev.kv()?;
+                    decode_event(&self.reg.keys, ev.event_type(), kv)
+                })
+                .collect();
+            if !events.is_empty() {
+                return Ok(WatchBatch {
+                    revision: revision(msg.header()),
+                    events,
+                });
+            }
+        }
+    }
+
+    /// The next events as etcd sent them (the engine's view keeps raw values and
+    /// decodes them itself). Cancel-safe, errors as [`RegistryWatch::next`].
+    pub(crate) async fn next_raw(&mut self) -> Result<Vec<etcd_client::Event>, RegistryError> {
+        let msg = self.next_response().await?;
+        Ok(msg.events().to_vec())
+    }
+
+    /// The next response carrying events; `next_revision` moves past them.
+    async fn next_response(&mut self) -> Result<etcd_client::WatchResponse, RegistryError> {
         if let Some(compact_revision) = self.compacted {
             return Err(RegistryError::Compacted { compact_revision });
         }
@@ -231,21 +259,12 @@ impl RegistryWatch {
                 }
                 continue;
             }
-            let mut events = Vec::with_capacity(msg.events().len());
             for ev in msg.events() {
-                let Some(kv) = ev.kv() else { continue };
-                self.next_revision = self.next_revision.max(kv.mod_revision() + 1);
-                if let Some(e) = decode_event(&self.reg.keys, ev.event_type(), kv) {
-                    events.push(e);
+                if let Some(kv) = ev.kv() {
+                    self.next_revision = self.next_revision.max(kv.mod_revision() + 1);
                 }
             }
-            if events.is_empty() {
-                continue;
-            }
-            return Ok(WatchBatch {
-                revision: rev,
-                events,
-            });
+            return Ok(msg);
         }
     }
 

@@ -1,17 +1,19 @@
 //! The leader's loop (kube-rs's watch → reconcile → requeue, Nomad's commit path):
-//! snapshot at revision R, plan, write the difference in fenced txns, then sleep until
-//! a watched change after R (debounced) or the periodic full pass, and start over.
+//! one full read when leadership is won, then a view kept from watches
+//! ([`EngineView`]); each pass plans from the view, writes the difference in fenced
+//! txns and records it in the view, then sleeps until a watched change (debounced) or
+//! the periodic pass, and starts over. The view is read afresh only after a watch was
+//! compacted or failed, or a write failed half-way (etcd may hold part of it).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fleet_registry::{Leadership, Registry, RegistryError, Skipped};
+use fleet_registry::{EngineView, Leadership, Registry, RegistryError, Skipped};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::decide_in;
 use super::election::Won;
-use super::triggers::Triggers;
 use super::{EngineConfig, EngineStatus, PassReport, backoff};
 
 /// Why the leader loop ended.
@@ -23,41 +25,66 @@ pub enum StepDown {
 
 /// Acts as leader until shut down or deposed.
 pub async fn lead(
-    reg: &Registry,
+    _reg: &Registry,
     cfg: &EngineConfig,
     won: &mut Won,
     shutdown: &CancellationToken,
     status: &watch::Sender<EngineStatus>,
 ) -> StepDown {
-    let mut triggers: Option<Triggers> = None;
+    let mut view: Option<EngineView> = None;
     let mut failures = 0u32;
     // How long the last pass took: the next one collects changes at least that long,
-    // so on a large cluster under a burst the engine's snapshots take at most about
-    // half of etcd's time (and a burst becomes fewer, larger passes).
+    // so a burst becomes fewer, larger passes.
     let mut last_pass: Duration;
     let mut reported = Reported::default();
     loop {
+        let v = match &mut view {
+            Some(v) => v,
+            None => {
+                let read = tokio::select! {
+                    _ = shutdown.cancelled() => return StepDown::Shutdown,
+                    e = won.keep.lost() => return StepDown::Lost(e.to_string()),
+                    r = won.leadership.follow() => r,
+                };
+                match read {
+                    Ok(v) => {
+                        tracing::debug!(revision = v.revision(), "engine view read in full");
+                        view.insert(v)
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "engine cannot read the cluster; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return StepDown::Shutdown,
+                            e = won.keep.lost() => return StepDown::Lost(e.to_string()),
+                            _ = tokio::time::sleep(backoff(failures, cfg.reconcile_interval)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return StepDown::Shutdown,
             e = won.keep.lost() => return StepDown::Lost(e.to_string()),
-            r = pass(&won.leadership, &mut reported) => r,
+            r = pass(&won.leadership, v, &mut reported) => r,
         };
-        let seen = match outcome {
+        match outcome {
             Ok(report) => {
                 failures = 0;
                 last_pass = report.duration;
                 fleet_metrics::engine_pass(report.duration, report.placed, report.unplaceable);
-                let seen = report.revision;
                 status.send_modify(|s| {
                     s.passes += 1;
                     s.last_pass = Some(report);
                 });
-                seen
             }
             Err(RegistryError::NotLeader) => {
                 return StepDown::Lost("a newer leader refused our schedule write".into());
             }
             Err(e) => {
+                // Part of the plan may have been applied: read the cluster afresh.
+                view = None;
                 failures += 1;
                 tracing::warn!(error = %e, "engine pass failed; retrying");
                 tokio::select! {
@@ -67,19 +94,18 @@ pub async fn lead(
                 }
                 continue;
             }
-        };
-        let t = triggers.get_or_insert_with(|| Triggers::new(reg, seen + 1));
+        }
         let woke = tokio::select! {
             _ = shutdown.cancelled() => return StepDown::Shutdown,
             e = won.keep.lost() => return StepDown::Lost(e.to_string()),
-            _ = tokio::time::sleep(cfg.full_pass_interval()) => Ok(()),
-            r = t.changed_after(seen, cfg.debounce.max(last_pass)) => r.map(drop),
+            _ = tokio::time::sleep(cfg.full_pass_interval()) => Ok(0),
+            r = v.changed(cfg.debounce.max(last_pass)) => r,
         };
         if let Err(e) = woke {
-            // Compacted or broken watches: the next snapshot covers the gap, and new
-            // watches start right after it.
+            // Compacted or broken watches: the next view is read in full, and its
+            // watches start right after that read.
             tracing::warn!(error = %e, "engine watch failed; re-reading the cluster");
-            triggers = None;
+            view = None;
             if !matches!(e, RegistryError::Compacted { .. }) {
                 failures += 1;
                 tokio::select! {
@@ -121,32 +147,25 @@ impl Reported {
     }
 }
 
-/// One pass: one snapshot txn (without unit states, which planning never reads), the
-/// plan (off the async threads, so lease renewals are not starved by a big plan),
-/// ⌈ops/128⌉ fenced write txns (none if nothing changed).
+/// One pass: the view's snapshot (no etcd read), the plan (off the async threads, so
+/// lease renewals are not starved by a big plan), ⌈ops/128⌉ fenced write txns (none
+/// if nothing changed), recorded in the view once etcd accepted them.
 async fn pass(
     leadership: &Leadership,
+    view: &mut EngineView,
     reported: &mut Reported,
 ) -> Result<PassReport, RegistryError> {
     let started = Instant::now();
-    let snap = leadership.snapshot().await?;
+    let snap = view.snapshot();
     // Namespaces (issue 17): which units belong together and where they may run.
-    // Unreadable (e.g. an etcd role without read on `namespace/`): plan as fleet did,
-    // one flat namespace, rather than not at all.
-    let namespaces = match leadership.namespaces().await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!("cannot read namespaces, planning without them: {e}");
-            fleet_core::Namespaces::default()
-        }
-    };
+    let namespaces = view.namespaces();
     reported.log(&snap.skipped);
     let planned = tokio::task::spawn_blocking(move || {
         let d = decide_in(&snap, &namespaces);
-        (snap, d)
+        (snap.revision, d)
     })
     .await;
-    let (snap, d) = match planned {
+    let (revision, d) = match planned {
         Ok(p) => p,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only when the runtime shuts down: the pass is moot.
@@ -165,10 +184,12 @@ async fn pass(
     let txns = if d.writes.is_empty() {
         0
     } else {
-        leadership.apply(&d.writes).await?
+        let (n, written_at) = leadership.apply_at(&d.writes).await?;
+        view.record(&d.writes, written_at);
+        n
     };
     let report = PassReport {
-        revision: snap.revision,
+        revision,
         txns,
         placed: d.plan.place.len(),
         unscheduled: d.plan.unplace.len(),

@@ -2,22 +2,22 @@
 //! leader acts (etcd election on a lease, `leader/`); `disable_engine` opts a machine
 //! out of campaigning.
 //!
-//! While leading: snapshot (one txn) → pure scheduler → the difference written to
-//! `schedule/<machine>/` and `unplaced/` in txns of ≤ 128 ops, each fenced on the
-//! leader key's create revision (a deposed leader's writes fail) → wait for a change
-//! on `unit/`, `job/` or `machine/` after the snapshot (debounced), or the periodic
-//! full pass → repeat. Losing the lease or a fenced write means stepping down and
+//! While leading: one full read when leadership is won, then a view kept from
+//! watches on `unit/`, `job/`, `machine/` and `drain/` (`fleet_registry::EngineView`;
+//! read in full again only after a watch is compacted or fails) → pure scheduler →
+//! the difference written to `schedule/<machine>/` and `unplaced/` in txns of ≤ 128
+//! ops, each fenced on the leader key's create revision (a deposed leader's writes
+//! fail), and recorded in the view → wait for a change (debounced) or the periodic
+//! pass → repeat. Losing the lease or a fenced write means stepping down and
 //! campaigning again; a graceful stop resigns so another engine takes over at once.
 //!
 //! - `election`: lease, campaign, following the current leader.
 //! - `leader`: the leader's pass loop.
 //! - `decide`: snapshot → registry writes (pure).
-//! - `triggers`: the watches and the debounce.
 
 mod decide;
 mod election;
 mod leader;
-mod triggers;
 
 use std::time::Duration;
 

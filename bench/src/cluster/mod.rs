@@ -213,6 +213,12 @@ pub fn run(args: &Args) -> Result<()> {
         active_after.as_secs_f64()
     );
 
+    // Counted before the kill phase (killing agents must cost no lease of the others).
+    let losses = Losses::now();
+    println!(
+        "before the kill phase: {} leadership losses, {} leases lost (engine and agents)",
+        losses.leadership, losses.leases
+    );
     let check = driver.block_on(check_cluster(&registry, &machines, args.units))?;
     let listing = driver.block_on(time_listing(&registry))?;
 
@@ -245,6 +251,7 @@ pub fn run(args: &Args) -> Result<()> {
             cpu_after,
             etcd_cpu: etcd_cpu_after - etcd_cpu_before,
             etcd_pid,
+            losses,
         },
         &machines,
         &check,
@@ -337,13 +344,26 @@ async fn submit(
                 .filter(|(_, e)| e.is_none())
                 .map(|(u, _)| u.clone())
                 .collect();
-            registry.create_units(&create).await?;
-            let targets: Vec<(UnitName, TargetState)> = names
-                .into_iter()
-                .map(|n| (n, TargetState::Launched))
+            // New units are written with their `launched` target in one op; only the
+            // others get a target write.
+            let created = registry
+                .create_units_with_target(&create, TargetState::Launched)
+                .await?;
+            let fresh: std::collections::HashSet<&UnitName> = create
+                .iter()
+                .zip(&created)
+                .filter(|(_, o)| matches!(o, fleet_registry::CreateOutcome::Created))
+                .map(|((n, _), _)| n)
                 .collect();
-            let out = registry.set_targets(&targets).await?;
-            ensure!(out.missing.is_empty(), "units vanished: {:?}", out.missing);
+            let targets: Vec<(UnitName, TargetState)> = names
+                .iter()
+                .filter(|n| !fresh.contains(n))
+                .map(|n| (n.clone(), TargetState::Launched))
+                .collect();
+            if !targets.is_empty() {
+                let out = registry.set_targets(&targets).await?;
+                ensure!(out.missing.is_empty(), "units vanished: {:?}", out.missing);
+            }
             Ok(())
         })
         .buffer_unordered(args.submitters.max(1))
@@ -510,6 +530,33 @@ struct Phase {
     cpu_after: CpuTimes,
     etcd_cpu: f64,
     etcd_pid: Option<u32>,
+    losses: Losses,
+}
+
+/// Leases and leaderships lost in this process so far (fleetd's own counters).
+struct Losses {
+    /// The engine stopped leading (each change is a gain or a loss; one engine).
+    leadership: u64,
+    /// Leases given up as lost, the engine's and the agents'.
+    leases: u64,
+}
+
+impl Losses {
+    fn now() -> Losses {
+        let text = fleet_metrics::encode();
+        let counter = |name: &str| -> u64 {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(k, _)| k.ends_with(name))
+                .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        Losses {
+            leadership: counter("engine_leadership_changes_total") / 2,
+            leases: counter("lease_losses_total"),
+        }
+    }
 }
 
 fn figures(
@@ -557,6 +604,8 @@ fn figures(
         "peak_rss_mib": round(procstat::peak_rss_mib("self")),
         "etcd_peak_rss_mib": p.etcd_pid.map(|pid| round(procstat::peak_rss_mib(&pid.to_string()))),
         "list_units_s": round(listing),
+        "leadership_losses_before_kill": p.losses.leadership,
+        "lease_losses_before_kill": p.losses.leases,
         "killed_machines": failover.map(|f| f.killed),
         "killed_units": failover.map(|f| f.units),
         "failover_s": failover.map(|f| round(f.seconds)),
