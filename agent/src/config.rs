@@ -353,10 +353,8 @@ fn etcd_servers(value: &str) -> Result<Vec<String>, String> {
     Ok(servers)
 }
 
-/// fleetd's `etcd_request_timeout` when not set. fleet's was 1 s; measured on a
-/// 3-member etcd with etcd's default 1 s election timeout, calls made when the raft
-/// leader dies wait 1.2-2 s for the next leader, so 1 s failed them.
-pub const DEFAULT_ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// fleetd's `etcd_request_timeout` when not set: the registry's default (see there).
+pub const DEFAULT_ETCD_REQUEST_TIMEOUT: Duration = fleet_registry::DEFAULT_REQUEST_TIMEOUT;
 /// `etcd_request_timeout` accepted: long enough for one round trip on a slow link,
 /// short enough that a call never seems to hang.
 pub const REQUEST_TIMEOUT_BOUNDS: (Duration, Duration) =
@@ -652,7 +650,7 @@ mod tests {
         assert_eq!(c.etcd_key_prefix, "/_coreos.com/fleet/");
         assert_eq!(c.agent_ttl, Duration::from_secs(30));
         assert_eq!(c.engine_reconcile_interval, Duration::from_secs(2));
-        assert_eq!(c.etcd_request_timeout, Duration::from_secs(3));
+        assert_eq!(c.etcd_request_timeout, Duration::from_secs(5));
         assert_eq!(c.engine_lease_ttl, Duration::from_secs(5));
         assert!(!c.disable_engine);
     }

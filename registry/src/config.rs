@@ -9,8 +9,10 @@ use crate::error::RegistryError;
 
 /// fleet's historical key prefix, kept so operators find their keys where fleet put them.
 pub const DEFAULT_KEY_PREFIX: &str = "/_coreos.com/fleet/";
-/// fleet's default `etcd_request_timeout` (it used 1 s; etcd under load needs more).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// fleet's default `etcd_request_timeout` (it used 1 s). With etcd's default 1 s
+/// election timeout a call made as the raft leader dies waits for the next leader:
+/// 1.2-2 s typically, and 3.0 s was measured (a 3 s bound failed that call).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Interval of the HTTP/2 pings on a connection with open streams. etcd's
 /// `--grpc-keepalive-min-time` defaults to 5 s; a client pinging more often is answered

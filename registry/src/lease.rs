@@ -218,7 +218,10 @@ async fn renew_loop(
             c.keeper.keep_alive().await?;
             c.stream.message().await
         };
-        match tokio::time::timeout(reg.timeout, renewal).await {
+        // At most half the TTL: a renewal stalled on a member leaves time to renew on
+        // another before the lease expires.
+        let patience = reg.timeout.min(ttl / 2).max(Duration::from_millis(500));
+        match tokio::time::timeout(patience, renewal).await {
             Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
                 if overdue {
                     tracing::info!(%lease, "lease renewed again; etcd kept it");
