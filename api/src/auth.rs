@@ -100,6 +100,9 @@ pub(crate) struct Policy {
     pub own_uid: Option<u32>,
     /// Where bearer tokens are looked up.
     pub tokens: fleet_registry::Registry,
+    /// People and namespaces, followed by a watch: checked on every call without an
+    /// etcd round trip.
+    pub people: fleet_registry::PeopleView,
 }
 
 /// The group id of `name` (a number, or a group of `/etc/group`).
@@ -323,7 +326,7 @@ pub(crate) async fn check(policy: Arc<Policy>, mut req: Request, next: Next) -> 
     // other caller keeps the connection's or token's role over the whole cluster.
     let user = match &who {
         Ok((label, _)) => match person(label) {
-            Some(name) => match policy.tokens.get_user(name).await {
+            Some(name) => match policy.people.user(name).await {
                 Ok(record) => record.map(|r| (name.to_string(), r)),
                 Err(e) => {
                     return refuse(
@@ -465,7 +468,7 @@ async fn person_check(
         }
         _ => Namespace::default_ns(),
     };
-    let known = policy.tokens.namespaces().await.map_err(|e| Refusal {
+    let known = policy.people.namespaces().await.map_err(|e| Refusal {
         code: tonic::Code::Unavailable,
         message: format!("cannot read namespaces: {e}"),
     })?;

@@ -286,6 +286,7 @@ pub async fn serve_on(
         allow_plaintext: listeners.auth.allow_plaintext,
         client_chain,
         own_uid: own_uid(),
+        people: fleet_registry::PeopleView::follow(tokens.clone()),
         tokens,
     });
     let routes = crate::v1::routes(svc, policy);

@@ -31,6 +31,7 @@ mod machines;
 pub mod metadata;
 pub mod model;
 pub mod namespaces;
+mod people;
 mod registry;
 pub mod roles;
 mod schedule;
@@ -56,6 +57,7 @@ pub use model::{
     UnitStateRecord, current_state,
 };
 pub use namespaces::{AccessError, NsRole, UserRecord};
+pub use people::PeopleView;
 pub use registry::Registry;
 pub use schedule::SchedulePlan;
 pub use tokens::{TokenInfo, TokenRecord};

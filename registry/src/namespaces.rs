@@ -139,6 +139,18 @@ pub(crate) fn decode_namespaces(keys: &Keys, kvs: &[KeyValue]) -> Vec<(Namespace
     out
 }
 
+/// The people stored in `kvs` (keys under `user/`), in key order; undecodable
+/// records are left out.
+pub(crate) fn decode_users(keys: &Keys, kvs: &[KeyValue]) -> Vec<(String, UserRecord)> {
+    let dir = keys.users();
+    kvs.iter()
+        .filter_map(|kv| {
+            let name = kv.key_str().ok()?.strip_prefix(&dir)?.to_string();
+            Some((name, serde_json::from_slice(kv.value()).ok()?))
+        })
+        .collect()
+}
+
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, RegistryError> {
     serde_json::to_vec(v).map_err(|e| RegistryError::Config(e.to_string()))
 }
@@ -276,16 +288,8 @@ impl Registry {
 
     /// Every person, sorted by name.
     pub async fn list_users(&self) -> Result<Vec<(String, UserRecord)>, RegistryError> {
-        let dir = self.keys.users();
-        let resp = self.get_prefix("list users", dir.clone()).await?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let name = kv.key_str().ok()?.strip_prefix(&dir)?.to_string();
-                Some((name, serde_json::from_slice(kv.value()).ok()?))
-            })
-            .collect())
+        let resp = self.get_prefix("list users", self.keys.users()).await?;
+        Ok(decode_users(&self.keys, resp.kvs()))
     }
 
     /// Adds a person (refused if the name is taken).

@@ -127,3 +127,52 @@ async fn users_and_grants_per_namespace() {
     assert!(reg.remove_user("alice").await.unwrap());
     assert!(reg.get_user("alice").await.unwrap().is_none());
 }
+
+/// The API's followed view of people and namespaces sees a grant, a revoke, a new
+/// namespace and a removed person soon after etcd has them.
+#[tokio::test]
+async fn the_followed_view_tracks_people_and_namespaces() {
+    use std::time::{Duration, Instant};
+    let (_etcd, reg) = setup("/t/people").await;
+    let view = fleet_registry::PeopleView::follow(reg.clone());
+    let a = ns("a");
+    reg.create_namespace(&a, &Selector::default())
+        .await
+        .unwrap();
+    reg.add_user("ann", false).await.unwrap();
+    reg.set_grant("ann", &a, Some(NsRole::Admin)).await.unwrap();
+    // Polls the view (no etcd change is made here) until `ok`, within 5 s.
+    async fn until<F: AsyncFn() -> bool>(what: &str, ok: F) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ok().await {
+            assert!(Instant::now() < deadline, "view never showed {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    until("ann as admin of a", async || {
+        view.user("ann").await.unwrap().and_then(|u| u.role_in(&a)) == Some(NsRole::Admin)
+    })
+    .await;
+    assert!(view.namespaces().await.unwrap().contains(&a));
+    reg.set_grant("ann", &a, None).await.unwrap();
+    until("the revoke", async || {
+        view.user("ann")
+            .await
+            .unwrap()
+            .is_some_and(|u| u.role_in(&a).is_none())
+    })
+    .await;
+    reg.remove_user("ann").await.unwrap();
+    until("ann removed", async || {
+        view.user("ann").await.unwrap().is_none()
+    })
+    .await;
+    let b = ns("b");
+    reg.create_namespace(&b, &Selector::default())
+        .await
+        .unwrap();
+    until("namespace b", async || {
+        view.namespaces().await.unwrap().contains(&b)
+    })
+    .await;
+}
