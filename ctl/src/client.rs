@@ -290,7 +290,8 @@ fn machines_of(listed: Listed<MachineRecord>) -> Listed<Machine> {
     }
 }
 
-/// A watch on `state/` through either driver, yielding the registry's batches.
+/// A watch on unit states (`machine-state/`) through either driver, yielding the
+/// registry's batches.
 pub enum StateWatch {
     Etcd(Box<RegistryWatch>),
     Api(Box<fleet_api::StateWatch>),

@@ -370,7 +370,7 @@ pub async fn wait_for_drain(
 type Records = HashMap<UnitName, BTreeMap<MachineId, UnitStateRecord>>;
 
 /// Reads the current records of the units waited for (only theirs, not every unit's)
-/// and watches `state/` from right after that read, so no change in between is missed.
+/// and watches unit states from right after that read, so no change in between is missed.
 async fn list_and_watch(
     registry: &ClusterRegistry,
     wanted: &BTreeSet<&UnitName>,
