@@ -159,6 +159,13 @@ struct KeepAliveConn {
     stream: etcd_client::LeaseKeepAliveStream,
 }
 
+/// The longest a lease renewal waits for its answer (less if the request timeout is
+/// shorter). Long enough to re-establish a TLS connection after a partition heals
+/// (with 1.5 s, renewals kept timing out and re-opening, and a healed agent took over
+/// 10 s to learn its lease was gone); short enough that a renewal stalled on a frozen
+/// member leaves time to renew on another within the engine's default 5 s lease.
+const RENEWAL_PATIENCE: Duration = Duration::from_secs(3);
+
 async fn renew_loop(
     reg: Registry,
     lease: LeaseId,
@@ -218,10 +225,7 @@ async fn renew_loop(
             c.keeper.keep_alive().await?;
             c.stream.message().await
         };
-        // At most half the TTL: a renewal stalled on a member leaves time to renew on
-        // another before the lease expires.
-        let patience = reg.timeout.min(ttl / 2).max(Duration::from_millis(500));
-        match tokio::time::timeout(patience, renewal).await {
+        match tokio::time::timeout(reg.timeout.min(RENEWAL_PATIENCE), renewal).await {
             Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
                 if overdue {
                     tracing::info!(%lease, "lease renewed again; etcd kept it");
