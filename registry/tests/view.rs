@@ -10,12 +10,22 @@ use fleet_core::TargetState;
 use fleet_registry::{ClusterSnapshot, EngineView, RegistryError, ScheduleEntry, SchedulePlan};
 
 /// Applies changes until the view has reached `revision`, under a deadline.
-async fn catch_up(view: &mut EngineView, revision: i64) {
+/// Applies watched changes until the view has reached `revision` and plans from what
+/// `fresh` holds. Each prefix has a watch of its own and they deliver independently:
+/// one watch past `revision` says nothing of the others, so the test waits for the
+/// content, within a deadline.
+async fn catch_up(view: &mut EngineView, revision: i64, fresh: &ClusterSnapshot) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while view.revision() < revision {
+    while view.revision() < revision || planning_input(&view.snapshot()) != planning_input(fresh) {
         tokio::time::timeout_at(deadline, view.changed(Duration::ZERO))
             .await
-            .expect("the view catches up before the deadline")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the view did not catch up before the deadline:\n{:?}\nfresh:\n{:?}",
+                    planning_input(&view.snapshot()),
+                    planning_input(fresh)
+                )
+            })
             .expect("watches work");
     }
 }
@@ -89,7 +99,7 @@ async fn the_view_follows_changes_like_a_fresh_snapshot() {
     view.record(&plan, written_at);
 
     let fresh = reg.placement_snapshot().await.unwrap();
-    catch_up(&mut view, last_watched).await;
+    catch_up(&mut view, last_watched, &fresh).await;
     let seen = view.snapshot();
     assert_eq!(planning_input(&seen), planning_input(&fresh));
     let units: Vec<_> = seen
