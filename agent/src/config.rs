@@ -650,7 +650,7 @@ mod tests {
         assert_eq!(c.etcd_key_prefix, "/_coreos.com/fleet/");
         assert_eq!(c.agent_ttl, Duration::from_secs(30));
         assert_eq!(c.engine_reconcile_interval, Duration::from_secs(2));
-        assert_eq!(c.etcd_request_timeout, Duration::from_secs(5));
+        assert_eq!(c.etcd_request_timeout, Duration::from_secs(3));
         assert_eq!(c.engine_lease_ttl, Duration::from_secs(5));
         assert!(!c.disable_engine);
     }

@@ -160,10 +160,9 @@ struct KeepAliveConn {
 }
 
 /// The longest a lease renewal waits for its answer (less if the request timeout is
-/// shorter). Long enough to re-establish a TLS connection after a partition heals
-/// (with 1.5 s, renewals kept timing out and re-opening, and a healed agent took over
-/// 10 s to learn its lease was gone); short enough that a renewal stalled on a frozen
-/// member leaves time to renew on another within the engine's default 5 s lease.
+/// shorter): short enough that a renewal stalled on a frozen member leaves time to
+/// renew on another within the engine's default 5 s lease, whatever the request
+/// timeout.
 const RENEWAL_PATIENCE: Duration = Duration::from_secs(3);
 
 async fn renew_loop(

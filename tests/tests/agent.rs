@@ -345,6 +345,10 @@ fn partitioned_machine_ends_with_the_unit_running_exactly_once() {
     wait_until("healed machine listed", Duration::from_secs(10), || {
         machines_listed(&lab).contains_key(&first)
     });
+    eprintln!(
+        "FIGURE partition: healed machine listed again {:.2} s after heal",
+        t0.elapsed().as_secs_f64()
+    );
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }
