@@ -165,6 +165,16 @@ struct KeepAliveConn {
 /// timeout.
 const RENEWAL_PATIENCE: Duration = Duration::from_secs(3);
 
+/// Whether etcd answers that `lease` no longer exists (false when it does not answer).
+async fn lease_gone(reg: &Registry, lease: LeaseId) -> bool {
+    let ttl = reg
+        .call("lease time to live", |mut c| async move {
+            c.client.lease_time_to_live(lease.0, None).await
+        })
+        .await;
+    matches!(ttl, Ok(r) if r.ttl() < 0)
+}
+
 async fn renew_loop(
     reg: Registry,
     lease: LeaseId,
@@ -201,6 +211,13 @@ async fn renew_loop(
             overdue = true;
             overdue_tx.send_replace(true);
             tracing::warn!(%lease, "lease not renewed for a whole TTL (etcd unreachable); it counts as lost only if etcd says so when it answers");
+        }
+        if overdue && lease_gone(&reg, lease).await {
+            // Asked over the calls' connections, which recover from a partition sooner
+            // than a keep-alive stream stalled on a connection the partition killed.
+            tracing::warn!(%lease, "etcd reports the lease gone");
+            fleet_metrics::lease_renewal(false);
+            return;
         }
         if conn.is_none() {
             match reg.open_keep_alive(lease).await {
