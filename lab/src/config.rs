@@ -61,9 +61,29 @@ pub struct ClusterConfig {
     /// runs everything in plaintext without authentication.
     #[serde(default = "default_secure")]
     pub secure: bool,
+    /// Which machines are the control plane: they run the engine and their APIs
+    /// accept writes, so (in a secure lab) their etcd users hold `fleet-engine` and
+    /// `fleet-operator`. The others are workers: `disable_engine=true`, an etcd user
+    /// with only its own machine role, an API that serves reads and points writers
+    /// at a control machine. A count (the first N machines in boot order) or names;
+    /// by default the first [`DEFAULT_CONTROL`] machines (all of a lab of 3 or fewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
     /// Groups of identical machines.
     #[serde(rename = "group")]
     pub groups: Vec<MachineGroup>,
+}
+
+/// Control-plane machines of a lab when the file does not say: enough for the engine
+/// to fail over twice, and every machine of today's 1-3 machine labs.
+pub const DEFAULT_CONTROL: usize = 3;
+
+/// The `control` setting: how many of the first machines, or which ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Control {
+    Count(usize),
+    Names(Vec<String>),
 }
 
 /// Where a lab's etcd members run.
@@ -100,6 +120,8 @@ pub struct MachineGroup {
 pub struct MachineSpec {
     pub name: String,
     pub metadata: BTreeMap<String, String>,
+    /// Whether it is a control-plane machine (engine, write API) or a worker.
+    pub control: bool,
 }
 
 /// Three members: the smallest cluster that survives losing one, so labs (and the tests
@@ -136,6 +158,7 @@ impl ClusterConfig {
             etcd_members: default_etcd_members(),
             etcd: EtcdPlacement::Host,
             secure: default_secure(),
+            control: None,
             groups: vec![MachineGroup {
                 name: "node%d".to_string(),
                 count: machines,
@@ -270,6 +293,37 @@ impl ClusterConfig {
                 machines.len()
             ));
         }
+        match &self.control {
+            Some(Control::Count(0)) => {
+                return invalid(
+                    "control = 0: a lab needs at least one control machine to run the engine"
+                        .to_string(),
+                );
+            }
+            Some(Control::Count(n)) if *n > machines.len() => {
+                return invalid(format!(
+                    "control = {n}: the lab has only {} machines",
+                    machines.len()
+                ));
+            }
+            Some(Control::Names(names)) => {
+                if names.is_empty() {
+                    return invalid(
+                        "control = []: a lab needs at least one control machine to run the engine"
+                            .to_string(),
+                    );
+                }
+                if let Some(unknown) = names
+                    .iter()
+                    .find(|n| !machines.iter().any(|m| &m.name == *n))
+                {
+                    return invalid(format!(
+                        "control names {unknown:?}, which is no machine of the lab"
+                    ));
+                }
+            }
+            _ => {}
+        }
         let mut seen = BTreeSet::new();
         for machine in &machines {
             let ok = machine
@@ -293,17 +347,28 @@ impl ClusterConfig {
         Ok(())
     }
 
-    /// Every machine in boot order, names expanded from the patterns.
+    /// Every machine in boot order, names expanded from the patterns, each marked
+    /// control or worker as `control` says.
     pub fn machines(&self) -> Vec<MachineSpec> {
-        self.groups
+        let mut machines: Vec<MachineSpec> = self
+            .groups
             .iter()
             .flat_map(|group| {
                 (1..=group.count).map(move |i| MachineSpec {
                     name: group.name.replacen("%d", &i.to_string(), 1),
                     metadata: group.metadata.clone(),
+                    control: false,
                 })
             })
-            .collect()
+            .collect();
+        for (i, m) in machines.iter_mut().enumerate() {
+            m.control = match &self.control {
+                None => i < DEFAULT_CONTROL,
+                Some(Control::Count(n)) => i < *n,
+                Some(Control::Names(names)) => names.contains(&m.name),
+            };
+        }
+        machines
     }
 
     /// Extra packages of all groups (the image is one for the lab).
@@ -377,6 +442,42 @@ mod tests {
         assert!(ClusterConfig::parse(base).unwrap().secure);
         let off = format!("secure = false\n{base}");
         assert!(!ClusterConfig::parse(&off).unwrap().secure);
+    }
+
+    /// The first three machines are the control plane unless the file says otherwise;
+    /// a count or names choose them, and a choice naming no machine is refused.
+    #[test]
+    fn control_machines_by_default_count_or_name() {
+        let base = "name = \"x\"\n[[group]]\nname = \"n%d\"\ncount = 5\n";
+        let control = |text: &str| -> Vec<String> {
+            ClusterConfig::parse(text)
+                .unwrap()
+                .machines()
+                .into_iter()
+                .filter(|m| m.control)
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(control(base), ["n1", "n2", "n3"]);
+        assert_eq!(control(&format!("control = 1\n{base}")), ["n1"]);
+        assert_eq!(
+            control(&format!("control = [\"n2\", \"n5\"]\n{base}")),
+            ["n2", "n5"]
+        );
+        let small = ClusterConfig::with_machines("x", 2);
+        assert!(small.machines().iter().all(|m| m.control));
+        let mut one = ClusterConfig::with_machines("x", 2);
+        one.control = Some(Control::Count(1));
+        assert_eq!(ClusterConfig::parse(&one.to_toml()).unwrap(), one);
+        for (setting, want) in [
+            ("control = 0", "at least one control machine"),
+            ("control = 6", "only 5 machines"),
+            ("control = []", "at least one control machine"),
+            ("control = [\"n9\"]", "\"n9\", which is no machine"),
+        ] {
+            let err = ClusterConfig::parse(&format!("{setting}\n{base}")).unwrap_err();
+            assert!(err.contains(want), "{setting}: {err}");
+        }
     }
 
     #[test]

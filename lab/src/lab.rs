@@ -375,6 +375,7 @@ impl Lab {
             cut: false,
             relays: Vec::new(),
             etcd_user: None,
+            control: spec.control,
         };
         self.state.machines.push(machine.clone());
         self.save()?;
@@ -417,6 +418,7 @@ impl Lab {
                 &machine.machine_id,
                 &secret,
                 &self.state.etcd_key_prefix,
+                machine.control,
             )?;
             machine.etcd_user = Some(user);
             self.state.machines[index] = machine.clone();
@@ -1049,6 +1051,12 @@ impl Lab {
             ),
             _ => "api_allow_plaintext=true\n".to_string(),
         };
+        let role = if m.control {
+            ""
+        } else {
+            "# A worker: no engine; its etcd user holds its own machine role only.\n\
+             disable_engine=true\n"
+        };
         Ok(format!(
             "# Written by fleet-lab for machine {} of lab {}.\n\
              etcd_servers={etcd}\n\
@@ -1058,7 +1066,7 @@ impl Lab {
              agent_ttl={}\n\
              engine_lease_ttl={}\n\
              api_listen={}:{API_PORT}\n\
-             {security}",
+             {role}{security}",
             m.name,
             self.name,
             self.state.etcd_key_prefix,

@@ -57,7 +57,7 @@ pub mod secure;
 pub mod state;
 mod sys;
 
-pub use config::{ClusterConfig, EtcdPlacement, MachineGroup, MachineSpec};
+pub use config::{ClusterConfig, Control, EtcdPlacement, MachineGroup, MachineSpec};
 pub use error::{LabError, Result};
 pub use lab::{
     API_PORT, FLEET_DIR_IN_MACHINE, Lab, LabEvent, MemberStatus, SSL_DIR_IN_MACHINE, UpOptions,

@@ -252,33 +252,45 @@ pub fn machine_user(machine_id: &str) -> String {
 }
 
 /// Creates (or updates) machine `machine_id`'s etcd user with `password`, and gives it
-/// its roles.
+/// its roles (`control`: a control-plane machine's).
 pub fn add_machine_user(
     etcd: &EtcdAdmin,
     machine_id: &str,
     password: &str,
     key_prefix: &str,
+    control: bool,
 ) -> Result<String> {
     let user = machine_user(machine_id);
     etcd.put_user(&user, password)?;
-    grant_machine_roles(etcd, machine_id, &user, key_prefix)?;
+    grant_machine_roles(etcd, machine_id, &user, key_prefix, control)?;
     Ok(user)
 }
 
-/// The roles of one machine's etcd user, as `fleetctl etcd-roles --engine-machine ID
-/// --api-machine ID` gives them: its own role (its record and states), and, because
-/// every lab machine runs the engine and serves the write API, `fleet-engine` and
-/// `fleet-operator`. A machine cannot write another machine's states.
+/// The roles of one machine's etcd user, exactly as `fleetctl etcd-roles` gives them:
+/// its own role (its record and states) always; on a control machine, which runs the
+/// engine and whose API writes units, `fleet-engine` and `fleet-operator` too
+/// (`--engine-machine ID --api-machine ID`); a worker (`--machine ID`) holds neither,
+/// and loses them if it had them. A machine cannot write another machine's states.
 pub fn grant_machine_roles(
     etcd: &EtcdAdmin,
     machine_id: &str,
     user: &str,
     key_prefix: &str,
+    control: bool,
 ) -> Result<()> {
     let machine = MachineId::new(machine_id)
         .map_err(|e| LabError::InvalidArgument(format!("machine id {machine_id:?}: {e}")))?;
     etcd.put_role_spec(&roles::machine_role(&fleet_keys(key_prefix)?, &machine))?;
-    for role in roles::machine_user_roles(&machine, true, true) {
+    let want = roles::machine_user_roles(&machine, control, control);
+    for role in [roles::ENGINE, roles::OPERATOR] {
+        if !want.contains(role) {
+            match etcd.etcdctl(&["user", "revoke-role", "--", user, role], None) {
+                Err(LabError::Command { detail, .. }) if detail.contains("not granted") => {}
+                other => other.map(drop)?,
+            }
+        }
+    }
+    for role in want {
         etcd.grant_role(user, &role)?;
     }
     Ok(())

@@ -114,6 +114,14 @@ pub struct MachineState {
     /// Its etcd user (secure labs).
     #[serde(default)]
     pub etcd_user: Option<String>,
+    /// A control-plane machine (runs the engine; its API writes) or a worker (older
+    /// states: every machine was control).
+    #[serde(default = "yes")]
+    pub control: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl LabState {
