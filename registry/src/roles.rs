@@ -353,6 +353,29 @@ impl Registry {
         Ok(changes)
     }
 
+    /// Whether this registry's etcd identity may write units and targets (`unit/`,
+    /// `job/`): false on a worker, whose user holds only its machine role. Asked
+    /// without writing anything: etcd checks the permission of every operation of a
+    /// txn whether or not its comparison holds, and this one's never does. An etcd
+    /// without authentication allows everything.
+    pub async fn may_write_units(&self) -> Result<bool, RegistryError> {
+        let k = &self.keys;
+        let never = Compare::version(k.units(), CompareOp::Less, 0);
+        let probe = |prefix: String| TxnOp::put(format!("{prefix}.write-probe"), "", None);
+        let txn = Txn::new()
+            .when([never])
+            .and_then([probe(k.units()), probe(k.jobs())]);
+        match self
+            .txn("check permission to write units", txn)
+            .await
+            .map_err(|e| e.denied(KeyClass::Units))
+        {
+            Ok(_) => Ok(true),
+            Err(RegistryError::PermissionDenied { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The version of the etcd member that answers.
     pub async fn etcd_version(&self) -> Result<String, RegistryError> {
         Ok(self

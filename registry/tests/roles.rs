@@ -146,6 +146,15 @@ async fn machine_users_write_only_their_own_keys_and_only_engines_schedule() {
         e.to_string(),
         "etcd denied writing the engine election (leader/): this etcd user lacks the role fleet-engine"
     );
+    // It knows it may not write units (a worker's API says so without trying), and
+    // asking wrote nothing.
+    assert!(!ra.may_write_units().await.unwrap());
+    assert!(root.may_write_units().await.unwrap());
+    let mut raw_root = raw_as(&etcd, ROOT, ROOT_PW).await;
+    for key in ["unit/.write-probe", "job/.write-probe"] {
+        let got = raw_root.get(format!("{p}{key}"), None).await.unwrap();
+        assert!(got.kvs().is_empty(), "the check wrote {key}");
+    }
     // Nor destroy units.
     let e = ra.destroy_unit(&name("web.service")).await.unwrap_err();
     assert_eq!(
