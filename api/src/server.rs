@@ -65,6 +65,8 @@ pub struct FleetService {
     pub(crate) ctx: Arc<ApiContext>,
     /// Open journal/status streams, bounded per client and in all.
     streams: Arc<StreamLimits>,
+    /// Set once etcd said this machine's identity may write units (see [`writable`]).
+    may_write: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl FleetService {
@@ -72,6 +74,7 @@ impl FleetService {
         FleetService {
             ctx: Arc::new(ctx),
             streams: Arc::default(),
+            may_write: Arc::default(),
         }
     }
 
@@ -207,6 +210,7 @@ impl Fleet for FleetService {
         req: Request<pb::CreateUnitRequest>,
     ) -> Result<Response<pb::CreateUnitResponse>, Status> {
         confine(&req, [req.get_ref().name.as_str()])?;
+        writable(self).await?;
         let (name, file) = creation(req.get_ref())?;
         let outcome = self
             .ctx
@@ -222,6 +226,7 @@ impl Fleet for FleetService {
         req: Request<pb::CreateUnitsRequest>,
     ) -> Result<Response<pb::CreateUnitsResponse>, Status> {
         confine(&req, req.get_ref().units.iter().map(|u| u.name.as_str()))?;
+        writable(self).await?;
         let units = req
             .get_ref()
             .units
@@ -247,6 +252,7 @@ impl Fleet for FleetService {
         req: Request<pb::ReplaceUnitRequest>,
     ) -> Result<Response<pb::ReplaceUnitResponse>, Status> {
         confine(&req, [req.get_ref().name.as_str()])?;
+        writable(self).await?;
         let req = req.into_inner();
         let name = convert::unit_name(&req.name).map_err(wire_status)?;
         let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
@@ -264,6 +270,7 @@ impl Fleet for FleetService {
         req: Request<pb::SetTargetsRequest>,
     ) -> Result<Response<pb::SetTargetsResponse>, Status> {
         confine(&req, req.get_ref().targets.iter().map(|t| t.name.as_str()))?;
+        writable(self).await?;
         let targets = req
             .into_inner()
             .targets
@@ -300,6 +307,7 @@ impl Fleet for FleetService {
         req: Request<pb::DestroyUnitRequest>,
     ) -> Result<Response<pb::DestroyUnitResponse>, Status> {
         confine(&req, [req.get_ref().name.as_str()])?;
+        writable(self).await?;
         let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
         let existed = self
             .ctx
@@ -314,6 +322,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DrainMachineRequest>,
     ) -> Result<Response<pb::DrainMachineResponse>, Status> {
+        writable(self).await?;
         let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
         let changed = self
             .ctx
@@ -328,6 +337,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DrainMachineRequest>,
     ) -> Result<Response<pb::DrainMachineResponse>, Status> {
+        writable(self).await?;
         let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
         let changed = self
             .ctx
@@ -379,6 +389,7 @@ impl Fleet for FleetService {
         req: Request<pb::DestroyUnitsRequest>,
     ) -> Result<Response<pb::DestroyUnitsResponse>, Status> {
         confine(&req, req.get_ref().names.iter().map(String::as_str))?;
+        writable(self).await?;
         let names = unit_names(&req.get_ref().names)?;
         let existed = self
             .ctx
@@ -646,6 +657,49 @@ impl Fleet for FleetService {
         crate::remote::status(&self.ctx, req.into_inner())
             .await
             .map(|s| Response::new(holding(permit, s)))
+    }
+}
+
+/// Refuses a write on a worker machine, before anything is written: its etcd identity
+/// holds only its machine role (no `fleet-operator`), so etcd would refuse the write
+/// anyway. The caller is told why and where writes go: the control machines (those
+/// running the engine) and their API addresses. A `true` answer is kept for the
+/// process's life; a worker asks again at each write, so a role granted later works
+/// without a restart.
+async fn writable(svc: &FleetService) -> Result<(), Status> {
+    let registry = &svc.ctx.registry;
+    let asked = svc
+        .may_write
+        .get_or_try_init(|| async {
+            match registry.may_write_units().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(None),
+                Err(e) => Err(Some(registry_status(e))),
+            }
+        })
+        .await;
+    match asked {
+        Ok(()) => Ok(()),
+        Err(Some(status)) => Err(status),
+        Err(None) => {
+            let control: Vec<String> = registry
+                .list_machine_records()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| !r.machine.disable_engine && !r.api_addr.is_empty())
+                .map(|r| format!("{} ({})", r.machine.id.short(), r.api_addr))
+                .collect();
+            let go = if control.is_empty() {
+                "use the API of a control machine (one whose etcd user holds fleet-operator)"
+                    .to_string()
+            } else {
+                format!("use the API of a control machine: {}", control.join(", "))
+            };
+            Err(Status::failed_precondition(format!(
+                "this machine is a worker: its etcd identity may not write units, targets or drains; {go}"
+            )))
+        }
     }
 }
 

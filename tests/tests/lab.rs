@@ -334,11 +334,15 @@ fn a_degraded_link_is_slow_until_restored() {
 
 /// A lab is secure by default: etcd and the API refuse clients without a certificate
 /// from the lab's CA, the `env` file's admin identity drives fleetctl through either
-/// driver, keys and fleet.conf are 0600, and no password is on any command line.
+/// driver, keys and fleet.conf are 0600, and no password is on any command line. A
+/// worker machine's etcd identity writes only its own record and states; its API
+/// serves reads and sends writers to a control machine; units still run on it.
 #[test]
 fn the_lab_is_secure_by_default() {
     use std::os::unix::fs::PermissionsExt as _;
-    let lab = boot_registered(&ClusterConfig::with_machines(&unique_name("secure"), 2));
+    let mut config = ClusterConfig::with_machines(&unique_name("secure"), 2);
+    config.control = Some(fleet_lab::Control::Count(1));
+    let lab = boot_registered(&config);
     let security = lab.security().expect("secure by default").clone();
 
     // The env file alone points fleetctl at the lab, through etcd and through the API.
@@ -420,22 +424,31 @@ fn the_lab_is_secure_by_default() {
     }
     assert_eq!(secrets.len(), 4);
 
-    // A machine's etcd identity (its certificate's name) writes its own states, and
-    // etcd refuses it another machine's.
+    // node1 is the control plane; node2 a worker: no engine, and an etcd user with
+    // only its own machine role.
     let (m1, m2) = (&lab.machines()[0], &lab.machines()[1]);
+    assert!(m1.control && !m2.control);
+    let (_, conf1, _) = sh(&lab, &m1.name, "cat /etc/fleet/fleet.conf");
+    let (_, conf2, _) = sh(&lab, &m2.name, "cat /etc/fleet/fleet.conf");
+    assert!(!conf1.contains("disable_engine"), "{conf1}");
+    assert!(conf2.contains("\ndisable_engine=true\n"), "{conf2}");
+
+    // A machine's etcd identity (its certificate's name) writes its own states; etcd
+    // refuses the worker another machine's record and states, the schedule, the
+    // election, units and targets. The control machine may write units.
     let pki = state_dir.join("pki");
-    let put_as_m1 = |key: &str| {
+    let put_as = |m: &fleet_lab::MachineState, key: &str| {
         std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", lab.etcd_url().unwrap()))
             .arg(format!("--cacert={}", security.ca.display()))
             .arg(format!(
                 "--cert={}",
-                pki.join(format!("{}.crt", m1.name)).display()
+                pki.join(format!("{}.crt", m.name)).display()
             ))
             .arg(format!(
                 "--key={}",
-                pki.join(format!("{}.key", m1.name)).display()
+                pki.join(format!("{}.key", m.name)).display()
             ))
             .args([
                 "--dial-timeout=2s",
@@ -448,20 +461,78 @@ fn the_lab_is_secure_by_default() {
             .output()
             .unwrap()
     };
-    let own = put_as_m1(&format!(
-        "/_coreos.com/fleet/machine-state/{}/probe.service",
-        m1.machine_id
-    ));
+    let p = "/_coreos.com/fleet";
+    let (id1, id2) = (&m1.machine_id, &m2.machine_id);
+    let own = put_as(m2, &format!("{p}/machine-state/{id2}/probe.service"));
     assert!(own.status.success(), "{own:?}");
-    let other = put_as_m1(&format!(
-        "/_coreos.com/fleet/machine-state/{}/probe.service",
-        m2.machine_id
-    ));
-    assert!(!other.status.success(), "a machine wrote another's states");
+    for key in [
+        format!("{p}/machine/{id1}"),
+        format!("{p}/machine-state/{id1}/probe.service"),
+        format!("{p}/schedule/{id2}/probe.service"),
+        format!("{p}/unplaced/probe.service"),
+        format!("{p}/leader/probe"),
+        format!("{p}/unit/probe.service"),
+        format!("{p}/job/probe.service/target"),
+    ] {
+        let out = put_as(m2, &key);
+        assert!(!out.status.success(), "the worker wrote {key}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+            "{key}: {out:?}"
+        );
+    }
+    let control = put_as(m1, &format!("{p}/unit/probe-control"));
+    assert!(control.status.success(), "{control:?}");
+    let out = put_as(m1, &format!("{p}/machine-state/{id2}/probe.service"));
+    assert!(!out.status.success(), "node1 wrote node2's states");
+
+    // The worker's API serves reads, and refuses writes in one line saying where to
+    // go, without writing anything.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("probe.service"),
+        format!("[Service]\nExecStart=/bin/sleep 100000\n[X-Fleet]\nMachineID={id2}\n"),
+    )
+    .unwrap();
+    let worker_api = Fleetctl::api(&lab, &m2.name, dir.path());
+    let control_api = Fleetctl::api(&lab, &m1.name, dir.path());
+    assert_eq!(worker_api.machines().len(), 2);
+    let (code, out, err) = worker_api.run(&["start", "probe.service"]);
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        String::from_utf8_lossy(&other.stderr).contains("permission denied"),
-        "{other:?}"
+        err.contains("this machine is a worker")
+            && err.contains(&format!("https://{}:", m1.ip))
+            && !err.contains(&format!("https://{}:", m2.ip)),
+        "{err}"
     );
+    assert!(control_api.unit_files().is_empty());
+
+    // Units are still scheduled onto the worker and run there.
+    control_api.ok(&["start", "probe.service"]);
+    wait_until(
+        "probe.service running on the worker",
+        std::time::Duration::from_secs(60),
+        || {
+            control_api
+                .active()
+                .iter()
+                .any(|r| r.unit == "probe.service" && &r.machine == id2 && r.sub == "running")
+        },
+    );
+    assert_eq!(
+        systemctl(&lab, &m2.name, "is-active probe.service").trim(),
+        "active"
+    );
+    assert_eq!(worker_api.active().len(), 1);
+
+    // Neither fleetd was ever refused by etcd: the worker never tries what its
+    // identity may not do.
+    for m in [m1, m2] {
+        let (_, log, _) = sh(&lab, &m.name, "journalctl -u fleet.service --no-pager");
+        assert!(!log.contains("etcd denied"), "{}: {log}", m.name);
+        assert!(!log.contains("permission denied"), "{}: {log}", m.name);
+    }
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
