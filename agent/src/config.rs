@@ -61,6 +61,13 @@ pub struct Config {
     /// Serve plaintext TCP on non-loopback `api_listen` addresses (refused otherwise):
     /// every client is then admin, and fleetd warns.
     pub api_allow_plaintext: bool,
+    /// A separate etcd user for the API (`api_etcd_username`, `api_etcd_password`):
+    /// the API writes units, targets and drains with it, so the agent's and engine's
+    /// identity (`etcd_username`) never needs `fleet-operator`. Unset: the API uses
+    /// the machine's identity. TLS files are the `etcd_*` ones.
+    pub api_etcd_username: Option<String>,
+    /// Never printed: its `Debug` is `***`.
+    pub api_etcd_password: Option<fleet_registry::Secret>,
 }
 
 impl Default for Config {
@@ -96,6 +103,8 @@ impl Default for Config {
             api_tls_client_ca: None,
             api_operator_group: None,
             api_allow_plaintext: false,
+            api_etcd_username: None,
+            api_etcd_password: None,
         }
     }
 }
@@ -314,6 +323,14 @@ const OPTIONS: &[OptionSpec] = &[
     }),
     set("api_operator_group", |c, v| {
         c.api_operator_group = opt(v.trim());
+        Ok(())
+    }),
+    set("api_etcd_username", |c, v| {
+        c.api_etcd_username = opt(v);
+        Ok(())
+    }),
+    set("api_etcd_password", |c, v| {
+        c.api_etcd_password = opt(v).map(fleet_registry::Secret::from);
         Ok(())
     }),
     flag("api_allow_plaintext", |c, v| {
@@ -664,6 +681,19 @@ mod tests {
         assert_eq!(c.agent_ttl, Duration::from_secs(3));
         assert_eq!(c.public_ip, Some("10.0.0.5".parse().unwrap()));
         assert!(c.disable_engine);
+        assert_eq!(c.api_etcd_username, None);
+        let c = load(
+            "api_etcd_username=fleet-api-x\napi_etcd_password=s3cret\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.api_etcd_username.as_deref(), Some("fleet-api-x"));
+        assert_eq!(
+            c.api_etcd_password.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
         let c = load(
             "api_listen=0.0.0.0:49153, 127.0.0.1:49154\napi_socket=\n",
             &[],

@@ -34,6 +34,13 @@ pub enum ServerError {
         endpoints: String,
         refusal: fleet_registry::AuthRefusal,
     },
+    /// etcd refused the API's own identity.
+    #[error("etcd at {endpoints}: {}{}", .refusal.why,
+        if .refusal.credentials { " (fleet.conf's api_etcd_username and api_etcd_password)" } else { "" })]
+    ApiEtcdAuth {
+        endpoints: String,
+        refusal: fleet_registry::AuthRefusal,
+    },
     #[error("agent: {0}")]
     Agent(#[from] AgentError),
     #[error("engine: {0}")]
@@ -52,6 +59,9 @@ pub struct Setup {
     /// The machine as published (metadata is refreshed from each reloaded config).
     pub machine: Machine,
     pub registry: Registry,
+    /// What the API reads and writes with: `registry`, or a connection of its own as
+    /// `api_etcd_username`.
+    pub api_registry: Registry,
 }
 
 impl Setup {
@@ -87,7 +97,33 @@ impl Setup {
         {
             return Err(auth(e));
         }
-        Ok(Setup { machine, registry })
+        let api_registry = match &config.api_etcd_username {
+            None => registry.clone(),
+            Some(user) => {
+                let api_auth = |e: RegistryError| match fleet_registry::auth_refusal(&e) {
+                    Some(refusal) => ServerError::ApiEtcdAuth {
+                        endpoints: config.etcd_servers.join(","),
+                        refusal,
+                    },
+                    None => ServerError::Registry(e),
+                };
+                let mut api_config = registry_config(config);
+                api_config.username = Some(user.clone());
+                api_config.password = config.api_etcd_password.clone();
+                let api = Registry::connect(api_config).await.map_err(api_auth)?;
+                if let Err(e) = api.list_machines().await
+                    && fleet_registry::auth_refusal(&e).is_some()
+                {
+                    return Err(api_auth(e));
+                }
+                api
+            }
+        };
+        Ok(Setup {
+            machine,
+            registry,
+            api_registry,
+        })
     }
 }
 
@@ -104,6 +140,14 @@ pub fn reload_refusal(old: &Config, new: &Config) -> Option<String> {
     check("etcd_servers", old.etcd_servers != new.etcd_servers);
     check("etcd_username", old.etcd_username != new.etcd_username);
     check("etcd_password", old.etcd_password != new.etcd_password);
+    check(
+        "api_etcd_username",
+        old.api_etcd_username != new.api_etcd_username,
+    );
+    check(
+        "api_etcd_password",
+        old.api_etcd_password != new.api_etcd_password,
+    );
     check("etcd_keyfile", old.etcd_keyfile != new.etcd_keyfile);
     check("etcd_certfile", old.etcd_certfile != new.etcd_certfile);
     check("etcd_cafile", old.etcd_cafile != new.etcd_cafile);
@@ -275,7 +319,8 @@ impl Api {
         };
         let listeners = fleet_api::Listeners::open(&listen)?;
         let addr = listeners.api_addr(setup.machine.public_ip);
-        let mut ctx = fleet_api::ApiContext::new(setup.registry.clone(), setup.machine.id.clone());
+        let mut ctx =
+            fleet_api::ApiContext::new(setup.api_registry.clone(), setup.machine.id.clone());
         let (registered, registered_rx) = tokio::sync::watch::channel(false);
         ctx.registered = Some(registered_rx);
         ctx.commands.user = config.systemd_user;

@@ -506,6 +506,11 @@ pub struct EtcdRolesArgs {
     /// A machine that serves the API (also gets the fleet-operator role); repeat.
     #[arg(long = "api-machine", value_name = "ID")]
     pub api_machine: Vec<String>,
+    /// Give each --api-machine's API its own etcd user, fleet-api-<ID>, holding
+    /// fleet-operator (fleet.conf's api_etcd_username), instead of granting
+    /// fleet-operator to the machine's user.
+    #[arg(long = "api-identity")]
+    pub api_identity: bool,
     /// A person's etcd user with the fleet-operator role; repeat.
     #[arg(long, value_name = "NAME")]
     pub operator: Vec<String>,

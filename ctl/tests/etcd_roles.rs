@@ -152,4 +152,50 @@ fn setup_is_idempotent_and_each_user_gets_its_role_only() {
         text(&third.stdout),
         "user fleet-machine-m2: revoked role fleet-engine\nuser fleet-machine-m2: revoked role fleet-operator\n"
     );
+
+    // A control machine whose API has its own identity: the machine's user gets the
+    // engine role only, the API's user the operator role; again, nothing changes.
+    let control = [
+        "etcd-roles",
+        "--password-dir=pw",
+        "--engine-machine=m2",
+        "--api-machine=m2",
+        "--api-identity",
+    ];
+    let fourth = fleetctl(&etcd, d, Some("root"), &control);
+    assert!(fourth.status.success(), "{}", text(&fourth.stderr));
+    let out = text(&fourth.stdout);
+    assert!(out.contains("user fleet-api-m2: created"), "{out}");
+    assert!(
+        out.contains("user fleet-api-m2: granted role fleet-operator"),
+        "{out}"
+    );
+    assert!(
+        out.contains("user fleet-machine-m2: granted role fleet-engine"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("fleet-machine-m2: granted role fleet-operator"),
+        "{out}"
+    );
+    let again = fleetctl(&etcd, d, Some("root"), &control);
+    assert_eq!(text(&again.stdout), "etcd roles and users are up to date\n");
+    let no = fleetctl(
+        &etcd,
+        d,
+        Some("fleet-machine-m2"),
+        &["destroy", "hello.service"],
+    );
+    assert_eq!(
+        no.status.code(),
+        Some(1),
+        "the engine's identity destroyed a unit"
+    );
+    let ok = fleetctl(
+        &etcd,
+        d,
+        Some("fleet-api-m2"),
+        &["destroy", "hello.service"],
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
 }

@@ -375,6 +375,7 @@ impl Lab {
             cut: false,
             relays: Vec::new(),
             etcd_user: None,
+            api_etcd_user: None,
             control: spec.control,
         };
         self.state.machines.push(machine.clone());
@@ -412,22 +413,25 @@ impl Lab {
                 dns: vec![machine.name.clone()],
             })?;
             let secret = certs::new_password()?;
+            let api_secret = certs::new_password()?;
             let etcd = EtcdAdmin::from_state(self.etcd_url().unwrap_or_default(), security)?;
-            let user = secure::add_machine_user(
+            let (user, api_user) = secure::add_machine_user(
                 &etcd,
                 &machine.machine_id,
                 &secret,
+                &api_secret,
                 &self.state.etcd_key_prefix,
                 machine.control,
             )?;
             machine.etcd_user = Some(user);
+            machine.api_etcd_user = api_user;
             self.state.machines[index] = machine.clone();
             self.save()?;
-            password = Some(secret);
+            password = Some((secret, api_secret));
         }
         certs::write_file(
             &dir.join("fleet.conf"),
-            &self.fleet_conf(&machine, password.as_deref())?,
+            &self.fleet_conf(&machine, password.as_ref())?,
             0o600,
         )?;
         write("fleet.service", FLEET_SERVICE.to_string())?;
@@ -1024,10 +1028,11 @@ impl Lab {
 
     /// fleet.conf of one machine: its etcd, identity, and the fleet API on
     /// `<ip>:`[`API_PORT`]. In a secure lab etcd is reached over TLS with the machine's
-    /// certificate and etcd user (`password`), and the API serves mutual TLS with the
+    /// certificate and etcd user (`password`: the machine's, and its API's own user's on
+    /// a control machine), and the API serves mutual TLS with the
     /// same certificate; an insecure lab serves plain HTTP/2 on its private bridge, so
     /// it opts in with `api_allow_plaintext`.
-    fn fleet_conf(&self, m: &MachineState, password: Option<&str>) -> Result<String> {
+    fn fleet_conf(&self, m: &MachineState, password: Option<&(String, String)>) -> Result<String> {
         let etcd = self
             .etcd_bridge_url()
             .ok_or_else(|| LabError::NotRunning(self.name.to_string()))?;
@@ -1037,8 +1042,15 @@ impl Lab {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
+        let api_identity = match (&m.api_etcd_user, password) {
+            (Some(user), Some((_, password))) => format!(
+                "api_etcd_username={user}\n\
+                 api_etcd_password={password}\n"
+            ),
+            _ => String::new(),
+        };
         let security = match (&m.etcd_user, password) {
-            (Some(user), Some(password)) => format!(
+            (Some(user), Some((password, _))) => format!(
                 "etcd_cafile={ssl}/ca.crt\n\
                  etcd_certfile={ssl}/machine.crt\n\
                  etcd_keyfile={ssl}/machine.key\n\
@@ -1046,7 +1058,8 @@ impl Lab {
                  etcd_password={password}\n\
                  api_tls_cert={ssl}/machine.crt\n\
                  api_tls_key={ssl}/machine.key\n\
-                 api_tls_client_ca={ssl}/ca.crt\n",
+                 api_tls_client_ca={ssl}/ca.crt\n\
+                 {api_identity}",
                 ssl = SSL_DIR_IN_MACHINE
             ),
             _ => "api_allow_plaintext=true\n".to_string(),

@@ -252,25 +252,35 @@ pub fn machine_user(machine_id: &str) -> String {
 }
 
 /// Creates (or updates) machine `machine_id`'s etcd user with `password`, and gives it
-/// its roles (`control`: a control-plane machine's).
+/// its roles; on a control machine (`control`) also its API's own user with
+/// `api_password`. Returns the users' names (the API's `None` on a worker).
 pub fn add_machine_user(
     etcd: &EtcdAdmin,
     machine_id: &str,
     password: &str,
+    api_password: &str,
     key_prefix: &str,
     control: bool,
-) -> Result<String> {
+) -> Result<(String, Option<String>)> {
     let user = machine_user(machine_id);
     etcd.put_user(&user, password)?;
     grant_machine_roles(etcd, machine_id, &user, key_prefix, control)?;
-    Ok(user)
+    if !control {
+        return Ok((user, None));
+    }
+    let api = roles::api_user(&parse_machine_id(machine_id)?);
+    etcd.put_user(&api, api_password)?;
+    etcd.grant_role(&api, roles::OPERATOR)?;
+    Ok((user, Some(api)))
 }
 
-/// The roles of one machine's etcd user, exactly as `fleetctl etcd-roles` gives them:
-/// its own role (its record and states) always; on a control machine, which runs the
-/// engine and whose API writes units, `fleet-engine` and `fleet-operator` too
-/// (`--engine-machine ID --api-machine ID`); a worker (`--machine ID`) holds neither,
-/// and loses them if it had them. A machine cannot write another machine's states.
+/// The roles of one machine's etcd user, exactly as `fleetctl etcd-roles
+/// --api-identity` gives them: its own role (its record and states) always; on a
+/// control machine, which runs the engine, `fleet-engine` too (`--engine-machine ID`);
+/// a worker (`--machine ID`) holds neither `fleet-engine` nor `fleet-operator`, and
+/// loses them if it had them. `fleet-operator` belongs to the control machine's API
+/// user (`fleet-api-<id>`), never to the machine's. A machine cannot write another
+/// machine's states.
 pub fn grant_machine_roles(
     etcd: &EtcdAdmin,
     machine_id: &str,
@@ -278,10 +288,9 @@ pub fn grant_machine_roles(
     key_prefix: &str,
     control: bool,
 ) -> Result<()> {
-    let machine = MachineId::new(machine_id)
-        .map_err(|e| LabError::InvalidArgument(format!("machine id {machine_id:?}: {e}")))?;
+    let machine = parse_machine_id(machine_id)?;
     etcd.put_role_spec(&roles::machine_role(&fleet_keys(key_prefix)?, &machine))?;
-    let want = roles::machine_user_roles(&machine, control, control);
+    let want = roles::machine_user_roles(&machine, control, false);
     for role in [roles::ENGINE, roles::OPERATOR] {
         if !want.contains(role) {
             match etcd.etcdctl(&["user", "revoke-role", "--", user, role], None) {
@@ -294,6 +303,11 @@ pub fn grant_machine_roles(
         etcd.grant_role(user, &role)?;
     }
     Ok(())
+}
+
+fn parse_machine_id(machine_id: &str) -> Result<MachineId> {
+    MachineId::new(machine_id)
+        .map_err(|e| LabError::InvalidArgument(format!("machine id {machine_id:?}: {e}")))
 }
 
 /// fleet's key layout under `key_prefix`.

@@ -114,6 +114,9 @@ pub struct MachineState {
     /// Its etcd user (secure labs).
     #[serde(default)]
     pub etcd_user: Option<String>,
+    /// Its API's own etcd user (control machines of secure labs).
+    #[serde(default)]
+    pub api_etcd_user: Option<String>,
     /// A control-plane machine (runs the engine; its API writes) or a worker (older
     /// states: every machine was control).
     #[serde(default = "yes")]

@@ -6,13 +6,16 @@
 //! |---|---|---|
 //! | `fleet-machine-<id>` (one per machine) | `machine/<id>`, `machine-state/<id>/` | everything under the prefix |
 //! | `fleet-engine` (machines allowed to lead) | `schedule/`, `unplaced/`, `leader/` | everything |
-//! | `fleet-operator` (people, and machines serving the API) | `unit/`, `job/`, `drain/`, `token/`, `machine/` (for metadata) | everything |
+//! | `fleet-operator` (people, and machines' APIs: `fleet-api-<id>` or the machine's user) | `unit/`, `job/`, `drain/`, `token/`, `machine/` (for metadata) | everything |
 //! | `fleet-viewer` | nothing | everything |
 //!
 //! A machine's etcd user is `fleet-machine-<id>`, holding its own role, plus
-//! `fleet-engine` when it may run the engine and `fleet-operator` when it serves the
-//! API (the API writes units and targets on behalf of its callers with the serving
-//! machine's etcd identity, after its own role check). etcd grants by key range, and
+//! `fleet-engine` when it may run the engine (a control-plane machine) and
+//! `fleet-operator` when it serves the write API (the API writes units and targets on
+//! behalf of its callers with the serving machine's etcd identity, after its own role
+//! check) — or, better, the API has its own user `fleet-api-<id>` holding
+//! `fleet-operator`, and the machine's user never does. A worker holds its own role
+//! only. etcd grants by key range, and
 //! `machine/<id>/metadata/` cannot be granted to operators without also granting
 //! `machine/`: an operator can forge a machine record, as it can already run any
 //! unit on every machine.
@@ -39,6 +42,13 @@ pub const ROOT: &str = "root";
 /// A machine's etcd user and its own role: the same name.
 pub fn machine_user(m: &MachineId) -> String {
     format!("fleet-machine-{m}")
+}
+
+/// The etcd user of machine `m`'s API when it has its own (fleet.conf's
+/// `api_etcd_username`): it holds `fleet-operator` only, so the machine's own user
+/// (agent and engine) needs no operator rights.
+pub fn api_user(m: &MachineId) -> String {
+    format!("fleet-api-{m}")
 }
 
 /// A new random password (32 hex digits, 128 bits) for a user fleet creates.

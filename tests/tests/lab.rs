@@ -407,7 +407,10 @@ fn the_lab_is_secure_by_default() {
         let text = std::fs::read_to_string(&conf).unwrap();
         secrets.extend(
             text.lines()
-                .filter_map(|l| l.strip_prefix("etcd_password="))
+                .filter_map(|l| {
+                    l.strip_prefix("etcd_password=")
+                        .or_else(|| l.strip_prefix("api_etcd_password="))
+                })
                 .map(str::to_string),
         );
         assert!(text.contains("api_tls_client_ca="), "{text}");
@@ -422,7 +425,8 @@ fn the_lab_is_secure_by_default() {
         let mode = std::fs::metadata(path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{}", path.display());
     }
-    assert_eq!(secrets.len(), 4);
+    // Root's, the admin's, each machine's, and the control machine's API's.
+    assert_eq!(secrets.len(), 5);
 
     // node1 is the control plane; node2 a worker: no engine, and an etcd user with
     // only its own machine role.
@@ -432,12 +436,17 @@ fn the_lab_is_secure_by_default() {
     let (_, conf2, _) = sh(&lab, &m2.name, "cat /etc/fleet/fleet.conf");
     assert!(!conf1.contains("disable_engine"), "{conf1}");
     assert!(conf2.contains("\ndisable_engine=true\n"), "{conf2}");
+    // Only the control machine's API has an etcd identity of its own.
+    let api_user = format!("api_etcd_username=fleet-api-{}\n", m1.machine_id);
+    assert!(conf1.contains(&api_user), "{conf1}");
+    assert!(!conf2.contains("api_etcd_username"), "{conf2}");
 
     // A machine's etcd identity (its certificate's name) writes its own states; etcd
     // refuses the worker another machine's record and states, the schedule, the
-    // election, units and targets. The control machine may write units.
+    // election, units and targets. The control machine's identity (its agent and
+    // engine) writes the schedule but not units: those are its API's.
     let pki = state_dir.join("pki");
-    let put_as = |m: &fleet_lab::MachineState, key: &str| {
+    let etcd_as = |m: &fleet_lab::MachineState, args: &[&str]| {
         std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", lab.etcd_url().unwrap()))
@@ -450,17 +459,12 @@ fn the_lab_is_secure_by_default() {
                 "--key={}",
                 pki.join(format!("{}.key", m.name)).display()
             ))
-            .args([
-                "--dial-timeout=2s",
-                "--command-timeout=4s",
-                "put",
-                "--",
-                key,
-                "{}",
-            ])
+            .args(["--dial-timeout=2s", "--command-timeout=4s"])
+            .args(args)
             .output()
             .unwrap()
     };
+    let put_as = |m: &fleet_lab::MachineState, key: &str| etcd_as(m, &["put", "--", key, "{}"]);
     let p = "/_coreos.com/fleet";
     let (id1, id2) = (&m1.machine_id, &m2.machine_id);
     let own = put_as(m2, &format!("{p}/machine-state/{id2}/probe.service"));
@@ -481,8 +485,12 @@ fn the_lab_is_secure_by_default() {
             "{key}: {out:?}"
         );
     }
-    let control = put_as(m1, &format!("{p}/unit/probe-control"));
-    assert!(control.status.success(), "{control:?}");
+    let engine = put_as(m1, &format!("{p}/unplaced/probe-control.service"));
+    assert!(engine.status.success(), "{engine:?}");
+    let key = format!("{p}/unplaced/probe-control.service");
+    assert!(etcd_as(m1, &["del", "--", &key]).status.success());
+    let out = put_as(m1, &format!("{p}/unit/probe-control"));
+    assert!(!out.status.success(), "node1's agent identity wrote a unit");
     let out = put_as(m1, &format!("{p}/machine-state/{id2}/probe.service"));
     assert!(!out.status.success(), "node1 wrote node2's states");
 

@@ -186,6 +186,8 @@ enum User {
         engine: bool,
         api: bool,
     },
+    /// A machine's API's own user (`--api-identity`).
+    Api(MachineId),
     Operator(String),
     Viewer(String),
 }
@@ -194,13 +196,14 @@ impl User {
     fn name(&self) -> String {
         match self {
             User::Machine { id, .. } => roles::machine_user(id),
+            User::Api(id) => roles::api_user(id),
             User::Operator(n) | User::Viewer(n) => n.clone(),
         }
     }
     fn roles(&self) -> BTreeSet<String> {
         match self {
             User::Machine { id, engine, api } => roles::machine_user_roles(id, *engine, *api),
-            User::Operator(_) => BTreeSet::from([roles::OPERATOR.to_string()]),
+            User::Api(_) | User::Operator(_) => BTreeSet::from([roles::OPERATOR.to_string()]),
             User::Viewer(_) => BTreeSet::from([roles::VIEWER.to_string()]),
         }
     }
@@ -227,10 +230,14 @@ impl Plan {
         for m in &args.api_machine {
             machines.entry(id(m)?).or_default().1 = true;
         }
-        let mut users: BTreeSet<User> = machines
-            .into_iter()
-            .map(|(id, (engine, api))| User::Machine { id, engine, api })
-            .collect();
+        let mut users = BTreeSet::new();
+        for (id, (engine, api)) in machines {
+            if api && args.api_identity {
+                users.insert(User::Api(id.clone()));
+            }
+            let api = api && !args.api_identity;
+            users.insert(User::Machine { id, engine, api });
+        }
         let person = |n: &String| {
             let ok = !n.is_empty()
                 && n.len() <= 64
