@@ -506,6 +506,7 @@ fn the_lab_is_secure_by_default() {
     let control_api = Fleetctl::api(&lab, &m1.name, dir.path());
     assert_eq!(worker_api.machines().len(), 2);
     let (code, out, err) = worker_api.run(&["start", "probe.service"]);
+    eprintln!("the worker's API refused a start: {}", err.trim());
     assert_ne!(code, 0, "{out}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
