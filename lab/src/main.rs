@@ -411,17 +411,19 @@ fn status(cli: &Cli) -> Result<i32> {
             lab.etcd_url().unwrap_or("-")
         );
         outln!(
-            "  {:<12} {:<15} {:<32} {:<9} NETWORK",
+            "  {:<12} {:<15} {:<32} {:<9} {:<7} ROLE",
             "MACHINE",
             "IP",
             "MACHINE-ID",
-            "SYSTEMD"
+            "SYSTEMD",
+            "NETWORK"
         );
         for m in lab.machines() {
             let systemd = lab.system_state_of(&m.name)?;
             let network = if m.cut { "cut" } else { "ok" };
+            let role = if m.control { "control" } else { "worker" };
             outln!(
-                "  {:<12} {:<15} {:<32} {systemd:<9} {network}",
+                "  {:<12} {:<15} {:<32} {systemd:<9} {network:<7} {role}",
                 m.name,
                 m.ip,
                 m.machine_id

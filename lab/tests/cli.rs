@@ -169,6 +169,8 @@ fn cli_up_status_kill_down() {
     let (code, out, _) = fleet_lab(dir.path(), &["status"]);
     assert_eq!(code, 0);
     assert_eq!(out.matches("running").count(), 2, "{out}");
+    // A lab of two is all control plane.
+    assert_eq!(out.matches(" control\n").count(), 2, "{out}");
     let (code, out, _) = fleet_lab(dir.path(), &["exec", "node1", "--", "hostname"]);
     assert_eq!((code, out.trim()), (0, "node1"));
     let (code, _, _) = fleet_lab(dir.path(), &["kill", "node2"]);
