@@ -1,5 +1,7 @@
 //! `fleetctl etcd-roles`: creates or updates the etcd roles and users of a cluster
-//! (see `fleet_registry::roles`), a machine's user when a machine is added, and moves
+//! (see `fleet_registry::roles`): control-plane machines (`--engine-machine`,
+//! `--api-machine`, with `--api-identity` their APIs' own users), workers
+//! (`--machine` only), people; a machine's user when a machine is added; and moves
 //! states left in the old key layout. Talks to etcd directly with the etcd driver's
 //! flags (an etcd root user once authentication is on). Idempotent: a second run
 //! changes nothing and says so. Passwords are never printed: each user's password is
