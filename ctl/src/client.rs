@@ -79,7 +79,13 @@ pub trait Cluster: Send + Sync {
     fn get_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, Option<UnitRecord>>;
     /// Many units in few round trips, in the order asked; `None` for missing ones.
     fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>>;
-    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>>;
+    /// Creates the units not yet in the registry, each with its first desired state
+    /// `target` written with it (one write for `start` of a new unit, not two).
+    fn create_units<'a>(
+        &'a self,
+        units: &'a [(UnitName, UnitFile)],
+        target: TargetState,
+    ) -> Op<'a, Vec<CreateOutcome>>;
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()>;
     fn set_targets<'a>(
         &'a self,
@@ -142,8 +148,16 @@ impl Cluster for Registry {
     fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>> {
         logged(self, "GetUnits", Registry::get_units(self, names))
     }
-    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>> {
-        logged(self, "CreateUnits", Registry::create_units(self, units))
+    fn create_units<'a>(
+        &'a self,
+        units: &'a [(UnitName, UnitFile)],
+        target: TargetState,
+    ) -> Op<'a, Vec<CreateOutcome>> {
+        logged(
+            self,
+            "CreateUnits",
+            Registry::create_units_with_target(self, units, target),
+        )
     }
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
         logged(
@@ -235,8 +249,27 @@ impl Cluster for ApiClient {
     fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>> {
         Box::pin(async move { Ok(ApiClient::get_units(self, names).await?) })
     }
-    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>> {
-        Box::pin(async move { Ok(ApiClient::create_units(self, units).await?) })
+    fn create_units<'a>(
+        &'a self,
+        units: &'a [(UnitName, UnitFile)],
+        target: TargetState,
+    ) -> Op<'a, Vec<CreateOutcome>> {
+        Box::pin(async move {
+            // The API creates units `inactive`: the target of those created follows.
+            let outcomes = ApiClient::create_units(self, units).await?;
+            if target != TargetState::Inactive {
+                let created: Vec<(UnitName, TargetState)> = units
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| matches!(o, CreateOutcome::Created))
+                    .map(|((n, _), _)| (n.clone(), target))
+                    .collect();
+                if !created.is_empty() {
+                    ApiClient::set_targets(self, &created).await?;
+                }
+            }
+            Ok(outcomes)
+        })
     }
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
         Box::pin(async move { Ok(ApiClient::replace_unit(self, name, file).await?) })

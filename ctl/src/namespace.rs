@@ -156,7 +156,11 @@ impl Cluster for Namespaced {
                 .collect())
         })
     }
-    fn create_units<'a>(&'a self, units: &'a [(UnitName, UnitFile)]) -> Op<'a, Vec<CreateOutcome>> {
+    fn create_units<'a>(
+        &'a self,
+        units: &'a [(UnitName, UnitFile)],
+        target: TargetState,
+    ) -> Op<'a, Vec<CreateOutcome>> {
         Box::pin(async move {
             let names: Vec<UnitName> = units.iter().map(|(n, _)| n.clone()).collect();
             let q = self.qualify_all(&names).await?;
@@ -164,7 +168,7 @@ impl Cluster for Namespaced {
                 .into_iter()
                 .zip(units.iter().map(|(_, f)| f.clone()))
                 .collect();
-            self.inner.create_units(&units).await
+            self.inner.create_units(&units, target).await
         })
     }
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {

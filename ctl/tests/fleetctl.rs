@@ -670,3 +670,41 @@ fn debug_shows_etcd_driver_requests() {
     let out = c.run(&["list-units"]);
     assert!(!text(&out.stderr).contains("etcd Snapshot"));
 }
+
+/// `start` of a unit not yet submitted writes it with its `launched` target in one
+/// request (no second target write); a unit already submitted gets its target written.
+#[test]
+fn start_of_a_new_unit_writes_its_target_once() {
+    let c = Cluster::new();
+    c.write("hello.service", HELLO);
+    c.write(
+        "goodbye.service",
+        HELLO.replace("Hello", "Goodbye").as_str(),
+    );
+    let out = c.run(&["--debug", "start", "--no-block", "hello.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "Unit hello.service inactive\nTriggered unit hello.service start\n"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("etcd CreateUnits "), "{err}");
+    assert!(!err.contains("etcd SetTargets "), "{err}");
+    assert_eq!(
+        c.unit_files("unit,dstate"),
+        vec![vec!["hello.service", "launched"]]
+    );
+
+    c.ok(&["submit", "goodbye.service"]);
+    let out = c.run(&["--debug", "start", "--no-block", "goodbye.service"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Triggered unit goodbye.service start\n");
+    assert!(text(&out.stderr).contains("etcd SetTargets "));
+    assert_eq!(
+        c.unit_files("unit,dstate"),
+        vec![
+            vec!["goodbye.service", "launched"],
+            vec!["hello.service", "launched"]
+        ]
+    );
+}

@@ -15,7 +15,7 @@ use crate::decode;
 use crate::error::RegistryError;
 use crate::lease::{LeaseId, LeaseKeepAlive};
 use crate::model::{ScheduleEntry, UnitRecord, UnitStateRecord};
-use crate::registry::{Registry, revision};
+use crate::registry::Registry;
 use crate::roles::KeyClass;
 use crate::watch::RegistryWatch;
 
@@ -156,7 +156,7 @@ impl AgentRegistry {
         for s in &skipped {
             tracing::warn!(key = %s.key, "{s}");
         }
-        Ok((revision(resp.header()), entries))
+        Ok((resp.revision, entries))
     }
 
     /// Watches `schedule/<me>/` (and nothing else) from `from_revision`.

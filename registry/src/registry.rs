@@ -4,12 +4,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{GetOptions, GetResponse, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use etcd_client::{GetResponse, Txn, TxnOpResponse, TxnResponse};
 
 use crate::config::RegistryConfig;
 use crate::endpoints::{Conn, Pool};
 use crate::error::RegistryError;
 use crate::keys::Keys;
+use crate::paged::{PAGE, Range};
 
 /// Chunked txns of one operation sent at once, at most.
 pub(crate) const PIPELINE: usize = 8;
@@ -114,33 +115,23 @@ impl Registry {
             .await
     }
 
+    /// A whole prefix, read in bounded pages at one revision (see `paged`).
     pub(crate) async fn get_prefix(
         &self,
         op: &'static str,
         prefix: String,
-    ) -> Result<GetResponse, RegistryError> {
-        self.call(op, |mut c| {
-            let prefix = prefix.clone();
-            async move {
-                c.kv.get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await
-            }
-        })
-        .await
+    ) -> Result<Range, RegistryError> {
+        self.read_prefix(op, prefix).await
     }
 
-    /// Reads several prefixes in one txn: one round trip, one revision.
+    /// Reads several prefixes at one revision: their first pages in one txn, the rest
+    /// in pages pinned to that revision (see `paged`).
     pub(crate) async fn get_prefixes(
         &self,
         op: &'static str,
         prefixes: Vec<String>,
-    ) -> Result<(i64, Vec<GetResponse>), RegistryError> {
-        let ops: Vec<TxnOp> = prefixes
-            .into_iter()
-            .map(|p| TxnOp::get(p, Some(GetOptions::new().with_prefix())))
-            .collect();
-        let resp = self.txn(op, Txn::new().and_then(ops)).await?;
-        Ok((revision(resp.header()), gets(&resp)))
+    ) -> Result<(i64, Vec<Range>), RegistryError> {
+        self.read_prefixes(op, &prefixes, PAGE).await
     }
 }
 

@@ -6,7 +6,7 @@ use fleet_core::{MachineId, UnitName};
 use crate::decode;
 use crate::error::RegistryError;
 use crate::model::ScheduleEntry;
-use crate::registry::{Registry, revision};
+use crate::registry::Registry;
 
 /// One engine pass's decisions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl Registry {
             .get_prefix("get machine schedule", self.keys.machine_schedule(machine))
             .await?;
         Ok((
-            revision(resp.header()),
+            resp.revision,
             decode::schedule(&self.keys, resp.kvs(), &mut Vec::new()),
         ))
     }

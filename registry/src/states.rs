@@ -36,7 +36,7 @@ impl Registry {
     /// `machine-state/` from `revision + 1` and miss nothing (fleetctl's blocking waits).
     pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), RegistryError> {
         let resp = self.get_prefix("list states", self.keys.states()).await?;
-        let revision = crate::registry::revision(resp.header());
+        let revision = resp.revision;
         Ok((
             revision,
             decode::states(&self.keys, resp.kvs(), &mut Vec::new()),

@@ -286,3 +286,38 @@ async fn a_corrupt_unit_does_not_hold_up_the_agents_batch() {
     assert!(err.contains("/t/agentbatch/unit/bad.service"), "{err}");
     drop(etcd);
 }
+
+/// A whole-prefix read larger than one page (5,000 keys) returns every key once, in
+/// order, with its target: the pages continue from the last key at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_units_reads_past_one_page() {
+    let (_etcd, reg) = setup("/t/pages").await;
+    let units: Vec<_> = (0..11_001)
+        .map(|i| {
+            (
+                name(&format!("u{i:05}.service")),
+                unit(&format!("sleep {i}")),
+            )
+        })
+        .collect();
+    let (launched, loaded) = units.split_at(6_000);
+    reg.create_units_with_target(launched, TargetState::Launched)
+        .await
+        .unwrap();
+    reg.create_units(loaded).await.unwrap();
+
+    let got = reg.list_units().await.unwrap();
+    assert_eq!(got.len(), units.len());
+    for (i, (g, (n, f))) in got.iter().zip(&units).enumerate() {
+        assert_eq!(&g.name, n);
+        assert_eq!(&g.file, f);
+        let want = if i < 6_000 {
+            TargetState::Launched
+        } else {
+            TargetState::Inactive
+        };
+        assert_eq!(g.target, want, "{n}");
+    }
+    let snap = reg.snapshot().await.unwrap();
+    assert_eq!(snap.units.len(), units.len());
+}

@@ -17,6 +17,8 @@ pub struct NamedUnit {
     pub global: bool,
     /// The desired state it had before this command (`None` if just created).
     pub previous: Option<TargetState>,
+    /// Created by this command with the desired state asked for already written.
+    pub target_written: bool,
 }
 
 /// What to do for one argument.
@@ -30,12 +32,14 @@ enum Plan {
 }
 
 /// Resolves every argument, then creates or replaces what needs it. `allowed` are the
-/// desired states in which `--replace` may replace a unit (fleet's per-command sets).
+/// desired states in which `--replace` may replace a unit (fleet's per-command sets);
+/// units created here get `target` as their first desired state in the same write.
 pub async fn create_units(
     ctx: &mut Ctx,
     args: &[String],
     flags: &CreateFlags,
     allowed: &[TargetState],
+    target: TargetState,
 ) -> anyhow::Result<Vec<NamedUnit>> {
     let client = ctx.client().await?.clone();
     let registry = &client.registry;
@@ -113,16 +117,21 @@ pub async fn create_units(
         })
         .collect();
     let mut outcomes = registry
-        .create_units(&creations)
+        .create_units(&creations, target)
         .await
         .map_err(|e| fail(format!("Error creating units: failed creating units: {e}")))?
         .into_iter();
     let mut named = Vec::with_capacity(plans.len());
     for (name, plan, global, previous) in plans {
+        let mut target_written = false;
         match plan {
             Plan::Keep => {}
             Plan::Create(_) => match outcomes.next() {
-                Some(CreateOutcome::Created) => out(format!("Unit {name} inactive"))?,
+                Some(CreateOutcome::Created) => {
+                    target_written = true;
+                    // As fleet, which created it `inactive` before asking for more.
+                    out(format!("Unit {name} inactive"))?
+                }
                 // Someone created it between our read and our write: keep theirs.
                 Some(CreateOutcome::Identical) | None => {}
                 Some(CreateOutcome::Differs { .. }) => err(format!(
@@ -142,6 +151,7 @@ pub async fn create_units(
             name,
             global,
             previous,
+            target_written,
         });
     }
     Ok(named)

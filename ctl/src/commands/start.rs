@@ -7,8 +7,8 @@ use fleet_core::{TargetState, UnitName};
 
 use crate::cli::{BlockFlags, CreateFlags};
 use crate::commands::create::{NamedUnit, create_units};
-use crate::context::{Ctx, err, fail};
-use crate::wait::{Verb, apply_targets};
+use crate::context::{Ctx, err, fail, out};
+use crate::wait::{Verb, apply_targets, wait_for_units};
 
 pub async fn submit(
     ctx: &mut Ctx,
@@ -19,7 +19,14 @@ pub async fn submit(
         err("No units given");
         return Ok(ExitCode::SUCCESS);
     }
-    create_units(ctx, args, create, &[TargetState::Inactive]).await?;
+    create_units(
+        ctx,
+        args,
+        create,
+        &[TargetState::Inactive],
+        TargetState::Inactive,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -80,23 +87,34 @@ async fn activate(
             )));
         }
     }
-    let units = create_units(ctx, args, create, allowed).await?;
+    let units = create_units(ctx, args, create, allowed, target).await?;
     // Only units whose desired state changes are triggered (and waited for), as in fleet.
-    let (globals, wait): (Vec<&NamedUnit>, Vec<&NamedUnit>) = units
+    let changing: Vec<&NamedUnit> = units
         .iter()
         .filter(|u| u.previous != Some(target))
-        .partition(|u| u.global);
-    let names = |v: Vec<&NamedUnit>| v.into_iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+        .collect();
+    let names = |pick: &dyn Fn(&NamedUnit) -> bool| -> Vec<UnitName> {
+        changing
+            .iter()
+            .filter(|u| pick(u))
+            .map(|u| u.name.clone())
+            .collect()
+    };
+    // Units just created carry `target` already: only the others' targets are written.
     apply_targets(
         ctx,
         target,
         verb,
+        &names(&|u| !u.target_written),
         &[],
-        &names(globals),
-        &names(wait),
+        &[],
         block,
         error_prefix,
     )
     .await?;
+    for name in names(&|u| u.global) {
+        out(format!("Triggered global unit {name} {}", verb.word()))?;
+    }
+    wait_for_units(ctx, &names(&|u| !u.global), target, verb, block).await?;
     Ok(ExitCode::SUCCESS)
 }

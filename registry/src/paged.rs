@@ -1,0 +1,149 @@
+//! Whole-prefix reads in bounded pages, all at one revision.
+//!
+//! One range over 100,000 units is 30-40 MB in one response: etcd builds it in one go,
+//! the call can outlast the request timeout, and a retry starts over just as large.
+//! Here the first page of every prefix comes in one txn (that txn's revision is the
+//! read's revision), and each prefix that has more continues from its last key with
+//! `limit` pages pinned to that revision, so the result is exactly what one range at
+//! that revision would have returned and a watch from `revision + 1` misses nothing.
+//! Each page is its own call under the request timeout.
+//!
+//! If etcd compacts the revision between pages, the read starts over at a new one
+//! (a few times at most).
+
+use etcd_client::{GetOptions, KeyValue, Txn, TxnOp};
+
+use crate::error::RegistryError;
+use crate::registry::{Registry, gets, revision};
+
+/// Keys per page: about 1.5-2 MB of unit text, well inside etcd's 2 MB request limit
+/// for writes and quick to serve.
+pub(crate) const PAGE: i64 = 5_000;
+
+/// How many times a read restarts after etcd compacted its revision mid-read.
+const COMPACTED_RESTARTS: usize = 3;
+
+/// Every key-value under one prefix, read at `revision`.
+#[derive(Debug, Default)]
+pub(crate) struct Range {
+    pub(crate) revision: i64,
+    kvs: Vec<KeyValue>,
+}
+
+impl Range {
+    /// The key-values, sorted by key.
+    pub(crate) fn kvs(&self) -> &[KeyValue] {
+        &self.kvs
+    }
+}
+
+/// The first key after every key starting with `prefix` (etcd's prefix range end).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): to the end of the keyspace.
+    vec![0]
+}
+
+/// Whether etcd refused a read because its revision was compacted away.
+fn is_compacted(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Etcd {
+            source: etcd_client::Error::GRpcStatus(s),
+            ..
+        } if s.message().contains("required revision has been compacted")
+    )
+}
+
+impl Registry {
+    /// Reads whole prefixes in pages at one revision: see the module doc.
+    pub(crate) async fn read_prefixes(
+        &self,
+        op: &'static str,
+        prefixes: &[String],
+        page: i64,
+    ) -> Result<(i64, Vec<Range>), RegistryError> {
+        let mut restarts = 0;
+        loop {
+            match self.read_prefixes_once(op, prefixes, page).await {
+                Err(e) if is_compacted(&e) && restarts < COMPACTED_RESTARTS => {
+                    restarts += 1;
+                    tracing::debug!(op, restarts, "revision compacted mid-read; reading again");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn read_prefixes_once(
+        &self,
+        op: &'static str,
+        prefixes: &[String],
+        page: i64,
+    ) -> Result<(i64, Vec<Range>), RegistryError> {
+        let ops: Vec<TxnOp> = prefixes
+            .iter()
+            .map(|p| {
+                TxnOp::get(
+                    p.as_str(),
+                    Some(GetOptions::new().with_prefix().with_limit(page)),
+                )
+            })
+            .collect();
+        let resp = self.txn(op, Txn::new().and_then(ops)).await?;
+        let rev = revision(resp.header());
+        let mut out = Vec::with_capacity(prefixes.len());
+        for (prefix, mut first) in prefixes.iter().zip(gets(&resp)) {
+            let mut more = first.more();
+            let mut kvs = first.take_kvs();
+            let end = prefix_end(prefix.as_bytes());
+            while more {
+                let Some(last) = kvs.last() else { break };
+                let mut from = last.key().to_vec();
+                from.push(0);
+                let opts = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(page)
+                    .with_revision(rev);
+                let mut next = self
+                    .call(op, |mut c| {
+                        let (from, opts) = (from.clone(), opts.clone());
+                        async move { c.kv.get(from, Some(opts)).await }
+                    })
+                    .await?;
+                more = next.more();
+                kvs.extend(next.take_kvs());
+            }
+            out.push(Range { revision: rev, kvs });
+        }
+        Ok((rev, out))
+    }
+
+    /// One prefix, read in pages (see [`Registry::read_prefixes`]).
+    pub(crate) async fn read_prefix(
+        &self,
+        op: &'static str,
+        prefix: String,
+    ) -> Result<Range, RegistryError> {
+        let (_, mut g) = self.read_prefixes(op, &[prefix], PAGE).await?;
+        Ok(g.pop().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(b"/fleet/unit/"), b"/fleet/unit0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+}
