@@ -110,8 +110,8 @@ impl Registry {
 }
 
 /// How often an agent renews its lease: every TTL/2 (at 5,000 machines a third fewer
-/// renewals than TTL/3), but often enough that the lease always has 5 s, or two thirds
-/// of a shorter TTL, left. That is the time a fleetd killed between two renewals has to
+/// renewals than TTL/3), but often enough that the lease always has 5 s (two thirds of
+/// a TTL under 7.5 s) left. That is the time a fleetd killed between two renewals has to
 /// come back and take its lease over before the engine moves its units (systemd
 /// restarts it after `RestartSec`: 10 s in fleet.service, with the default 30 s TTL;
 /// 1 s in the lab, where a 3 s TTL renewed every TTL/2 left it 1.5 s at worst).
