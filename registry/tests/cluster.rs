@@ -255,3 +255,39 @@ async fn calls_watches_leases_and_leadership_survive_a_member_loss() {
     let (_, who) = reg.current_leader().await.unwrap();
     assert_eq!(who.as_deref(), Some("engine"));
 }
+
+/// A call made while etcd has no leader (two of three members down) is not failed at
+/// the request timeout when a member still answers: it gets that long again, and
+/// succeeds once quorum returns within it. (A call no member answers at all fails at
+/// the request timeout: tests/unreachable.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waits_out_an_election_that_ends_within_twice_the_timeout() {
+    let timeout = Duration::from_secs(2);
+    let mut c = EtcdCluster::start(&EtcdConfig::default(), 3).expect("3-member etcd starts");
+    let cfg = RegistryConfig {
+        endpoints: c.client_urls().split(',').map(str::to_string).collect(),
+        ..RegistryConfig::new("unused")
+    }
+    .with_prefix("/election-test/")
+    .with_timeout(timeout);
+    let reg = Registry::connect(cfg).await.unwrap();
+    reg.list_units().await.unwrap();
+    c.member_mut(1).unwrap().kill();
+    c.member_mut(2).unwrap().kill();
+    let t = Instant::now();
+    let call = tokio::spawn({
+        let reg = reg.clone();
+        async move { reg.list_units().await }
+    });
+    // Quorum comes back after the first request timeout has passed.
+    tokio::time::sleep(timeout + Duration::from_millis(200)).await;
+    c.member_mut(1).unwrap().start_again().unwrap();
+    let r = call.await.unwrap();
+    let took = t.elapsed();
+    println!(
+        "a call across quorum loss answered after {took:?}: {:?}",
+        r.as_ref().map(Vec::len)
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert!(took > timeout, "answered before quorum returned: {took:?}");
+}
