@@ -187,7 +187,7 @@ impl Pool {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let once = AT_MOST_ONCE.contains(&op);
-        let deadline = Instant::now() + self.timeout;
+        let mut deadline = Instant::now() + self.timeout;
         let mut order = self.order();
         let mut rounds = 0;
         let attempt = |idx: usize| {
@@ -200,6 +200,16 @@ impl Pool {
                 (idx, r)
             }
         };
+        // Whether some member answered during this call (etcd's own "no leader" or
+        // "leader changed", or a status probe): then etcd is up and electing a leader
+        // or slow to commit, not unreachable, and the call gets a second request
+        // timeout once (see `election_grace`).
+        let mut alive = false;
+        let mut extended = false;
+        let mut probes = FuturesUnordered::new();
+        let check = tokio::time::sleep_until(deadline - self.liveness_window());
+        tokio::pin!(check);
+        let mut checked = false;
         let mut inflight = FuturesUnordered::new();
         // Members with an attempt in flight, and when it started.
         let mut pending: Vec<(usize, Instant)> = Vec::new();
@@ -222,10 +232,15 @@ impl Pool {
                 rounds += 1;
                 let pause = ROUND_BACKOFF.delay(rounds);
                 if Instant::now() + pause >= deadline {
-                    return Err(RegistryError::Unreachable {
-                        endpoints: self.label(),
-                        source,
-                    });
+                    if !alive || extended {
+                        return Err(RegistryError::Unreachable {
+                            endpoints: self.label(),
+                            source,
+                        });
+                    }
+                    extended = true;
+                    deadline += election_grace(self.timeout);
+                    expired.as_mut().reset(deadline);
                 }
                 tokio::time::sleep(pause).await;
                 order = self.order();
@@ -258,6 +273,7 @@ impl Pool {
                             return Ok((idx, v));
                         }
                         Err(e) if is_connection_error(&e) => {
+                            alive |= is_etcd_answer(&e);
                             self.mark_failed(idx, &e);
                             let retry = !once || never_sent(&e);
                             if !retry && pending.is_empty() {
@@ -288,13 +304,36 @@ impl Pool {
                     inflight.push(attempt(idx));
                     hedge.as_mut().reset(Instant::now() + rehedge);
                 }
+                () = &mut check, if !checked => {
+                    // Ask every member whether it answers at all, in time to know by
+                    // the deadline.
+                    checked = true;
+                    for i in 0..self.members.len() {
+                        probes.push(self.answers(i));
+                    }
+                }
+                Some(answered) = probes.next(), if !probes.is_empty() => {
+                    alive |= answered;
+                }
                 () = &mut expired => {
+                    if alive && !extended {
+                        extended = true;
+                        let grace = election_grace(self.timeout);
+                        tracing::debug!(op, ?grace, "etcd answers but has not served the call yet; waiting for its next leader");
+                        deadline += grace;
+                        expired.as_mut().reset(deadline);
+                        continue;
+                    }
                     for (i, _) in &pending {
                         self.mark_failed(*i, &"no answer within the request timeout");
                     }
                     return Err(RegistryError::Timeout {
                         endpoints: self.label(),
-                        timeout: self.timeout,
+                        timeout: if extended {
+                            self.timeout + election_grace(self.timeout)
+                        } else {
+                            self.timeout
+                        },
                     });
                 }
             }
@@ -308,6 +347,26 @@ impl Pool {
             .map(|m| m.url.as_str())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// How long before a call's deadline the members are asked whether they answer
+    /// at all: long enough for a status round trip on a slow link, short enough that
+    /// a call that is served in time costs no probe.
+    fn liveness_window(&self) -> Duration {
+        self.attempt_timeout.min(self.timeout / 2)
+    }
+
+    /// Whether member `idx` answers a status request, even with an error of its own
+    /// ("no leader"), as opposed to not at all. Dropped unfinished when the call ends.
+    async fn answers(&self, idx: usize) -> bool {
+        let Ok(c) = self.conn(idx).await else {
+            return false;
+        };
+        let mut client = c.client;
+        match client.status().await {
+            Ok(_) => true,
+            Err(e) => is_etcd_answer(&e),
+        }
     }
 
     async fn probe_once(&self, idx: usize) -> Result<(), etcd_client::Error> {
@@ -329,6 +388,29 @@ fn attempt_timeout(timeout: Duration, members: usize) -> Duration {
         return timeout;
     }
     (timeout / 3).max(Duration::from_millis(300)).min(timeout)
+}
+
+/// Extra time a call gets, once, when its deadline passes while etcd answers but has
+/// not served it: a raft election after the leader's death takes one to two election
+/// timeouts (1-2 s with etcd's default), and a split vote as much again, which one
+/// request timeout alone (3 s by default) did not always cover (a call made as the
+/// leader died failed after 3.0 s). A machine cut off from etcd gets no answer and
+/// still fails after the request timeout.
+fn election_grace(timeout: Duration) -> Duration {
+    timeout
+}
+
+/// Whether the error is etcd's own answer (e.g. "no leader", "leader changed"), so the
+/// member is up even though it could not serve the request.
+fn is_etcd_answer(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            std::error::Error::source(s).is_none()
+                && s.message() != "transport error"
+                && i32::from(s.code()) != 4
+        }
+        _ => false,
+    }
 }
 
 /// Whether the error proves the request never reached etcd (the connection was

@@ -80,6 +80,24 @@ impl Registry {
         Ok(LeaseId(resp.id()))
     }
 
+    /// Renews `lease` once, now, and returns the TTL etcd granted: the lease lives at
+    /// least that long from the moment this call was made; [`RegistryError::LeaseLost`]
+    /// if etcd no longer knows it. A restarted fleetd takes its lease back with this
+    /// before anything else, so the time it takes to start does not eat the lease.
+    pub async fn renew_lease_once(&self, lease: LeaseId) -> Result<Duration, RegistryError> {
+        let answer = self
+            .call("keep lease alive", |mut c| async move {
+                let (mut keeper, mut stream) = c.client.lease_keep_alive(lease.0).await?;
+                keeper.keep_alive().await?;
+                stream.message().await
+            })
+            .await?;
+        match answer {
+            Some(r) if r.ttl() > 0 => Ok(Duration::from_secs(r.ttl().unsigned_abs())),
+            _ => Err(RegistryError::LeaseLost(lease)),
+        }
+    }
+
     /// Revokes a lease now, deleting every key bound to it (clean agent shutdown). A
     /// lease etcd no longer knows counts as revoked (a re-sent revoke finds it gone).
     pub async fn revoke_lease(&self, lease: LeaseId) -> Result<(), RegistryError> {

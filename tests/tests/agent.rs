@@ -227,13 +227,30 @@ fn restarting_fleetd_restarts_no_unit() {
         .parse()
         .unwrap_or(0)
     };
+    // Killed at several points between two lease renewals (every second with this
+    // TTL), each restarted fleetd must take the lease back before it expires (systemd
+    // restarts it after 1 s in the lab).
     for m in lab.machines() {
-        let before = registrations(&m.name);
-        let (code, _, err) = sh(&lab, &m.name, "systemctl kill -s KILL fleet.service");
-        assert_eq!(code, 0, "{err}");
-        wait_until("fleetd back", Duration::from_secs(10), || {
-            registrations(&m.name) > before
-        });
+        for k in 0..4u64 {
+            let before = registrations(&m.name);
+            std::thread::sleep(Duration::from_millis(250 * k));
+            let (code, _, err) = sh(&lab, &m.name, "systemctl kill -s KILL fleet.service");
+            assert_eq!(code, 0, "{err}");
+            wait_until("fleetd back", Duration::from_secs(10), || {
+                registrations(&m.name) > before
+            });
+        }
+        let (_, lost, _) = sh(
+            &lab,
+            &m.name,
+            "journalctl -u fleet -o cat | grep -c 'cannot renew the lease of the previous fleetd'",
+        );
+        assert_eq!(
+            lost.trim(),
+            "0",
+            "a restarted fleetd on {} found its lease expired",
+            m.name
+        );
     }
     // Let the new agents reconcile, then check nothing moved or restarted.
     std::thread::sleep(Duration::from_secs(AGENT_TTL_SECS + 1));

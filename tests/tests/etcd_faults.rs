@@ -11,7 +11,7 @@
 //!
 //! The window is 60 s per member fault; CI uses `FLEET_ETCD_FAULT_SECS` (20 s
 //! by default) and 30 s of quorum loss (`FLEET_ETCD_QUORUM_SECS`). Figures are printed
-//! as `FIGURE` lines.
+//! as `FIGURE` lines, and a table of every fault (`ROW` lines) at the end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,6 +163,67 @@ fn report(fault: &str, window: Duration, polls: &[(String, PollStats)]) -> usize
     failed
 }
 
+/// One line of the figures table.
+struct Row {
+    fault: String,
+    failed: Option<usize>,
+    restarts: usize,
+    acquired: usize,
+    lost: usize,
+    leases_lost: usize,
+    converged: Option<Duration>,
+}
+
+impl Row {
+    fn print(&self) {
+        let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        eprintln!(
+            "ROW {:<34} {:>12} {:>8} {:>14} {:>11} {:>9}",
+            self.fault,
+            cell(self.failed.map(|f| f.to_string())),
+            self.restarts,
+            format!("+{} -{}", self.acquired, self.lost),
+            self.leases_lost,
+            cell(self.converged.map(|c| format!("{:.2} s", c.as_secs_f64())))
+        );
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    eprintln!(
+        "ROW {:<34} {:>12} {:>8} {:>14} {:>11} {:>9}",
+        "FAULT", "FAILED CALLS", "RESTARTS", "ENGINE LEADERS", "LEASES LOST", "CONVERGED"
+    );
+    for r in rows {
+        r.print();
+    }
+}
+
+/// Units now on another machine or with another MainPID than in `baseline`.
+fn restarts(baseline: &[(String, String, String)], now: &[(String, String, String)]) -> usize {
+    baseline.iter().filter(|b| !now.contains(b)).count()
+}
+
+/// Waits until every machine's API lists the units where `baseline` has them; how long
+/// that took.
+fn converge(ctls: &[Fleetctl], baseline: &[(String, String, String)], what: &str) -> Duration {
+    let rows: Vec<(String, String)> = baseline
+        .iter()
+        .map(|(u, m, _)| (u.clone(), m.clone()))
+        .collect();
+    wait_until(what, Duration::from_secs(30), || {
+        ctls.iter().all(|c| {
+            let mut now: Vec<(String, String)> = c
+                .active()
+                .into_iter()
+                .map(|r| (r.unit, r.machine))
+                .collect();
+            now.sort();
+            now == rows
+        })
+    })
+}
+
 #[test]
 fn fleet_rides_out_etcd_member_faults() {
     let window = secs_from_env("FLEET_ETCD_FAULT_SECS", 20);
@@ -185,6 +246,11 @@ fn fleet_rides_out_etcd_member_faults() {
     });
     let baseline = placements(&lab, &ctl);
     assert_eq!(baseline.len(), UNITS, "{baseline:?}");
+    let ctls: Vec<Fleetctl> = nodes
+        .iter()
+        .map(|n| Fleetctl::api(&lab, n, dir.path()))
+        .collect();
+    let mut rows: Vec<Row> = Vec::new();
 
     // 1 and 2: the leader member, then a follower (the first listed), down for a
     // while; 3: that follower cut off (its link down: requests to it hang).
@@ -211,7 +277,9 @@ fn fleet_rides_out_etcd_member_faults() {
             std::thread::sleep(window);
             lab.etcd_start(&victim).unwrap();
         }
+        let back = Instant::now();
         wait_etcd_healthy(&lab);
+        let converged = back.elapsed() + converge(&ctls, &baseline, "converged after the fault");
         std::thread::sleep(Duration::from_secs(2));
         let polls = polls.finish();
         let failed = report(&format!("etcd {fault} {victim} out"), window, &polls);
@@ -224,6 +292,17 @@ fn fleet_rides_out_etcd_member_faults() {
             after.2 - events.2,
             now == baseline
         );
+        let row = Row {
+            fault: format!("etcd {fault} ({victim}) out {window:?}"),
+            failed: Some(failed),
+            restarts: restarts(&baseline, &now),
+            acquired: after.0 - events.0,
+            lost: after.1 - events.1,
+            leases_lost: after.2 - events.2,
+            converged: Some(converged),
+        };
+        row.print();
+        rows.push(row);
         assert_eq!(failed, 0, "failed list-units calls with the {fault} down");
         assert_eq!(now, baseline, "units restarted or moved");
         assert_eq!(
@@ -244,28 +323,8 @@ fn fleet_rides_out_etcd_member_faults() {
         lab.etcd_start(m).unwrap();
     }
     wait_etcd_healthy(&lab);
-    let back = Instant::now();
     // Converged: every machine's API answers and shows the units where they were.
-    let ctls: Vec<Fleetctl> = nodes
-        .iter()
-        .map(|n| Fleetctl::api(&lab, n, dir.path()))
-        .collect();
-    let baseline_rows: Vec<(String, String)> = baseline
-        .iter()
-        .map(|(u, m, _)| (u.clone(), m.clone()))
-        .collect();
-    wait_until("converged after quorum", Duration::from_secs(30), || {
-        ctls.iter().all(|c| {
-            let mut rows: Vec<(String, String)> = c
-                .active()
-                .into_iter()
-                .map(|r| (r.unit, r.machine))
-                .collect();
-            rows.sort();
-            rows == baseline_rows
-        })
-    });
-    let converged = back.elapsed();
+    let converged = converge(&ctls, &baseline, "converged after quorum");
     let now = placements(&lab, &ctl);
     let after = leadership_events(&lab, &nodes);
     eprintln!(
@@ -276,6 +335,17 @@ fn fleet_rides_out_etcd_member_faults() {
         after.2 - events.2,
         now == baseline
     );
+    let row = Row {
+        fault: format!("quorum lost {quorum_window:?}"),
+        failed: None,
+        restarts: restarts(&baseline, &now),
+        acquired: after.0 - events.0,
+        lost: after.1 - events.1,
+        leases_lost: after.2 - events.2,
+        converged: Some(converged),
+    };
+    row.print();
+    rows.push(row);
     assert_eq!(now, baseline, "units restarted or moved");
     assert!(
         converged <= Duration::from_secs(3),
@@ -292,23 +362,7 @@ fn fleet_rides_out_etcd_member_faults() {
     std::thread::sleep(all_window);
     lab.etcd_start_all().unwrap();
     wait_etcd_healthy(&lab);
-    let back = Instant::now();
-    wait_until(
-        "converged after a full stop",
-        Duration::from_secs(30),
-        || {
-            ctls.iter().all(|c| {
-                let mut rows: Vec<(String, String)> = c
-                    .active()
-                    .into_iter()
-                    .map(|r| (r.unit, r.machine))
-                    .collect();
-                rows.sort();
-                rows == baseline_rows
-            })
-        },
-    );
-    let converged = back.elapsed();
+    let converged = converge(&ctls, &baseline, "converged after a full stop");
     let now = placements(&lab, &ctl);
     let after = leadership_events(&lab, &nodes);
     eprintln!(
@@ -319,10 +373,22 @@ fn fleet_rides_out_etcd_member_faults() {
         after.2 - events.2,
         now == baseline
     );
+    let row = Row {
+        fault: format!("all members stopped {all_window:?}"),
+        failed: None,
+        restarts: restarts(&baseline, &now),
+        acquired: after.0 - events.0,
+        lost: after.1 - events.1,
+        leases_lost: after.2 - events.2,
+        converged: Some(converged),
+    };
+    row.print();
+    rows.push(row);
     assert_eq!(now, baseline, "units restarted or moved");
 
     // 6: 300 ms each way on one machine's etcd link.
     let slow = nodes[2].clone();
+    let events = leadership_events(&lab, &nodes);
     lab.degrade(&slow, Some(Duration::from_millis(300)), None)
         .unwrap();
     let polls = Poller::start(&lab, std::slice::from_ref(&slow), dir.path());
@@ -343,10 +409,26 @@ fn fleet_rides_out_etcd_member_faults() {
         "FIGURE 300 ms on {slow}'s link: a start through it active after {:.2} s",
         started.as_secs_f64()
     );
-    assert_eq!(failed, 0, "failed calls through the slow machine");
     let mut now = placements(&lab, &ctl);
     now.retain(|(u, _, _)| u != extra);
+    let after = leadership_events(&lab, &nodes);
+    rows.push(Row {
+        fault: format!("300 ms on {slow}'s link {window:?}"),
+        failed: Some(failed),
+        restarts: restarts(&baseline, &now),
+        acquired: after.0 - events.0,
+        lost: after.1 - events.1,
+        leases_lost: after.2 - events.2,
+        converged: None,
+    });
+    print_table(&rows);
+    assert_eq!(failed, 0, "failed calls through the slow machine");
     assert_eq!(now, baseline, "units restarted or moved");
+    assert_eq!(
+        (after.1 - events.1, after.2 - events.2),
+        (0, 0),
+        "engine leadership or agent leases lost on a slow link"
+    );
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
 }

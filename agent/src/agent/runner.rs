@@ -152,6 +152,9 @@ impl<M: UnitManager> Agent<M> {
     /// Runs until `stop` is cancelled (Ok) or systemd is lost (Err). etcd problems are
     /// retried forever with bounded, jittered backoff.
     pub async fn run(&mut self, stop: CancellationToken) -> Result<(), AgentError> {
+        if !self.adopted {
+            self.take_lease_back().await;
+        }
         let mut hints = self.systemd.subscribe().await?;
         if !self.adopted {
             let fence = fence_name(self.config.machine.id.as_str());
@@ -258,6 +261,23 @@ impl<M: UnitManager> Agent<M> {
             registration::write_lease_file(f, lease);
         }
         Ok(Some((handle, keeper)))
+    }
+
+    /// A restarted fleetd renews the lease its predecessor saved before anything
+    /// else: the lease has what was left at the predecessor's last renewal, and
+    /// systemd's restart delay has used part of it; listing and adopting units first
+    /// could let it expire, and the engine would move this machine's units. Best
+    /// effort: registration takes the lease back (or registers anew) either way.
+    async fn take_lease_back(&self) {
+        let Some(&lease) = self.own_leases.first() else {
+            return;
+        };
+        match self.registry.renew_lease_once(lease).await {
+            Ok(ttl) => tracing::info!(%lease, ?ttl, "renewed the lease of the previous fleetd"),
+            Err(e) => {
+                tracing::info!(%lease, error = %e, "cannot renew the lease of the previous fleetd; registering")
+            }
+        }
     }
 
     /// Reads this machine's schedule, reconciles, and returns the watch that follows
