@@ -519,6 +519,8 @@ pub struct EtcdRolesArgs {
     /// when not connecting as a user already.
     #[arg(long)]
     pub enable_auth: bool,
+    #[command(flatten)]
+    pub namespaces: crate::commands::etcd_roles_ns::NsRolesArgs,
 }
 
 /// `fleetctl token ...`.
