@@ -557,6 +557,15 @@ pub enum NamespaceCommand {
         #[arg(long, value_name = "SELECTOR", default_value = "")]
         machines: String,
     },
+    /// Bind a namespace to other machines (an empty selector: every machine); the
+    /// engine moves its units off machines that no longer match.
+    Set {
+        #[arg(value_name = "NAMESPACE")]
+        name: String,
+        /// Only machines with this metadata run the namespace's units (`team=b`).
+        #[arg(long, value_name = "SELECTOR")]
+        machines: String,
+    },
     /// List the namespaces (default first) and the machines they are bound to.
     List,
     /// Delete a namespace; refused while it has units unless --destroy-units.

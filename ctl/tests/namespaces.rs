@@ -159,6 +159,20 @@ fn the_same_names_in_several_namespaces() {
     assert!(err.contains("invalid selector"), "{err}");
     let err = c.fails(&["namespace", "create", "a"]);
     assert!(err.contains("namespace a already exists"), "{err}");
+    let err = c.fails(&["namespace", "set", "nosuch", "--machines", "team=b"]);
+    assert!(err.contains("namespace nosuch does not exist"), "{err}");
+    let err = c.fails(&["namespace", "set", "a", "--machines", "team"]);
+    assert!(err.contains("invalid selector"), "{err}");
+    let err = c.fails(&["namespace", "set", "default", "--machines", "team=a"]);
+    assert!(err.contains("default"), "{err}");
+    // A namespace is bound to other machines, and back to every machine.
+    c.ok(&["namespace", "set", "a", "--machines", "team=x"]);
+    assert!(
+        c.ok(&["namespace", "list"]).contains("\na\tteam=x\n"),
+        "{}",
+        c.ok(&["namespace", "list"])
+    );
+    c.ok(&["namespace", "set", "a", "--machines", ""]);
     let err = c.fails(&["namespace", "delete", "b"]);
     assert!(err.contains("namespace b has 3 unit(s)"), "{err}");
     assert_eq!(c.units("b"), webs);
