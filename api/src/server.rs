@@ -75,6 +75,24 @@ impl FleetService {
         }
     }
 
+    /// DrainMachine and UndrainMachine: one request and answer, either way.
+    async fn set_drained(
+        &self,
+        req: &pb::DrainMachineRequest,
+        drain: bool,
+    ) -> Result<Response<pb::DrainMachineResponse>, Status> {
+        let machine = convert::machine_id(&req.machine).map_err(wire_status)?;
+        let registry = &self.ctx.registry;
+        let changed = if drain {
+            registry.drain_machine(&machine).await
+        } else {
+            registry.undrain_machine(&machine).await
+        };
+        Ok(Response::new(pb::DrainMachineResponse {
+            changed: changed.map_err(registry_status)?,
+        }))
+    }
+
     /// The tonic server wrapper, ready for `Server::builder().add_service(..)`.
     pub fn into_server(
         self,
@@ -142,7 +160,7 @@ fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFi
     Ok((name, file))
 }
 
-use crate::scope::{Scope, confine};
+use crate::scope::{Scope, confine, confine_write};
 use fleet_registry::{RegistryKey, WatchEvent};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -206,7 +224,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::CreateUnitRequest>,
     ) -> Result<Response<pb::CreateUnitResponse>, Status> {
-        confine(&req, [req.get_ref().name.as_str()])?;
+        confine_write(&req, self.ctx.people(), [req.get_ref().name.as_str()]).await?;
         let (name, file) = creation(req.get_ref())?;
         let outcome = self
             .ctx
@@ -221,7 +239,12 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::CreateUnitsRequest>,
     ) -> Result<Response<pb::CreateUnitsResponse>, Status> {
-        confine(&req, req.get_ref().units.iter().map(|u| u.name.as_str()))?;
+        confine_write(
+            &req,
+            self.ctx.people(),
+            req.get_ref().units.iter().map(|u| u.name.as_str()),
+        )
+        .await?;
         let units = req
             .get_ref()
             .units
@@ -246,7 +269,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::ReplaceUnitRequest>,
     ) -> Result<Response<pb::ReplaceUnitResponse>, Status> {
-        confine(&req, [req.get_ref().name.as_str()])?;
+        confine_write(&req, self.ctx.people(), [req.get_ref().name.as_str()]).await?;
         let req = req.into_inner();
         let name = convert::unit_name(&req.name).map_err(wire_status)?;
         let file = convert::file_from_wire(&req.options).map_err(wire_status)?;
@@ -263,7 +286,12 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::SetTargetsRequest>,
     ) -> Result<Response<pb::SetTargetsResponse>, Status> {
-        confine(&req, req.get_ref().targets.iter().map(|t| t.name.as_str()))?;
+        confine_write(
+            &req,
+            self.ctx.people(),
+            req.get_ref().targets.iter().map(|t| t.name.as_str()),
+        )
+        .await?;
         let targets = req
             .into_inner()
             .targets
@@ -299,7 +327,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DestroyUnitRequest>,
     ) -> Result<Response<pb::DestroyUnitResponse>, Status> {
-        confine(&req, [req.get_ref().name.as_str()])?;
+        confine_write(&req, self.ctx.people(), [req.get_ref().name.as_str()]).await?;
         let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
         let existed = self
             .ctx
@@ -314,28 +342,14 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DrainMachineRequest>,
     ) -> Result<Response<pb::DrainMachineResponse>, Status> {
-        let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
-        let changed = self
-            .ctx
-            .registry
-            .drain_machine(&machine)
-            .await
-            .map_err(registry_status)?;
-        Ok(Response::new(pb::DrainMachineResponse { changed }))
+        self.set_drained(req.get_ref(), true).await
     }
 
     async fn undrain_machine(
         &self,
         req: Request<pb::DrainMachineRequest>,
     ) -> Result<Response<pb::DrainMachineResponse>, Status> {
-        let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
-        let changed = self
-            .ctx
-            .registry
-            .undrain_machine(&machine)
-            .await
-            .map_err(registry_status)?;
-        Ok(Response::new(pb::DrainMachineResponse { changed }))
+        self.set_drained(req.get_ref(), false).await
     }
 
     async fn list_drained(
@@ -357,18 +371,22 @@ impl Fleet for FleetService {
         &self,
         _req: Request<pb::ListNamespacesRequest>,
     ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
-        let list = self
+        let known = self
             .ctx
-            .registry
-            .list_namespaces()
+            .people()
+            .namespaces()
             .await
             .map_err(registry_status)?;
         Ok(Response::new(pb::ListNamespacesResponse {
-            namespaces: list
-                .into_iter()
-                .map(|(n, s)| pb::NamespaceInfo {
+            namespaces: known
+                .all()
+                .filter(|n| !n.is_default())
+                .map(|n| pb::NamespaceInfo {
                     name: n.to_string(),
-                    selector: s.to_string(),
+                    selector: known
+                        .selector(n)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 })
                 .collect(),
         }))
@@ -378,7 +396,12 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DestroyUnitsRequest>,
     ) -> Result<Response<pb::DestroyUnitsResponse>, Status> {
-        confine(&req, req.get_ref().names.iter().map(String::as_str))?;
+        confine_write(
+            &req,
+            self.ctx.people(),
+            req.get_ref().names.iter().map(String::as_str),
+        )
+        .await?;
         let names = unit_names(&req.get_ref().names)?;
         let existed = self
             .ctx
