@@ -1,5 +1,11 @@
 //! `fleetctl ssh MACHINE|UNIT [CMD...]`: runs the system `ssh` to a machine's public IP
 //! (or the machine running a unit), through `--tunnel` when given.
+//!
+//! Namespaces (issue 17): with `--namespace NS` (not `default`), only NS's machines
+//! are reached: those running one of its units, and, for a namespace bound to a
+//! selector, those matching it. A unit is looked up in NS, which the caller's rights
+//! there already allow reading. This is fleetctl's courtesy, not a lock: who may log
+//! in is decided by each machine's sshd and its keys, which fleet does not manage.
 
 use std::process::ExitCode;
 
@@ -105,6 +111,25 @@ pub async fn run(
             (Err(_), _) => return Err(proceed("could not find matching unit or machine")),
         },
     };
+    if !client.namespace.is_default() {
+        let ns = &client.namespace;
+        let known = client
+            .registry
+            .namespaces()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let bound = known
+            .selector(ns)
+            .is_some_and(|s| !s.is_empty() && s.matches(&machine.metadata));
+        // The snapshot holds only the namespace's units (see `Namespaced`).
+        let runs_ours = snapshot.schedule.iter().any(|e| e.machine == machine.id);
+        if !bound && !runs_ours {
+            return Err(proceed(&format!(
+                "machine {} is not a machine of namespace {ns} (it runs none of its units)",
+                machine.id
+            )));
+        }
+    }
     // The address comes from the cluster, typed: only an IP reaches ssh's command line
     // (a record with anything else is skipped when it is read).
     let Some(ip) = machine.public_ip else {
