@@ -236,5 +236,52 @@ fn rights_differ_per_namespace_for_the_same_person() {
         &["list-unit-files", "--no-legend", "--fields", "unit"],
     );
     assert_eq!(files, "other.service\n");
+
+    // ssh: to a machine running b's unit, an admin of b goes, a viewer of b does not.
+    let put = |key: &str, value: &str| {
+        etcd.etcdctl(&[], &["put", &format!("/_coreos.com/fleet/{key}"), value]);
+    };
+    put("machine/m1", r#"{"id":"m1","public_ip":"10.0.0.1"}"#);
+    put(
+        "schedule/m1/b:hello.service",
+        &format!(r#"{{"hash":"{}","target":"launched"}}"#, "0".repeat(40)),
+    );
+    let fake = d.join("fake-ssh");
+    std::fs::write(&fake, "#!/bin/sh\necho \"ssh $*\"\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ssh = |who: &str| {
+        let mut cmd = Command::cargo_bin("fleetctl").unwrap();
+        cmd.current_dir(d)
+            .env_remove("FLEETCTL_DRIVER")
+            .env("FLEETCTL_ENDPOINT", format!("https://127.0.0.1:{port}"))
+            .env("FLEETCTL_CA_FILE", d.join("ca.crt"))
+            .env("FLEETCTL_CERT_FILE", d.join(format!("{who}.crt")))
+            .env("FLEETCTL_KEY_FILE", d.join(format!("{who}.key")))
+            .env("FLEETCTL_NAMESPACE", "b")
+            .env("FLEETCTL_SSH_COMMAND", &fake)
+            .timeout(Duration::from_secs(60))
+            .args(["ssh", "m1", "true"])
+            .output()
+            .unwrap()
+    };
+    let out = ssh("admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-- 10.0.0.1 true"));
+    let out = ssh("client");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.stdout, b"", "ssh ran");
+    assert!(
+        err.starts_with("Unable to proceed: ssh to the machines of namespace b takes the role user or admin there"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     stop.cancel();
 }
