@@ -98,10 +98,8 @@ pub(crate) struct Policy {
     pub client_chain: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// fleetd's own uid: a unix peer running as fleetd's user is admin.
     pub own_uid: Option<u32>,
-    /// Where bearer tokens are looked up.
-    pub tokens: fleet_registry::Registry,
-    /// People and namespaces, followed by a watch: checked on every call without an
-    /// etcd round trip.
+    /// People, namespaces and bearer tokens, followed by a watch: checked on every
+    /// call without an etcd round trip.
     pub people: fleet_registry::PeopleView,
 }
 
@@ -252,7 +250,7 @@ async fn token_caller(policy: &Policy, token: &str) -> Result<(String, Role), Re
         code: tonic::Code::Unauthenticated,
         message,
     };
-    match policy.tokens.lookup_token(token).await {
+    match policy.people.token(token).await {
         Ok(Some(record)) => match Role::from_name(&record.role) {
             Some(role) => Ok((format!("token user {}", record.user), role)),
             None => Err(refused(format!("token has unknown role {:?}", record.role))),
@@ -434,10 +432,10 @@ fn ns_needs(req: &Request, grpc: bool) -> NsNeed {
     }
     match *req.method() {
         Method::GET | Method::HEAD | Method::OPTIONS => NsNeed::Read,
-        // v1's PUT creates a unit or changes its state: counted as creating.
-        Method::DELETE | Method::PUT if path.starts_with("/fleet/v1/units") => {
-            NsNeed::CreateDestroy
-        }
+        Method::DELETE if path.starts_with("/fleet/v1/units") => NsNeed::CreateDestroy,
+        // v1's PUT changes a unit's desired state, or creates or replaces the unit:
+        // the handler asks for admin when it creates or replaces (`v1::units::put`).
+        Method::PUT if path.starts_with("/fleet/v1/units") => NsNeed::Change,
         _ => NsNeed::Cluster,
     }
 }
@@ -514,6 +512,7 @@ async fn person_check(
         ns,
         known,
         user: name.to_string(),
+        role: ns_role,
     });
     Ok(())
 }
@@ -635,6 +634,10 @@ mod tests {
         assert_eq!(http(Method::GET, "/fleet/v1/units"), NsNeed::Read);
         assert_eq!(
             http(Method::PUT, "/fleet/v1/units/a.service"),
+            NsNeed::Change
+        );
+        assert_eq!(
+            http(Method::DELETE, "/fleet/v1/units/a.service"),
             NsNeed::CreateDestroy
         );
         assert_eq!(http(Method::PATCH, "/fleet/v1/machines"), NsNeed::Cluster);

@@ -1,10 +1,11 @@
 //! What the API server needs from fleetd (shared by the service and the forwarding of
 //! journal/status in `remote`).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fleet_core::MachineId;
-use fleet_registry::Registry;
+use fleet_registry::{PeopleView, Registry};
 
 use crate::exec::LocalCommands;
 use crate::tls::ClientTls;
@@ -24,6 +25,9 @@ pub struct ApiContext {
     /// or another fleetd holds this machine id), every call is refused as fleet did:
     /// `fleet server unable to communicate with etcd`. `None`: always serve.
     pub registered: Option<tokio::sync::watch::Receiver<bool>>,
+    /// People, namespaces and tokens followed by a watch (started on first use, which
+    /// needs the tokio runtime), shared by every clone of the context.
+    people: Arc<OnceLock<PeopleView>>,
 }
 
 impl ApiContext {
@@ -36,6 +40,13 @@ impl ApiContext {
             forward_tls: None,
             forward_timeout: Duration::from_secs(5),
             registered: None,
+            people: Arc::default(),
         }
+    }
+
+    /// People, namespaces and API tokens as etcd has them, without a read per call.
+    pub fn people(&self) -> &PeopleView {
+        self.people
+            .get_or_init(|| PeopleView::follow(self.registry.clone()))
     }
 }

@@ -46,6 +46,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The server refused the caller's rights (gRPC `PERMISSION_DENIED`).
+    pub fn is_permission_denied(&self) -> bool {
+        self.code() == Some(tonic::Code::PermissionDenied)
+    }
+
     /// The gRPC status code, when the server answered.
     pub fn code(&self) -> Option<tonic::Code> {
         match self {

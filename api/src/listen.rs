@@ -269,7 +269,7 @@ pub async fn serve_on(
     ctx: ApiContext,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
-    let tokens = ctx.registry.clone();
+    let people = ctx.people().clone();
     let svc = FleetService::new(ctx);
     let mut tasks = tokio::task::JoinSet::new();
     let (tls, client_chain) = match &listeners.tls {
@@ -286,8 +286,7 @@ pub async fn serve_on(
         allow_plaintext: listeners.auth.allow_plaintext,
         client_chain,
         own_uid: own_uid(),
-        people: fleet_registry::PeopleView::follow(tokens.clone()),
-        tokens,
+        people,
     });
     let routes = crate::v1::routes(svc, policy);
     for l in listeners.unix.drain(..) {

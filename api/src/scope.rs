@@ -18,6 +18,8 @@ pub(crate) struct Scope {
     pub ns: Namespace,
     pub known: Namespaces,
     pub user: String,
+    /// The person's role in `ns`: HTTP v1's PUT needs admin only when it creates.
+    pub role: fleet_registry::NsRole,
 }
 
 impl Scope {
@@ -64,4 +66,47 @@ pub(crate) fn confine<'a, T>(
         Some(scope) => scope.check(names),
         None => Ok(()),
     }
+}
+
+/// [`confine`] for calls that change units, which also holds the rule for callers
+/// with a cluster-wide role (a certificate's organization, a token's role, a unix
+/// peer) and no person record: below admin they write the `default` namespace only,
+/// so a qualified name (`a:web.service`) cannot bypass namespace `a`'s rights. People
+/// act in a namespace with its rights (`fleetctl --namespace a`); admin writes any.
+pub(crate) async fn confine_write<'a, T>(
+    req: &tonic::Request<T>,
+    people: &fleet_registry::PeopleView,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Status> {
+    if let Some(scope) = req.extensions().get::<Scope>() {
+        return scope.check(names);
+    }
+    let Some(caller) = req.extensions().get::<crate::auth::Caller>() else {
+        return Ok(());
+    };
+    if caller.role >= crate::auth::Role::Admin {
+        return Ok(());
+    }
+    let qualified: Vec<UnitName> = names
+        .into_iter()
+        .filter(|n| n.contains(fleet_core::namespace::SEPARATOR))
+        .filter_map(|n| UnitName::parse(n).ok())
+        .collect();
+    if qualified.is_empty() {
+        return Ok(());
+    }
+    let known = people
+        .namespaces()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot read namespaces: {e}")))?;
+    for name in qualified {
+        let (ns, _) = known.split(&name);
+        if !ns.is_default() {
+            return Err(Status::permission_denied(format!(
+                "no access: unit {name} is in namespace {ns}, and role {} changes units of namespace default only (act in {ns} as a user with a role there, or as admin)",
+                caller.role
+            )));
+        }
+    }
+    Ok(())
 }

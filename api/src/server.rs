@@ -78,6 +78,25 @@ impl FleetService {
         }
     }
 
+    /// DrainMachine and UndrainMachine: one request and answer, either way.
+    async fn set_drained(
+        &self,
+        req: &pb::DrainMachineRequest,
+        drain: bool,
+    ) -> Result<Response<pb::DrainMachineResponse>, Status> {
+        writable(self).await?;
+        let machine = convert::machine_id(&req.machine).map_err(wire_status)?;
+        let registry = &self.ctx.registry;
+        let changed = if drain {
+            registry.drain_machine(&machine).await
+        } else {
+            registry.undrain_machine(&machine).await
+        };
+        Ok(Response::new(pb::DrainMachineResponse {
+            changed: changed.map_err(registry_status)?,
+        }))
+    }
+
     /// The tonic server wrapper, ready for `Server::builder().add_service(..)`.
     pub fn into_server(
         self,
@@ -145,7 +164,7 @@ fn creation(req: &pb::CreateUnitRequest) -> Result<(UnitName, fleet_core::UnitFi
     Ok((name, file))
 }
 
-use crate::scope::{Scope, confine};
+use crate::scope::{Scope, confine, confine_write};
 use fleet_registry::{RegistryKey, WatchEvent};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -209,7 +228,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::CreateUnitRequest>,
     ) -> Result<Response<pb::CreateUnitResponse>, Status> {
-        confine(&req, [req.get_ref().name.as_str()])?;
+        confine_write(&req, self.ctx.people(), [req.get_ref().name.as_str()]).await?;
         writable(self).await?;
         let (name, file) = creation(req.get_ref())?;
         let outcome = self
@@ -225,7 +244,12 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::CreateUnitsRequest>,
     ) -> Result<Response<pb::CreateUnitsResponse>, Status> {
-        confine(&req, req.get_ref().units.iter().map(|u| u.name.as_str()))?;
+        confine_write(
+            &req,
+            self.ctx.people(),
+            req.get_ref().units.iter().map(|u| u.name.as_str()),
+        )
+        .await?;
         writable(self).await?;
         let units = req
             .get_ref()
@@ -251,7 +275,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::ReplaceUnitRequest>,
     ) -> Result<Response<pb::ReplaceUnitResponse>, Status> {
-        confine(&req, [req.get_ref().name.as_str()])?;
+        confine_write(&req, self.ctx.people(), [req.get_ref().name.as_str()]).await?;
         writable(self).await?;
         let req = req.into_inner();
         let name = convert::unit_name(&req.name).map_err(wire_status)?;
@@ -269,8 +293,16 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::SetTargetsRequest>,
     ) -> Result<Response<pb::SetTargetsResponse>, Status> {
-        confine(&req, req.get_ref().targets.iter().map(|t| t.name.as_str()))?;
-        writable(self).await?;
+        confine_write(
+            &req,
+            self.ctx.people(),
+            req.get_ref().targets.iter().map(|t| t.name.as_str()),
+        )
+        .await?;
+        // An empty request writes nothing (fleetctl ssh asks one to learn its rights).
+        if !req.get_ref().targets.is_empty() {
+            writable(self).await?;
+        }
         let targets = req
             .into_inner()
             .targets
@@ -306,7 +338,7 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DestroyUnitRequest>,
     ) -> Result<Response<pb::DestroyUnitResponse>, Status> {
-        confine(&req, [req.get_ref().name.as_str()])?;
+        confine_write(&req, self.ctx.people(), [req.get_ref().name.as_str()]).await?;
         writable(self).await?;
         let name = convert::unit_name(&req.get_ref().name).map_err(wire_status)?;
         let existed = self
@@ -322,30 +354,14 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DrainMachineRequest>,
     ) -> Result<Response<pb::DrainMachineResponse>, Status> {
-        writable(self).await?;
-        let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
-        let changed = self
-            .ctx
-            .registry
-            .drain_machine(&machine)
-            .await
-            .map_err(registry_status)?;
-        Ok(Response::new(pb::DrainMachineResponse { changed }))
+        self.set_drained(req.get_ref(), true).await
     }
 
     async fn undrain_machine(
         &self,
         req: Request<pb::DrainMachineRequest>,
     ) -> Result<Response<pb::DrainMachineResponse>, Status> {
-        writable(self).await?;
-        let machine = convert::machine_id(&req.get_ref().machine).map_err(wire_status)?;
-        let changed = self
-            .ctx
-            .registry
-            .undrain_machine(&machine)
-            .await
-            .map_err(registry_status)?;
-        Ok(Response::new(pb::DrainMachineResponse { changed }))
+        self.set_drained(req.get_ref(), false).await
     }
 
     async fn list_drained(
@@ -367,18 +383,22 @@ impl Fleet for FleetService {
         &self,
         _req: Request<pb::ListNamespacesRequest>,
     ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
-        let list = self
+        let known = self
             .ctx
-            .registry
-            .list_namespaces()
+            .people()
+            .namespaces()
             .await
             .map_err(registry_status)?;
         Ok(Response::new(pb::ListNamespacesResponse {
-            namespaces: list
-                .into_iter()
-                .map(|(n, s)| pb::NamespaceInfo {
+            namespaces: known
+                .all()
+                .filter(|n| !n.is_default())
+                .map(|n| pb::NamespaceInfo {
                     name: n.to_string(),
-                    selector: s.to_string(),
+                    selector: known
+                        .selector(n)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 })
                 .collect(),
         }))
@@ -388,7 +408,12 @@ impl Fleet for FleetService {
         &self,
         req: Request<pb::DestroyUnitsRequest>,
     ) -> Result<Response<pb::DestroyUnitsResponse>, Status> {
-        confine(&req, req.get_ref().names.iter().map(String::as_str))?;
+        confine_write(
+            &req,
+            self.ctx.people(),
+            req.get_ref().names.iter().map(String::as_str),
+        )
+        .await?;
         writable(self).await?;
         let names = unit_names(&req.get_ref().names)?;
         let existed = self

@@ -184,3 +184,51 @@ fn without_namespaces_plan_in_is_plan() {
     assert_ne!(got["a:web@1.service"], got["web@1.service"], "{got:?}");
     assert_eq!(got["x.service"], got["a:web@1.service"]);
 }
+
+#[test]
+fn changing_a_namespace_selector_moves_its_units() {
+    // `fleetctl namespace set a --machines team=b`: a's unit on m1 (team=a) moves to
+    // m2 (team=b); b's unit, in a namespace bound to nothing, stays where it is.
+    let machines = vec![
+        machine("m1", &[("team", "a")]),
+        machine("m2", &[("team", "b")]),
+    ];
+    let units = vec![
+        unit("a:web.service", &[], &[]),
+        unit("b:web.service", &[], &[]),
+    ];
+    let mut v = view(machines, units);
+    v.placements = vec![
+        (
+            UnitName::parse("a:web.service").unwrap(),
+            MachineId::new("m1").unwrap(),
+        ),
+        (
+            UnitName::parse("b:web.service").unwrap(),
+            MachineId::new("m1").unwrap(),
+        ),
+    ];
+    let before = plan_in(&v, &namespaces(&[("a", "team=a"), ("b", "")]));
+    assert!(
+        before.place.is_empty() && before.unplace.is_empty(),
+        "{before:?}"
+    );
+    let after = plan_in(&v, &namespaces(&[("a", "team=b"), ("b", "")]));
+    assert_eq!(
+        placed(&after),
+        BTreeMap::from([("a:web.service".to_string(), "m2".to_string())])
+    );
+    let unplaced: Vec<(String, String)> = after
+        .unplace
+        .iter()
+        .map(|(u, m, _)| (u.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(unplaced, [("a:web.service".to_string(), "m1".to_string())]);
+    assert_eq!(
+        after.keep,
+        [(
+            UnitName::parse("b:web.service").unwrap(),
+            MachineId::new("m1").unwrap()
+        )]
+    );
+}

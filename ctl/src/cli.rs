@@ -524,6 +524,8 @@ pub struct EtcdRolesArgs {
     /// when not connecting as a user already.
     #[arg(long)]
     pub enable_auth: bool,
+    #[command(flatten)]
+    pub namespaces: crate::commands::etcd_roles_ns::NsRolesArgs,
 }
 
 /// `fleetctl token ...`.
@@ -558,6 +560,15 @@ pub enum NamespaceCommand {
         /// Only machines with this metadata run the namespace's units (`team=a`,
         /// `team=a,zone=x`; values of one key are alternatives).
         #[arg(long, value_name = "SELECTOR", default_value = "")]
+        machines: String,
+    },
+    /// Bind a namespace to other machines (an empty selector: every machine); the
+    /// engine moves its units off machines that no longer match.
+    Set {
+        #[arg(value_name = "NAMESPACE")]
+        name: String,
+        /// Only machines with this metadata run the namespace's units (`team=b`).
+        #[arg(long, value_name = "SELECTOR")]
         machines: String,
     },
     /// List the namespaces (default first) and the machines they are bound to.

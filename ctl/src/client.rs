@@ -97,6 +97,11 @@ pub trait Cluster: Send + Sync {
     /// reading the rest of the cluster, and the revision to watch states after.
     fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)>;
     fn snapshot(&self) -> Op<'_, ClusterSnapshot>;
+    /// What `--namespace ns` needs of the snapshot (callers filter it): the etcd driver
+    /// reads only the keys the namespace's etcd roles grant (`ns_roles`).
+    fn snapshot_in<'a>(&'a self, _ns: &'a Namespace) -> Op<'a, ClusterSnapshot> {
+        self.snapshot()
+    }
     /// Live machines and the machine keys left out as undecodable.
     fn list_machines(&self) -> Op<'_, Listed<Machine>>;
     /// Watches unit states from `from_revision` (a `unit_views` revision + 1).
@@ -180,6 +185,16 @@ impl Cluster for Registry {
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         logged(self, "Snapshot", Registry::snapshot(self))
+    }
+    fn snapshot_in<'a>(&'a self, ns: &'a Namespace) -> Op<'a, ClusterSnapshot> {
+        if ns.is_default() {
+            return Cluster::snapshot(self);
+        }
+        logged(
+            self,
+            "NamespaceSnapshot",
+            Registry::namespace_snapshot(self, ns),
+        )
     }
     fn list_machines(&self) -> Op<'_, Listed<Machine>> {
         logged(self, "ListMachines", async move {

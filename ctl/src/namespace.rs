@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use fleet_core::{Machine, MachineId, Namespace, Namespaces, TargetState, UnitFile, UnitName};
 use fleet_registry::{
-    Change, ClusterSnapshot, CreateOutcome, Listed, RegistryKey, SetTargetsOutcome, UnitRecord,
-    UnitView, WatchBatch, WatchEvent,
+    Change, ClusterSnapshot, CreateOutcome, Listed, NsRole, RegistryError, RegistryKey,
+    SetTargetsOutcome, UnitRecord, UnitView, WatchBatch, WatchEvent,
 };
 use tokio::sync::OnceCell;
 
@@ -91,6 +91,26 @@ impl Namespaced {
         names.iter().map(|n| self.qualify(n)).collect()
     }
 
+    /// etcd's "permission denied" on this namespace's keys (the etcd driver, a user
+    /// confined by `fleet_registry::ns_roles`) as one line naming the role it takes.
+    fn denied(&self, e: ClientError, needs: NsRole) -> ClientError {
+        let refused = match &e {
+            ClientError::Registry(RegistryError::PermissionDenied { .. }) => true,
+            ClientError::Registry(r) => {
+                fleet_registry::auth_refusal(r).is_some_and(|a| !a.credentials)
+            }
+            _ => false,
+        };
+        if !refused || self.ns.is_default() {
+            return e;
+        }
+        ClientError::Namespace(format!(
+            "no access to namespace {ns}: etcd denied this user; it takes the etcd role {role} or more (fleetctl etcd-roles --namespace-user NAME={ns}:{needs})",
+            ns = self.ns,
+            role = fleet_registry::ns_roles::role_name(&self.ns, needs),
+        ))
+    }
+
     fn strip_record(&self, mut r: UnitRecord) -> UnitRecord {
         if let Some(local) = self.ns_local_unchecked(&r.name) {
             r.name = local;
@@ -142,14 +162,16 @@ impl Cluster for Namespaced {
     fn get_unit<'a>(&'a self, name: &'a UnitName) -> Op<'a, Option<UnitRecord>> {
         Box::pin(async move {
             let q = self.qualify_all(std::slice::from_ref(name)).await?;
-            let r = self.inner.get_unit(&q[0]).await?;
+            let r =
+                (self.inner.get_unit(&q[0]).await).map_err(|e| self.denied(e, NsRole::Viewer))?;
             Ok(r.map(|r| self.strip_record(r)))
         })
     }
     fn get_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<Option<UnitRecord>>> {
         Box::pin(async move {
             let q = self.qualify_all(names).await?;
-            let rs = self.inner.get_units(&q).await?;
+            let rs =
+                (self.inner.get_units(&q).await).map_err(|e| self.denied(e, NsRole::Viewer))?;
             Ok(rs
                 .into_iter()
                 .map(|r| r.map(|r| self.strip_record(r)))
@@ -168,13 +190,14 @@ impl Cluster for Namespaced {
                 .into_iter()
                 .zip(units.iter().map(|(_, f)| f.clone()))
                 .collect();
-            self.inner.create_units(&units, target).await
+            (self.inner.create_units(&units, target).await)
+                .map_err(|e| self.denied(e, NsRole::Admin))
         })
     }
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
         Box::pin(async move {
             let q = self.qualify_all(std::slice::from_ref(name)).await?;
-            self.inner.replace_unit(&q[0], file).await
+            (self.inner.replace_unit(&q[0], file).await).map_err(|e| self.denied(e, NsRole::Admin))
         })
     }
     fn set_targets<'a>(
@@ -186,7 +209,8 @@ impl Cluster for Namespaced {
             let q = self.qualify_all(&names).await?;
             let targets: Vec<(UnitName, TargetState)> =
                 q.into_iter().zip(targets.iter().map(|(_, t)| *t)).collect();
-            let mut out = self.inner.set_targets(&targets).await?;
+            let mut out = (self.inner.set_targets(&targets).await)
+                .map_err(|e| self.denied(e, NsRole::User))?;
             for n in &mut out.missing {
                 if let Some(l) = self.ns_local_unchecked(n) {
                     *n = l;
@@ -198,13 +222,14 @@ impl Cluster for Namespaced {
     fn destroy_units<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, Vec<bool>> {
         Box::pin(async move {
             let q = self.qualify_all(names).await?;
-            self.inner.destroy_units(&q).await
+            (self.inner.destroy_units(&q).await).map_err(|e| self.denied(e, NsRole::Admin))
         })
     }
     fn unit_views<'a>(&'a self, names: &'a [UnitName]) -> Op<'a, (i64, Vec<Option<UnitView>>)> {
         Box::pin(async move {
             let q = self.qualify_all(names).await?;
-            let (rev, views) = self.inner.unit_views(&q).await?;
+            let (rev, views) =
+                (self.inner.unit_views(&q).await).map_err(|e| self.denied(e, NsRole::Viewer))?;
             let views = views
                 .into_iter()
                 .map(|v| {
@@ -225,7 +250,8 @@ impl Cluster for Namespaced {
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         Box::pin(async move {
             let known = self.known().await?.clone();
-            let mut snap = self.inner.snapshot().await?;
+            let mut snap = (self.inner.snapshot_in(&self.ns).await)
+                .map_err(|e| self.denied(e, NsRole::Viewer))?;
             if !known.is_empty() {
                 filter_snapshot(&mut snap, &known, &self.ns);
             }

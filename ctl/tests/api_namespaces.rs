@@ -180,7 +180,108 @@ fn rights_differ_per_namespace_for_the_same_person() {
     ok("client", "a", &["destroy", "hello.service"]);
     assert_eq!(units("client", "a"), "");
     assert_eq!(units("admin", "b"), "hello.service\n");
-    // Callers who are not registered people keep their certificate's role (issue 15).
+    // Callers who are not registered people keep their certificate's role (issue 15),
+    // in the default namespace only: an operator's qualified name does not bypass the
+    // rights of namespace a.
     assert!(ok("operator", "default", &["list-unit-files"]).contains("UNIT"));
+    refused(
+        "operator",
+        "a",
+        &["submit", "other.service"],
+        "no access: unit a:other.service is in namespace a, and role operator changes units of namespace default only",
+    );
+    assert_eq!(units("client", "a"), "");
+    ok("operator", "default", &["submit", "other.service"]);
+
+    // HTTP API v1 (namespace default): a namespace user's PUT of an existing unit's
+    // desiredState is an update, a PUT creating a unit or a DELETE takes an admin.
+    etcd_ok(&["user", "grant", "viewer", "default", "user"]);
+    let v1 = |method: &str, unit: &str, body: &str| -> (String, String) {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(d.join("ca.crt"))
+            .arg("--cert")
+            .arg(d.join("viewer.crt"))
+            .arg("--key")
+            .arg(d.join("viewer.key"))
+            .args(["-H", "Content-Type: application/json", "--data", body])
+            .arg(format!("https://127.0.0.1:{port}/fleet/v1/units/{unit}"))
+            .output()
+            .expect("run curl");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = v1("PUT", "other.service", r#"{"desiredState":"loaded"}"#);
+    assert_eq!(code, "204", "{body}");
+    assert!(
+        ok("admin", "default", &["list-unit-files", "--no-legend"]).contains("loaded"),
+        "the update took effect"
+    );
+    let create = r#"{"desiredState":"loaded","options":[{"section":"Service","name":"ExecStart","value":"/bin/true"}]}"#;
+    let (code, body) = v1("PUT", "new.service", create);
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains(
+            "user viewer (user in namespace default) may not submit units (this needs admin)"
+        ),
+        "{body}"
+    );
+    let (code, body) = v1("DELETE", "other.service", "");
+    assert_eq!(code, "403", "{body}");
+    let files = ok(
+        "admin",
+        "default",
+        &["list-unit-files", "--no-legend", "--fields", "unit"],
+    );
+    assert_eq!(files, "other.service\n");
+
+    // ssh: to a machine running b's unit, an admin of b goes, a viewer of b does not.
+    let put = |key: &str, value: &str| {
+        etcd.etcdctl(&[], &["put", &format!("/_coreos.com/fleet/{key}"), value]);
+    };
+    put("machine/m1", r#"{"id":"m1","public_ip":"10.0.0.1"}"#);
+    put(
+        "schedule/m1/b:hello.service",
+        &format!(r#"{{"hash":"{}","target":"launched"}}"#, "0".repeat(40)),
+    );
+    let fake = d.join("fake-ssh");
+    std::fs::write(&fake, "#!/bin/sh\necho \"ssh $*\"\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ssh = |who: &str| {
+        let mut cmd = Command::cargo_bin("fleetctl").unwrap();
+        cmd.current_dir(d)
+            .env_remove("FLEETCTL_DRIVER")
+            .env("FLEETCTL_ENDPOINT", format!("https://127.0.0.1:{port}"))
+            .env("FLEETCTL_CA_FILE", d.join("ca.crt"))
+            .env("FLEETCTL_CERT_FILE", d.join(format!("{who}.crt")))
+            .env("FLEETCTL_KEY_FILE", d.join(format!("{who}.key")))
+            .env("FLEETCTL_NAMESPACE", "b")
+            .env("FLEETCTL_SSH_COMMAND", &fake)
+            .timeout(Duration::from_secs(60))
+            .args(["ssh", "m1", "true"])
+            .output()
+            .unwrap()
+    };
+    let out = ssh("admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-- 10.0.0.1 true"));
+    let out = ssh("client");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.stdout, b"", "ssh ran");
+    assert!(
+        err.starts_with("Unable to proceed: ssh to the machines of namespace b takes the role user or admin there"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     stop.cancel();
 }

@@ -159,6 +159,20 @@ fn the_same_names_in_several_namespaces() {
     assert!(err.contains("invalid selector"), "{err}");
     let err = c.fails(&["namespace", "create", "a"]);
     assert!(err.contains("namespace a already exists"), "{err}");
+    let err = c.fails(&["namespace", "set", "nosuch", "--machines", "team=b"]);
+    assert!(err.contains("namespace nosuch does not exist"), "{err}");
+    let err = c.fails(&["namespace", "set", "a", "--machines", "team"]);
+    assert!(err.contains("invalid selector"), "{err}");
+    let err = c.fails(&["namespace", "set", "default", "--machines", "team=a"]);
+    assert!(err.contains("default"), "{err}");
+    // A namespace is bound to other machines, and back to every machine.
+    c.ok(&["namespace", "set", "a", "--machines", "team=x"]);
+    assert!(
+        c.ok(&["namespace", "list"]).contains("\na\tteam=x\n"),
+        "{}",
+        c.ok(&["namespace", "list"])
+    );
+    c.ok(&["namespace", "set", "a", "--machines", ""]);
     let err = c.fails(&["namespace", "delete", "b"]);
     assert!(err.contains("namespace b has 3 unit(s)"), "{err}");
     assert_eq!(c.units("b"), webs);
@@ -207,4 +221,70 @@ fn users_and_roles_per_namespace() {
     assert!(err.contains("user carol does not exist"), "{err}");
     c.ok(&["user", "remove", "alice"]);
     assert!(!c.ok(&["user", "list"]).contains("alice"));
+}
+
+/// `fleetctl --namespace NS ssh` reaches NS's machines only: those bound to it by its
+/// selector and those running its units; `default` is as before.
+#[test]
+fn ssh_goes_to_the_namespace_machines_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let c = Cluster::new();
+    c.ok(&["namespace", "create", "a", "--machines", "team=a"]);
+    c.ok(&["namespace", "create", "b"]);
+    let put = |key: &str, value: &str| {
+        c.etcd
+            .etcdctl(&[], &["put", &format!("/_coreos.com/fleet/{key}"), value]);
+    };
+    for (m, ip, meta) in [
+        ("m1", "10.0.0.1", r#"{"team":"a"}"#),
+        ("m2", "10.0.0.2", r#"{"team":"b"}"#),
+        ("m3", "10.0.0.3", "{}"),
+    ] {
+        put(
+            &format!("machine/{m}"),
+            &format!(r#"{{"id":"{m}","public_ip":"{ip}","metadata":{meta}}}"#),
+        );
+    }
+    c.ok(&["--namespace", "b", "submit", "web@1.service"]);
+    put(
+        "schedule/m3/b:web@1.service",
+        &format!(r#"{{"hash":"{}","target":"launched"}}"#, "0".repeat(40)),
+    );
+    let fake = c.dir.path().join("fake-ssh");
+    std::fs::write(&fake, "#!/bin/sh\necho \"ssh $*\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh = |ns: &str, target: &str| -> Output {
+        c.cmd()
+            .env("FLEETCTL_SSH_COMMAND", &fake)
+            .args(["--namespace", ns, "ssh", target, "true"])
+            .output()
+            .expect("run fleetctl")
+    };
+    let reaches = |ns: &str, target: &str, ip: &str| {
+        let out = ssh(ns, target);
+        assert!(out.status.success(), "{ns} {target}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(&format!("-- {ip} true")),
+            "{}",
+            text(&out.stdout)
+        );
+    };
+    let refused = |ns: &str, target: &str| {
+        let out = ssh(ns, target);
+        assert_eq!(out.status.code(), Some(1), "{ns} {target}");
+        assert_eq!(text(&out.stdout), "", "ssh ran: {ns} {target}");
+        assert_eq!(
+            text(&out.stderr).trim_end(),
+            format!(
+                "Unable to proceed: machine {target} is not a machine of namespace {ns} (it runs none of its units)"
+            )
+        );
+    };
+    reaches("a", "m1", "10.0.0.1");
+    refused("a", "m2");
+    refused("a", "m3");
+    reaches("b", "m3", "10.0.0.3");
+    reaches("b", "web@1.service", "10.0.0.3");
+    refused("b", "m1");
+    reaches("default", "m2", "10.0.0.2");
 }

@@ -211,13 +211,14 @@ impl Keys {
     pub fn ns_units(&self, ns: &Namespace) -> String {
         format!("{}{}", self.units(), ns.name_prefix())
     }
-    /// The key prefixes a namespace's units' records live under (for etcd roles).
-    pub fn ns_prefixes(&self, ns: &Namespace) -> [String; 4] {
+    /// The key prefixes only a namespace's units live under (for etcd roles): their
+    /// files, targets and unplaced notes. States and placements are keyed by machine
+    /// first (`machine-state/<id>/<ns>:...`), so no one prefix holds a namespace's.
+    pub fn ns_prefixes(&self, ns: &Namespace) -> [String; 3] {
         let p = ns.name_prefix();
         [
             format!("{}{p}", self.units()),
             format!("{}{p}", self.jobs()),
-            format!("{}{p}", self.states()),
             format!("{}{p}", self.unplaced_all()),
         ]
     }

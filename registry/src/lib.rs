@@ -31,6 +31,7 @@ mod machines;
 pub mod metadata;
 pub mod model;
 pub mod namespaces;
+pub mod ns_roles;
 mod paged;
 mod people;
 mod registry;

@@ -13,8 +13,10 @@ use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp};
 use fleet_core::{Namespace, Namespaces, Selector, UnitName};
 use serde::{Deserialize, Serialize};
 
+use crate::decode;
 use crate::error::RegistryError;
 use crate::keys::Keys;
+use crate::model::ClusterSnapshot;
 use crate::registry::Registry;
 
 /// A person's rights in one namespace.
@@ -223,6 +225,72 @@ impl Registry {
             return Err(AccessError::NamespaceExists(ns.clone()));
         }
         Ok(())
+    }
+
+    /// Binds existing namespace `ns` to `selector` (empty: every machine). The engine
+    /// follows the record by watch: units on machines that no longer match move.
+    pub async fn set_namespace_selector(
+        &self,
+        ns: &Namespace,
+        selector: &Selector,
+    ) -> Result<(), AccessError> {
+        if ns.is_default() {
+            return Err(AccessError::DefaultNamespace);
+        }
+        let key = self.keys.namespace(ns);
+        let value = encode(&NamespaceRecord {
+            selector: selector.to_string(),
+        })?;
+        let txn = Txn::new()
+            .when([Compare::version(key.clone(), CompareOp::Greater, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        if !self.txn("set namespace selector", txn).await?.succeeded() {
+            return Err(AccessError::NoNamespace(ns.clone()));
+        }
+        Ok(())
+    }
+
+    /// One namespace's part of [`Registry::snapshot`], read only from keys its etcd
+    /// roles grant (`ns_roles`): its units, targets and unplaced notes, and every
+    /// machine, placement, state and drain (callers keep the namespace's, see
+    /// `fleetctl --namespace`). One txn, consistent at `revision`.
+    pub async fn namespace_snapshot(
+        &self,
+        ns: &Namespace,
+    ) -> Result<ClusterSnapshot, RegistryError> {
+        let k = &self.keys;
+        let [units, jobs, unplaced] = k.ns_prefixes(ns);
+        let prefixes = vec![
+            units,
+            jobs,
+            k.machines(),
+            k.schedules(),
+            unplaced,
+            k.drains(),
+            k.states(),
+        ];
+        let (revision, g) = self.get_prefixes("namespace snapshot", prefixes).await?;
+        let [units, jobs, machines, schedule, unplaced, drains, states] = &g[..] else {
+            return Err(RegistryError::corrupt(
+                k.prefix().as_bytes(),
+                "snapshot txn returned an unexpected number of ranges",
+            ));
+        };
+        let mut skipped = Vec::new();
+        let s = &mut skipped;
+        let mut snap = ClusterSnapshot {
+            revision,
+            units: decode::units(k, units.kvs(), jobs.kvs(), s),
+            machines: decode::machines(k, machines.kvs(), s),
+            schedule: decode::schedule(k, schedule.kvs(), s),
+            states: decode::states(k, states.kvs(), s),
+            unplaced: decode::unplaced(k, unplaced.kvs(), s),
+            drained: decode::drained(k, drains.kvs(), s),
+            skipped: Vec::new(),
+        };
+        skipped.sort_by(|a, b| a.key.cmp(&b.key));
+        snap.skipped = skipped;
+        Ok(snap)
     }
 
     /// Deletes namespace `ns`; with units in it only if `destroy_units`, which destroys

@@ -1,8 +1,11 @@
-//! People (`user/`) and namespaces (`namespace/`) as etcd has them, kept in memory
+//! People (`user/`), namespaces (`namespace/`) and API bearer tokens (`token/`, by
+//! hash) as etcd has them, kept in memory
 //! from a watch for a server that checks them on every call (the API): a lookup costs
 //! no etcd round trip, and a grant revoked in etcd applies as soon as its event
 //! arrives. While the view is not current (before the first read, after a watch
 //! broke, while re-reading after a change) lookups read etcd directly, as without it.
+//! A token the view does not know is looked up in etcd too (it may have been created
+//! a moment ago): only unknown tokens cost a read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,6 +16,7 @@ use fleet_core::Namespaces;
 use crate::error::RegistryError;
 use crate::namespaces::{UserRecord, decode_namespaces, decode_users};
 use crate::registry::Registry;
+use crate::tokens::{TokenRecord, decode_tokens};
 
 /// How long to wait before reading again after a failed read or a broken watch.
 const RETRY: Duration = Duration::from_secs(1);
@@ -21,6 +25,8 @@ const RETRY: Duration = Duration::from_secs(1);
 struct People {
     users: HashMap<String, UserRecord>,
     namespaces: Namespaces,
+    /// Token records by the hash of the token.
+    tokens: HashMap<String, TokenRecord>,
 }
 
 struct Inner {
@@ -104,6 +110,19 @@ impl PeopleView {
     }
 }
 
+impl PeopleView {
+    /// The live token `token`'s record (`None`: unknown, revoked or expired).
+    pub async fn token(&self, token: &str) -> Result<Option<TokenRecord>, RegistryError> {
+        if let Some(p) = self.current()
+            && let Some(r) = p.tokens.get(&crate::tokens::hash(token))
+            && r.expires > crate::tokens::now()
+        {
+            return Ok(Some(r.clone()));
+        }
+        self.inner.reg.lookup_token(token).await
+    }
+}
+
 fn set(inner: &Inner, people: Option<Arc<People>>) {
     if let Ok(mut c) = inner.current.write() {
         *c = people;
@@ -116,9 +135,9 @@ fn set(inner: &Inner, people: Option<Arc<People>>) {
 async fn follow_once(reg: &Registry, weak: &std::sync::Weak<Inner>) -> Result<(), RegistryError> {
     let k = reg.keys();
     let (rev, got) = reg
-        .get_prefixes("read people", vec![k.users(), k.namespaces()])
+        .get_prefixes("read people", vec![k.users(), k.namespaces(), k.tokens()])
         .await?;
-    let [users, namespaces] = &got[..] else {
+    let [users, namespaces, tokens] = &got[..] else {
         return Err(RegistryError::corrupt(
             k.prefix().as_bytes(),
             "people txn returned an unexpected number of ranges",
@@ -127,9 +146,11 @@ async fn follow_once(reg: &Registry, weak: &std::sync::Weak<Inner>) -> Result<()
     let people = People {
         users: decode_users(k, users.kvs()).into_iter().collect(),
         namespaces: Namespaces::new(decode_namespaces(k, namespaces.kvs())),
+        tokens: decode_tokens(k, tokens.kvs()),
     };
     let mut users_watch = reg.watch_prefix(k.users(), rev + 1);
     let mut ns_watch = reg.watch_prefix(k.namespaces(), rev + 1);
+    let mut tokens_watch = reg.watch_prefix(k.tokens(), rev + 1);
     match weak.upgrade() {
         Some(inner) => set(&inner, Some(Arc::new(people))),
         None => return Ok(()),
@@ -137,5 +158,6 @@ async fn follow_once(reg: &Registry, weak: &std::sync::Weak<Inner>) -> Result<()
     tokio::select! {
         r = users_watch.next_raw() => r.map(drop),
         r = ns_watch.next_raw() => r.map(drop),
+        r = tokens_watch.next_raw() => r.map(drop),
     }
 }

@@ -91,7 +91,7 @@ pub struct Grant {
 }
 
 impl Grant {
-    fn prefix(access: Access, prefix: String) -> Grant {
+    pub(crate) fn prefix(access: Access, prefix: String) -> Grant {
         let key = prefix.into_bytes();
         let range_end = prefix_end(&key);
         Grant {

@@ -36,11 +36,11 @@ pub struct TokenInfo {
 /// Characters of the hash a listing shows as the token's id.
 const ID_LEN: usize = 12;
 
-fn hash(token: &str) -> String {
+pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -150,4 +150,20 @@ impl Registry {
             .map_err(|e| e.denied(crate::roles::KeyClass::Tokens))?;
         Ok(resp.deleted())
     }
+}
+
+/// Token records under `token/` by hash; records that cannot be read are left out
+/// (a lookup then misses, as [`Registry::lookup_token`] would).
+pub(crate) fn decode_tokens(
+    k: &crate::keys::Keys,
+    kvs: &[etcd_client::KeyValue],
+) -> std::collections::HashMap<String, TokenRecord> {
+    let dir = k.tokens();
+    kvs.iter()
+        .filter_map(|kv| {
+            let h = kv.key_str().ok()?.strip_prefix(&dir)?;
+            let record = serde_json::from_slice(kv.value()).ok()?;
+            Some((h.to_string(), record))
+        })
+        .collect()
 }

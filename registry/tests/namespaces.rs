@@ -175,4 +175,21 @@ async fn the_followed_view_tracks_people_and_namespaces() {
         view.namespaces().await.unwrap().contains(&b)
     })
     .await;
+    // Tokens: a new one is accepted at once, a revoked one refused once etcd has the
+    // revocation, an unknown one never.
+    let (token, info) = reg
+        .create_token("ann", "viewer", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(view.token(&token).await.unwrap().unwrap().user, "ann");
+    assert!(view.token("fleet_nosuch").await.unwrap().is_none());
+    until("the token in the view", async || {
+        view.token(&token).await.unwrap().is_some()
+    })
+    .await;
+    reg.revoke_token(&info.id).await.unwrap();
+    until("the token revoked", async || {
+        view.token(&token).await.unwrap().is_none()
+    })
+    .await;
 }

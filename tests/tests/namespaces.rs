@@ -90,6 +90,24 @@ fn namespaces_run_the_same_names_apart_and_on_their_machines() {
     for r in in_ns(&ctl, "pinned").active() {
         assert_eq!(r.machine, team_a, "{r:?} left the team=a machine");
     }
+    // Rebinding a namespace moves its units: to no machine (the reason says why),
+    // then to every machine.
+    ctl.ok(&["namespace", "set", "pinned", "--machines", "team=nosuch"]);
+    wait_until("pinned's units stopped", Duration::from_secs(60), || {
+        in_ns(&ctl, "pinned").active().is_empty()
+    });
+    let reasons =
+        in_ns(&ctl, "pinned").ok(&["list-unit-files", "--no-legend", "--fields=unit,reason"]);
+    assert!(
+        reasons.contains("namespace pinned is bound to machines with team=nosuch"),
+        "{reasons}"
+    );
+    ctl.ok(&["namespace", "set", "pinned", "--machines", ""]);
+    wait_until(
+        "pinned's units running again",
+        Duration::from_secs(60),
+        || in_ns(&ctl, "pinned").active().len() == 2,
+    );
     // --all-namespaces lists all of them, each under its namespace.
     let all = ctl.ok(&[
         "list-units",

@@ -183,7 +183,7 @@ async fn login(svc: FleetService, req: Request) -> Response {
                 "not a fleet token",
             ));
         }
-        let record = svc.ctx.registry.lookup_token(token).await?.ok_or_else(|| {
+        let record = svc.ctx.people().token(token).await?.ok_or_else(|| {
             HttpError::new(
                 StatusCode::UNAUTHORIZED,
                 "token unknown, revoked or expired: create one with `fleetctl token create`",

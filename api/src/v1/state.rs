@@ -12,7 +12,7 @@ pub(crate) async fn list(svc: &FleetService, uri: &axum::http::Uri) -> HttpResul
     // Exact matches on the first value of each filter, before paging (as fleet).
     let machine = query_values(uri, "machineID").into_iter().next();
     let unit = query_values(uri, "unitName").into_iter().next();
-    let known = svc.ctx.registry.namespaces().await?;
+    let known = svc.ctx.people().namespaces().await?;
     let states: Vec<_> = svc
         .ctx
         .registry

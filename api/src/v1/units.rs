@@ -24,7 +24,7 @@ fn name_of(s: &str) -> Result<UnitName, HttpError> {
 pub(crate) async fn default_name(svc: &FleetService, s: &str) -> Result<UnitName, HttpError> {
     let name = name_of(s)?;
     if name.as_str().contains(fleet_core::namespace::SEPARATOR) {
-        let known = svc.ctx.registry.namespaces().await?;
+        let known = svc.ctx.people().namespaces().await?;
         let (ns, _) = known.split(&name);
         if !ns.is_default() {
             return Err(HttpError::new(
@@ -45,7 +45,7 @@ fn unit_missing() -> HttpError {
 pub(crate) async fn list(svc: &FleetService, uri: &axum::http::Uri) -> HttpResult {
     let page_no = page::requested(&query_values(uri, "nextPageToken"))?;
     let mut snap = svc.ctx.registry.snapshot().await?;
-    let known = svc.ctx.registry.namespaces().await?;
+    let known = svc.ctx.people().namespaces().await?;
     if !known.is_empty() {
         snap.units.retain(|u| known.split(&u.name).0.is_default());
     }
@@ -117,6 +117,7 @@ fn check_content_type(req: &Request) -> Result<(), HttpError> {
 
 pub(crate) async fn put(svc: &FleetService, url_name: &str, req: Request) -> HttpResult {
     check_content_type(&req)?;
+    let scope = req.extensions().get::<crate::scope::Scope>().cloned();
     let bytes = super::body_bytes(req).await?;
     let body: UnitBody = serde_json::from_slice(&bytes)
         .map_err(|e| HttpError::bad_request(format!("unable to decode body: {e}")))?;
@@ -178,6 +179,19 @@ pub(crate) async fn put(svc: &FleetService, url_name: &str, req: Request) -> Htt
     };
     match replaces {
         Some(replace) => {
+            // A namespace user changes units and their desired states (as ReplaceUnit
+            // and SetTargets); creating one takes an admin (as CreateUnit).
+            if let Some(scope) =
+                scope.filter(|s| !replace && s.role < fleet_registry::NsRole::Admin)
+            {
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "user {} ({} in namespace {}) may not submit units (this needs admin)",
+                        scope.user, scope.role, scope.ns
+                    ),
+                ));
+            }
             create(svc, &name, options, replace).await?;
             let desired = desired.unwrap_or(TargetState::Inactive);
             if desired != TargetState::Inactive {

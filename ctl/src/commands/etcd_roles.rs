@@ -24,6 +24,7 @@ use crate::context::{Ctx, fail, out, registry_error_line};
 pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
     // Checked before connecting: bad input changes nothing.
     let plan = Plan::from_args(&args)?;
+    let ns_plan = super::etcd_roles_ns::NsPlan::from_args(&args.namespaces)?;
     let line = |e: RegistryError| fail(registry_error_line(&e));
     let (registry, version, authenticated) = connect(ctx, &plan).await?;
     if roles::version_confines_users(&version) != Some(true) {
@@ -44,12 +45,14 @@ pub async fn run(ctx: &Ctx, args: EtcdRolesArgs) -> anyhow::Result<ExitCode> {
         User::Machine { id, .. } => Some(roles::machine_role(&keys, id)),
         _ => None,
     }));
+    role_specs.extend(ns_plan.role_specs(&keys));
     for spec in &role_specs {
         changes.extend(registry.apply_role(spec).await.map_err(line)?);
     }
     let existing = registry.etcd_users().await.map_err(line)?;
     let mut users: Vec<(String, BTreeSet<String>)> =
         plan.users.iter().map(|u| (u.name(), u.roles())).collect();
+    ns_plan.add_users(&mut users);
     let enable = args.enable_auth && !authenticated;
     if enable {
         users.push((ROOT.to_string(), BTreeSet::from([ROOT.to_string()])));
@@ -263,7 +266,8 @@ impl Plan {
             users.insert(User::Viewer(person(n)?));
         }
         let password_dir = args.password_dir.as_ref().map(PathBuf::from);
-        if password_dir.is_none() && (!users.is_empty() || args.enable_auth) {
+        let ns_users = !args.namespaces.namespace_user.is_empty();
+        if password_dir.is_none() && (!users.is_empty() || ns_users || args.enable_auth) {
             return Err(fail(
                 "--password-dir is required to create etcd users (each user's password is kept in a file there)",
             ));

@@ -5,6 +5,7 @@ mod create;
 mod destroy;
 mod drain;
 mod etcd_roles;
+pub(crate) mod etcd_roles_ns;
 mod fd_forward;
 mod journal;
 mod list_machines;

@@ -1,4 +1,4 @@
-//! `fleetctl namespace create|list|delete` and `fleetctl user add|list|grant|revoke|remove`
+//! `fleetctl namespace create|set|list|delete` and `fleetctl user add|list|grant|revoke|remove`
 //! (see `fleet_registry::namespaces`). Like `token`, these talk to etcd directly: its
 //! credentials are what make the caller a superadmin.
 
@@ -25,7 +25,7 @@ fn namespace(name: &str) -> anyhow::Result<Namespace> {
 pub async fn run(ctx: &Ctx, command: NamespaceCommand) -> anyhow::Result<ExitCode> {
     // Bad input is refused before connecting.
     match &command {
-        NamespaceCommand::Create { name, machines } => {
+        NamespaceCommand::Create { name, machines } | NamespaceCommand::Set { name, machines } => {
             namespace(name)?;
             Selector::parse(machines).map_err(|e| fail(e.to_string()))?;
         }
@@ -41,6 +41,14 @@ pub async fn run(ctx: &Ctx, command: NamespaceCommand) -> anyhow::Result<ExitCod
             let selector = Selector::parse(&machines).map_err(|e| fail(e.to_string()))?;
             registry
                 .create_namespace(&ns, &selector)
+                .await
+                .map_err(line)?;
+        }
+        NamespaceCommand::Set { name, machines } => {
+            let ns = namespace(&name)?;
+            let selector = Selector::parse(&machines).map_err(|e| fail(e.to_string()))?;
+            registry
+                .set_namespace_selector(&ns, &selector)
                 .await
                 .map_err(line)?;
         }

@@ -1,11 +1,18 @@
 //! `fleetctl ssh MACHINE|UNIT [CMD...]`: runs the system `ssh` to a machine's public IP
 //! (or the machine running a unit), through `--tunnel` when given.
+//!
+//! Namespaces (issue 17): with `--namespace NS` (not `default`), only NS's machines
+//! are reached: those running one of its units, and, for a namespace bound to a
+//! selector, those matching it; through the API, only by a person who is `user` or
+//! `admin` there. A unit is looked up in NS, which the caller's rights
+//! there already allow reading. This is fleetctl's courtesy, not a lock: who may log
+//! in is decided by each machine's sshd and its keys, which fleet does not manage.
 
 use std::process::ExitCode;
 
 use fleet_core::{Machine, UnitName};
 
-use crate::client::{host_port, ssh_options, ssh_program};
+use crate::client::{ClientError, host_port, ssh_options, ssh_program};
 use crate::context::{Ctx, fail};
 
 /// What to connect to, from `--machine`, `--unit` or the first argument.
@@ -105,6 +112,37 @@ pub async fn run(
             (Err(_), _) => return Err(proceed("could not find matching unit or machine")),
         },
     };
+    if !client.namespace.is_default() {
+        let ns = &client.namespace;
+        let known = client
+            .registry
+            .namespaces()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let bound = known
+            .selector(ns)
+            .is_some_and(|s| !s.is_empty() && s.matches(&machine.metadata));
+        // The snapshot holds only the namespace's units (see `Namespaced`).
+        let runs_ours = snapshot.schedule.iter().any(|e| e.machine == machine.id);
+        if !bound && !runs_ours {
+            return Err(proceed(&format!(
+                "machine {} is not a machine of namespace {ns} (it runs none of its units)",
+                machine.id
+            )));
+        }
+        // Through the API a person's role there decides: an empty SetTargets asks
+        // whether they may change its units (user or admin) and changes nothing. With
+        // the etcd driver it touches no key: etcd roles cannot say who may log in.
+        match client.registry.set_targets(&[]).await {
+            Ok(_) => {}
+            Err(ClientError::Api(e)) if e.is_permission_denied() => {
+                return Err(proceed(&format!(
+                    "ssh to the machines of namespace {ns} takes the role user or admin there ({e})"
+                )));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
     // The address comes from the cluster, typed: only an IP reaches ssh's command line
     // (a record with anything else is skipped when it is read).
     let Some(ip) = machine.public_ip else {
