@@ -809,6 +809,15 @@ async fn v1_serves_the_default_namespace_only() {
     reg.create_unit(&a.qualify(&web).unwrap(), &file)
         .await
         .unwrap();
+    // The API follows namespaces by watch: wait (bounded) until it has seen `a`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&f.unix, "/fleet/v1/units/a:web.service").await.status != 403 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API never learnt of namespace a"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let listed = get(&f.unix, "/fleet/v1/units").await.json();
     let names: Vec<&str> = listed["units"]
