@@ -62,6 +62,8 @@ struct Figures {
     injected: usize,
     converge: Vec<f64>,
     restarts: usize,
+    /// Moves explained by a lease the fault cost (a degraded link only).
+    leases_lost: usize,
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -163,11 +165,45 @@ fn workload_step(rng: &mut StdRng, ctl: &Fleetctl, w: &mut Workload) -> BTreeSet
     touched
 }
 
+/// Whether `node`'s fleetd found its lease gone within the last `since` (and a few
+/// seconds before).
+fn lease_lost_since(lab: &Lab, node: &str, since: Duration) -> bool {
+    let secs = since.as_secs() + 5;
+    let (_, out, _) = sh(
+        lab,
+        node,
+        &format!(
+            "journalctl -u fleet.service --no-pager --since -{secs}s | grep -c -- \"the agent's lease is gone\" || true"
+        ),
+    );
+    out.trim().parse::<u32>().unwrap_or(0) > 0
+}
+
+/// Prints every running machine's fleetd log of the last `since` (and a few seconds
+/// before), so a failed run says what fleetd did about it.
+fn journals_since(lab: &Lab, since: Duration) {
+    let secs = since.as_secs() + 5;
+    for m in lab.machines() {
+        if !lab.is_running(&m.name).unwrap_or(false) {
+            continue;
+        }
+        let (_, out, _) = sh(
+            lab,
+            &m.name,
+            &format!(
+                "journalctl -u fleet.service -o short-precise --no-pager --since -{secs}s | tail -n 120"
+            ),
+        );
+        eprintln!("---- {} fleetd, last {secs} s ----\n{out}", m.name);
+    }
+}
+
 /// Injects one fault and ends it; returns the nodes whose units may legitimately move
 /// (they lost their lease or the machine died).
 fn inject(rng: &mut StdRng, lab: &mut TestLab, fault: Fault) -> BTreeSet<String> {
     let nodes: Vec<String> = lab.machines().iter().map(|m| m.name.clone()).collect();
     let node = nodes[rng.random_range(0..nodes.len())].clone();
+    eprintln!("chaos: {fault:?} on {node}");
     let members: Vec<String> = lab.etcd_members().iter().map(|m| m.name.clone()).collect();
     let away = Duration::from_secs(2 * TTL);
     let mut lost = BTreeSet::new();
@@ -253,10 +289,14 @@ fn seeded_chaos_run_keeps_every_unit_running_exactly_once() {
     let mut failures: Vec<String> = Vec::new();
     let mut last: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
 
+    let mut previous: Option<Fault> = None;
+    let mut previous_injected = Instant::now();
     for i in 0..faults {
         let touched = workload_step(&mut rng, &ctl, &mut w);
         let fault = FAULTS[rng.random_range(0..FAULTS.len())];
         let injected = Instant::now();
+        let (prev, prev_injected) = (previous.replace(fault), previous_injected);
+        previous_injected = injected;
         let lost = inject(&mut rng, &mut lab, fault);
         let ended = Instant::now();
         // The invariant must hold again within SETTLE of the fault's end.
@@ -289,8 +329,25 @@ fn seeded_chaos_run_keeps_every_unit_running_exactly_once() {
             if before.iter().any(|(n, _)| lost.contains(n)) {
                 continue;
             }
+            // A degraded link (200 ms each way, 5 % loss) can cost a 3 s lease: then
+            // the engine moved the units of a machine that was gone for a TTL, as
+            // designed. Counted and printed, not hidden; other faults get no such pass.
+            // The move may land after the degraded fault's own check: the previous
+            // fault counts too.
+            if (fault == Fault::Degrade || prev == Some(Fault::Degrade))
+                && let Some((n, _)) = before
+                    .iter()
+                    .find(|(n, _)| lease_lost_since(&lab, n, prev_injected.elapsed()))
+            {
+                f.leases_lost += 1;
+                eprintln!(
+                    "chaos: fault {i} {fault:?}: {n} lost its lease on the degraded link; {u} moved: {before:?} -> {copies:?}"
+                );
+                continue;
+            }
             f.restarts += 1;
             eprintln!("chaos: fault {i} {fault:?}: {u} restarted: {before:?} -> {copies:?}");
+            journals_since(&lab, injected.elapsed());
         }
         last = now;
         eprintln!(
@@ -305,8 +362,8 @@ fn seeded_chaos_run_keeps_every_unit_running_exactly_once() {
         w.launched.len()
     );
     eprintln!(
-        "{:<16} {:>8} {:>11} {:>11} {:>9}",
-        "FAULT", "INJECTED", "CONVERGE.MAX", "CONVERGE.AVG", "RESTARTS"
+        "{:<16} {:>8} {:>11} {:>11} {:>9} {:>12}",
+        "FAULT", "INJECTED", "CONVERGE.MAX", "CONVERGE.AVG", "RESTARTS", "LEASES.LOST"
     );
     let mut unexplained = 0;
     for (fault, f) in &figures {
@@ -314,12 +371,13 @@ fn seeded_chaos_run_keeps_every_unit_running_exactly_once() {
         let avg = f.converge.iter().sum::<f64>() / f.converge.len().max(1) as f64;
         unexplained += f.restarts;
         eprintln!(
-            "{:<16} {:>8} {:>10.1}s {:>10.1}s {:>9}",
+            "{:<16} {:>8} {:>10.1}s {:>10.1}s {:>9} {:>12}",
             format!("{fault:?}"),
             f.injected,
             max,
             avg,
-            f.restarts
+            f.restarts,
+            f.leases_lost
         );
     }
     eprintln!(
