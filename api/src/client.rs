@@ -436,6 +436,19 @@ impl ApiClient {
         &self,
         units: &[(UnitName, UnitFile)],
     ) -> Result<Vec<CreateOutcome>, ApiError> {
+        self.create_units_with_target(units, TargetState::Inactive)
+            .await
+    }
+
+    /// [`ApiClient::create_units`] with the first desired state of the units created
+    /// (`fleetctl start` of new units): written with each unit in one call; a server
+    /// that predates this sets no target, and the targets of the units created are then
+    /// set here. Units that existed keep their targets.
+    pub async fn create_units_with_target(
+        &self,
+        units: &[(UnitName, UnitFile)],
+        target: TargetState,
+    ) -> Result<Vec<CreateOutcome>, ApiError> {
         use prost::Message as _;
         let wire: Vec<pb::CreateUnitRequest> = units
             .iter()
@@ -458,20 +471,36 @@ impl ApiClient {
             bytes += len;
         }
         let mut outcomes = Vec::with_capacity(units.len());
+        let mut written = true;
         for batch in batches {
             let asked = batch.len();
             let mut c = self.inner.clone();
             let resp = self
                 .bounded(
                     "CreateUnits",
-                    c.create_units(pb::CreateUnitsRequest { units: batch }),
+                    c.create_units(pb::CreateUnitsRequest {
+                        units: batch,
+                        target: convert::target_to_wire(target),
+                    }),
                 )
                 .await?;
             if resp.outcomes.len() != asked {
                 return Err(count_mismatch(asked, resp.outcomes.len()));
             }
+            written &= resp.target_written;
             for o in &resp.outcomes {
                 outcomes.push(outcome_from_wire(o)?);
+            }
+        }
+        if !written && target != TargetState::Inactive {
+            let created: Vec<(UnitName, TargetState)> = units
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, CreateOutcome::Created))
+                .map(|((n, _), _)| (n.clone(), target))
+                .collect();
+            if !created.is_empty() {
+                self.set_targets(&created).await?;
             }
         }
         Ok(outcomes)

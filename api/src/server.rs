@@ -260,14 +260,27 @@ impl Fleet for FleetService {
         if units.len() > MAX_BATCH {
             return Err(too_many(units.len()));
         }
+        let target = match req.get_ref().target {
+            0 => TargetState::Inactive,
+            t => convert::target_from_wire(t).map_err(wire_status)?,
+        };
+        if target != TargetState::Inactive
+            && let Some((name, _)) = units.iter().find(|(n, _)| n.is_template())
+        {
+            return Err(Status::invalid_argument(format!(
+                "cannot activate template {:?}",
+                name.as_str()
+            )));
+        }
         let outcomes = self
             .ctx
             .registry
-            .create_units(&units)
+            .create_units_with_target(&units, target)
             .await
             .map_err(registry_status)?;
         Ok(Response::new(pb::CreateUnitsResponse {
             outcomes: outcomes.into_iter().map(convert::outcome_to_wire).collect(),
+            target_written: true,
         }))
     }
 

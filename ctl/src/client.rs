@@ -269,22 +269,7 @@ impl Cluster for ApiClient {
         units: &'a [(UnitName, UnitFile)],
         target: TargetState,
     ) -> Op<'a, Vec<CreateOutcome>> {
-        Box::pin(async move {
-            // The API creates units `inactive`: the target of those created follows.
-            let outcomes = ApiClient::create_units(self, units).await?;
-            if target != TargetState::Inactive {
-                let created: Vec<(UnitName, TargetState)> = units
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| matches!(o, CreateOutcome::Created))
-                    .map(|((n, _), _)| (n.clone(), target))
-                    .collect();
-                if !created.is_empty() {
-                    ApiClient::set_targets(self, &created).await?;
-                }
-            }
-            Ok(outcomes)
-        })
+        Box::pin(async move { Ok(ApiClient::create_units_with_target(self, units, target).await?) })
     }
     fn replace_unit<'a>(&'a self, name: &'a UnitName, file: &'a UnitFile) -> Op<'a, ()> {
         Box::pin(async move { Ok(ApiClient::replace_unit(self, name, file).await?) })

@@ -1185,3 +1185,40 @@ fn many_units_stop_unload_destroy_through_both_drivers() {
         );
     }
 }
+
+/// `start` of a unit not yet submitted writes it with its `launched` target in one
+/// request through either driver (no second target write); a template is refused
+/// before anything is written.
+#[test]
+fn start_of_a_new_unit_is_one_write_through_both_drivers() {
+    let c = Cluster::new();
+    for (i, d) in BOTH.into_iter().enumerate() {
+        let unit = format!("n{i}.service");
+        c.write(&unit, HELLO);
+        let out = c.run(d, &["--debug", "start", "--no-block", &unit]);
+        assert!(out.status.success(), "{d:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            format!("Unit {unit} inactive\nTriggered unit {unit} start\n"),
+            "{d:?}"
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains(" CreateUnits "), "{d:?}: {err}");
+        assert!(!err.contains(" SetTargets "), "{d:?}: {err}");
+        let files = c.ok(
+            d,
+            &["list-unit-files", "--no-legend", "--fields", "unit,dstate"],
+        );
+        assert!(
+            files.contains(&format!("{unit}\tlaunched")),
+            "{d:?}: {files}"
+        );
+    }
+    c.write("tmpl@.service", HELLO);
+    for d in BOTH {
+        let err = c.fails(d, &["start", "--no-block", "tmpl@.service"]);
+        assert!(err.lines().count() == 1, "{d:?}: {err}");
+        let files = c.ok(d, &["list-unit-files", "--no-legend", "--fields", "unit"]);
+        assert!(!files.contains("tmpl@"), "{d:?}: {files}");
+    }
+}
