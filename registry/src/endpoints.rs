@@ -19,7 +19,7 @@
 //! failure proves it never left this host (connection refused).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -63,11 +63,15 @@ struct Member {
     conn: OnceCell<Conn>,
     healthy: AtomicBool,
     probing: AtomicBool,
+    /// When a call on this member last succeeded (milliseconds since the pool's
+    /// epoch; 0: never): a member still serving calls is slow, not gone.
+    last_answer: AtomicU64,
 }
 
 /// Every member of the cluster, with its health.
 pub(crate) struct Pool {
     members: Vec<Member>,
+    epoch: Instant,
     opts: ConnectOptions,
     /// Bound on the whole call (the caller's request timeout).
     pub(crate) timeout: Duration,
@@ -96,8 +100,10 @@ impl Pool {
                     conn: OnceCell::new(),
                     healthy: AtomicBool::new(true),
                     probing: AtomicBool::new(false),
+                    last_answer: AtomicU64::new(0),
                 })
                 .collect(),
+            epoch: Instant::now(),
             opts,
             timeout,
             attempt_timeout: attempt_timeout(timeout, urls.len()),
@@ -140,6 +146,38 @@ impl Pool {
             })
             .await
             .cloned()
+    }
+
+    /// A call on member `idx` succeeded (or a lease renewal on its stream).
+    pub(crate) fn answered(&self, idx: usize) {
+        if let Some(m) = self.members.get(idx) {
+            let ms = self.epoch.elapsed().as_millis().max(1) as u64;
+            m.last_answer.fetch_max(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether member `idx` served some call within the attempt timeout. Such a
+    /// member is busy, not gone: a call waiting on it is left there (not hedged to
+    /// another member, and the member not marked failed), because under load a
+    /// hedge doubles the work of a member that is already behind and moves every
+    /// stream off it, while a member stalled behind a dead raft leader or cut off
+    /// serves nothing and is still left after the attempt timeout.
+    pub(crate) fn progressing(&self, idx: usize) -> bool {
+        let Some(m) = self.members.get(idx) else {
+            return false;
+        };
+        let last = m.last_answer.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        last != 0 && now.saturating_sub(last) <= self.attempt_timeout.as_millis() as u64
+    }
+
+    /// Whether member `idx` served some call after `since` (this call's start).
+    fn answered_since(&self, idx: usize, since: Instant) -> bool {
+        let Some(m) = self.members.get(idx) else {
+            return false;
+        };
+        let since = since.saturating_duration_since(self.epoch).as_millis() as u64;
+        m.last_answer.load(Ordering::Relaxed) > since
     }
 
     /// Members in the order to try: healthy ones in configuration order, then the
@@ -187,7 +225,8 @@ impl Pool {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let once = AT_MOST_ONCE.contains(&op);
-        let mut deadline = Instant::now() + self.timeout;
+        let began = Instant::now();
+        let mut deadline = began + self.timeout;
         let mut order = self.order();
         let mut rounds = 0;
         let attempt = |idx: usize| {
@@ -263,10 +302,12 @@ impl Pool {
                         .map(|p| pending.swap_remove(p).1);
                     match r {
                         Ok(v) => {
-                            // Members asked earlier that have not answered yet are slow
-                            // or gone: let the probe decide.
+                            self.answered(idx);
+                            // Members asked earlier that have not answered yet, and
+                            // serve nothing else either, are stalled or gone: let the
+                            // probe decide.
                             for (i, t) in &pending {
-                                if started.is_some_and(|s| *t < s) {
+                                if started.is_some_and(|s| *t < s) && !self.progressing(*i) {
                                     self.mark_failed(*i, &"no answer while another member answered");
                                 }
                             }
@@ -289,6 +330,11 @@ impl Pool {
                     }
                 }
                 () = &mut hedge, if !once => {
+                    if pending.iter().any(|(i, _)| self.progressing(*i)) {
+                        // Busy, not stalled: wait on it rather than load another.
+                        hedge.as_mut().reset(Instant::now() + rehedge);
+                        continue;
+                    }
                     if next >= order.len() {
                         // Every member has been asked and none answered: ask again,
                         // more often (a request stalled behind a dead raft leader
@@ -308,8 +354,13 @@ impl Pool {
                     // Ask every member whether it answers at all, in time to know by
                     // the deadline.
                     checked = true;
-                    for i in 0..self.members.len() {
-                        probes.push(self.answers(i));
+                    // A member that served other calls meanwhile answers.
+                    if (0..self.members.len()).any(|i| self.answered_since(i, began)) {
+                        alive = true;
+                    } else {
+                        for i in 0..self.members.len() {
+                            probes.push(self.answers(i));
+                        }
                     }
                 }
                 Some(answered) = probes.next(), if !probes.is_empty() => {
@@ -325,7 +376,9 @@ impl Pool {
                         continue;
                     }
                     for (i, _) in &pending {
-                        self.mark_failed(*i, &"no answer within the request timeout");
+                        if !self.progressing(*i) {
+                            self.mark_failed(*i, &"no answer within the request timeout");
+                        }
                     }
                     return Err(RegistryError::Timeout {
                         endpoints: self.label(),

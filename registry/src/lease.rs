@@ -261,6 +261,7 @@ async fn renew_loop(
         };
         match tokio::time::timeout(reg.timeout.min(RENEWAL_PATIENCE), renewal).await {
             Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                reg.lease_pool.answered(c.member);
                 if overdue {
                     tracing::info!(%lease, "lease renewed again; etcd kept it");
                 }
@@ -280,6 +281,14 @@ async fn renew_loop(
                 tracing::warn!(%lease, "etcd reports the lease gone");
                 fleet_metrics::lease_renewal(false);
                 return;
+            }
+            Err(_) if reg.lease_pool.progressing(c.member) || reg.pool.progressing(c.member) => {
+                // The member serves other calls: busy, not gone. Ask again on the same
+                // stream (the answer may still come) rather than open a new stream
+                // on a member that is already behind.
+                tracing::debug!(%lease, member = reg.lease_pool.url(c.member), "lease renewal slow; the member is busy, asking again");
+                again = true;
+                failing = true;
             }
             broken => {
                 let why = match broken {

@@ -20,6 +20,7 @@ struct Counters {
     registration_failures: AtomicU64,
     self_fence_checks: AtomicU64,
     self_fenced_units: AtomicU64,
+    listening: AtomicU64,
 }
 
 impl AgentMetrics {
@@ -46,6 +47,16 @@ impl AgentMetrics {
     /// Units whose published state (in etcd) says launched and systemd-active.
     pub fn reported_active(&self) -> u64 {
         self.0.reported_active.load(Ordering::Relaxed)
+    }
+
+    /// Whether the agent is registered, has read its schedule and follows it (a
+    /// benchmark submits units once every agent is, without reading etcd to know).
+    pub fn listening(&self) -> bool {
+        self.0.listening.load(Ordering::Relaxed) != 0
+    }
+
+    pub(super) fn set_listening(&self, yes: bool) {
+        self.0.listening.store(u64::from(yes), Ordering::Relaxed);
     }
 
     /// Registrations refused or failed so far (e.g. the machine id is taken).

@@ -125,6 +125,9 @@ impl<M: UnitManager> Agent<M> {
 
     /// Tells whoever listens (fleetd's API) whether this machine is registered.
     fn set_registered(&self, registered: bool) {
+        if !registered {
+            self.metrics.set_listening(false);
+        }
         if let Some(tx) = &self.config.registered {
             tx.send_replace(registered);
         }
@@ -289,6 +292,7 @@ impl<M: UnitManager> Agent<M> {
                 self.state.desired = desired_from(entries);
                 self.metrics.set_scheduled(self.state.desired.len());
                 let watch = handle.watch_schedule(rev + 1);
+                self.metrics.set_listening(true);
                 let retry = self.reconcile(handle).await;
                 self.state.synced(retry);
                 Some(watch)

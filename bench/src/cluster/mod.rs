@@ -179,10 +179,18 @@ pub fn run(args: &Args) -> Result<()> {
     // fleetctl's --request-timeout, raised: one submission is a long batch.
     let registry = driver.block_on(Registry::connect(cfg.clone().with_timeout(SUBMIT_TIMEOUT)))?;
     driver.block_on(async {
-        wait_until(args.phase_timeout, "all machines registered", || async {
-            Ok(registry.list_machines().await?.len() >= args.machines)
+        // The agents' own flags, not etcd reads: polling a 5,000-machine listing
+        // every few ms would load the etcd the agents are registering with.
+        wait_until(args.phase_timeout, "all agents listening", || async {
+            Ok(machines.iter().all(|m| m.metrics.listening()))
         })
         .await?;
+        let listed = registry.list_machines().await?.len();
+        ensure!(
+            listed >= args.machines,
+            "{listed} of {} machines listed in etcd",
+            args.machines
+        );
         wait_until(args.phase_timeout, "an engine leads", || async {
             Ok(engines.iter().any(EngineHandle::is_leader))
         })
