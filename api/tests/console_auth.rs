@@ -136,3 +136,161 @@ async fn console_needs_tokens_and_honours_their_roles() {
     drop(dir);
     stop.cancel();
 }
+
+/// The console's actions obey the rules of the same gRPC calls: an operator token
+/// changes units of namespace `default` only (the page shows it no buttons elsewhere,
+/// and a forged request is refused); an admin token changes any. The cluster view names
+/// each unit's namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_actions_keep_namespace_rules() {
+    use fleet_core::{Namespace, Selector, UnitFile, UnitName};
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let team = Namespace::parse("team").unwrap();
+    reg.create_namespace(&team, &Selector::default())
+        .await
+        .unwrap();
+    let file = UnitFile::parse("[Service]\nExecStart=/bin/sleep infinity\n").unwrap();
+    for n in ["web.service", "team:web.service"] {
+        reg.create_unit(&UnitName::parse(n).unwrap(), &file)
+            .await
+            .unwrap();
+    }
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (operator, _) = reg
+        .create_token("o", "operator", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (admin, _) = reg
+        .create_token("a", "admin", Duration::from_secs(600))
+        .await
+        .unwrap();
+
+    let target = |n: &str| {
+        let reg = reg.clone();
+        let n = UnitName::parse(n).unwrap();
+        async move { reg.get_unit(&n).await.unwrap().unwrap().target.to_string() }
+    };
+    let b = base.clone();
+    let (o, a) = (operator.clone(), admin.clone());
+    tokio::task::spawn_blocking(move || {
+        let get = |t: &str, p: &str| {
+            curl(&[
+                "-H",
+                &format!("Authorization: Bearer {t}"),
+                &format!("{b}{p}"),
+            ])
+        };
+        let post = |t: &str, p: &str| {
+            curl(&[
+                "-X",
+                "POST",
+                "-H",
+                &format!("Authorization: Bearer {t}"),
+                &format!("{b}{p}"),
+            ])
+        };
+        // The view names namespaces (once fleetd's view of people has seen team).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, body) = get(&o, "/ui/api/cluster");
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["namespaces"] == serde_json::json!(["default", "team"]) {
+                let unit = v["units"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|u| u["name"] == "team:web.service")
+                    .cloned()
+                    .expect("team:web.service in the view");
+                assert_eq!(unit["namespace"], "team");
+                assert_eq!(unit["local"], "web.service");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "namespace team not in {body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (_, me) = get(&o, "/ui/api/me");
+        assert!(me.contains("\"all_namespaces\":false"), "{me}");
+        let (_, me) = get(&a, "/ui/api/me");
+        assert!(me.contains("\"all_namespaces\":true"), "{me}");
+
+        let (code, body) = post(&o, "/ui/api/units/team:web.service/start");
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("namespace team"), "{body}");
+        let (code, body) = post(&o, "/ui/api/units/team:web.service/destroy");
+        assert_eq!(code, 403, "{body}");
+        let (code, body) = post(&o, "/ui/api/units/web.service/start");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = post(&a, "/ui/api/units/team:web.service/start");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = post(&o, "/ui/api/units/web.service/unload");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = post(&o, "/ui/api/units/web.service/destroy");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = get(&o, "/ui/api/units/web.service");
+        assert_eq!(code, 404, "{body}");
+    })
+    .await
+    .unwrap();
+    assert_eq!(target("team:web.service").await, "launched");
+    stop.cancel();
+}
+
+/// The page loads nothing from elsewhere: its assets name no other origin, and the
+/// Content-Security-Policy lets the browser fetch from fleetd only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_assets_are_embedded() {
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    tokio::task::spawn_blocking(move || {
+        for path in ["/ui/", "/ui/app.js", "/ui/style.css"] {
+            let (code, text) = curl(&["-i", &format!("{base}{path}")]);
+            assert_eq!(code, 200, "{path}");
+            let (head, body) = text.split_once("\r\n\r\n").expect("headers");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("content-security-policy: default-src 'self'"),
+                "{path}: {head}"
+            );
+            assert!(body.len() > 100, "{path} is empty");
+            for other in ["http://", "https://", "//cdn", "@import"] {
+                assert!(!body.contains(other), "{path} refers to {other}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+}

@@ -19,7 +19,7 @@ use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use fleet_core::{TargetState, UnitFile, UnitName};
+use fleet_core::{Namespaces, TargetState, UnitFile, UnitName};
 use fleet_registry::{ClusterSnapshot, RegistryError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -116,16 +116,34 @@ pub(crate) fn router(svc: FleetService) -> Router {
         )
         .route(
             "/ui/api/units/{name}/{action}",
-            post(move |Path((name, action)): Path<(String, String)>| {
-                let svc = svc.clone();
-                async move { reply(act(&svc, &name, &action).await) }
-            }),
+            post(
+                move |Path((name, action)): Path<(String, String)>, req: Request| {
+                    let svc = svc.clone();
+                    async move { reply(act(&svc, &name, &action, caller(&req)).await) }
+                },
+            ),
         )
 }
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+
+/// Who `auth::check` let in, for the service calls the console makes on their behalf.
+fn caller(req: &Request) -> Option<Caller> {
+    req.extensions().get::<Caller>().cloned()
+}
+
+/// A service call carrying the console user's identity, so the service applies the
+/// same rules as to their gRPC calls (e.g. an operator changes namespace `default`'s
+/// units only).
+fn rpc<T>(caller: &Option<Caller>, message: T) -> Rpc<T> {
+    let mut r = Rpc::new(message);
+    if let Some(c) = caller {
+        r.extensions_mut().insert(c.clone());
+    }
+    r
+}
 
 fn reply(r: HttpResult) -> Response {
     r.unwrap_or_else(HttpError::into_response)
@@ -227,6 +245,8 @@ async fn me(req: Request) -> Response {
             "who": who,
             "role": role.to_string(),
             "can_act": role >= Role::Operator,
+            // Below admin, a cluster-wide role changes namespace default's units only.
+            "all_namespaces": role >= Role::Admin,
         }),
     )
 }
@@ -243,7 +263,12 @@ struct MachineView {
 
 #[derive(Debug, Serialize)]
 struct UnitView {
+    /// The stored name, which the console's actions take.
     name: String,
+    /// Its namespace (`default` for a name not qualified by a known namespace) and its
+    /// name there.
+    namespace: String,
+    local: String,
     desired: String,
     machine: String,
     load: String,
@@ -257,6 +282,8 @@ struct UnitView {
 struct ClusterView {
     revision: i64,
     leader: Option<String>,
+    /// Every namespace, `default` first, for the page's choice of namespace.
+    namespaces: Vec<String>,
     machines: Vec<MachineView>,
     units: Vec<UnitView>,
 }
@@ -264,10 +291,16 @@ struct ClusterView {
 async fn cluster(svc: &FleetService, seen: &Seen) -> Result<ClusterView, HttpError> {
     let snap = svc.ctx.registry.snapshot().await?;
     let (_, leader) = svc.ctx.registry.current_leader().await?;
-    Ok(view(&snap, leader, seen))
+    let namespaces = svc.ctx.people().namespaces().await?;
+    Ok(view(&snap, leader, &namespaces, seen))
 }
 
-fn view(snap: &ClusterSnapshot, leader: Option<String>, seen: &Seen) -> ClusterView {
+fn view(
+    snap: &ClusterSnapshot,
+    leader: Option<String>,
+    namespaces: &Namespaces,
+    seen: &Seen,
+) -> ClusterView {
     let mut machines = seen.0.lock().unwrap_or_else(PoisonError::into_inner);
     for m in machines.values_mut() {
         m.lost = true;
@@ -305,8 +338,11 @@ fn view(snap: &ClusterSnapshot, leader: Option<String>, seen: &Seen) -> ClusterV
             if let Some(m) = machine.as_deref().and_then(|m| machines.get_mut(m)) {
                 *m.units.entry(active.to_string()).or_default() += 1;
             }
+            let (ns, local) = namespaces.split(&u.name);
             UnitView {
                 name: u.name.to_string(),
+                namespace: ns.to_string(),
+                local: local.to_string(),
                 desired: u.target.to_string(),
                 machine: machine.unwrap_or_default(),
                 load: load.into(),
@@ -319,6 +355,7 @@ fn view(snap: &ClusterSnapshot, leader: Option<String>, seen: &Seen) -> ClusterV
     ClusterView {
         revision: snap.revision,
         leader,
+        namespaces: namespaces.all().map(ToString::to_string).collect(),
         machines: machines.values().cloned().collect(),
         units,
     }
@@ -482,6 +519,7 @@ struct Submit {
 
 /// Submits a unit from its pasted text (fleetctl submit).
 async fn submit(svc: &FleetService, req: Request) -> HttpResult {
+    let who = caller(&req);
     let bytes = crate::v1::body_bytes(req).await?;
     let body: Submit = serde_json::from_slice(&bytes)
         .map_err(|e| HttpError::bad_request(format!("unable to decode body: {e}")))?;
@@ -489,10 +527,13 @@ async fn submit(svc: &FleetService, req: Request) -> HttpResult {
     let file = UnitFile::parse(&body.text)
         .map_err(|e| HttpError::bad_request(format!("unit {name}: {e}")))?;
     let done = svc
-        .create_unit(Rpc::new(pb::CreateUnitRequest {
-            name: name.to_string(),
-            options: crate::convert::options_to_wire(&file),
-        }))
+        .create_unit(rpc(
+            &who,
+            pb::CreateUnitRequest {
+                name: name.to_string(),
+                options: crate::convert::options_to_wire(&file),
+            },
+        ))
         .await?
         .into_inner();
     Ok(json_response(
@@ -502,16 +543,19 @@ async fn submit(svc: &FleetService, req: Request) -> HttpResult {
 }
 
 /// start, stop, load, unload (desired states) or destroy.
-async fn act(svc: &FleetService, name: &str, action: &str) -> HttpResult {
+async fn act(svc: &FleetService, name: &str, action: &str, who: Option<Caller>) -> HttpResult {
     let name = unit_name(name)?;
     let target = match action {
         "start" => TargetState::Launched,
         "stop" | "load" => TargetState::Loaded,
         "unload" => TargetState::Inactive,
         "destroy" => {
-            svc.destroy_unit(Rpc::new(pb::DestroyUnitRequest {
-                name: name.to_string(),
-            }))
+            svc.destroy_unit(rpc(
+                &who,
+                pb::DestroyUnitRequest {
+                    name: name.to_string(),
+                },
+            ))
             .await?;
             return Ok(crate::v1::empty_response(StatusCode::NO_CONTENT));
         }
@@ -522,12 +566,15 @@ async fn act(svc: &FleetService, name: &str, action: &str) -> HttpResult {
             ));
         }
     };
-    svc.set_targets(Rpc::new(pb::SetTargetsRequest {
-        targets: vec![pb::set_targets_request::Target {
-            name: name.to_string(),
-            target: crate::convert::target_to_wire(target),
-        }],
-    }))
+    svc.set_targets(rpc(
+        &who,
+        pb::SetTargetsRequest {
+            targets: vec![pb::set_targets_request::Target {
+                name: name.to_string(),
+                target: crate::convert::target_to_wire(target),
+            }],
+        },
+    ))
     .await?;
     Ok(crate::v1::empty_response(StatusCode::NO_CONTENT))
 }
