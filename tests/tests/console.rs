@@ -548,6 +548,12 @@ fn console_in_chromium_and_metrics() {
         assert!(text(&c, "#unit-file").await.contains("ExecStart="));
         assert_eq!(text(&c, "#unit-states .active").await, "active");
         screenshot(&c, "unit").await;
+        // The page's journal is a stream the browser's fleetd counts as open.
+        let open = value(&scrape(&base, &viewer), "fleet_journal_streams", &[]);
+        assert!(
+            open >= 1.0,
+            "fleet_journal_streams {open} with the journal open"
+        );
     });
     assert_eq!(
         etcd.active().len(),
@@ -764,6 +770,34 @@ fn console_in_chromium_and_metrics() {
     moved("fleet_dbus_call_seconds_count", &[]);
     moved("fleet_lease_renewals_total", &[]);
     assert!(sum(&after, "fleet_engine_pass_seconds_count", &[]) > 0.0);
+    moved("fleet_agent_action_seconds_count", &[]);
+    // nowhere.service: the leader's last pass could not place it.
+    assert!(sum(&after, "fleet_engine_unplaced_units", &[]) >= 1.0);
+    assert!(sum(&after, "fleet_engine_leadership_changes_total", &[]) >= 1.0);
+    // Every family the issue and the README list, on every fleetd (labelled ones once
+    // they have a sample: etcd errors may have none).
+    for s in &after {
+        for family in [
+            "fleet_engine_pass_seconds",
+            "fleet_engine_placements",
+            "fleet_engine_unplaced_units",
+            "fleet_engine_leadership_changes",
+            "fleet_agent_actions",
+            "fleet_agent_action_seconds",
+            "fleet_dbus_call_seconds",
+            "fleet_etcd_request_seconds",
+            "fleet_lease_renewals",
+            "fleet_lease_losses",
+            "fleet_api_calls",
+            "fleet_journal_streams",
+        ] {
+            assert!(
+                s.docs.contains_key(family),
+                "{family} missing from /metrics: {:?}",
+                s.docs.keys().collect::<Vec<_>>()
+            );
+        }
+    }
 
     // A machine that leaves the cluster stays on the page, shown as lost.
     let leaving = lab
