@@ -294,3 +294,90 @@ async fn console_assets_are_embedded() {
     .unwrap();
     stop.cancel();
 }
+
+/// The console's cluster view: a global unit (never scheduled) is shown on each machine
+/// that reports it, counted there by state, and is not taken for an unplaced unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_view_shows_global_units_per_machine() {
+    use fleet_core::{Machine, SystemdState, TargetState, UnitFile, UnitName};
+    use fleet_registry::UnitStateRecord;
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let global = UnitName::parse("every.service").unwrap();
+    let file =
+        UnitFile::parse("[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nGlobal=true\n")
+            .unwrap();
+    reg.create_unit(&global, &file).await.unwrap();
+    let mut agents = Vec::new();
+    for id in ["m1", "m2"] {
+        let m = Machine::new(MachineId::new(id).unwrap());
+        let (agent, keep) = reg
+            .register_agent(&m, "", Duration::from_secs(30), &[])
+            .await
+            .unwrap();
+        agent
+            .put_states(&[UnitStateRecord {
+                unit: global.clone(),
+                machine: m.id.clone(),
+                hash: file.hash(),
+                state: TargetState::Launched,
+                systemd: SystemdState {
+                    load: "loaded".into(),
+                    active: "active".into(),
+                    sub: "running".into(),
+                },
+            }])
+            .await
+            .unwrap();
+        agents.push((agent, keep));
+    }
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (viewer, _) = reg
+        .create_token("v", "viewer", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "-H",
+            &format!("Authorization: Bearer {viewer}"),
+            &format!("{base}/ui/api/cluster"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows: Vec<_> = v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["name"] == "every.service")
+        .collect();
+    let on: Vec<_> = rows
+        .iter()
+        .map(|u| u["machine"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, ["m1", "m2"], "{body}");
+    for u in &rows {
+        assert_eq!(u["global"], true);
+        assert_eq!(u["active"], "active");
+    }
+    for m in v["machines"].as_array().unwrap() {
+        assert_eq!(m["units"]["active"], 1, "{m}");
+    }
+    drop(agents);
+    stop.cancel();
+}

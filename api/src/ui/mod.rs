@@ -19,8 +19,8 @@ use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use fleet_core::{Namespaces, TargetState, UnitFile, UnitName};
-use fleet_registry::{ClusterSnapshot, RegistryError};
+use fleet_core::{MachineId, Namespaces, Requirements, TargetState, UnitFile, UnitName};
+use fleet_registry::{ClusterSnapshot, RegistryError, UnitStateRecord};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tonic::Request as Rpc;
@@ -269,6 +269,8 @@ struct UnitView {
     /// name there.
     namespace: String,
     local: String,
+    /// `[X-Fleet] Global=true`: a row per machine running it, none when none does.
+    global: bool,
     desired: String,
     machine: String,
     load: String,
@@ -319,15 +321,40 @@ fn view(
             },
         );
     }
-    let units = snap
-        .units
-        .iter()
-        .map(|u| {
-            let machine = snap.scheduled_on(&u.name).map(|m| m.to_string());
-            let state = snap
-                .states
+    // Looked up once per unit: a burst re-renders thousands of them.
+    let mut states: BTreeMap<&UnitName, Vec<&UnitStateRecord>> = BTreeMap::new();
+    for s in &snap.states {
+        states.entry(&s.unit).or_default().push(s);
+    }
+    let mut placed: BTreeMap<&UnitName, &MachineId> = BTreeMap::new();
+    for e in &snap.schedule {
+        placed.entry(&e.unit).or_insert(&e.machine);
+    }
+    let mut units = Vec::with_capacity(snap.units.len());
+    for u in &snap.units {
+        let (ns, local) = namespaces.split(&u.name);
+        let unit_states = states.get(&u.name).map_or(&[][..], Vec::as_slice);
+        // A global unit runs on every machine that qualifies, unscheduled: one row per
+        // machine reporting it (as fleetctl list-units), or one without a machine.
+        let global = Requirements::parse(&u.file).is_ok_and(|r| r.global);
+        let rows: Vec<(Option<&MachineId>, Option<&UnitStateRecord>)> = if global {
+            if unit_states.is_empty() {
+                vec![(None, None)]
+            } else {
+                unit_states
+                    .iter()
+                    .map(|s| (Some(&s.machine), Some(*s)))
+                    .collect()
+            }
+        } else {
+            let machine = placed.get(&u.name).copied();
+            let state = unit_states
                 .iter()
-                .find(|s| s.unit == u.name && Some(s.machine.to_string()) == machine);
+                .find(|s| Some(&s.machine) == machine)
+                .copied();
+            vec![(machine, state)]
+        };
+        for (machine, state) in rows {
             let (load, active, sub) = state.map_or(("-", "-", "-"), |s| {
                 (
                     s.systemd.load.as_str(),
@@ -335,23 +362,23 @@ fn view(
                     s.systemd.sub.as_str(),
                 )
             });
-            if let Some(m) = machine.as_deref().and_then(|m| machines.get_mut(m)) {
+            if let Some(m) = machine.and_then(|m| machines.get_mut(m.as_str())) {
                 *m.units.entry(active.to_string()).or_default() += 1;
             }
-            let (ns, local) = namespaces.split(&u.name);
-            UnitView {
+            units.push(UnitView {
                 name: u.name.to_string(),
                 namespace: ns.to_string(),
                 local: local.to_string(),
+                global,
                 desired: u.target.to_string(),
-                machine: machine.unwrap_or_default(),
+                machine: machine.map(ToString::to_string).unwrap_or_default(),
                 load: load.into(),
                 active: active.into(),
                 sub: sub.into(),
                 reason: snap.unplaced.get(&u.name).cloned().unwrap_or_default(),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     ClusterView {
         revision: snap.revision,
         leader,

@@ -135,7 +135,7 @@ function mayChange(u) {
 // The state filter's choices: an active state, or "unplaced" (wanted but on no machine).
 function stateMatches(u, want) {
   if (!want) return true;
-  if (want === "unplaced") return !u.machine && u.desired !== "inactive";
+  if (want === "unplaced") return !u.machine && !u.global && u.desired !== "inactive";
   return u.active === want;
 }
 
@@ -164,13 +164,16 @@ function renderUnits(c) {
 }
 
 function renderUnitStates(c) {
-  const u = c.units.find((x) => x.name === state.unit);
+  // One row per machine: a global unit runs on many.
+  const rows = c.units.filter((x) => x.name === state.unit);
+  const u = rows[0];
   if (!u) return;
   $("#unit-desired").textContent = u.desired;
   $("#unit-actions").innerHTML = actions(u);
-  $("#unit-states tbody").innerHTML =
-    `<tr data-unit="${esc(u.name)}"><td class="mono">${esc(u.machine || "(not placed)")}</td><td>${esc(u.desired)}</td><td>${esc(u.load)}</td>`
-    + `<td class="active state-${esc(u.active)}">${esc(u.active)}</td><td class="sub">${esc(u.sub)}</td></tr>`
+  const nowhere = u.global ? "(global: on no machine yet)" : "(not placed)";
+  $("#unit-states tbody").innerHTML = rows.map((r) =>
+    `<tr data-unit="${esc(r.name)}"><td class="mono">${esc(r.machine || nowhere)}</td><td>${esc(r.desired)}</td><td>${esc(r.load)}</td>`
+    + `<td class="active state-${esc(r.active)}">${esc(r.active)}</td><td class="sub">${esc(r.sub)}</td></tr>`).join("")
     + (u.reason ? `<tr><td colspan="5" class="reason">Not placed: ${esc(u.reason)}</td></tr>` : "");
 }
 
