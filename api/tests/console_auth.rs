@@ -381,3 +381,67 @@ async fn console_view_shows_global_units_per_machine() {
     drop(agents);
     stop.cancel();
 }
+
+/// A revoked token also loses the live view it had open: the stream ends with an `end`
+/// event (the page then shows the login) instead of serving it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_token_ends_its_live_view() {
+    use std::io::Read;
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (viewer, info) = reg
+        .create_token("v", "viewer", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let mut curl = std::process::Command::new("curl")
+        .args(["-sSN", "--max-time", "30", "-H"])
+        .arg(format!("Authorization: Bearer {viewer}"))
+        .arg("--")
+        .arg(format!("{base}/ui/api/events"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let mut out = curl.stdout.take().unwrap();
+    // The first view, then the revocation.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: cluster") {
+        let n = tokio::task::block_in_place(|| out.read(&mut buf)).unwrap();
+        assert!(n > 0, "the stream ended before its first view");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let t0 = std::time::Instant::now();
+    assert_eq!(reg.revoke_token(&info.id).await.unwrap(), 1);
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        rest
+    })
+    .await
+    .unwrap();
+    let _ = curl.wait();
+    assert!(
+        rest.contains("event: end") && rest.contains("log in again"),
+        "{rest}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the stream outlived its token by {:?}",
+        t0.elapsed()
+    );
+    stop.cancel();
+}

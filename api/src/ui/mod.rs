@@ -91,7 +91,7 @@ pub(crate) fn router(svc: FleetService) -> Router {
         )
         .route(
             "/ui/api/events",
-            get(move || events(s3.clone(), seen2.clone())),
+            get(move |req: Request| events(s3.clone(), seen2.clone(), crate::auth::bearer(&req))),
         )
         .route(
             "/ui/api/units/{name}",
@@ -388,8 +388,30 @@ fn view(
     }
 }
 
-/// Server-sent events: the cluster view now, then again after each burst of changes.
-async fn events(svc: FleetService, seen: Arc<Seen>) -> Response {
+/// How often a live view checks that its token is still live (revoked or expired
+/// tokens change no key its watch decodes).
+const TOKEN_RECHECK: Duration = Duration::from_secs(3);
+
+/// The stream's last event when its token is gone.
+fn logged_out() -> Bytes {
+    sse(
+        "end",
+        &serde_json::json!({"error": "token revoked or expired: log in again"}),
+    )
+}
+
+/// Whether the token a stream was opened with is still live (read from etcd). A failed
+/// read keeps the stream: an etcd hiccup is not a logout.
+async fn still_live(svc: &FleetService, token: Option<&str>) -> bool {
+    match token {
+        Some(t) => !matches!(svc.ctx.registry.lookup_token(t).await, Ok(None)),
+        None => false,
+    }
+}
+
+/// Server-sent events: the cluster view now, then again after each burst of changes;
+/// the stream ends (with an `end` event) once its token is revoked or expired.
+async fn events(svc: FleetService, seen: Arc<Seen>, token: Option<String>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let reg = svc.ctx.registry.clone();
@@ -410,9 +432,19 @@ async fn events(svc: FleetService, seen: Arc<Seen>) -> Response {
                 return;
             }
             let mut watch = reg.watch_prefix(reg.keys().prefix(), from);
+            let mut recheck = tokio::time::interval(TOKEN_RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            recheck.reset();
             loop {
                 tokio::select! {
                     _ = tx.closed() => return,
+                    _ = recheck.tick() => {
+                        if still_live(&svc, token.as_deref()).await {
+                            continue;
+                        }
+                        let _ = tx.send(logged_out()).await;
+                        return;
+                    }
                     r = watch.next() => match r {
                         Ok(_) => {}
                         Err(RegistryError::Compacted { .. }) => break,

@@ -58,7 +58,16 @@ function follow() {
   const es = new EventSource("/ui/api/events");
   state.events = es;
   es.addEventListener("open", () => $("#live").className = "live on");
-  es.addEventListener("error", () => $("#live").className = "live off");
+  es.addEventListener("error", () => {
+    $("#live").className = "live off";
+    // EventSource retries a dropped stream by itself but gives up on a refusal: then
+    // ask who we are, which shows the login when the token is gone.
+    if (es.readyState === EventSource.CLOSED) setTimeout(() => { if (state.events === es) start(); }, 1000);
+  });
+  es.addEventListener("end", (ev) => {
+    es.close();
+    if (state.events === es) { state.events = null; state.me = null; closeUnit(); showLogin(JSON.parse(ev.data).error); }
+  });
   es.addEventListener("problem", (ev) => setError(JSON.parse(ev.data).error));
   es.addEventListener("cluster", (ev) => {
     state.cluster = JSON.parse(ev.data);
