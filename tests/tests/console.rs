@@ -828,6 +828,27 @@ fn console_in_chromium_and_metrics() {
             .await
             .unwrap();
         assert_eq!(rows.len(), machines.len(), "a lost machine left the list");
+    });
+
+    // The viewer's token revoked: the open page returns to the login by itself.
+    let list = etcd.ok(&["token", "list"]);
+    let id = list
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"viewer"))
+        .and_then(|f| f.first().map(|id| id.to_string()))
+        .unwrap_or_else(|| panic!("the viewer token in: {list}"));
+    etcd.ok(&["token", "revoke", &id]);
+    rt.block_on(async {
+        let took = eventually(
+            "the login shown after the token was revoked",
+            Duration::from_secs(20),
+            || async {
+                js(&c, "!document.querySelector('#login').hidden").await == serde_json::json!(true)
+            },
+        )
+        .await;
+        eprintln!("console: token revoked -> login shown after {took:?}");
         c.close().await.unwrap();
     });
     drop(lab);
