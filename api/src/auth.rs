@@ -227,7 +227,7 @@ fn cert_caller(der: &[u8]) -> Result<(String, Role), String> {
 }
 
 /// The bearer token a request carries: `Authorization: Bearer`, else the cookie.
-fn bearer(req: &Request) -> Option<String> {
+pub(crate) fn bearer(req: &Request) -> Option<String> {
     let headers = req.headers();
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;

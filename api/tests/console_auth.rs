@@ -136,3 +136,312 @@ async fn console_needs_tokens_and_honours_their_roles() {
     drop(dir);
     stop.cancel();
 }
+
+/// The console's actions obey the rules of the same gRPC calls: an operator token
+/// changes units of namespace `default` only (the page shows it no buttons elsewhere,
+/// and a forged request is refused); an admin token changes any. The cluster view names
+/// each unit's namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_actions_keep_namespace_rules() {
+    use fleet_core::{Namespace, Selector, UnitFile, UnitName};
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let team = Namespace::parse("team").unwrap();
+    reg.create_namespace(&team, &Selector::default())
+        .await
+        .unwrap();
+    let file = UnitFile::parse("[Service]\nExecStart=/bin/sleep infinity\n").unwrap();
+    for n in ["web.service", "team:web.service"] {
+        reg.create_unit(&UnitName::parse(n).unwrap(), &file)
+            .await
+            .unwrap();
+    }
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (operator, _) = reg
+        .create_token("o", "operator", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (admin, _) = reg
+        .create_token("a", "admin", Duration::from_secs(600))
+        .await
+        .unwrap();
+
+    let target = |n: &str| {
+        let reg = reg.clone();
+        let n = UnitName::parse(n).unwrap();
+        async move { reg.get_unit(&n).await.unwrap().unwrap().target.to_string() }
+    };
+    let b = base.clone();
+    let (o, a) = (operator.clone(), admin.clone());
+    tokio::task::spawn_blocking(move || {
+        let get = |t: &str, p: &str| {
+            curl(&[
+                "-H",
+                &format!("Authorization: Bearer {t}"),
+                &format!("{b}{p}"),
+            ])
+        };
+        let post = |t: &str, p: &str| {
+            curl(&[
+                "-X",
+                "POST",
+                "-H",
+                &format!("Authorization: Bearer {t}"),
+                &format!("{b}{p}"),
+            ])
+        };
+        // The view names namespaces (once fleetd's view of people has seen team).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, body) = get(&o, "/ui/api/cluster");
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["namespaces"] == serde_json::json!(["default", "team"]) {
+                let unit = v["units"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|u| u["name"] == "team:web.service")
+                    .cloned()
+                    .expect("team:web.service in the view");
+                assert_eq!(unit["namespace"], "team");
+                assert_eq!(unit["local"], "web.service");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "namespace team not in {body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (_, me) = get(&o, "/ui/api/me");
+        assert!(me.contains("\"all_namespaces\":false"), "{me}");
+        let (_, me) = get(&a, "/ui/api/me");
+        assert!(me.contains("\"all_namespaces\":true"), "{me}");
+
+        let (code, body) = post(&o, "/ui/api/units/team:web.service/start");
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("namespace team"), "{body}");
+        let (code, body) = post(&o, "/ui/api/units/team:web.service/destroy");
+        assert_eq!(code, 403, "{body}");
+        let (code, body) = post(&o, "/ui/api/units/web.service/start");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = post(&a, "/ui/api/units/team:web.service/start");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = post(&o, "/ui/api/units/web.service/unload");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = post(&o, "/ui/api/units/web.service/destroy");
+        assert_eq!(code, 204, "{body}");
+        let (code, body) = get(&o, "/ui/api/units/web.service");
+        assert_eq!(code, 404, "{body}");
+    })
+    .await
+    .unwrap();
+    assert_eq!(target("team:web.service").await, "launched");
+    stop.cancel();
+}
+
+/// The page loads nothing from elsewhere: its assets name no other origin, and the
+/// Content-Security-Policy lets the browser fetch from fleetd only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_assets_are_embedded() {
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    tokio::task::spawn_blocking(move || {
+        for path in ["/ui/", "/ui/app.js", "/ui/style.css"] {
+            let (code, text) = curl(&["-i", &format!("{base}{path}")]);
+            assert_eq!(code, 200, "{path}");
+            let (head, body) = text.split_once("\r\n\r\n").expect("headers");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("content-security-policy: default-src 'self'"),
+                "{path}: {head}"
+            );
+            assert!(body.len() > 100, "{path} is empty");
+            for other in ["http://", "https://", "//cdn", "@import"] {
+                assert!(!body.contains(other), "{path} refers to {other}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+}
+
+/// The console's cluster view: a global unit (never scheduled) is shown on each machine
+/// that reports it, counted there by state, and is not taken for an unplaced unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_view_shows_global_units_per_machine() {
+    use fleet_core::{Machine, SystemdState, TargetState, UnitFile, UnitName};
+    use fleet_registry::UnitStateRecord;
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let global = UnitName::parse("every.service").unwrap();
+    let file =
+        UnitFile::parse("[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nGlobal=true\n")
+            .unwrap();
+    reg.create_unit(&global, &file).await.unwrap();
+    let mut agents = Vec::new();
+    for id in ["m1", "m2"] {
+        let m = Machine::new(MachineId::new(id).unwrap());
+        let (agent, keep) = reg
+            .register_agent(&m, "", Duration::from_secs(30), &[])
+            .await
+            .unwrap();
+        agent
+            .put_states(&[UnitStateRecord {
+                unit: global.clone(),
+                machine: m.id.clone(),
+                hash: file.hash(),
+                state: TargetState::Launched,
+                systemd: SystemdState {
+                    load: "loaded".into(),
+                    active: "active".into(),
+                    sub: "running".into(),
+                },
+            }])
+            .await
+            .unwrap();
+        agents.push((agent, keep));
+    }
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (viewer, _) = reg
+        .create_token("v", "viewer", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "-H",
+            &format!("Authorization: Bearer {viewer}"),
+            &format!("{base}/ui/api/cluster"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows: Vec<_> = v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["name"] == "every.service")
+        .collect();
+    let on: Vec<_> = rows
+        .iter()
+        .map(|u| u["machine"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, ["m1", "m2"], "{body}");
+    for u in &rows {
+        assert_eq!(u["global"], true);
+        assert_eq!(u["active"], "active");
+    }
+    for m in v["machines"].as_array().unwrap() {
+        assert_eq!(m["units"]["active"], 1, "{m}");
+    }
+    drop(agents);
+    stop.cancel();
+}
+
+/// A revoked token also loses the live view it had open: the stream ends with an `end`
+/// event (the page then shows the login) instead of serving it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_token_ends_its_live_view() {
+    use std::io::Read;
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
+        .await
+        .unwrap();
+    let listeners = Listeners::open(&ListenConfig {
+        unix: None,
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: None,
+        socket_activation: false,
+        auth: Default::default(),
+    })
+    .unwrap();
+    let base = format!("http://{}", listeners.tcp_addrs()[0]);
+    let stop = CancellationToken::new();
+    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
+    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (viewer, info) = reg
+        .create_token("v", "viewer", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let mut curl = std::process::Command::new("curl")
+        .args(["-sSN", "--max-time", "30", "-H"])
+        .arg(format!("Authorization: Bearer {viewer}"))
+        .arg("--")
+        .arg(format!("{base}/ui/api/events"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let mut out = curl.stdout.take().unwrap();
+    // The first view, then the revocation.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: cluster") {
+        let n = tokio::task::block_in_place(|| out.read(&mut buf)).unwrap();
+        assert!(n > 0, "the stream ended before its first view");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let t0 = std::time::Instant::now();
+    assert_eq!(reg.revoke_token(&info.id).await.unwrap(), 1);
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        rest
+    })
+    .await
+    .unwrap();
+    let _ = curl.wait();
+    assert!(
+        rest.contains("event: end") && rest.contains("log in again"),
+        "{rest}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the stream outlived its token by {:?}",
+        t0.elapsed()
+    );
+    stop.cancel();
+}

@@ -19,8 +19,8 @@ use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use fleet_core::{TargetState, UnitFile, UnitName};
-use fleet_registry::{ClusterSnapshot, RegistryError};
+use fleet_core::{MachineId, Namespaces, Requirements, TargetState, UnitFile, UnitName};
+use fleet_registry::{ClusterSnapshot, RegistryError, UnitStateRecord};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tonic::Request as Rpc;
@@ -91,7 +91,7 @@ pub(crate) fn router(svc: FleetService) -> Router {
         )
         .route(
             "/ui/api/events",
-            get(move || events(s3.clone(), seen2.clone())),
+            get(move |req: Request| events(s3.clone(), seen2.clone(), crate::auth::bearer(&req))),
         )
         .route(
             "/ui/api/units/{name}",
@@ -116,16 +116,34 @@ pub(crate) fn router(svc: FleetService) -> Router {
         )
         .route(
             "/ui/api/units/{name}/{action}",
-            post(move |Path((name, action)): Path<(String, String)>| {
-                let svc = svc.clone();
-                async move { reply(act(&svc, &name, &action).await) }
-            }),
+            post(
+                move |Path((name, action)): Path<(String, String)>, req: Request| {
+                    let svc = svc.clone();
+                    async move { reply(act(&svc, &name, &action, caller(&req)).await) }
+                },
+            ),
         )
 }
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+
+/// Who `auth::check` let in, for the service calls the console makes on their behalf.
+fn caller(req: &Request) -> Option<Caller> {
+    req.extensions().get::<Caller>().cloned()
+}
+
+/// A service call carrying the console user's identity, so the service applies the
+/// same rules as to their gRPC calls (e.g. an operator changes namespace `default`'s
+/// units only).
+fn rpc<T>(caller: &Option<Caller>, message: T) -> Rpc<T> {
+    let mut r = Rpc::new(message);
+    if let Some(c) = caller {
+        r.extensions_mut().insert(c.clone());
+    }
+    r
+}
 
 fn reply(r: HttpResult) -> Response {
     r.unwrap_or_else(HttpError::into_response)
@@ -227,6 +245,8 @@ async fn me(req: Request) -> Response {
             "who": who,
             "role": role.to_string(),
             "can_act": role >= Role::Operator,
+            // Below admin, a cluster-wide role changes namespace default's units only.
+            "all_namespaces": role >= Role::Admin,
         }),
     )
 }
@@ -243,7 +263,14 @@ struct MachineView {
 
 #[derive(Debug, Serialize)]
 struct UnitView {
+    /// The stored name, which the console's actions take.
     name: String,
+    /// Its namespace (`default` for a name not qualified by a known namespace) and its
+    /// name there.
+    namespace: String,
+    local: String,
+    /// `[X-Fleet] Global=true`: a row per machine running it, none when none does.
+    global: bool,
     desired: String,
     machine: String,
     load: String,
@@ -257,6 +284,8 @@ struct UnitView {
 struct ClusterView {
     revision: i64,
     leader: Option<String>,
+    /// Every namespace, `default` first, for the page's choice of namespace.
+    namespaces: Vec<String>,
     machines: Vec<MachineView>,
     units: Vec<UnitView>,
 }
@@ -264,10 +293,16 @@ struct ClusterView {
 async fn cluster(svc: &FleetService, seen: &Seen) -> Result<ClusterView, HttpError> {
     let snap = svc.ctx.registry.snapshot().await?;
     let (_, leader) = svc.ctx.registry.current_leader().await?;
-    Ok(view(&snap, leader, seen))
+    let namespaces = svc.ctx.people().namespaces().await?;
+    Ok(view(&snap, leader, &namespaces, seen))
 }
 
-fn view(snap: &ClusterSnapshot, leader: Option<String>, seen: &Seen) -> ClusterView {
+fn view(
+    snap: &ClusterSnapshot,
+    leader: Option<String>,
+    namespaces: &Namespaces,
+    seen: &Seen,
+) -> ClusterView {
     let mut machines = seen.0.lock().unwrap_or_else(PoisonError::into_inner);
     for m in machines.values_mut() {
         m.lost = true;
@@ -286,15 +321,40 @@ fn view(snap: &ClusterSnapshot, leader: Option<String>, seen: &Seen) -> ClusterV
             },
         );
     }
-    let units = snap
-        .units
-        .iter()
-        .map(|u| {
-            let machine = snap.scheduled_on(&u.name).map(|m| m.to_string());
-            let state = snap
-                .states
+    // Looked up once per unit: a burst re-renders thousands of them.
+    let mut states: BTreeMap<&UnitName, Vec<&UnitStateRecord>> = BTreeMap::new();
+    for s in &snap.states {
+        states.entry(&s.unit).or_default().push(s);
+    }
+    let mut placed: BTreeMap<&UnitName, &MachineId> = BTreeMap::new();
+    for e in &snap.schedule {
+        placed.entry(&e.unit).or_insert(&e.machine);
+    }
+    let mut units = Vec::with_capacity(snap.units.len());
+    for u in &snap.units {
+        let (ns, local) = namespaces.split(&u.name);
+        let unit_states = states.get(&u.name).map_or(&[][..], Vec::as_slice);
+        // A global unit runs on every machine that qualifies, unscheduled: one row per
+        // machine reporting it (as fleetctl list-units), or one without a machine.
+        let global = Requirements::parse(&u.file).is_ok_and(|r| r.global);
+        let rows: Vec<(Option<&MachineId>, Option<&UnitStateRecord>)> = if global {
+            if unit_states.is_empty() {
+                vec![(None, None)]
+            } else {
+                unit_states
+                    .iter()
+                    .map(|s| (Some(&s.machine), Some(*s)))
+                    .collect()
+            }
+        } else {
+            let machine = placed.get(&u.name).copied();
+            let state = unit_states
                 .iter()
-                .find(|s| s.unit == u.name && Some(s.machine.to_string()) == machine);
+                .find(|s| Some(&s.machine) == machine)
+                .copied();
+            vec![(machine, state)]
+        };
+        for (machine, state) in rows {
             let (load, active, sub) = state.map_or(("-", "-", "-"), |s| {
                 (
                     s.systemd.load.as_str(),
@@ -302,30 +362,56 @@ fn view(snap: &ClusterSnapshot, leader: Option<String>, seen: &Seen) -> ClusterV
                     s.systemd.sub.as_str(),
                 )
             });
-            if let Some(m) = machine.as_deref().and_then(|m| machines.get_mut(m)) {
+            if let Some(m) = machine.and_then(|m| machines.get_mut(m.as_str())) {
                 *m.units.entry(active.to_string()).or_default() += 1;
             }
-            UnitView {
+            units.push(UnitView {
                 name: u.name.to_string(),
+                namespace: ns.to_string(),
+                local: local.to_string(),
+                global,
                 desired: u.target.to_string(),
-                machine: machine.unwrap_or_default(),
+                machine: machine.map(ToString::to_string).unwrap_or_default(),
                 load: load.into(),
                 active: active.into(),
                 sub: sub.into(),
                 reason: snap.unplaced.get(&u.name).cloned().unwrap_or_default(),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     ClusterView {
         revision: snap.revision,
         leader,
+        namespaces: namespaces.all().map(ToString::to_string).collect(),
         machines: machines.values().cloned().collect(),
         units,
     }
 }
 
-/// Server-sent events: the cluster view now, then again after each burst of changes.
-async fn events(svc: FleetService, seen: Arc<Seen>) -> Response {
+/// How often a live view checks that its token is still live (revoked or expired
+/// tokens change no key its watch decodes).
+const TOKEN_RECHECK: Duration = Duration::from_secs(3);
+
+/// The stream's last event when its token is gone.
+fn logged_out() -> Bytes {
+    sse(
+        "end",
+        &serde_json::json!({"error": "token revoked or expired: log in again"}),
+    )
+}
+
+/// Whether the token a stream was opened with is still live (read from etcd). A failed
+/// read keeps the stream: an etcd hiccup is not a logout.
+async fn still_live(svc: &FleetService, token: Option<&str>) -> bool {
+    match token {
+        Some(t) => !matches!(svc.ctx.registry.lookup_token(t).await, Ok(None)),
+        None => false,
+    }
+}
+
+/// Server-sent events: the cluster view now, then again after each burst of changes;
+/// the stream ends (with an `end` event) once its token is revoked or expired.
+async fn events(svc: FleetService, seen: Arc<Seen>, token: Option<String>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let reg = svc.ctx.registry.clone();
@@ -346,9 +432,19 @@ async fn events(svc: FleetService, seen: Arc<Seen>) -> Response {
                 return;
             }
             let mut watch = reg.watch_prefix(reg.keys().prefix(), from);
+            let mut recheck = tokio::time::interval(TOKEN_RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            recheck.reset();
             loop {
                 tokio::select! {
                     _ = tx.closed() => return,
+                    _ = recheck.tick() => {
+                        if still_live(&svc, token.as_deref()).await {
+                            continue;
+                        }
+                        let _ = tx.send(logged_out()).await;
+                        return;
+                    }
                     r = watch.next() => match r {
                         Ok(_) => {}
                         Err(RegistryError::Compacted { .. }) => break,
@@ -482,6 +578,7 @@ struct Submit {
 
 /// Submits a unit from its pasted text (fleetctl submit).
 async fn submit(svc: &FleetService, req: Request) -> HttpResult {
+    let who = caller(&req);
     let bytes = crate::v1::body_bytes(req).await?;
     let body: Submit = serde_json::from_slice(&bytes)
         .map_err(|e| HttpError::bad_request(format!("unable to decode body: {e}")))?;
@@ -489,10 +586,13 @@ async fn submit(svc: &FleetService, req: Request) -> HttpResult {
     let file = UnitFile::parse(&body.text)
         .map_err(|e| HttpError::bad_request(format!("unit {name}: {e}")))?;
     let done = svc
-        .create_unit(Rpc::new(pb::CreateUnitRequest {
-            name: name.to_string(),
-            options: crate::convert::options_to_wire(&file),
-        }))
+        .create_unit(rpc(
+            &who,
+            pb::CreateUnitRequest {
+                name: name.to_string(),
+                options: crate::convert::options_to_wire(&file),
+            },
+        ))
         .await?
         .into_inner();
     Ok(json_response(
@@ -502,16 +602,19 @@ async fn submit(svc: &FleetService, req: Request) -> HttpResult {
 }
 
 /// start, stop, load, unload (desired states) or destroy.
-async fn act(svc: &FleetService, name: &str, action: &str) -> HttpResult {
+async fn act(svc: &FleetService, name: &str, action: &str, who: Option<Caller>) -> HttpResult {
     let name = unit_name(name)?;
     let target = match action {
         "start" => TargetState::Launched,
         "stop" | "load" => TargetState::Loaded,
         "unload" => TargetState::Inactive,
         "destroy" => {
-            svc.destroy_unit(Rpc::new(pb::DestroyUnitRequest {
-                name: name.to_string(),
-            }))
+            svc.destroy_unit(rpc(
+                &who,
+                pb::DestroyUnitRequest {
+                    name: name.to_string(),
+                },
+            ))
             .await?;
             return Ok(crate::v1::empty_response(StatusCode::NO_CONTENT));
         }
@@ -522,12 +625,15 @@ async fn act(svc: &FleetService, name: &str, action: &str) -> HttpResult {
             ));
         }
     };
-    svc.set_targets(Rpc::new(pb::SetTargetsRequest {
-        targets: vec![pb::set_targets_request::Target {
-            name: name.to_string(),
-            target: crate::convert::target_to_wire(target),
-        }],
-    }))
+    svc.set_targets(rpc(
+        &who,
+        pb::SetTargetsRequest {
+            targets: vec![pb::set_targets_request::Target {
+                name: name.to_string(),
+                target: crate::convert::target_to_wire(target),
+            }],
+        },
+    ))
     .await?;
     Ok(crate::v1::empty_response(StatusCode::NO_CONTENT))
 }

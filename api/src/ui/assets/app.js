@@ -5,7 +5,7 @@
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
-const state = { me: null, cluster: null, filter: "", events: null, journal: null, unit: null };
+const state = { armed: null, me: null, cluster: null, filter: "", namespace: "", stateFilter: "", events: null, journal: null, unit: null };
 // Read by the browser test: how many views arrived and when the last one was drawn.
 window.fleetConsole = { updates: 0, renders: 0, revision: 0, arrived: 0, rendered: 0 };
 
@@ -58,7 +58,16 @@ function follow() {
   const es = new EventSource("/ui/api/events");
   state.events = es;
   es.addEventListener("open", () => $("#live").className = "live on");
-  es.addEventListener("error", () => $("#live").className = "live off");
+  es.addEventListener("error", () => {
+    $("#live").className = "live off";
+    // EventSource retries a dropped stream by itself but gives up on a refusal: then
+    // ask who we are, which shows the login when the token is gone.
+    if (es.readyState === EventSource.CLOSED) setTimeout(() => { if (state.events === es) start(); }, 1000);
+  });
+  es.addEventListener("end", (ev) => {
+    es.close();
+    if (state.events === es) { state.events = null; state.me = null; closeUnit(); showLogin(JSON.parse(ev.data).error); }
+  });
   es.addEventListener("problem", (ev) => setError(JSON.parse(ev.data).error));
   es.addEventListener("cluster", (ev) => {
     state.cluster = JSON.parse(ev.data);
@@ -115,33 +124,65 @@ function renderMachines(c) {
   }).join("");
 }
 
-function actions(name, desired) {
-  if (!state.me?.can_act) return "";
-  const b = (a, label, cls = "") => `<button data-action="${a}" data-unit="${esc(name)}" class="${cls}">${label}</button>`;
-  return (desired === "launched" ? b("stop", "Stop") : b("start", "Start"))
-    + (desired !== "inactive" ? b("unload", "Unload") : "")
-    + b("destroy", "Destroy", "danger");
+// The buttons for unit `u`, as the user's role allows.
+function actions(u) {
+  if (!mayChange(u)) return "";
+  const b = (a, label, cls = "") => `<button data-action="${a}" data-unit="${esc(u.name)}" class="${cls}">${label}</button>`;
+  const armed = state.armed?.unit === u.name && state.armed.until > Date.now();
+  return (u.desired === "launched" ? b("stop", "Stop") : b("start", "Start"))
+    + (u.desired !== "inactive" ? b("unload", "Unload") : "")
+    + (armed ? b("destroy", "Really destroy?", "danger armed") : b("destroy", "Destroy", "danger"));
+}
+
+// Whether the user may act on the unit: an operator changes namespace default's units
+// only (the API refuses the rest anyway); admin changes any.
+function mayChange(u) {
+  if (!state.me?.can_act) return false;
+  return state.me.all_namespaces || u.namespace === "default";
+}
+
+// The state filter's choices: an active state, or "unplaced" (wanted but on no machine).
+function stateMatches(u, want) {
+  if (!want) return true;
+  if (want === "unplaced") return !u.machine && !u.global && u.desired !== "inactive";
+  return u.active === want;
+}
+
+function renderNamespaces(c) {
+  const sel = $("#namespace");
+  const have = [...sel.options].slice(1).map((o) => o.value).join("\n");
+  if (have === c.namespaces.join("\n")) return;
+  sel.innerHTML = '<option value="">all</option>'
+    + c.namespaces.map((n) => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
+  sel.value = c.namespaces.includes(state.namespace) ? state.namespace : "";
 }
 
 function renderUnits(c) {
+  renderNamespaces(c);
   const f = state.filter.toLowerCase();
-  const rows = c.units.filter((u) => !f || [u.name, u.machine, u.desired, u.active, u.sub, u.reason].some((v) => v.toLowerCase().includes(f)));
-  $("#unit-count").textContent = f ? `${rows.length} of ${c.units.length}` : `${c.units.length}`;
+  const rows = c.units.filter((u) => (!state.namespace || u.namespace === state.namespace)
+    && stateMatches(u, state.stateFilter)
+    && (!f || [u.local, u.machine, u.desired, u.active, u.sub, u.reason].some((v) => v.toLowerCase().includes(f))));
+  const narrowed = f || state.namespace || state.stateFilter;
+  $("#unit-count").textContent = narrowed ? `${rows.length} of ${c.units.length}` : `${c.units.length}`;
   $("#units tbody").innerHTML = rows.map((u) =>
-    `<tr data-unit="${esc(u.name)}"><td><a href="#/unit/${encodeURIComponent(u.name)}">${esc(u.name)}</a></td>`
+    `<tr data-unit="${esc(u.name)}"><td class="ns">${esc(u.namespace)}</td><td><a href="#/unit/${encodeURIComponent(u.name)}">${esc(u.local)}</a></td>`
     + `<td class="desired">${esc(u.desired)}</td><td class="mono">${esc(u.machine.slice(0, 8))}</td>`
     + `<td class="active state-${esc(u.active)}">${esc(u.active)}</td><td class="sub">${esc(u.sub)}</td>`
-    + `<td class="reason">${esc(u.reason)}</td><td class="act">${actions(u.name, u.desired)}</td></tr>`).join("");
+    + `<td class="reason">${esc(u.reason)}</td><td class="act">${actions(u)}</td></tr>`).join("");
 }
 
 function renderUnitStates(c) {
-  const u = c.units.find((x) => x.name === state.unit);
+  // One row per machine: a global unit runs on many.
+  const rows = c.units.filter((x) => x.name === state.unit);
+  const u = rows[0];
   if (!u) return;
   $("#unit-desired").textContent = u.desired;
-  $("#unit-actions").innerHTML = actions(u.name, u.desired);
-  $("#unit-states tbody").innerHTML =
-    `<tr data-unit="${esc(u.name)}"><td class="mono">${esc(u.machine || "(not placed)")}</td><td>${esc(u.desired)}</td><td>${esc(u.load)}</td>`
-    + `<td class="active state-${esc(u.active)}">${esc(u.active)}</td><td class="sub">${esc(u.sub)}</td></tr>`
+  $("#unit-actions").innerHTML = actions(u);
+  const nowhere = u.global ? "(global: on no machine yet)" : "(not placed)";
+  $("#unit-states tbody").innerHTML = rows.map((r) =>
+    `<tr data-unit="${esc(r.name)}"><td class="mono">${esc(r.machine || nowhere)}</td><td>${esc(r.desired)}</td><td>${esc(r.load)}</td>`
+    + `<td class="active state-${esc(r.active)}">${esc(r.active)}</td><td class="sub">${esc(r.sub)}</td></tr>`).join("")
     + (u.reason ? `<tr><td colspan="5" class="reason">Not placed: ${esc(u.reason)}</td></tr>` : "");
 }
 
@@ -185,7 +226,15 @@ document.addEventListener("click", async (ev) => {
   const btn = ev.target.closest("button[data-action]");
   if (!btn) return;
   const { action, unit } = btn.dataset;
-  if (action === "destroy" && !confirm(`Destroy ${unit}?`)) return;
+  // Destroy asks once more in the page itself (a confirm() dialog would stop the page,
+  // and its live updates, until answered); the question stands for a few seconds.
+  if (action === "destroy" && !btn.classList.contains("armed")) {
+    state.armed = { unit, until: Date.now() + 10000 };
+    scheduleRender();
+    setTimeout(scheduleRender, 10100);
+    return;
+  }
+  state.armed = null;
   btn.disabled = true;
   try {
     await api("POST", `/ui/api/units/${encodeURIComponent(unit)}/${action}`);
@@ -214,6 +263,8 @@ document.addEventListener("DOMContentLoaded", () => {
     showLogin();
   });
   $("#filter").addEventListener("input", (ev) => { state.filter = ev.target.value; scheduleRender(); });
+  $("#namespace").addEventListener("change", (ev) => { state.namespace = ev.target.value; scheduleRender(); });
+  $("#state-filter").addEventListener("change", (ev) => { state.stateFilter = ev.target.value; scheduleRender(); });
   $("#submit-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
