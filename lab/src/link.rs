@@ -46,9 +46,8 @@ pub(crate) fn set_loss(netns: &str, percent: u8) -> Result<()> {
 /// Sends the machine's new connections to `member:2379` to `relay` instead, for each
 /// `(member, relay)`.
 ///
-/// Only a SYN is redirected. The rules make conntrack follow the namespace from now on,
-/// and it picks up connections made before mid-stream as new ones: redirected, their
-/// next segment would reach a relay that never saw them and be answered with a reset.
+/// Only a SYN is redirected: a connection made before is never steered mid-stream to a
+/// relay that does not know it (it keeps its direct path, as the README says).
 ///
 /// Conntrack, and with it the translation of relayed connections, lasts only while a
 /// rule needs it: the `track` chain's rule (never flushed) keeps it once the redirects
