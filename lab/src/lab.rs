@@ -865,7 +865,9 @@ impl Lab {
         Ok(())
     }
 
-    /// Ends [`Lab::degrade`]: rules removed, relays stopped.
+    /// Ends [`Lab::degrade`]: no loss, new connections go direct. Connections made
+    /// through a relay stay up: the relay (told by SIGTERM) passes them on without delay
+    /// until they end, then exits (`down` ends any left).
     pub fn restore(&mut self, node: &str) -> Result<()> {
         let index = self.index(node)?;
         if let Some(netns) = self.state.machines[index].netns.clone() {
@@ -874,7 +876,7 @@ impl Lab {
         let lab_dir = format!("--lab-dir={}", self.name.state_dir().display());
         for pid in std::mem::take(&mut self.state.machines[index].relays) {
             if sys::runs(pid, "fleet-lab", &lab_dir) {
-                sys::sigkill(pid);
+                sys::sigterm(pid);
             }
         }
         self.save()

@@ -6,12 +6,18 @@
 //! delay in each direction before passing it on. Loss is an nftables rule dropping that
 //! share of the machine's packets, both ways. Both live in tables of their own, so
 //! clearing them touches nothing else.
+//!
+//! A slowed link must not break connections, as a slow network does not: only a
+//! connection's first packet is redirected (connections made before keep going direct),
+//! and `restore` keeps both conntrack in the namespace (so relayed connections keep
+//! their translation) and their relays (now without delay) until those connections end.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::error::{LabError, Result};
@@ -26,7 +32,7 @@ const ETCD_PORT: u16 = 2379;
 
 /// Drops `percent` (1..=100) of the machine's packets in and out.
 pub(crate) fn set_loss(netns: &str, percent: u8) -> Result<()> {
-    clear_table(netns, LOSS_TABLE);
+    clear_loss(netns);
     let rules = format!(
         "add table inet {LOSS_TABLE}\n\
          add chain inet {LOSS_TABLE} out {{ type filter hook output priority 0; }}\n\
@@ -37,33 +43,60 @@ pub(crate) fn set_loss(netns: &str, percent: u8) -> Result<()> {
     nft(netns, &rules)
 }
 
-/// Sends the machine's connections to `member:2379` to `relay` instead, for each
+/// Sends the machine's new connections to `member:2379` to `relay` instead, for each
 /// `(member, relay)`.
+///
+/// Only a SYN is redirected: a connection made before is never steered mid-stream to a
+/// relay that does not know it (it keeps its direct path, as the README says).
+///
+/// Conntrack, and with it the translation of relayed connections, lasts only while a
+/// rule needs it: the `track` chain's rule (never flushed) keeps it once the redirects
+/// are gone, or `restore` would black-hole every relayed connection.
 pub(crate) fn set_redirects(netns: &str, redirects: &[(Ipv4Addr, SocketAddr)]) -> Result<()> {
-    clear_table(netns, DELAY_TABLE);
     let mut rules = format!(
         "add table ip {DELAY_TABLE}\n\
-         add chain ip {DELAY_TABLE} out {{ type nat hook output priority -100; }}\n"
+         add chain ip {DELAY_TABLE} track {{ type filter hook output priority 0; }}\n\
+         flush chain ip {DELAY_TABLE} track\n\
+         add rule ip {DELAY_TABLE} track ct state established counter\n\
+         add chain ip {DELAY_TABLE} out {{ type nat hook output priority -100; }}\n\
+         flush chain ip {DELAY_TABLE} out\n"
     );
     for (member, relay) in redirects {
         rules.push_str(&format!(
-            "add rule ip {DELAY_TABLE} out ip daddr {member} tcp dport {ETCD_PORT} dnat to {relay}\n"
+            "add rule ip {DELAY_TABLE} out ip daddr {member} tcp dport {ETCD_PORT} \
+             tcp flags & (syn | ack) == syn dnat to {relay}\n"
         ));
     }
     nft(netns, &rules)
 }
 
-/// Removes fleet-lab's loss and delay rules from the machine's namespace.
+/// Ends the loss and the redirects of new connections in the machine's namespace.
+///
+/// The table stays, with its `track` rule: without a rule needing conntrack the kernel
+/// stops translating the connections already relayed, whose packets would then go to
+/// the member itself (measured: a 60 s stall, then a new connection).
 pub(crate) fn clear(netns: &str) {
-    clear_table(netns, LOSS_TABLE);
-    clear_table(netns, DELAY_TABLE);
-}
-
-fn clear_table(netns: &str, table: &str) {
-    let family = if table == LOSS_TABLE { "inet" } else { "ip" };
+    clear_loss(netns);
     let _ = Command::new("ip")
         .args([
-            "netns", "exec", netns, "nft", "delete", "table", family, table,
+            "netns",
+            "exec",
+            netns,
+            "nft",
+            "flush",
+            "chain",
+            "ip",
+            DELAY_TABLE,
+            "out",
+        ])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn clear_loss(netns: &str) {
+    let _ = Command::new("ip")
+        .args([
+            "netns", "exec", netns, "nft", "delete", "table", "inet", LOSS_TABLE,
         ])
         .stderr(Stdio::null())
         .status();
@@ -137,14 +170,18 @@ pub(crate) fn spawn_relay(
 }
 
 /// The relay itself (`fleet-lab relay`): prints its address, then forwards every
-/// connection to `to`, holding each chunk for `delay` in each direction. Ends when
-/// `lab_dir` no longer exists (the lab is down), checked every second.
+/// connection to `to`, holding each chunk for `delay` in each direction. On SIGTERM
+/// (`restore`) it stops delaying and ends once its connections have: a restored link
+/// cuts nothing. Ends anyway when `lab_dir` no longer exists (the lab is down).
 pub fn run_relay(
     lab_dir: PathBuf,
     listen: SocketAddr,
     to: SocketAddr,
     delay: Duration,
 ) -> Result<()> {
+    let restored = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&restored))
+        .map_err(LabError::io("cannot handle SIGTERM"))?;
     let listener =
         TcpListener::bind(listen).map_err(LabError::io(format!("cannot listen on {listen}")))?;
     let addr = listener
@@ -152,12 +189,25 @@ pub fn run_relay(
         .map_err(LabError::io("cannot read the relay's address"))?;
     println!("{addr}");
     let _ = std::io::stdout().flush();
-    std::thread::spawn(move || {
-        while lab_dir.exists() {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        std::process::exit(0);
-    });
+    let live = Arc::new(AtomicUsize::new(0));
+    {
+        let (restored, live) = (Arc::clone(&restored), Arc::clone(&live));
+        std::thread::spawn(move || {
+            let mut checked = Instant::now();
+            loop {
+                if restored.load(Ordering::SeqCst) && live.load(Ordering::SeqCst) == 0 {
+                    std::process::exit(0);
+                }
+                if checked.elapsed() >= Duration::from_secs(1) {
+                    if !lab_dir.exists() {
+                        std::process::exit(0);
+                    }
+                    checked = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
     for conn in listener.incoming() {
         let Ok(inbound) = conn else { continue };
         let Ok(outbound) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
@@ -165,22 +215,44 @@ pub fn run_relay(
         };
         let _ = inbound.set_nodelay(true);
         let _ = outbound.set_nodelay(true);
+        live.fetch_add(1, Ordering::SeqCst);
+        let open = Arc::new(Open(Arc::clone(&live)));
         for (from, into) in [(&inbound, &outbound), (&outbound, &inbound)] {
             if let (Ok(from), Ok(into)) = (from.try_clone(), into.try_clone()) {
-                pump(from, into, delay);
+                pump(from, into, delay, Arc::clone(&restored), Arc::clone(&open));
             }
         }
     }
     Ok(())
 }
 
-/// Copies `from` to `into`, each chunk `delay` after it arrived (order kept).
-fn pump(mut from: TcpStream, mut into: TcpStream, delay: Duration) {
+/// A relayed connection while any of its pump threads runs (the relay's count of open
+/// connections drops when the last one ends).
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `into`, each chunk `delay` after it arrived (order kept), or at
+/// once when `restored`. End of stream is passed on as such (a half-close stays one).
+fn pump(
+    mut from: TcpStream,
+    mut into: TcpStream,
+    delay: Duration,
+    restored: Arc<AtomicBool>,
+    open: Arc<Open>,
+) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let reader_open = Arc::clone(&open);
     std::thread::spawn(move || {
+        let _open = reader_open;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match from.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if tx
@@ -195,8 +267,11 @@ fn pump(mut from: TcpStream, mut into: TcpStream, delay: Duration) {
         let _ = from.shutdown(std::net::Shutdown::Read);
     });
     std::thread::spawn(move || {
+        let _open = open;
         while let Ok((due, chunk)) = rx.recv() {
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if !restored.load(Ordering::SeqCst) {
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
             if into.write_all(&chunk).is_err() {
                 break;
             }

@@ -137,6 +137,11 @@ pub fn sigkill(pid: u32) {
     let _ = output("kill", &["-KILL", &pid.to_string()]);
 }
 
+/// Sends SIGTERM (through kill(1), as [`sigkill`]).
+pub fn sigterm(pid: u32) {
+    let _ = output("kill", &["-TERM", &pid.to_string()]);
+}
+
 /// Waits until none of `pids` is alive, up to `timeout`; true if they all went.
 pub fn wait_gone(pids: &[u32], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

@@ -97,16 +97,20 @@ pub fn target_dir() -> PathBuf {
 
 /// `cargo test -p fleet-tests` does not build other packages' binaries: build them once
 /// per test process, always (cargo does nothing if they are current), so a stale fleetd
-/// left in the target directory is never tested in place of the source.
+/// (or fleet-lab, the link relay) left in the target directory is never tested in place
+/// of the source.
 fn ensure_binaries() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
-            .args(["build", "-p", "fleetd", "-p", "fleetctl"])
+            .args(["build", "-p", "fleetd", "-p", "fleetctl", "-p", "fleet-lab"])
             .status()
-            .expect("run cargo build for fleetd and fleetctl");
-        assert!(status.success(), "cargo build -p fleetd -p fleetctl failed");
+            .expect("run cargo build for fleetd, fleetctl and fleet-lab");
+        assert!(
+            status.success(),
+            "cargo build -p fleetd -p fleetctl -p fleet-lab failed"
+        );
     });
 }
 

@@ -291,7 +291,8 @@ fn paused_fleetd_drops_out_and_resumed_comes_back() {
 }
 
 /// `degrade --delay` slows a machine's etcd traffic (each way), `--loss` drops its
-/// packets, and `restore` ends both; nothing is left after `down`.
+/// packets, and `restore` ends both, without resetting or stalling a connection that
+/// lives through either; nothing is left after `down`.
 #[test]
 fn a_degraded_link_is_slow_until_restored() {
     let mut config = ClusterConfig::with_machines(&unique_name("degrade"), 1);
@@ -326,10 +327,130 @@ fn a_degraded_link_is_slow_until_restored() {
     assert!((600..5000).contains(&slow), "300 ms each way: {slow} ms");
     lab.restore("node1").unwrap();
     assert!(millis(&lab) < 300, "restored");
+
+    // Long-lived connections live through a slowed, lossy link and its restore, as
+    // through a slow network: one made before (it keeps going direct) and one made
+    // through the relay (passed on without delay once restored). Neither is reset (curl
+    // would connect again or fail) nor stalled.
+    let url = format!("{scheme}://{member}:2379/version");
+    let (mut before, before_lines) = keep_fetching(&lab, "node1", pre, &url, 60);
+    let first = before_lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a first fetch");
+    lab.degrade(
+        "node1",
+        Some(std::time::Duration::from_millis(200)),
+        Some(5),
+    )
+    .unwrap();
+    let (mut through, through_lines) = keep_fetching(&lab, "node1", pre, &url, 60);
+    let slowed: Vec<Fetch> = (0..4)
+        .map(|_| {
+            through_lines
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("fetches through the relay")
+        })
+        .collect();
+    lab.restore("node1").unwrap();
+    let restored = std::time::Instant::now();
+    for (name, child) in [("before", &mut before), ("through", &mut through)] {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "curl {name}: {status}");
+    }
+    let before_all: Vec<Fetch> = std::iter::once(first).chain(before_lines).collect();
+    let through_all: Vec<Fetch> = slowed.iter().cloned().chain(through_lines).collect();
+    for (name, fetches) in [("before", &before_all), ("through", &through_all)] {
+        assert_eq!(fetches.len(), 60, "{name}: {fetches:?}");
+        assert!(fetches.iter().all(|f| f.code == 200), "{name}: {fetches:?}");
+        let connects: Vec<u32> = fetches.iter().map(|f| f.connects).collect();
+        assert_eq!(connects[0], 1, "{name}");
+        assert!(
+            connects[1..].iter().all(|&c| c == 0),
+            "{name}: connected again (reset): {fetches:?}"
+        );
+        let worst = fetches.iter().map(|f| f.secs).fold(0.0, f64::max);
+        assert!(
+            worst < 3.0,
+            "{name}: a fetch stalled {worst:.2} s: {fetches:?}"
+        );
+    }
+    assert!(
+        slowed.iter().all(|f| f.secs >= 0.4),
+        "200 ms each way: {slowed:?}"
+    );
+    let after: Vec<&Fetch> = through_all
+        .iter()
+        .filter(|f| f.at > restored + std::time::Duration::from_secs(1))
+        .collect();
+    assert!(after.len() >= 10, "{through_all:?}");
+    assert!(
+        after.iter().all(|f| f.secs < 0.3),
+        "the relayed connection is fast once restored: {after:?}"
+    );
+    eprintln!(
+        "degrade: 2 connections x 60 fetches, 0 resets; worst fetch before/through {:.2}/{:.2} s; through the relay {:.2}-{:.2} s slowed, at most {:.3} s restored",
+        before_all.iter().map(|f| f.secs).fold(0.0, f64::max),
+        through_all.iter().map(|f| f.secs).fold(0.0, f64::max),
+        slowed.iter().map(|f| f.secs).fold(f64::MAX, f64::min),
+        slowed.iter().map(|f| f.secs).fold(0.0, f64::max),
+        after.iter().map(|f| f.secs).fold(0.0, f64::max),
+    );
+
     let err = lab.degrade("node1", None, Some(0)).unwrap_err().to_string();
     assert_eq!(err, "loss 0%: give 1 to 100");
     let name = lab.down();
     assert_eq!(Lab::leftovers(&name), Vec::<String>::new());
+}
+
+/// One fetch of [`keep_fetching`]: when its line arrived, its time, new connections.
+#[derive(Clone, Debug)]
+struct Fetch {
+    at: std::time::Instant,
+    secs: f64,
+    connects: u32,
+    code: u16,
+}
+
+/// curl in `node` fetching `url` `n` times, 4 a second, over one connection (`pre`:
+/// its TLS options); each fetch is reported as curl prints it.
+fn keep_fetching(
+    lab: &Lab,
+    node: &str,
+    pre: &str,
+    url: &str,
+    n: usize,
+) -> (std::process::Child, std::sync::mpsc::Receiver<Fetch>) {
+    use std::io::BufRead;
+    let outputs = "-o /dev/null ".repeat(n);
+    let urls = format!("{url} ").repeat(n);
+    let script = format!(
+        "exec stdbuf -oL curl -sS --rate 4/s -w '%{{time_total}} %{{num_connects}} %{{http_code}}\\n' {pre} {outputs} -- {urls}"
+    );
+    let mut child = lab
+        .command(node, "/bin/bash")
+        .unwrap()
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let fetch = Fetch {
+                at: std::time::Instant::now(),
+                secs: f[0].parse().unwrap_or(f64::MAX),
+                connects: f.get(1).and_then(|c| c.parse().ok()).unwrap_or(99),
+                code: f.get(2).and_then(|c| c.parse().ok()).unwrap_or(0),
+            };
+            if tx.send(fetch).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 /// A lab is secure by default: etcd and the API refuse clients without a certificate
