@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use fleet_core::machine::metadata_control_char;
 use fleet_core::unit::file::MAX_UNIT_SIZE;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use serde::{Deserialize, Serialize};
@@ -234,6 +235,17 @@ pub(crate) fn decode_machine(
             RegistryError::corrupt(key, format!("public_ip {s:?} is not an IP address"))
         })?),
     };
+    for (k, v) in &v.metadata {
+        if let Some(c) = metadata_control_char(k).or_else(|| metadata_control_char(v)) {
+            return Err(RegistryError::corrupt(
+                key,
+                format!(
+                    "metadata {k:?} holds control character U+{:04X}",
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
     Ok(MachineRecord {
         machine: Machine {
             id,
@@ -335,7 +347,17 @@ pub(crate) fn encode_metadata(value: &str) -> Vec<u8> {
 }
 
 pub(crate) fn decode_metadata(key: &[u8], val: &[u8]) -> Result<String, RegistryError> {
-    String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))
+    let v = String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))?;
+    match metadata_control_char(&v) {
+        Some(c) => Err(RegistryError::corrupt(
+            key,
+            format!(
+                "metadata value holds control character U+{:04X}",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(v),
+    }
 }
 
 /// What the fuzz target checks on any key and value (`fuzz/fuzz_targets/registry_value.rs`):
@@ -449,6 +471,27 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+        // Metadata reaches terminals (list-machines): control characters are corrupt.
+        for (k, v) in [("region", "eu\u{1b}[2J"), ("a\nb", "x"), ("disk", "ssd\r")] {
+            let val = serde_json::json!({"id": "m1", "metadata": {k: v}}).to_string();
+            let err = decode_machine(b"/p/machine/m1", id.clone(), val.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("holds control character U+"), "{err}");
+            assert!(!err.chars().any(char::is_control), "{err}");
+        }
+        // A tab too: list-machines separates its columns with tabs.
+        let tab = serde_json::json!({"id": "m1", "metadata": {"a": "b\tc"}}).to_string();
+        assert!(decode_machine(b"k", id.clone(), tab.as_bytes()).is_err());
+        let ok = serde_json::json!({"id": "m1", "metadata": {"a": "b c=d"}}).to_string();
+        assert!(decode_machine(b"k", id.clone(), ok.as_bytes()).is_ok());
+        assert!(decode_metadata(b"k", b"ssd").is_ok());
+        let err = decode_metadata(b"/p/machine/m1/metadata/disk", b"ssd\x1b[2J").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("metadata value holds control character U+001B"),
+            "{err}"
+        );
     }
 
     #[test]
