@@ -56,6 +56,14 @@ fn names_and_text_systemd_would_refuse_are_refused_before_writing() {
             "{bad}: the escape reached the terminal"
         );
     }
+    // A name with an escape in it is refused with the escape shown, not obeyed.
+    let out = fleetctl(&etcd, dir.path(), &["start", "x\x1b[2J.service"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "Error creating units: invalid character '\\u{1b}' in unit name\n"
+    );
     let out = fleetctl(&etcd, dir.path(), &["list-unit-files", "--no-legend"]);
     assert!(out.status.success());
     assert_eq!(
