@@ -226,7 +226,19 @@ const OPTIONS: &[OptionSpec] = &[
         Ok(())
     }),
     set("metadata", |c, v| {
-        c.metadata = fleet_core::machine::parse_metadata(v);
+        let metadata = fleet_core::machine::parse_metadata(v);
+        // Readers refuse such a record as corrupt: refuse it here, before registering.
+        for (k, v) in &metadata {
+            let found = fleet_core::machine::metadata_control_char(k)
+                .or_else(|| fleet_core::machine::metadata_control_char(v));
+            if let Some(ch) = found {
+                return Err(format!(
+                    "metadata {k:?} holds control character U+{:04X}",
+                    u32::from(ch)
+                ));
+            }
+        }
+        c.metadata = metadata;
         Ok(())
     }),
     set("agent_ttl", |c, v| {
@@ -767,6 +779,14 @@ mod tests {
             .to_string();
         assert!(e.contains("out of range"), "{e}");
         assert!(!e.contains('\n'), "{e}");
+        let e = load("", &[], &["--metadata=region=eu\x1b[2J,disk=ssd"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metadata \"region\" holds control character U+001B"),
+            "{e}"
+        );
+        assert!(!e.chars().any(char::is_control), "{e}");
         let e = load("", &[], &["--etcd_request_timeout=1e300"])
             .unwrap_err()
             .to_string();

@@ -321,11 +321,47 @@ async fn engines_ride_out_an_etcd_restart() {
     assert!(s.values().all(|m| m.len() == 1));
 }
 
+/// The engine's warnings, as fleetd's log would show them: a subscriber for the whole
+/// test process (engine tasks run on the runtime's threads), installed once.
+fn captured_warnings() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let writer = move || Sink(sink.clone());
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(writer)
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One corrupt value under each of `unit/`, `job/`, `machine/` and `schedule/` does not
 /// stop the engine: it keeps placing the other units, leaves the unreadable unit's
-/// placement where it was, and rewrites a placement whose value was corrupt.
+/// placement where it was, rewrites a placement whose value was corrupt, and logs each
+/// skipped key once, by name (not once per pass).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_records_are_skipped_and_the_rest_is_placed() {
+    let log = captured_warnings();
     let etcd = EtcdServer::start().unwrap();
     let reg = registry(&etcd).await;
     let ttl = Duration::from_secs(5);
@@ -380,5 +416,27 @@ async fn corrupt_records_are_skipped_and_the_rest_is_placed() {
     );
     let status = engines[0].status().borrow().clone();
     assert!(status.passes > 0);
+    // Later passes log nothing new: two more units, each placed by a pass of its own.
+    for more in ["more1.service", "more2.service"] {
+        submit(&reg, more, "", Launched).await;
+        wait_until("placed past the corrupt records", WAIT, || async {
+            schedule(&reg).await.contains_key(more)
+        })
+        .await;
+    }
+    let log = String::from_utf8_lossy(&log.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    for key in skipped {
+        let said = format!("skipped corrupt registry value at {key}: ");
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&said)).collect();
+        assert_eq!(lines.len(), 1, "{key}:\n{log}");
+        assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("{PREFIX}unit/bad.service: "))
+                && l.contains("neither placed nor moved until it is fixed or destroyed")),
+        "{log}"
+    );
+    assert!(!log.contains("engine pass failed"), "{log}");
     drop(engines);
 }

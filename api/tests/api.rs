@@ -264,6 +264,28 @@ async fn every_operation_over_the_unix_socket() {
     let bad = UnitFile::parse("[X-Fleet]\nGlobal=true\nMachineID=x\n").unwrap();
     assert!(c.create_unit(&name("bad.service"), &bad).await.is_err());
     assert_eq!(c.get_unit(&name("bad.service")).await.unwrap(), None);
+    // A newline in an option value would add an [X-Fleet] option the checks never saw,
+    // once written as a file: refused, nothing stored.
+    let smuggled = UnitFile::from_options(vec![
+        fleet_core::unit::UnitOption {
+            section: "Service".into(),
+            name: "ExecStart".into(),
+            value: "/bin/true".into(),
+        },
+        fleet_core::unit::UnitOption {
+            section: "X-Fleet".into(),
+            name: "Conflicts".into(),
+            value: "x.service\nMachineID=0123456789abcdef".into(),
+        },
+    ]);
+    match c.create_unit(&name("smuggled.service"), &smuggled).await {
+        Err(fleet_api::ApiError::Status(s)) => {
+            assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+            assert!(s.message().contains("would not read back"), "{s:?}");
+        }
+        other => panic!("smuggled options accepted: {other:?}"),
+    }
+    assert_eq!(c.get_unit(&name("smuggled.service")).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

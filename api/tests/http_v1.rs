@@ -386,6 +386,14 @@ async fn validation_matches_every_other_path() {
     call(ep, "PUT", "/fleet/v1/units/a.service", None, "{}")
         .await
         .assert_error(415, "expected 1 Content-Type, got 0");
+    // A newline in a value would smuggle an [X-Fleet] option past the checks.
+    let smuggled = json!({"desiredState": "launched", "options": [
+        {"section": "Service", "name": "ExecStart", "value": "/bin/true"},
+        {"section": "X-Fleet", "name": "Conflicts", "value": "x.service\nGlobal=true"},
+    ]});
+    put(ep, "/fleet/v1/units/smuggled.service", smuggled)
+        .await
+        .assert_error(400, "would not read back");
     // Nothing of the above was written.
     let units = get(ep, "/fleet/v1/units").await;
     assert_eq!((units.status, units.body.as_str()), (200, "{}"));

@@ -115,6 +115,13 @@ pub fn machine_legend(id: &MachineId, ip: Option<&str>, full: bool) -> String {
 
 /// Parses fleet.conf's `metadata` syntax: `k=v,k2=v2`; spaces around `=` and `,` are
 /// trimmed, later duplicates win, items without `=` (or with an empty key) are ignored.
+/// The first control character in a metadata name or value, if any. Metadata is printed
+/// by `list-machines` and matched by `MachineMetadata`: an escape or newline in it would
+/// reach the operator's terminal, so none is accepted where metadata is written or read.
+pub fn metadata_control_char(s: &str) -> Option<char> {
+    s.chars().find(|c| c.is_control())
+}
+
 pub fn parse_metadata(s: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for item in s.split(',') {

@@ -510,6 +510,25 @@ fn tunnel_reaches_the_socket_through_fd_forward() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "Unit hello.service inactive\n");
+    // The remote shell gets the socket path as one word: spaces, quotes and `$(...)` in
+    // it are neither split nor run (the stand-in runs it through `sh -c` as sshd does).
+    let odd = c.dir.path().join("a b;'$(touch pwned)");
+    std::fs::create_dir(&odd).unwrap();
+    std::os::unix::fs::symlink(&c.socket, odd.join("fleet.sock")).unwrap();
+    let out = c
+        .cmd(Driver::Api)
+        .env("FLEETCTL_SSH_COMMAND", &fake)
+        .env("FLEETCTL_TUNNEL", "127.0.0.1:2222")
+        .env(
+            "FLEETCTL_ENDPOINT",
+            format!("unix://{}", odd.join("fleet.sock").display()),
+        )
+        .args(["list-unit-files", "--no-legend", "--fields", "unit"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello.service\n");
+    assert!(!c.dir.path().join("pwned").exists(), "the socket path ran");
     assert_eq!(
         c.fails(Driver::Api, &["fd-forward"]),
         "Provide a single argument\n"

@@ -56,6 +56,14 @@ fn names_and_text_systemd_would_refuse_are_refused_before_writing() {
             "{bad}: the escape reached the terminal"
         );
     }
+    // A name with an escape in it is refused with the escape shown, not obeyed.
+    let out = fleetctl(&etcd, dir.path(), &["start", "x\x1b[2J.service"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "Error creating units: invalid character '\\u{1b}' in unit name\n"
+    );
     let out = fleetctl(&etcd, dir.path(), &["list-unit-files", "--no-legend"]);
     assert!(out.status.success());
     assert_eq!(
@@ -67,4 +75,43 @@ fn names_and_text_systemd_would_refuse_are_refused_before_writing() {
     let longest = format!("web@{}.service", "b".repeat(255 - "web@.service".len()));
     let out = fleetctl(&etcd, dir.path(), &["submit", &longest]);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Machine metadata holding an escape (written to etcd by someone other than fleetd,
+/// which refuses it) is a corrupt record: list-machines names it on stderr, shows the
+/// other machines, exits 5, and prints no escape.
+#[test]
+fn machine_metadata_with_an_escape_is_skipped_and_named() {
+    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
+    let dir = tempfile::tempdir().unwrap();
+    let url = etcd.client_url();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let mut raw = etcd_client::Client::connect([url], None).await.unwrap();
+            for (id, region) in [("m1", "eu"), ("m2", "eu\x1b[2Jx")] {
+                let v = format!(
+                    r#"{{"id":"{id}","public_ip":"10.0.0.1","metadata":{{"region":"{}"}}}}"#,
+                    region.replace('\x1b', "\\u001b")
+                );
+                raw.put(format!("/_coreos.com/fleet/machine/{id}"), v, None)
+                    .await
+                    .unwrap();
+            }
+        });
+    let out = fleetctl(
+        &etcd,
+        dir.path(),
+        &["list-machines", "--no-legend", "--full"],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert_eq!(stdout, "m1\t10.0.0.1\tregion=eu\n");
+    assert_eq!(
+        stderr,
+        "WARNING: skipped corrupt registry value at /_coreos.com/fleet/machine/m2: metadata \"region\" holds control character U+001B\n"
+    );
 }

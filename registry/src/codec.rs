@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use fleet_core::machine::metadata_control_char;
 use fleet_core::unit::file::MAX_UNIT_SIZE;
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 use serde::{Deserialize, Serialize};
@@ -234,6 +235,17 @@ pub(crate) fn decode_machine(
             RegistryError::corrupt(key, format!("public_ip {s:?} is not an IP address"))
         })?),
     };
+    for (k, v) in &v.metadata {
+        if let Some(c) = metadata_control_char(k).or_else(|| metadata_control_char(v)) {
+            return Err(RegistryError::corrupt(
+                key,
+                format!(
+                    "metadata {k:?} holds control character U+{:04X}",
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
     Ok(MachineRecord {
         machine: Machine {
             id,
@@ -335,7 +347,17 @@ pub(crate) fn encode_metadata(value: &str) -> Vec<u8> {
 }
 
 pub(crate) fn decode_metadata(key: &[u8], val: &[u8]) -> Result<String, RegistryError> {
-    String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))
+    let v = String::from_utf8(val.to_vec()).map_err(|e| RegistryError::corrupt(key, e))?;
+    match metadata_control_char(&v) {
+        Some(c) => Err(RegistryError::corrupt(
+            key,
+            format!(
+                "metadata value holds control character U+{:04X}",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(v),
+    }
 }
 
 /// What the fuzz target checks on any key and value (`fuzz/fuzz_targets/registry_value.rs`):
@@ -365,8 +387,12 @@ pub fn fuzz_check(keys: &Keys, key: &[u8], value: &[u8]) -> bool {
                 assert_eq!(decode_unit_hash(key, value)?, hash);
                 let (again, h2) = encode_unit(&file);
                 let (file2, _) = decode_unit(key, &again).expect("re-encoded unit decodes");
-                assert_eq!(file2, file);
+                // The same unit: what is stored, hashed and written to disk is the
+                // canonical text, sections grouped in order of first appearance (a value
+                // fleet did not write may repeat a section; systemd merges them too).
+                assert_eq!(file2.canonical(), file.canonical());
                 assert_eq!(file2.hash(), h2);
+                assert_eq!(file2.hash(), file.hash());
             }
             RegistryKey::JobTarget(_) => {
                 let t = decode_target(key, value)?;
@@ -449,6 +475,47 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+        // Metadata reaches terminals (list-machines): control characters are corrupt.
+        for (k, v) in [("region", "eu\u{1b}[2J"), ("a\nb", "x"), ("disk", "ssd\r")] {
+            let val = serde_json::json!({"id": "m1", "metadata": {k: v}}).to_string();
+            let err = decode_machine(b"/p/machine/m1", id.clone(), val.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("holds control character U+"), "{err}");
+            assert!(!err.chars().any(char::is_control), "{err}");
+        }
+        // A tab too: list-machines separates its columns with tabs.
+        let tab = serde_json::json!({"id": "m1", "metadata": {"a": "b\tc"}}).to_string();
+        assert!(decode_machine(b"k", id.clone(), tab.as_bytes()).is_err());
+        let ok = serde_json::json!({"id": "m1", "metadata": {"a": "b c=d"}}).to_string();
+        assert!(decode_machine(b"k", id.clone(), ok.as_bytes()).is_ok());
+        assert!(decode_metadata(b"k", b"ssd").is_ok());
+        let err = decode_metadata(b"/p/machine/m1/metadata/disk", b"ssd\x1b[2J").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("metadata value holds control character U+001B"),
+            "{err}"
+        );
+    }
+
+    /// Found by fuzz/registry_value: a stored unit that repeats a section decodes, and
+    /// its re-encoding (sections grouped) is the same unit, not a failed check.
+    #[test]
+    fn a_stored_unit_repeating_a_section_is_the_same_unit_re_encoded() {
+        let keys = Keys::new("/p/").unwrap();
+        let text =
+            "[Unit]\nDescription=a\n[Service]\nExecStart=/bin/true\n[Unit]\nAfter=b.service\n";
+        let value = serde_json::json!({
+            "text": text,
+            "hash": "0123456789abcdef0123456789abcdef01234567"
+        })
+        .to_string();
+        assert!(fuzz_check(&keys, b"/p/unit/a.service", value.as_bytes()));
+        let (file, _) = decode_unit(b"k", value.as_bytes()).unwrap();
+        assert_eq!(
+            file.canonical(),
+            "[Unit]\nDescription=a\nAfter=b.service\n\n[Service]\nExecStart=/bin/true\n"
+        );
     }
 
     #[test]

@@ -190,6 +190,12 @@ async fn corrupt_values_are_skipped_and_named_not_fatal() {
             None,
         ),
         ("machine/liar", r#"{"id":"other"}"#, None),
+        (
+            "machine/esc",
+            r#"{"id":"esc","public_ip":"10.0.0.9","metadata":{"region":"eu\u001b[2J"}}"#,
+            None,
+        ),
+        ("machine/m1/metadata/rack", "r1\u{1b}]0;title\u{7}", None),
         ("machine/m1/bogus", "x", None),
         ("schedule/m1/s.service", "[]", Some("s.service")),
         (
@@ -257,6 +263,6 @@ async fn corrupt_values_are_skipped_and_named_not_fatal() {
     // The machine lists say which records they left out.
     let listed = reg.list_machines_checked().await.unwrap();
     assert_eq!(listed.items.len(), 1);
-    assert_eq!(listed.skipped.len(), 4, "{:?}", listed.skipped);
+    assert_eq!(listed.skipped.len(), 6, "{:?}", listed.skipped);
     drop(etcd);
 }

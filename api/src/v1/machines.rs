@@ -73,6 +73,12 @@ fn change(op: &Value) -> Result<MetadataChange, HttpError> {
     let value = match kind {
         "remove" => None,
         _ => match value {
+            // Readers refuse control characters in metadata (they reach terminals).
+            Some(v) if fleet_core::machine::metadata_control_char(v).is_some() => {
+                return Err(HttpError::bad_request(
+                    "invalid value: control characters are not allowed",
+                ));
+            }
             Some(v) if !v.is_empty() => Some(v.to_string()),
             _ => {
                 return Err(HttpError::bad_request(
@@ -127,6 +133,10 @@ mod tests {
         assert_eq!(
             msg(serde_json::json!({"op":"add","path":"/m1/metadata/a b","value":"x"})),
             "machine metadata path invalid"
+        );
+        assert_eq!(
+            msg(serde_json::json!({"op":"add","path":"/m1/metadata/a","value":"x\u{1b}[2J"})),
+            "invalid value: control characters are not allowed"
         );
         assert_eq!(
             msg(serde_json::json!({"op":"replace","path":"/m1/metadata/a","value":{"value":""}})),

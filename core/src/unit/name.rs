@@ -53,13 +53,23 @@ pub enum NameError {
     InvalidType(String),
     #[error("invalid unit type for template: {0:?}")]
     InvalidTemplateType(String),
-    #[error("invalid character '{0}' in unit name")]
+    /// A control character is shown escaped (`\u{1b}`), never raw on the terminal.
+    #[error("invalid character '{}' in unit name", shown(*.0))]
     InvalidChar(char),
     #[error("unit name cannot start in \"@\"")]
     StartsWithAt,
     /// `.service`: systemd refuses a name with nothing before the type.
     #[error("unit name cannot start in \".\"")]
     StartsWithDot,
+}
+
+/// `c` as an error message shows it: control characters escaped, others as they are.
+fn shown(c: char) -> String {
+    if c.is_control() {
+        c.escape_debug().to_string()
+    } else {
+        c.to_string()
+    }
 }
 
 impl UnitName {
@@ -218,6 +228,16 @@ mod tests {
             UnitName::parse("he%llo.service").unwrap_err().to_string(),
             "invalid character '%' in unit name"
         );
+        for (name, shown) in [
+            ("x\x1b[2J.service", "\\u{1b}"),
+            ("x\u{9b}.service", "\\u{9b}"),
+            ("a\nb.service", "\\n"),
+        ] {
+            assert_eq!(
+                UnitName::parse(name).unwrap_err().to_string(),
+                format!("invalid character '{shown}' in unit name")
+            );
+        }
         assert_eq!(
             UnitName::parse("x.exe").unwrap_err().to_string(),
             "invalid unit type: \"exe\""
