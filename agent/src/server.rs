@@ -92,7 +92,7 @@ impl Setup {
         // etcd checks credentials on the first request, not on connecting: a refusal
         // is final, so say it now rather than retry it forever. An unreachable etcd is
         // not (the agent waits for it).
-        if let Err(e) = registry.list_machines().await
+        if let Err(e) = registry.check_access().await
             && fleet_registry::auth_refusal(&e).is_some()
         {
             return Err(auth(e));
@@ -111,7 +111,7 @@ impl Setup {
                 api_config.username = Some(user.clone());
                 api_config.password = config.api_etcd_password.clone();
                 let api = Registry::connect(api_config).await.map_err(api_auth)?;
-                if let Err(e) = api.list_machines().await
+                if let Err(e) = api.check_access().await
                     && fleet_registry::auth_refusal(&e).is_some()
                 {
                     return Err(api_auth(e));

@@ -1,5 +1,6 @@
 //! Machines as readers see them; each agent publishes its own (see `agent`).
 
+use etcd_client::GetOptions;
 use fleet_core::Machine;
 
 use crate::decode;
@@ -17,6 +18,31 @@ impl Registry {
             .into_iter()
             .map(|r| r.machine)
             .collect())
+    }
+
+    /// Proves this identity may read the registry with one key-only read of at most
+    /// one key: etcd checks credentials on the first request, not on connecting, and
+    /// fleetd wants a refusal at start-up (reading every machine record for it cost a
+    /// 5,000-machine listing per fleetd start).
+    pub async fn check_access(&self) -> Result<(), RegistryError> {
+        let prefix = self.keys.machines();
+        self.call("check access", |mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.kv.get(
+                    prefix,
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only()
+                            .with_limit(1),
+                    ),
+                )
+                .await
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Live machines with their agents' API addresses, sorted by id (undecodable
