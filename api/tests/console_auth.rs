@@ -2,6 +2,7 @@
 //! (where the connection alone is admin): `/ui/api/` needs a token, a token's role is
 //! what counts, a revoked token is refused, and `/metrics` answers Prometheus text.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fleet_api::{ApiContext, ListenConfig, Listeners, serve_on};
@@ -22,15 +23,20 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_needs_tokens_and_honours_their_roles() {
+/// A real etcd and a registry handle on it (keep the etcd: dropping it stops etcd).
+async fn etcd_and_registry() -> (EtcdServer, Registry) {
     let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
     let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    (etcd, reg)
+}
+
+/// Machine m1's API (console included) on loopback TCP, and on `unix` if given, over
+/// `reg`: its base URL and the token that stops it.
+fn serve(reg: &Registry, unix: Option<PathBuf>) -> (String, CancellationToken) {
     let listeners = Listeners::open(&ListenConfig {
-        unix: Some(dir.path().join("fleet.sock")),
+        unix,
         tcp: vec!["127.0.0.1:0".parse().unwrap()],
         tls: None,
         socket_activation: false,
@@ -41,6 +47,14 @@ async fn console_needs_tokens_and_honours_their_roles() {
     let stop = CancellationToken::new();
     let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
     tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    (base, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_needs_tokens_and_honours_their_roles() {
+    let (_etcd, reg) = etcd_and_registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (base, stop) = serve(&reg, Some(dir.path().join("fleet.sock")));
     let (viewer, _) = reg
         .create_token("v", "viewer", Duration::from_secs(600))
         .await
@@ -144,10 +158,7 @@ async fn console_needs_tokens_and_honours_their_roles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_actions_keep_namespace_rules() {
     use fleet_core::{Namespace, Selector, UnitFile, UnitName};
-    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
-        .await
-        .unwrap();
+    let (_etcd, reg) = etcd_and_registry().await;
     let team = Namespace::parse("team").unwrap();
     reg.create_namespace(&team, &Selector::default())
         .await
@@ -158,18 +169,7 @@ async fn console_actions_keep_namespace_rules() {
             .await
             .unwrap();
     }
-    let listeners = Listeners::open(&ListenConfig {
-        unix: None,
-        tcp: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-        socket_activation: false,
-        auth: Default::default(),
-    })
-    .unwrap();
-    let base = format!("http://{}", listeners.tcp_addrs()[0]);
-    let stop = CancellationToken::new();
-    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
-    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (base, stop) = serve(&reg, None);
     let (operator, _) = reg
         .create_token("o", "operator", Duration::from_secs(600))
         .await
@@ -258,22 +258,8 @@ async fn console_actions_keep_namespace_rules() {
 /// Content-Security-Policy lets the browser fetch from fleetd only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_assets_are_embedded() {
-    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
-        .await
-        .unwrap();
-    let listeners = Listeners::open(&ListenConfig {
-        unix: None,
-        tcp: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-        socket_activation: false,
-        auth: Default::default(),
-    })
-    .unwrap();
-    let base = format!("http://{}", listeners.tcp_addrs()[0]);
-    let stop = CancellationToken::new();
-    let ctx = ApiContext::new(reg, MachineId::new("m1").unwrap());
-    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (_etcd, reg) = etcd_and_registry().await;
+    let (base, stop) = serve(&reg, None);
     tokio::task::spawn_blocking(move || {
         for path in ["/ui/", "/ui/app.js", "/ui/style.css"] {
             let (code, text) = curl(&["-i", &format!("{base}{path}")]);
@@ -301,10 +287,7 @@ async fn console_assets_are_embedded() {
 async fn console_view_shows_global_units_per_machine() {
     use fleet_core::{Machine, SystemdState, TargetState, UnitFile, UnitName};
     use fleet_registry::UnitStateRecord;
-    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
-        .await
-        .unwrap();
+    let (_etcd, reg) = etcd_and_registry().await;
     let global = UnitName::parse("every.service").unwrap();
     let file =
         UnitFile::parse("[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nGlobal=true\n")
@@ -333,18 +316,7 @@ async fn console_view_shows_global_units_per_machine() {
             .unwrap();
         agents.push((agent, keep));
     }
-    let listeners = Listeners::open(&ListenConfig {
-        unix: None,
-        tcp: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-        socket_activation: false,
-        auth: Default::default(),
-    })
-    .unwrap();
-    let base = format!("http://{}", listeners.tcp_addrs()[0]);
-    let stop = CancellationToken::new();
-    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
-    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (base, stop) = serve(&reg, None);
     let (viewer, _) = reg
         .create_token("v", "viewer", Duration::from_secs(600))
         .await
@@ -387,22 +359,8 @@ async fn console_view_shows_global_units_per_machine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_token_ends_its_live_view() {
     use std::io::Read;
-    let etcd = EtcdServer::start().expect("start etcd (apt-get install etcd-server)");
-    let reg = Registry::connect(RegistryConfig::new(etcd.client_url()))
-        .await
-        .unwrap();
-    let listeners = Listeners::open(&ListenConfig {
-        unix: None,
-        tcp: vec!["127.0.0.1:0".parse().unwrap()],
-        tls: None,
-        socket_activation: false,
-        auth: Default::default(),
-    })
-    .unwrap();
-    let base = format!("http://{}", listeners.tcp_addrs()[0]);
-    let stop = CancellationToken::new();
-    let ctx = ApiContext::new(reg.clone(), MachineId::new("m1").unwrap());
-    tokio::spawn(serve_on(listeners, ctx, stop.clone()));
+    let (_etcd, reg) = etcd_and_registry().await;
+    let (base, stop) = serve(&reg, None);
     let (viewer, info) = reg
         .create_token("v", "viewer", Duration::from_secs(600))
         .await
