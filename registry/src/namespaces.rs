@@ -13,7 +13,6 @@ use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp};
 use fleet_core::{Namespace, Namespaces, Selector, UnitName};
 use serde::{Deserialize, Serialize};
 
-use crate::decode;
 use crate::error::RegistryError;
 use crate::keys::Keys;
 use crate::model::ClusterSnapshot;
@@ -214,14 +213,10 @@ impl Registry {
                 units: clash.len(),
             });
         }
-        let key = self.keys.namespace(ns);
-        let value = encode(&NamespaceRecord {
-            selector: selector.to_string(),
-        })?;
-        let txn = Txn::new()
-            .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, None)]);
-        if !self.txn("create namespace", txn).await?.succeeded() {
+        if !self
+            .put_namespace("create namespace", ns, selector, CompareOp::Equal)
+            .await?
+        {
             return Err(AccessError::NamespaceExists(ns.clone()));
         }
         Ok(())
@@ -237,17 +232,32 @@ impl Registry {
         if ns.is_default() {
             return Err(AccessError::DefaultNamespace);
         }
+        if !self
+            .put_namespace("set namespace selector", ns, selector, CompareOp::Greater)
+            .await?
+        {
+            return Err(AccessError::NoNamespace(ns.clone()));
+        }
+        Ok(())
+    }
+
+    /// Writes `ns`'s record with `selector` if its key's version compares to 0 by
+    /// `existing` (`Equal`: create; `Greater`: rebind); whether it was written.
+    async fn put_namespace(
+        &self,
+        op: &'static str,
+        ns: &Namespace,
+        selector: &Selector,
+        existing: CompareOp,
+    ) -> Result<bool, AccessError> {
         let key = self.keys.namespace(ns);
         let value = encode(&NamespaceRecord {
             selector: selector.to_string(),
         })?;
         let txn = Txn::new()
-            .when([Compare::version(key.clone(), CompareOp::Greater, 0)])
+            .when([Compare::version(key.clone(), existing, 0)])
             .and_then([TxnOp::put(key, value, None)]);
-        if !self.txn("set namespace selector", txn).await?.succeeded() {
-            return Err(AccessError::NoNamespace(ns.clone()));
-        }
-        Ok(())
+        Ok(self.txn(op, txn).await?.succeeded())
     }
 
     /// One namespace's part of [`Registry::snapshot`], read only from keys its etcd
@@ -258,39 +268,8 @@ impl Registry {
         &self,
         ns: &Namespace,
     ) -> Result<ClusterSnapshot, RegistryError> {
-        let k = &self.keys;
-        let [units, jobs, unplaced] = k.ns_prefixes(ns);
-        let prefixes = vec![
-            units,
-            jobs,
-            k.machines(),
-            k.schedules(),
-            unplaced,
-            k.drains(),
-            k.states(),
-        ];
-        let (revision, g) = self.get_prefixes("namespace snapshot", prefixes).await?;
-        let [units, jobs, machines, schedule, unplaced, drains, states] = &g[..] else {
-            return Err(RegistryError::corrupt(
-                k.prefix().as_bytes(),
-                "snapshot txn returned an unexpected number of ranges",
-            ));
-        };
-        let mut skipped = Vec::new();
-        let s = &mut skipped;
-        let mut snap = ClusterSnapshot {
-            revision,
-            units: decode::units(k, units.kvs(), jobs.kvs(), s),
-            machines: decode::machines(k, machines.kvs(), s),
-            schedule: decode::schedule(k, schedule.kvs(), s),
-            states: decode::states(k, states.kvs(), s),
-            unplaced: decode::unplaced(k, unplaced.kvs(), s),
-            drained: decode::drained(k, drains.kvs(), s),
-            skipped: Vec::new(),
-        };
-        skipped.sort_by(|a, b| a.key.cmp(&b.key));
-        snap.skipped = skipped;
-        Ok(snap)
+        self.read_snapshot("namespace snapshot", self.keys.ns_prefixes(ns), true)
+            .await
     }
 
     /// Deletes namespace `ns`; with units in it only if `destroy_units`, which destroys

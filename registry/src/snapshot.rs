@@ -9,28 +9,34 @@ impl Registry {
     /// Reads units, targets, machines, schedule, states and unplaced notes in ONE txn,
     /// so all of it is consistent at `revision`; watch from `revision + 1` to follow.
     pub async fn snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
-        self.read_snapshot("snapshot", true).await
+        self.read_snapshot("snapshot", whole(&self.keys), true)
+            .await
     }
 
     /// What the engine plans from: [`Registry::snapshot`] without the unit states
     /// (`states` is empty), which the scheduler never reads and which are as many as
     /// the units; one txn, consistent at `revision`. The HTTP API reads one unit with it.
     pub async fn placement_snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
-        self.read_snapshot("placement snapshot", false).await
+        self.read_snapshot("placement snapshot", whole(&self.keys), false)
+            .await
     }
 
-    async fn read_snapshot(
+    /// The snapshot of the units, targets and unplaced notes under `[units, jobs,
+    /// unplaced]` (the whole cluster's, or one namespace's), with every machine,
+    /// placement and drain (and state if `with_states`), in one txn.
+    pub(crate) async fn read_snapshot(
         &self,
         op: &'static str,
+        [units, jobs, unplaced]: [String; 3],
         with_states: bool,
     ) -> Result<ClusterSnapshot, RegistryError> {
         let k = &self.keys;
         let mut prefixes = vec![
-            k.units(),
-            k.jobs(),
+            units,
+            jobs,
             k.machines(),
             k.schedules(),
-            k.unplaced_all(),
+            unplaced,
             k.drains(),
         ];
         if with_states {
@@ -63,4 +69,9 @@ impl Registry {
         snap.skipped = skipped;
         Ok(snap)
     }
+}
+
+/// The unit, target and unplaced prefixes of the whole cluster (every namespace).
+fn whole(k: &crate::Keys) -> [String; 3] {
+    [k.units(), k.jobs(), k.unplaced_all()]
 }

@@ -243,27 +243,11 @@ impl Plan {
             let api = api && !args.api_identity;
             users.insert(User::Machine { id, engine, api });
         }
-        let person = |n: &String| {
-            let ok = !n.is_empty()
-                && n.len() <= 64
-                && !n.starts_with(['.', '-'])
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-                && !n.starts_with("fleet-")
-                && n != ROOT;
-            if ok {
-                Ok(n.clone())
-            } else {
-                Err(fail(format!(
-                    "invalid user name {n:?}: use letters, digits, '.', '_' and '-', not root or fleet-*"
-                )))
-            }
-        };
         for n in &args.operator {
-            users.insert(User::Operator(person(n)?));
+            users.insert(User::Operator(super::etcd_roles_ns::person(n)?));
         }
         for n in &args.viewer {
-            users.insert(User::Viewer(person(n)?));
+            users.insert(User::Viewer(super::etcd_roles_ns::person(n)?));
         }
         let password_dir = args.password_dir.as_ref().map(PathBuf::from);
         let ns_users = !args.namespaces.namespace_user.is_empty();

@@ -90,7 +90,7 @@ impl NsPlan {
 }
 
 /// A person's etcd user name, as `--operator` takes it.
-fn person(n: &str) -> anyhow::Result<String> {
+pub(super) fn person(n: &str) -> anyhow::Result<String> {
     let ok = !n.is_empty()
         && n.len() <= 64
         && !n.starts_with(['.', '-'])
