@@ -82,6 +82,7 @@ async fn schedule(reg: &Registry, machine: &str, units: &[(&str, UnitFile)], tar
             unit: name(n),
             hash: f.hash(),
             target,
+            text: None,
         });
     }
     write_schedule(reg, &plan).await;
@@ -243,6 +244,75 @@ async fn fifty_placements_cost_one_reload_and_one_state_write_batch() {
     .await;
     eprintln!("50 units unloaded and withdrawn in {:?}", t0.elapsed());
     assert!(sd.call_counts().reload - before.reload <= 2);
+    agent.stop().await;
+}
+
+/// A placement that carries its unit's text is loaded from it: no read of `unit/`
+/// (here there is nothing to read). A carried text that does not match the
+/// placement's hash is not trusted: the unit is read from `unit/` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
+    wait_for("registered", || async {
+        !reg.list_machines().await.unwrap().is_empty()
+    })
+    .await;
+    let placed = |n: &str, f: &UnitFile| ScheduleEntry {
+        machine: MachineId::new("m1").unwrap(),
+        unit: name(n),
+        hash: f.hash(),
+        target: TargetState::Launched,
+        text: None,
+    };
+    let installed = || async {
+        sd.installed_units()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+
+    // Never submitted: only the placement knows the text.
+    let carried = unit("carried");
+    let mut entry = placed("carried.service", &carried);
+    entry.carry_text_of(&carried);
+    assert!(entry.text.is_some());
+    let plan = SchedulePlan {
+        place: vec![entry],
+        ..SchedulePlan::default()
+    };
+    write_schedule(&reg, &plan).await;
+    wait_for("carried launched", || {
+        launched_here(&reg, &["carried.service"], "m1")
+    })
+    .await;
+    assert_eq!(
+        installed().await.get(&name("carried.service")),
+        Some(&carried.hash())
+    );
+
+    // A carried text of another hash: the stored unit is loaded, not the carried text.
+    let real = unit("real");
+    reg.create_unit(&name("real.service"), &real).await.unwrap();
+    let mut entry = placed("real.service", &real);
+    entry.text = Some(unit("forged").canonical().into());
+    let plan = SchedulePlan {
+        place: vec![entry],
+        ..SchedulePlan::default()
+    };
+    write_schedule(&reg, &plan).await;
+    wait_for("real launched", || {
+        launched_here(&reg, &["real.service"], "m1")
+    })
+    .await;
+    assert_eq!(
+        installed().await.get(&name("real.service")),
+        Some(&real.hash())
+    );
     agent.stop().await;
 }
 

@@ -574,6 +574,7 @@ async fn agent_with_its_own_etcd_user_runs_its_units() {
             unit: unit.clone(),
             hash: file.hash(),
             target: TargetState::Launched,
+            text: None,
         }],
         ..Default::default()
     };

@@ -183,6 +183,7 @@ pub fn schedule_from_wire(e: &pb::ScheduleEntry) -> Result<ScheduleEntry, WireEr
         unit: unit_name(&e.unit)?,
         hash: hash_from_wire(&e.hash)?,
         target: target_from_wire(e.target)?,
+        text: None,
     })
 }
 

@@ -147,6 +147,7 @@ async fn run_on(reg: &Registry, unit: &str, f: &Fleetd) {
                 unit: name(unit),
                 hash: file.hash(),
                 target: TargetState::Launched,
+                text: None,
             }],
             ..Default::default()
         })

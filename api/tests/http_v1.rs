@@ -196,6 +196,7 @@ async fn run_on(reg: &Registry, unit: &str, agent: &AgentRegistry) {
             unit: unit.clone(),
             hash: file.hash(),
             target: TargetState::Launched,
+            text: None,
         }],
         ..Default::default()
     };

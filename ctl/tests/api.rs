@@ -175,6 +175,7 @@ impl Cluster {
                 unit: unit.clone(),
                 hash,
                 target: TargetState::Launched,
+                text: None,
             };
             let plan = SchedulePlan {
                 place: vec![place],
@@ -1079,6 +1080,7 @@ impl Cluster {
                     unit: u.as_ref().unwrap().name.clone(),
                     hash: u.as_ref().unwrap().hash,
                     target: TargetState::Launched,
+                    text: None,
                 })
                 .collect::<Vec<_>>();
             let engine_lease = reg.grant_lease(Duration::from_secs(60)).await.unwrap();

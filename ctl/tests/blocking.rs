@@ -94,6 +94,7 @@ async fn report_when(
         unit: name.clone(),
         hash: record.hash,
         target: want,
+        text: None,
     };
     as_engine(
         reg,

@@ -165,7 +165,7 @@ impl AgentRegistry {
             )
             .await?;
         let mut skipped = Vec::new();
-        let entries = decode::schedule(&self.reg.keys, resp.kvs(), &mut skipped);
+        let entries = decode::schedule_with_texts(&self.reg.keys, resp.kvs(), &mut skipped);
         // A placement this agent cannot read is not run here; the engine rewrites it.
         for s in &skipped {
             tracing::warn!(key = %s.key, "{s}");

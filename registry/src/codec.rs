@@ -97,6 +97,9 @@ struct ScheduleProto {
     hash: Vec<u8>,
     #[prost(int32, tag = "2")]
     target: i32,
+    /// The unit's text when small (older readers skip the field).
+    #[prost(string, optional, tag = "3")]
+    text: Option<String>,
 }
 
 /// `state/<unit>/<machine>`.
@@ -258,11 +261,12 @@ pub(crate) fn decode_machine(
     })
 }
 
-/// A placement: protobuf (24 bytes; its JSON was about 70).
+/// A placement: protobuf (24 bytes without a text; its JSON was about 70).
 pub(crate) fn encode_schedule(e: &ScheduleEntry) -> Vec<u8> {
     prost::Message::encode_to_vec(&ScheduleProto {
         hash: e.hash.0.to_vec(),
         target: target_code(e.target),
+        text: e.text.as_deref().map(str::to_owned),
     })
 }
 
@@ -272,18 +276,23 @@ pub(crate) fn decode_schedule(
     unit: UnitName,
     val: &[u8],
 ) -> Result<ScheduleEntry, RegistryError> {
-    let (hash, target) = if is_json(val) {
+    let (hash, target, text) = if is_json(val) {
         let v: ScheduleValue = from_json(key, val)?;
-        (hash(key, &v.hash)?, target(key, &v.target)?)
+        (hash(key, &v.hash)?, target(key, &v.target)?, None)
     } else {
         let v: ScheduleProto = from_proto(key, val)?;
-        (hash_bytes(key, &v.hash)?, target_of_code(key, v.target)?)
+        (
+            hash_bytes(key, &v.hash)?,
+            target_of_code(key, v.target)?,
+            v.text.map(std::sync::Arc::from),
+        )
     };
     Ok(ScheduleEntry {
         machine,
         unit,
         hash,
         target,
+        text,
     })
 }
 
@@ -538,6 +547,7 @@ mod tests {
             unit: s.unit.clone(),
             hash: s.hash,
             target: TargetState::Loaded,
+            text: None,
         };
         let back = decode_schedule(
             b"k",
@@ -546,6 +556,26 @@ mod tests {
             &encode_schedule(&e),
         );
         assert_eq!(back.unwrap(), e);
+        let with_text = ScheduleEntry {
+            text: Some("[Service]\nExecStart=/bin/true\n".into()),
+            ..e.clone()
+        };
+        let bytes = encode_schedule(&with_text);
+        let back = decode_schedule(b"k", e.machine.clone(), e.unit.clone(), &bytes);
+        assert_eq!(back.unwrap(), with_text);
+        // A fleetd that predates the text reads the placement and skips the text.
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Before {
+            #[prost(bytes = "vec", tag = "1")]
+            hash: Vec<u8>,
+            #[prost(int32, tag = "2")]
+            target: i32,
+        }
+        let old: Before = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(
+            (old.hash, old.target),
+            (e.hash.0.to_vec(), target_code(TargetState::Loaded))
+        );
         assert!(decode_target(b"k", b"running").is_err());
         assert!(
             decode_target(b"k", b"").is_err(),

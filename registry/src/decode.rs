@@ -121,7 +121,22 @@ pub(crate) fn machines(
     out
 }
 
+/// Placements without the unit texts they may carry: a snapshot has the texts in its
+/// units already.
 pub(crate) fn schedule(
+    keys: &Keys,
+    kvs: &[KeyValue],
+    skipped: &mut Vec<Skipped>,
+) -> Vec<ScheduleEntry> {
+    let mut out = schedule_with_texts(keys, kvs, skipped);
+    for e in &mut out {
+        e.text = None;
+    }
+    out
+}
+
+/// Placements as stored, texts included (the agent's own schedule).
+pub(crate) fn schedule_with_texts(
     keys: &Keys,
     kvs: &[KeyValue],
     skipped: &mut Vec<Skipped>,

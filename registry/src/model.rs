@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use fleet_core::{Machine, MachineId, SystemdState, TargetState, UnitFile, UnitHash, UnitName};
 
@@ -43,6 +44,23 @@ pub struct ScheduleEntry {
     /// Hash of the unit text the engine placed (the agent loads exactly this).
     pub hash: UnitHash,
     pub target: TargetState,
+    /// The unit's canonical text, carried in the placement when it is at most
+    /// [`ScheduleEntry::INLINE_TEXT_MAX`] bytes, so the agent loads it without a read of
+    /// `unit/` (one etcd read per agent round saved). Only the agent's own schedule
+    /// reads keep it; snapshots and the engine's view drop it.
+    pub text: Option<Arc<str>>,
+}
+
+impl ScheduleEntry {
+    /// The largest unit text a placement carries: most unit files fit, and a full
+    /// batch of placements (128) stays far below etcd's request limit.
+    pub const INLINE_TEXT_MAX: usize = 2048;
+
+    /// Makes this placement carry `file`'s text, if it is small enough.
+    pub fn carry_text_of(&mut self, file: &UnitFile) {
+        let text = file.canonical();
+        self.text = (text.len() <= Self::INLINE_TEXT_MAX).then(|| Arc::from(text));
+    }
 }
 
 /// What one agent reports about one unit.

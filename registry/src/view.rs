@@ -242,8 +242,12 @@ impl EngineView {
             self.schedule.remove(&(m.clone(), n.clone()));
         }
         for e in &plan.place {
+            let entry = ScheduleEntry {
+                text: None,
+                ..e.clone()
+            };
             self.schedule
-                .insert((e.machine.clone(), e.unit.clone()), e.clone());
+                .insert((e.machine.clone(), e.unit.clone()), entry);
         }
         for n in &plan.clear_unplaced {
             self.unplaced.remove(n);
@@ -332,7 +336,8 @@ impl EngineView {
                         let slot = (m.clone(), n.clone());
                         match codec::decode_schedule(key, m, n.clone(), kv.value()) {
                             Ok(e) => {
-                                self.schedule.insert(slot, e);
+                                self.schedule
+                                    .insert(slot, ScheduleEntry { text: None, ..e });
                             }
                             Err(e) => {
                                 self.schedule.remove(&slot);

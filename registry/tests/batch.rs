@@ -100,6 +100,7 @@ async fn unit_views_read_only_the_units_named() {
         unit: u.clone(),
         hash: unit(u.as_str()).hash(),
         target: TargetState::Launched,
+        text: None,
     };
     lead(&reg)
         .await

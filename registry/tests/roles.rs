@@ -175,6 +175,7 @@ async fn machine_users_write_only_their_own_keys_and_only_engines_schedule() {
             unit: name("web.service"),
             hash,
             target: TargetState::Launched,
+            text: None,
         }],
         ..Default::default()
     };

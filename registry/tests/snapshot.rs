@@ -26,6 +26,7 @@ fn placed(m: &str, u: &str) -> ScheduleEntry {
         unit: name(u),
         hash: unit(u).hash(),
         target: TargetState::Launched,
+        text: None,
     }
 }
 

@@ -91,6 +91,7 @@ async fn the_view_follows_changes_like_a_fresh_snapshot() {
             unit: b.clone(),
             hash: unit("b").hash(),
             target: TargetState::Launched,
+            text: None,
         }],
         unplaced: vec![(a.clone(), "no machine".into())],
         ..SchedulePlan::default()

@@ -2,12 +2,13 @@
 //! do next comes out. No I/O and no clock (the time is passed in), so the debounce,
 //! batching and retry rules are tested without etcd, systemd or sleeping.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_core::MachineId;
-use fleet_core::UnitName;
-use fleet_registry::{Change, RegistryError, RegistryKey, WatchBatch, WatchEvent};
+use fleet_core::{UnitHash, UnitName};
+use fleet_registry::{Change, RegistryError, RegistryKey, ScheduleEntry, WatchBatch, WatchEvent};
 use tokio::time::Instant;
 
 use crate::agent::reconcile::DesiredUnit;
@@ -69,6 +70,8 @@ pub struct LoopState {
     pub me: MachineId,
     pub timing: Timing,
     pub desired: BTreeMap<UnitName, DesiredUnit>,
+    /// Texts the placements carried, by hash, not yet checked and cached by the loop.
+    pub carried: HashMap<UnitHash, Arc<str>>,
     /// Units whose state must be queried and published.
     pub dirty: BTreeSet<UnitName>,
     /// The listing must be read again before reconciling (new session, compaction).
@@ -88,6 +91,7 @@ impl LoopState {
             me,
             timing,
             desired: BTreeMap::new(),
+            carried: HashMap::new(),
             dirty: BTreeSet::new(),
             need_sync: true,
             reconcile_at: None,
@@ -170,6 +174,27 @@ impl LoopState {
         fx
     }
 
+    /// A full listing of this machine's placements replaces `desired`.
+    pub fn listed(&mut self, entries: Vec<ScheduleEntry>) {
+        self.desired.clear();
+        for e in entries {
+            self.place(e);
+        }
+    }
+
+    fn place(&mut self, e: ScheduleEntry) {
+        if let Some(text) = e.text {
+            self.carried.insert(e.hash, text);
+        }
+        self.desired.insert(
+            e.unit,
+            DesiredUnit {
+                hash: e.hash,
+                target: e.target,
+            },
+        );
+    }
+
     /// Applies one watch batch to `desired`; returns (events, foreign events).
     fn apply_batch(&mut self, batch: WatchBatch) -> (usize, usize) {
         let received = batch.events.len();
@@ -177,18 +202,10 @@ impl LoopState {
         for ev in batch.events {
             match ev {
                 WatchEvent::Put {
-                    key: RegistryKey::Schedule(m, unit),
+                    key: RegistryKey::Schedule(m, _),
                     change: Change::Schedule(e),
                     ..
-                } if m == self.me => {
-                    self.desired.insert(
-                        unit,
-                        DesiredUnit {
-                            hash: e.hash,
-                            target: e.target,
-                        },
-                    );
-                }
+                } if m == self.me => self.place(e),
                 WatchEvent::Delete {
                     key: RegistryKey::Schedule(m, unit),
                     ..
@@ -233,6 +250,7 @@ mod tests {
             unit: unit.clone(),
             hash,
             target: TargetState::Launched,
+            text: None,
         };
         Event::Schedule(Ok(WatchBatch {
             revision: 1,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use fleet_core::{Machine, Requirements, TargetState, UnitFile, UnitHash, UnitName};
 use fleet_registry::{
     AgentRegistry, Backoff, LeaseId, LeaseKeepAlive, LeaseNews, Registry, RegistryError,
-    RegistryWatch, ScheduleEntry, UnitStateRecord, WatchEvent,
+    RegistryWatch, UnitStateRecord, WatchEvent,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::events::{Effects, Event, LoopState, Timing};
 use crate::agent::execute::{Outcome, execute};
-use crate::agent::reconcile::{Action, CurrentUnit, DesiredUnit, Reason, plan};
+use crate::agent::reconcile::{Action, CurrentUnit, Reason, plan};
 use crate::agent::registration;
 use crate::agent::{AgentConfig, AgentMetrics};
 use crate::systemd::{StateChanged, SystemdError, UnitManager, fence_name};
@@ -289,7 +289,7 @@ impl<M: UnitManager> Agent<M> {
         match handle.schedule().await {
             Ok((rev, entries)) => {
                 self.learn_opt_ins(handle).await;
-                self.state.desired = desired_from(entries);
+                self.state.listed(entries);
                 self.metrics.set_scheduled(self.state.desired.len());
                 let watch = handle.watch_schedule(rev + 1);
                 self.metrics.set_listening(true);
@@ -453,6 +453,7 @@ impl<M: UnitManager> Agent<M> {
     async fn reconcile(&mut self, handle: &AgentRegistry) -> Option<Instant> {
         let actions = plan(&self.state.desired, &self.current);
         let mut ok = true;
+        self.take_carried_texts();
         if !actions.is_empty() {
             self.fetch_texts(handle, &actions).await;
             let texts: HashMap<UnitName, String> = actions
@@ -544,6 +545,25 @@ impl<M: UnitManager> Agent<M> {
             }
         }
         ok
+    }
+
+    /// Caches the texts placements carried, each checked against its hash (a text that
+    /// does not match is dropped, and the unit is read from `unit/` instead).
+    fn take_carried_texts(&mut self) {
+        for (hash, text) in std::mem::take(&mut self.state.carried) {
+            if self.texts.contains_key(&hash) {
+                continue;
+            }
+            match UnitFile::parse(&text) {
+                Ok(f) if f.hash() == hash => {
+                    self.texts.insert(hash, text.to_string());
+                }
+                _ => tracing::warn!(
+                    hash = %hash.short(),
+                    "a placement carries a text that does not match its hash; reading the unit instead"
+                ),
+            }
+        }
     }
 
     /// Reads `unit/<name>` for loads whose text (by hash) is not cached: only those.
@@ -735,21 +755,6 @@ impl<M: UnitManager> Agent<M> {
         self.force_publish = false;
         ok
     }
-}
-
-fn desired_from(entries: Vec<ScheduleEntry>) -> BTreeMap<UnitName, DesiredUnit> {
-    entries
-        .into_iter()
-        .map(|e| {
-            (
-                e.unit,
-                DesiredUnit {
-                    hash: e.hash,
-                    target: e.target,
-                },
-            )
-        })
-        .collect()
 }
 
 /// The wait before the next registration attempt. While a lease of ours may still be

@@ -50,6 +50,7 @@ pub fn decide_in(snap: &ClusterSnapshot, namespaces: &Namespaces) -> Decisions {
             unit: u.clone(),
             hash: r.hash,
             target: r.target,
+            text: None,
         })
     };
     for (u, m) in &plan.place {
@@ -62,6 +63,12 @@ pub fn decide_in(snap: &ClusterSnapshot, namespaces: &Namespaces) -> Decisions {
         match current.get(&(u, m.as_str())) {
             Some(have) if have.hash == want.hash && have.target == want.target => {}
             _ => writes.place.push(want),
+        }
+    }
+    // Only what is written carries its text (rendered once per write, not per pass).
+    for e in &mut writes.place {
+        if let Some(r) = units.get(&e.unit) {
+            e.carry_text_of(&r.file);
         }
     }
     let unplaceable: BTreeSet<&UnitName> = plan.unplaceable.iter().map(|(u, _)| u).collect();
@@ -136,12 +143,15 @@ mod tests {
         }
     }
     fn placed(u: &UnitRecord, m: &str) -> ScheduleEntry {
-        ScheduleEntry {
+        let mut e = ScheduleEntry {
             machine: mid(m),
             unit: u.name.clone(),
             hash: u.hash,
             target: u.target,
-        }
+            text: None,
+        };
+        e.carry_text_of(&u.file);
+        e
     }
 
     #[test]
