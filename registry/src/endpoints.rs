@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, KvClient};
+use etcd_client::{Client, ConnectOptions, KvClient, WatchClient};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::OnceCell;
@@ -56,6 +56,8 @@ const AT_MOST_ONCE: &[&str] = &[
 pub(crate) struct Conn {
     pub(crate) client: Client,
     pub(crate) kv: KvClient,
+    /// Watches, whose responses grow as large as reads when a watcher catches up.
+    pub(crate) watch: WatchClient,
 }
 
 struct Member {
@@ -142,7 +144,10 @@ impl Pool {
                 let kv = client
                     .kv_client()
                     .max_decoding_message_size(MAX_RESPONSE_BYTES);
-                Ok(Conn { client, kv })
+                let watch = client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_RESPONSE_BYTES);
+                Ok(Conn { client, kv, watch })
             })
             .await
             .cloned()

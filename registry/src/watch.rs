@@ -278,7 +278,7 @@ impl RegistryWatch {
             .pool
             .call_on("watch", |mut c| {
                 let (prefix, opts) = (self.prefix.clone(), opts.clone());
-                async move { c.client.watch(prefix, Some(opts)).await }
+                async move { c.watch.watch(prefix, Some(opts)).await }
             })
             .await?;
         Ok((member, stream))

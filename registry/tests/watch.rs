@@ -145,3 +145,37 @@ async fn compacted_history_tells_the_caller_to_relist() {
         Err(RegistryError::Compacted { .. })
     ));
 }
+
+/// A watch that starts behind gets many revisions in one response: more than gRPC's
+/// 4 MiB default once units are large. It must still deliver them, not fail (the
+/// engine would re-read the whole cluster after each such failure).
+#[tokio::test]
+async fn a_watch_catching_up_on_more_than_4_mib_gets_every_event() {
+    let (_etcd, reg) = setup("/t/watch-big").await;
+    let start = reg.snapshot().await.unwrap().revision;
+    let lines: String = (0..900)
+        .map(|i| format!("Environment=V{i}={}\n", "x".repeat(990)))
+        .collect();
+    let big =
+        fleet_core::UnitFile::parse(&format!("[Service]\nExecStart=/bin/true\n{lines}")).unwrap();
+    for i in 0..6 {
+        reg.create_unit(&name(&format!("big{i}.service")), &big)
+            .await
+            .unwrap();
+    }
+    let mut w = reg.watch_prefix(reg.keys().units(), start + 1);
+    let events = collect(&mut w, 6).await;
+    let units = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                WatchEvent::Put {
+                    key: RegistryKey::Unit(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(units, 6);
+}
