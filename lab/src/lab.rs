@@ -271,6 +271,9 @@ impl Lab {
                 // A lab is throwaway: its etcd data lives in memory where there is a
                 // tmpfs, so three members' fsyncs do not queue on the host's disk.
                 data_in: Some(PathBuf::from(LAB_ETCD_DATA)).filter(|p| p.is_dir()),
+                extra_args: vec![fleet_testkit::backend_batch_interval_flag(
+                    fleet_testkit::BACKEND_BATCH_INTERVAL,
+                )],
                 ..EtcdConfig::default()
             });
             members.push((netns, host_veth, ip, machine));
