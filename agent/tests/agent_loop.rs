@@ -316,6 +316,56 @@ async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
     agent.stop().await;
 }
 
+/// The periodic safety net puts back a state record someone deleted, and rewrites none
+/// of the records that are still right (it used to rewrite every state every minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
+    let etcd = EtcdServer::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sd = SimulatedSystemd::new();
+    let mut cfg = config("m1", &dir.path().join("m1.lease"));
+    cfg.resync_interval = Duration::from_millis(400);
+    let agent = spawn(&reg, &sd, cfg);
+    wait_for("registered", || async {
+        !reg.list_machines().await.unwrap().is_empty()
+    })
+    .await;
+    schedule(
+        &reg,
+        "m1",
+        &[
+            ("kept.service", unit("kept")),
+            ("lost.service", unit("lost")),
+        ],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("both launched", || {
+        launched_here(&reg, &["kept.service", "lost.service"], "m1")
+    })
+    .await;
+
+    let raw = etcd_client::Client::connect([etcd.client_url()], None)
+        .await
+        .unwrap();
+    let key = |u: &str| reg.keys().state(&name(u), &MachineId::new("m1").unwrap());
+    let kept_rev = || {
+        let mut raw = raw.clone();
+        let k = key("kept.service");
+        async move { raw.get(k, None).await.unwrap().kvs()[0].mod_revision() }
+    };
+    let before = kept_rev().await;
+    raw.clone().delete(key("lost.service"), None).await.unwrap();
+    wait_for("the deleted state written back", || {
+        launched_here(&reg, &["lost.service"], "m1")
+    })
+    .await;
+    // The check that wrote it back left the other record alone.
+    assert_eq!(kept_rev().await, before, "an unchanged state was rewritten");
+    agent.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_adopts_running_units_without_restarting_them() {
     let etcd = EtcdServer::start().unwrap();

@@ -229,6 +229,21 @@ impl AgentRegistry {
         Ok(())
     }
 
+    /// The states this machine has published, as etcd holds them (the periodic check
+    /// compares them with systemd's and writes only what differs). Undecodable records
+    /// are left out, so they are written again.
+    pub async fn own_states(&self) -> Result<Vec<UnitStateRecord>, RegistryError> {
+        let resp = self
+            .reg
+            .get_prefix(
+                "get own states",
+                self.reg.keys.machine_states(&self.machine),
+            )
+            .await
+            .map_err(|e| e.denied(KeyClass::MachineStates(self.machine.clone())))?;
+        Ok(decode::states(&self.reg.keys, resp.kvs(), &mut Vec::new()))
+    }
+
     /// Withdraws this machine's reports on many units, in txns of at most 128 deletes.
     pub async fn delete_states(&self, units: &[UnitName]) -> Result<(), RegistryError> {
         let keys = &self.reg.keys;

@@ -43,8 +43,8 @@ pub struct Effects {
     pub relist: bool,
     pub reconcile: bool,
     pub publish: bool,
-    /// Republish every loaded unit's state even if unchanged.
-    pub republish_all: bool,
+    /// Compare every loaded unit's state with etcd's copy and write what differs.
+    pub recheck_states: bool,
     /// (events received, events not about this machine's schedule) for the metrics.
     pub received: Option<(usize, usize)>,
     /// etcd unanswered for a whole TTL: the opted-in units may need self-fencing.
@@ -61,6 +61,25 @@ pub struct Timing {
     /// State hints are collected this long before one query and one write.
     pub state_batch: Duration,
     pub resync: Duration,
+}
+
+/// State writes are paced by etcd's own answer time: the next comes no sooner than
+/// this many times the last one's round trip after it. An idle etcd answers in
+/// milliseconds, so this costs nothing then; an overloaded one gets fewer, larger writes
+/// from every agent instead of a write per reconcile round piling up behind the others.
+const PUBLISH_PACE: u32 = 4;
+/// ...but the pause never exceeds this, so a state shows within seconds.
+const MAX_PUBLISH_GAP: Duration = Duration::from_secs(5);
+
+/// `resync` scaled into [0.75, 1.25) by the machine's id: machines started together
+/// (a cluster powered on, a benchmark) then do not all re-list and re-check their states
+/// at the same moment, a burst of reads and writes that stalled etcd at 5,000 machines.
+fn resync_period(me: &MachineId, resync: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    me.as_str().hash(&mut h);
+    let spread = (h.finish() % 1000) as f64 / 1000.0;
+    resync.mul_f64(0.75 + spread / 2.0)
 }
 
 /// The loop's memory between events: what should run here, which states are stale,
@@ -82,11 +101,14 @@ pub struct LoopState {
     debounce_since: Option<Instant>,
     /// When to publish the dirty states.
     pub publish_at: Option<Instant>,
+    /// The earliest the next state write may go ([`PUBLISH_PACE`]).
+    publish_floor: Option<Instant>,
     pub next_resync: Instant,
 }
 
 impl LoopState {
     pub fn new(me: MachineId, timing: Timing, now: Instant) -> Self {
+        let next_resync = now + resync_period(&me, timing.resync);
         LoopState {
             me,
             timing,
@@ -97,7 +119,8 @@ impl LoopState {
             reconcile_at: None,
             debounce_since: None,
             publish_at: None,
-            next_resync: now + timing.resync,
+            publish_floor: None,
+            next_resync,
         }
     }
 
@@ -106,7 +129,7 @@ impl LoopState {
         self.need_sync = true;
         self.reconcile_at = None;
         self.debounce_since = None;
-        self.next_resync = now + self.timing.resync;
+        self.next_resync = now + resync_period(&self.me, self.timing.resync);
     }
 
     /// Asks for a retry at `at` (the earlier of it and any pending wake-up wins).
@@ -149,7 +172,8 @@ impl LoopState {
             Event::Schedule(Err(_)) => {}
             Event::Hint(unit) => {
                 self.dirty.insert(unit);
-                self.publish_at.get_or_insert(now + self.timing.state_batch);
+                let at = self.paced(now + self.timing.state_batch);
+                self.publish_at.get_or_insert(at);
             }
             Event::ReconcileDue => {
                 self.reconcile_at = None;
@@ -165,13 +189,42 @@ impl LoopState {
                 fx.publish = true;
             }
             Event::Resync => {
-                self.next_resync = now + self.timing.resync;
+                self.next_resync = now + resync_period(&self.me, self.timing.resync);
                 self.need_sync = true;
                 fx.relist = true;
-                fx.republish_all = true;
+                fx.recheck_states = true;
             }
         }
         fx
+    }
+
+    /// `at`, or later if the last state write asks for a pause.
+    fn paced(&self, at: Instant) -> Instant {
+        self.publish_floor.map_or(at, |floor| at.max(floor))
+    }
+
+    /// Whether the states may be written now (after a reconcile); if not, a publish is
+    /// set for when they may.
+    pub fn may_publish(&mut self, now: Instant) -> bool {
+        let at = self.paced(now);
+        if at <= now {
+            return true;
+        }
+        self.publish_at = Some(self.publish_at.map_or(at, |t| t.max(at)));
+        false
+    }
+
+    /// A state write took from `started` to `ended`: the next one waits
+    /// [`PUBLISH_PACE`] times as long (at most [`MAX_PUBLISH_GAP`]).
+    pub fn published(&mut self, started: Instant, ended: Instant) {
+        let floor = ended
+            + (ended - started)
+                .saturating_mul(PUBLISH_PACE)
+                .min(MAX_PUBLISH_GAP);
+        self.publish_floor = Some(floor);
+        if let Some(t) = self.publish_at {
+            self.publish_at = Some(t.max(floor));
+        }
     }
 
     /// A full listing of this machine's placements replaces `desired`.
@@ -324,6 +377,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn state_writes_are_paced_by_how_long_the_last_one_took() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = synced(t0);
+        assert!(s.may_publish(t0), "nothing written yet: at once");
+        // A quick answer (an idle etcd): the next write may follow almost at once.
+        s.published(t0, t0 + ms(2));
+        assert!(s.may_publish(t0 + ms(10)));
+        assert!(!s.may_publish(t0 + ms(5)));
+        assert_eq!(s.publish_at, Some(t0 + ms(10)));
+        // A slow answer (an overloaded etcd): reconciles and hints wait for the pause.
+        let t1 = t0 + ms(100);
+        s.publish_at = None;
+        s.published(t1, t1 + ms(500));
+        let done = t1 + ms(500);
+        assert!(!s.may_publish(done + ms(100)));
+        assert_eq!(s.publish_at, Some(done + ms(2000)));
+        s.publish_at = None;
+        s.on(Event::Hint(UnitName::parse("a.service").unwrap()), done);
+        assert_eq!(s.publish_at, Some(done + ms(2000)));
+        // A pending publish is pushed past a pause that a later write set.
+        s.publish_at = Some(done + ms(100));
+        s.published(done, done + ms(300));
+        assert_eq!(s.publish_at, Some(done + ms(300) + ms(1200)));
+        // The pause is bounded, however long a write took (a timeout).
+        let t2 = t0 + Duration::from_secs(60);
+        s.publish_at = None;
+        s.published(t2, t2 + Duration::from_secs(6));
+        assert!(s.may_publish(t2 + Duration::from_secs(11)));
+        assert!(!s.may_publish(t2 + Duration::from_secs(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn compaction_and_resync_relist_and_retries_wait_for_the_listing() {
         let t0 = Instant::now();
         let mut s = synced(t0);
@@ -344,8 +430,30 @@ mod tests {
         s.synced(None);
         tokio::time::advance(Duration::from_secs(60)).await;
         let fx = s.on(Event::Resync, Instant::now());
-        assert!(fx.relist && fx.republish_all && s.need_sync);
-        assert_eq!(s.next_resync, Instant::now() + Duration::from_secs(60));
+        assert!(fx.relist && fx.recheck_states && s.need_sync);
+        assert_eq!(
+            s.next_resync,
+            Instant::now() + resync_period(&me(), Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn machines_resync_at_spread_out_periods() {
+        let minute = Duration::from_secs(60);
+        let periods: BTreeSet<Duration> = (0..50)
+            .map(|i| resync_period(&MachineId::new(&format!("m{i}")).unwrap(), minute))
+            .collect();
+        assert!(periods.len() > 40, "50 machines, {} periods", periods.len());
+        assert!(
+            periods
+                .iter()
+                .all(|p| (Duration::from_secs(45)..Duration::from_secs(75)).contains(p))
+        );
+        assert_eq!(
+            resync_period(&me(), minute),
+            resync_period(&me(), minute),
+            "a machine keeps its period"
+        );
     }
 
     #[test]

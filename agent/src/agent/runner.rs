@@ -194,9 +194,8 @@ impl<M: UnitManager> Agent<M> {
                     self.metrics.received(received, foreign);
                     self.metrics.set_scheduled(self.state.desired.len());
                 }
-                if fx.republish_all {
-                    self.force_publish = true;
-                    self.state.dirty.extend(self.current.keys().cloned());
+                if fx.recheck_states {
+                    self.recheck_states(&handle).await;
                 }
                 if fx.relist {
                     watch = self.relist(&handle).await;
@@ -478,7 +477,7 @@ impl<M: UnitManager> Agent<M> {
             .chain(self.current.values().map(|c| c.hash))
             .collect();
         self.texts.retain(|h, _| keep.contains(h));
-        if !self.publish_states(handle).await {
+        if self.state.may_publish(Instant::now()) && !self.publish_states(handle).await {
             ok = false;
         }
         if ok {
@@ -670,6 +669,21 @@ impl<M: UnitManager> Agent<M> {
         self.metrics.self_fence_checked(stopped);
     }
 
+    /// The periodic safety net for states: learns what etcd holds (an operator may
+    /// have deleted or rewritten a record) and marks every loaded unit for a query, so
+    /// the next publish writes only what differs and deletes strays. Writing every state
+    /// every minute instead cost 100,000 key writes a minute at 100,000 units. If etcd
+    /// cannot be read, the states are compared with what this agent last wrote.
+    async fn recheck_states(&mut self, handle: &AgentRegistry) {
+        match handle.own_states().await {
+            Ok(held) => {
+                self.reported = held.into_iter().map(|r| (r.unit.clone(), r)).collect();
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read this machine's states back"),
+        }
+        self.state.dirty.extend(self.current.keys().cloned());
+    }
+
     /// Publishes how many of this machine's published states say running.
     fn note_reported(&self) {
         self.metrics.set_reported_active(
@@ -696,9 +710,12 @@ impl<M: UnitManager> Agent<M> {
             .filter(|u| !self.current.contains_key(*u))
             .cloned()
             .collect();
+        let started = Instant::now();
         if !gone.is_empty() {
             // One batched delete (128 per txn) for every unit unloaded here.
-            match handle.delete_states(&gone).await {
+            let deleted = handle.delete_states(&gone).await;
+            self.state.published(started, Instant::now());
+            match deleted {
                 Ok(()) => {
                     for u in &gone {
                         self.reported.remove(u);
@@ -739,7 +756,10 @@ impl<M: UnitManager> Agent<M> {
             .filter(|r| self.force_publish || self.reported.get(&r.unit) != Some(r))
             .collect();
         if !records.is_empty() {
-            if let Err(e) = handle.put_states(&records).await {
+            let started = Instant::now();
+            let put = handle.put_states(&records).await;
+            self.state.published(started, Instant::now());
+            if let Err(e) = put {
                 if e.is_lease_not_found() {
                     self.lease_gone = true;
                 }
