@@ -155,15 +155,21 @@ impl AgentRegistry {
     }
 
     /// This machine's placements, sorted by unit, and the revision they were read at
-    /// (watch with [`AgentRegistry::watch_schedule`] from that revision + 1).
-    pub async fn schedule(&self) -> Result<(i64, Vec<ScheduleEntry>), RegistryError> {
-        let resp = self
+    /// (watch with [`AgentRegistry::watch_schedule`] from that revision + 1), never
+    /// older than `seen` (the newest revision the caller already knows). Served first
+    /// without a round of consensus: the watch from that revision brings the listing
+    /// up to date, and thousands of agents listing at once (a cluster starting, etcd
+    /// recovering) then cost etcd no more than local reads. A member behind `seen` (cut
+    /// off, lagging) is not believed: the read is confirmed with the raft leader then.
+    pub async fn schedule(&self, seen: i64) -> Result<(i64, Vec<ScheduleEntry>), RegistryError> {
+        let prefix = self.reg.keys.machine_schedule(&self.machine);
+        let mut resp = self
             .reg
-            .get_prefix(
-                "get machine schedule",
-                self.reg.keys.machine_schedule(&self.machine),
-            )
+            .get_prefix_serializable("get machine schedule", prefix.clone())
             .await?;
+        if resp.revision < seen {
+            resp = self.reg.get_prefix("get machine schedule", prefix).await?;
+        }
         let mut skipped = Vec::new();
         let entries = decode::schedule_with_texts(&self.reg.keys, resp.kvs(), &mut skipped);
         // A placement this agent cannot read is not run here; the engine rewrites it.

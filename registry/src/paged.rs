@@ -23,6 +23,17 @@ pub(crate) const PAGE: i64 = 5_000;
 /// How many times a read restarts after etcd compacted its revision mid-read.
 const COMPACTED_RESTARTS: usize = 3;
 
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Consistency {
+    /// Confirmed with the raft leader: nothing committed before the read is missed.
+    Linearizable,
+    /// Served by the member asked from what it has applied, without a round of
+    /// consensus: cheap under load, possibly a little behind. Only for reads that a
+    /// watch from the revision read then brings up to date.
+    Serializable,
+}
+
 /// Every key-value under one prefix, read at `revision`.
 #[derive(Debug, Default)]
 pub(crate) struct Range {
@@ -68,10 +79,14 @@ impl Registry {
         op: &'static str,
         prefixes: &[String],
         page: i64,
+        consistency: Consistency,
     ) -> Result<(i64, Vec<Range>), RegistryError> {
         let mut restarts = 0;
         loop {
-            match self.read_prefixes_once(op, prefixes, page).await {
+            match self
+                .read_prefixes_once(op, prefixes, page, consistency)
+                .await
+            {
                 Err(e) if is_compacted(&e) && restarts < COMPACTED_RESTARTS => {
                     restarts += 1;
                     tracing::debug!(op, restarts, "revision compacted mid-read; reading again");
@@ -86,13 +101,18 @@ impl Registry {
         op: &'static str,
         prefixes: &[String],
         page: i64,
+        consistency: Consistency,
     ) -> Result<(i64, Vec<Range>), RegistryError> {
+        let served = |o: GetOptions| match consistency {
+            Consistency::Linearizable => o,
+            Consistency::Serializable => o.with_serializable(),
+        };
         let ops: Vec<TxnOp> = prefixes
             .iter()
             .map(|p| {
                 TxnOp::get(
                     p.as_str(),
-                    Some(GetOptions::new().with_prefix().with_limit(page)),
+                    Some(served(GetOptions::new().with_prefix().with_limit(page))),
                 )
             })
             .collect();
@@ -107,10 +127,12 @@ impl Registry {
                 let Some(last) = kvs.last() else { break };
                 let mut from = last.key().to_vec();
                 from.push(0);
-                let opts = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(page)
-                    .with_revision(rev);
+                let opts = served(
+                    GetOptions::new()
+                        .with_range(end.clone())
+                        .with_limit(page)
+                        .with_revision(rev),
+                );
                 let mut next = self
                     .call(op, |mut c| {
                         let (from, opts) = (from.clone(), opts.clone());
@@ -130,8 +152,9 @@ impl Registry {
         &self,
         op: &'static str,
         prefix: String,
+        consistency: Consistency,
     ) -> Result<Range, RegistryError> {
-        let (_, mut g) = self.read_prefixes(op, &[prefix], PAGE).await?;
+        let (_, mut g) = self.read_prefixes(op, &[prefix], PAGE, consistency).await?;
         Ok(g.pop().unwrap_or_default())
     }
 }

@@ -10,7 +10,7 @@ use crate::config::RegistryConfig;
 use crate::endpoints::{Conn, Pool};
 use crate::error::RegistryError;
 use crate::keys::Keys;
-use crate::paged::{PAGE, Range};
+use crate::paged::{Consistency, PAGE, Range};
 
 /// Chunked txns of one operation sent at once, at most.
 pub(crate) const PIPELINE: usize = 8;
@@ -121,7 +121,19 @@ impl Registry {
         op: &'static str,
         prefix: String,
     ) -> Result<Range, RegistryError> {
-        self.read_prefix(op, prefix).await
+        self.read_prefix(op, prefix, Consistency::Linearizable)
+            .await
+    }
+
+    /// [`Registry::get_prefix`] served by the member asked without a round of
+    /// consensus: for a read that a watch from its revision then follows.
+    pub(crate) async fn get_prefix_serializable(
+        &self,
+        op: &'static str,
+        prefix: String,
+    ) -> Result<Range, RegistryError> {
+        self.read_prefix(op, prefix, Consistency::Serializable)
+            .await
     }
 
     /// Reads several prefixes at one revision: their first pages in one txn, the rest
@@ -131,7 +143,8 @@ impl Registry {
         op: &'static str,
         prefixes: Vec<String>,
     ) -> Result<(i64, Vec<Range>), RegistryError> {
-        self.read_prefixes(op, &prefixes, PAGE).await
+        self.read_prefixes(op, &prefixes, PAGE, Consistency::Linearizable)
+            .await
     }
 }
 

@@ -193,7 +193,7 @@ async fn machine_users_write_only_their_own_keys_and_only_engines_schedule() {
         .await
         .unwrap_err();
     assert!(denied(e));
-    let (_, schedule) = agent.schedule().await.unwrap();
+    let (_, schedule) = agent.schedule(0).await.unwrap();
     assert_eq!(schedule.len(), 1);
 }
 

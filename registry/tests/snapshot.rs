@@ -103,7 +103,7 @@ async fn snapshot_is_consistent_and_sorted() {
     assert_eq!(reg.list_states().await.unwrap(), snap.states);
     assert_eq!(reg.unit_states(&name("a.service")).await.unwrap().len(), 2);
     assert_eq!(reg.list_schedule().await.unwrap(), snap.schedule);
-    let (rev, mine) = m1.schedule().await.unwrap();
+    let (rev, mine) = m1.schedule(0).await.unwrap();
     assert_eq!(mine, vec![placed("m1", "a.service")]);
     assert_eq!(rev, snap.revision);
 

@@ -62,6 +62,8 @@ pub struct Agent<M: UnitManager> {
     /// Adopted units whose text (so whether they opted in) is not read yet.
     opt_unknown: BTreeSet<UnitName>,
     adopted: bool,
+    /// The newest schedule revision this agent has seen: a listing is never older.
+    seen: i64,
     failures: u32,
     metrics: AgentMetrics,
 }
@@ -118,6 +120,7 @@ impl<M: UnitManager> Agent<M> {
             opted_in: BTreeSet::new(),
             opt_unknown: BTreeSet::new(),
             adopted: false,
+            seen: 0,
             failures: 0,
             metrics: AgentMetrics::default(),
         }
@@ -172,7 +175,7 @@ impl<M: UnitManager> Agent<M> {
                 return Ok(());
             };
             self.state.new_session(Instant::now());
-            let mut watch = None;
+            let mut watch: Option<RegistryWatch> = None;
             let mut fx = Effects {
                 relist: true,
                 ..Effects::default()
@@ -196,6 +199,9 @@ impl<M: UnitManager> Agent<M> {
                 }
                 if fx.recheck_states {
                     self.recheck_states(&handle).await;
+                }
+                if let Some(w) = &watch {
+                    self.seen = self.seen.max(w.next_revision() - 1);
                 }
                 if fx.relist {
                     watch = self.relist(&handle).await;
@@ -285,8 +291,9 @@ impl<M: UnitManager> Agent<M> {
     /// Reads this machine's schedule, reconciles, and returns the watch that follows
     /// it; on failure (units keep running) a retry is scheduled and `None` returned.
     async fn relist(&mut self, handle: &AgentRegistry) -> Option<RegistryWatch> {
-        match handle.schedule().await {
+        match handle.schedule(self.seen).await {
             Ok((rev, entries)) => {
+                self.seen = self.seen.max(rev);
                 self.learn_opt_ins(handle).await;
                 self.state.listed(entries);
                 self.metrics.set_scheduled(self.state.desired.len());
