@@ -67,11 +67,31 @@ impl Leadership {
     /// the view ignores the echo of these writes from its watch.
     pub async fn apply_at(&self, plan: &SchedulePlan) -> Result<(usize, i64), RegistryError> {
         let k = &self.reg.keys;
+        // Removals first, all of them, then the rest: txns go out pipelined and a pass
+        // can fail half-way, so a unit moved between machines must never be placed on
+        // the new one while still placed on the old (it would run twice); at worst it
+        // is briefly placed nowhere, and the next pass places it.
+        let placed: std::collections::BTreeSet<String> = plan
+            .place
+            .iter()
+            .map(|e| k.schedule(&e.machine, &e.unit))
+            .collect();
+        let removals: Vec<TxnOp> = plan
+            .unschedule
+            .iter()
+            .map(|(m, n)| k.schedule(m, n))
+            .filter(|key| !placed.contains(key))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|key| TxnOp::delete(key, None))
+            .collect();
+        let (mut written, mut revision) = (0, 0);
+        if !removals.is_empty() {
+            let (n, rev) = self.write_fenced(&removals).await?;
+            (written, revision) = (n, rev);
+        }
         // Keyed so that a key is written at most once (etcd refuses duplicates in a txn).
         let mut ops: BTreeMap<String, TxnOp> = BTreeMap::new();
-        for (m, n) in &plan.unschedule {
-            ops.insert(k.schedule(m, n), TxnOp::delete(k.schedule(m, n), None));
-        }
         for e in &plan.place {
             let key = k.schedule(&e.machine, &e.unit);
             ops.insert(
@@ -89,6 +109,16 @@ impl Leadership {
             );
         }
         let ops: Vec<TxnOp> = ops.into_values().collect();
+        if !ops.is_empty() {
+            let (n, rev) = self.write_fenced(&ops).await?;
+            (written, revision) = (written + n, revision.max(rev));
+        }
+        Ok((written, revision))
+    }
+
+    /// Writes `ops` in txns of at most 128, each fenced on this leadership; returns the
+    /// number of txns and the newest revision written.
+    async fn write_fenced(&self, ops: &[TxnOp]) -> Result<(usize, i64), RegistryError> {
         let txns: Vec<Txn> = ops
             .chunks(MAX_TXN_OPS)
             .map(|chunk| {

@@ -140,3 +140,95 @@ async fn unit_views_read_only_the_units_named() {
     );
     assert_eq!(views[99].as_ref().unwrap().unit.name, c);
 }
+
+/// Moving many units between machines takes several pipelined txns, and a pass can
+/// fail half-way: at no revision may a unit be placed on two machines (it would run
+/// twice). Moved from m2 to m1, whose keys sort first, so a plan written in key order
+/// would place before it removes.
+#[tokio::test]
+async fn moving_many_units_never_places_one_twice() {
+    use std::collections::BTreeMap;
+    let (_etcd, reg) = setup("/t/move-many").await;
+    let all = names(300);
+    submit(&reg, &all).await;
+    let placed = |m: &str, u: &UnitName| ScheduleEntry {
+        machine: machine_id(m),
+        unit: u.clone(),
+        hash: unit(u.as_str()).hash(),
+        target: TargetState::Launched,
+        text: None,
+    };
+    let leader = lead(&reg).await;
+    leader
+        .apply(&SchedulePlan {
+            place: all.iter().map(|u| placed("m2", u)).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let from = reg.snapshot().await.unwrap().revision + 1;
+    let txns = leader
+        .apply(&SchedulePlan {
+            place: all.iter().map(|u| placed("m1", u)).collect(),
+            unschedule: all.iter().map(|u| (machine_id("m2"), u.clone())).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(txns > 2, "the move took {txns} txns");
+    let mut w = reg.watch_prefix(reg.keys().schedules(), from);
+    // (revision, unit, machine, placed?)
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while events.len() < 2 * all.len() {
+        let batch = tokio::time::timeout_at(deadline, w.next())
+            .await
+            .expect("the whole move seen before the deadline")
+            .unwrap();
+        for ev in batch.events {
+            match ev {
+                fleet_registry::WatchEvent::Put {
+                    key: fleet_registry::RegistryKey::Schedule(m, u),
+                    revision,
+                    ..
+                } => events.push((revision, u, m, true)),
+                fleet_registry::WatchEvent::Delete {
+                    key: fleet_registry::RegistryKey::Schedule(m, u),
+                    revision,
+                } => events.push((revision, u, m, false)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    // Replay revision by revision (a txn applies at one revision) from "all on m2".
+    let mut on: BTreeMap<UnitName, Vec<fleet_core::MachineId>> = all
+        .iter()
+        .map(|u| (u.clone(), vec![machine_id("m2")]))
+        .collect();
+    let mut revisions = std::collections::BTreeSet::new();
+    for (i, (rev, u, m, put)) in events.iter().enumerate() {
+        let machines = on.entry(u.clone()).or_default();
+        if *put {
+            machines.push(m.clone());
+        } else {
+            machines.retain(|x| x != m);
+        }
+        revisions.insert(*rev);
+        let revision_done = events.get(i + 1).is_none_or(|next| next.0 != *rev);
+        if revision_done {
+            let twice: Vec<&UnitName> = on
+                .iter()
+                .filter(|(_, ms)| ms.len() > 1)
+                .map(|(u, _)| u)
+                .collect();
+            assert!(
+                twice.is_empty(),
+                "at revision {rev}, {} units placed on two machines, e.g. {:?}",
+                twice.len(),
+                &twice[..twice.len().min(3)]
+            );
+        }
+    }
+    assert!(on.values().all(|ms| ms == &vec![machine_id("m1")]));
+    assert!(revisions.len() > 2);
+}
