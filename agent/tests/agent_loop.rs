@@ -268,12 +268,25 @@ async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
         target: TargetState::Launched,
         text: None,
     };
-    let installed = || async {
-        sd.installed_units()
-            .await
-            .unwrap()
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
+    // Places `entry` and returns the hash of the file systemd was given for it.
+    let load = |entry: ScheduleEntry| {
+        let (reg, sd) = (reg.clone(), sd.clone());
+        async move {
+            let unit = entry.unit.clone();
+            let plan = SchedulePlan {
+                place: vec![entry],
+                ..SchedulePlan::default()
+            };
+            write_schedule(&reg, &plan).await;
+            let names = [unit.as_str()];
+            wait_for("launched", || launched_here(&reg, &names, "m1")).await;
+            sd.installed_units()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(n, _)| *n == unit)
+                .map(|(_, h)| h)
+        }
     };
 
     // Never submitted: only the placement knows the text.
@@ -281,38 +294,14 @@ async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
     let mut entry = placed("carried.service", &carried);
     entry.carry_text_of(&carried);
     assert!(entry.text.is_some());
-    let plan = SchedulePlan {
-        place: vec![entry],
-        ..SchedulePlan::default()
-    };
-    write_schedule(&reg, &plan).await;
-    wait_for("carried launched", || {
-        launched_here(&reg, &["carried.service"], "m1")
-    })
-    .await;
-    assert_eq!(
-        installed().await.get(&name("carried.service")),
-        Some(&carried.hash())
-    );
+    assert_eq!(load(entry).await, Some(carried.hash()));
 
     // A carried text of another hash: the stored unit is loaded, not the carried text.
     let real = unit("real");
     reg.create_unit(&name("real.service"), &real).await.unwrap();
     let mut entry = placed("real.service", &real);
     entry.text = Some(unit("forged").canonical().into());
-    let plan = SchedulePlan {
-        place: vec![entry],
-        ..SchedulePlan::default()
-    };
-    write_schedule(&reg, &plan).await;
-    wait_for("real launched", || {
-        launched_here(&reg, &["real.service"], "m1")
-    })
-    .await;
-    assert_eq!(
-        installed().await.get(&name("real.service")),
-        Some(&real.hash())
-    );
+    assert_eq!(load(entry).await, Some(real.hash()));
     agent.stop().await;
 }
 

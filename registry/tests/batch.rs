@@ -10,6 +10,17 @@ fn names(n: usize) -> Vec<UnitName> {
     (0..n).map(|i| name(&format!("u{i:03}.service"))).collect()
 }
 
+/// `u` (as submitted) launched on machine `m`.
+fn placed(m: &str, u: &UnitName) -> ScheduleEntry {
+    ScheduleEntry {
+        machine: machine_id(m),
+        unit: u.clone(),
+        hash: unit(u.as_str()).hash(),
+        target: TargetState::Launched,
+        text: None,
+    }
+}
+
 async fn submit(reg: &fleet_registry::Registry, names: &[UnitName]) {
     let units: Vec<_> = names
         .iter()
@@ -95,13 +106,6 @@ async fn unit_views_read_only_the_units_named() {
     let all = names(100);
     submit(&reg, &all).await;
     let (a, b, c) = (all[0].clone(), all[50].clone(), all[99].clone());
-    let placed = |m: &str, u: &UnitName| ScheduleEntry {
-        machine: machine_id(m),
-        unit: u.clone(),
-        hash: unit(u.as_str()).hash(),
-        target: TargetState::Launched,
-        text: None,
-    };
     lead(&reg)
         .await
         .apply(&SchedulePlan {
@@ -151,13 +155,6 @@ async fn moving_many_units_never_places_one_twice() {
     let (_etcd, reg) = setup("/t/move-many").await;
     let all = names(300);
     submit(&reg, &all).await;
-    let placed = |m: &str, u: &UnitName| ScheduleEntry {
-        machine: machine_id(m),
-        unit: u.clone(),
-        hash: unit(u.as_str()).hash(),
-        target: TargetState::Launched,
-        text: None,
-    };
     let leader = lead(&reg).await;
     leader
         .apply(&SchedulePlan {
