@@ -128,11 +128,10 @@ pub(crate) fn schedule(
     kvs: &[KeyValue],
     skipped: &mut Vec<Skipped>,
 ) -> Vec<ScheduleEntry> {
-    let mut out = schedule_with_texts(keys, kvs, skipped);
-    for e in &mut out {
-        e.text = None;
-    }
-    out
+    schedule_with_texts(keys, kvs, skipped)
+        .into_iter()
+        .map(ScheduleEntry::without_text)
+        .collect()
 }
 
 /// Placements as stored, texts included (the agent's own schedule).

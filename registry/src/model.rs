@@ -56,6 +56,12 @@ impl ScheduleEntry {
     /// batch of placements (128) stays far below etcd's request limit.
     pub const INLINE_TEXT_MAX: usize = 2048;
 
+    /// This placement without its text: what snapshots and the engine's view keep, as
+    /// they hold the texts in their units already.
+    pub fn without_text(self) -> Self {
+        ScheduleEntry { text: None, ..self }
+    }
+
     /// Makes this placement carry `file`'s text, if it is small enough.
     pub fn carry_text_of(&mut self, file: &UnitFile) {
         let text = file.canonical();

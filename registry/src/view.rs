@@ -242,12 +242,10 @@ impl EngineView {
             self.schedule.remove(&(m.clone(), n.clone()));
         }
         for e in &plan.place {
-            let entry = ScheduleEntry {
-                text: None,
-                ..e.clone()
-            };
-            self.schedule
-                .insert((e.machine.clone(), e.unit.clone()), entry);
+            self.schedule.insert(
+                (e.machine.clone(), e.unit.clone()),
+                e.clone().without_text(),
+            );
         }
         for n in &plan.clear_unplaced {
             self.unplaced.remove(n);
@@ -336,8 +334,7 @@ impl EngineView {
                         let slot = (m.clone(), n.clone());
                         match codec::decode_schedule(key, m, n.clone(), kv.value()) {
                             Ok(e) => {
-                                self.schedule
-                                    .insert(slot, ScheduleEntry { text: None, ..e });
+                                self.schedule.insert(slot, e.without_text());
                             }
                             Err(e) => {
                                 self.schedule.remove(&slot);
