@@ -72,6 +72,52 @@ impl Running {
     }
 }
 
+/// What each test starts from: a real etcd, a registry on it, a directory for lease
+/// files and a simulated systemd.
+struct Bed {
+    etcd: EtcdServer,
+    reg: Registry,
+    dir: tempfile::TempDir,
+    sd: SimulatedSystemd,
+}
+
+impl Bed {
+    async fn new() -> Bed {
+        let etcd = EtcdServer::start().unwrap();
+        let reg = registry(&etcd).await;
+        Bed {
+            etcd,
+            reg,
+            dir: tempfile::tempdir().unwrap(),
+            sd: SimulatedSystemd::new(),
+        }
+    }
+
+    fn lease_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Machine `id`'s agent config, its lease kept in the file `lease`.
+    fn config(&self, id: &str, lease: &str) -> AgentConfig {
+        config(id, &self.lease_file(lease))
+    }
+
+    fn spawn(&self, cfg: AgentConfig) -> Running {
+        spawn(&self.reg, &self.sd, cfg)
+    }
+
+    /// Spawns the agent and waits until its machine is listed.
+    async fn started(&self, cfg: AgentConfig) -> Running {
+        let id = cfg.machine.id.clone();
+        let agent = self.spawn(cfg);
+        wait_for("registered", || async {
+            (self.reg.list_machines().await).is_ok_and(|ms| ms.iter().any(|m| m.id == id))
+        })
+        .await;
+        agent
+    }
+}
+
 /// Submits `units` and schedules each on `machine` at `target`.
 async fn schedule(reg: &Registry, machine: &str, units: &[(&str, UnitFile)], target: TargetState) {
     let mut plan = SchedulePlan::default();
@@ -139,20 +185,9 @@ async fn launched_here(reg: &Registry, units: &[&str], machine: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_its_schedule_and_reports_states() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
-
-    wait_for("machine registered", || async {
-        reg.list_machines()
-            .await
-            .unwrap()
-            .iter()
-            .any(|m| m.id.as_str() == "m1")
-    })
-    .await;
+    let bed = Bed::new().await;
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
+    let agent = bed.started(bed.config("m1", "m1.lease")).await;
 
     // A unit scheduled on another machine is none of this agent's business.
     schedule(
@@ -208,15 +243,9 @@ async fn follows_its_schedule_and_reports_states() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_placements_cost_one_reload_and_one_state_write_batch() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
-    wait_for("registered", || async {
-        !reg.list_machines().await.unwrap().is_empty()
-    })
-    .await;
+    let bed = Bed::new().await;
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
+    let agent = bed.started(bed.config("m1", "m1.lease")).await;
 
     let names: Vec<String> = (1..=50).map(|i| format!("hello@{i}.service")).collect();
     let units: Vec<(&str, UnitFile)> = names.iter().map(|n| (n.as_str(), unit(n))).collect();
@@ -252,15 +281,9 @@ async fn fifty_placements_cost_one_reload_and_one_state_write_batch() {
 /// placement's hash is not trusted: the unit is read from `unit/` instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &dir.path().join("m1.lease")));
-    wait_for("registered", || async {
-        !reg.list_machines().await.unwrap().is_empty()
-    })
-    .await;
+    let bed = Bed::new().await;
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
+    let agent = bed.started(bed.config("m1", "m1.lease")).await;
     let placed = |n: &str, f: &UnitFile| ScheduleEntry {
         machine: MachineId::new("m1").unwrap(),
         unit: name(n),
@@ -309,17 +332,11 @@ async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
 /// of the records that are still right (it used to rewrite every state every minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd = SimulatedSystemd::new();
-    let mut cfg = config("m1", &dir.path().join("m1.lease"));
+    let bed = Bed::new().await;
+    let reg = bed.reg.clone();
+    let mut cfg = bed.config("m1", "m1.lease");
     cfg.resync_interval = Duration::from_millis(400);
-    let agent = spawn(&reg, &sd, cfg);
-    wait_for("registered", || async {
-        !reg.list_machines().await.unwrap().is_empty()
-    })
-    .await;
+    let agent = bed.started(cfg).await;
     schedule(
         &reg,
         "m1",
@@ -335,7 +352,7 @@ async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
     })
     .await;
 
-    let raw = etcd_client::Client::connect([etcd.client_url()], None)
+    let raw = etcd_client::Client::connect([bed.etcd.client_url()], None)
         .await
         .unwrap();
     let key = |u: &str| reg.keys().state(&name(u), &MachineId::new("m1").unwrap());
@@ -357,12 +374,10 @@ async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_adopts_running_units_without_restarting_them() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let lease_file = dir.path().join("m1.lease");
-    let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &lease_file));
+    let bed = Bed::new().await;
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
+    let lease_file = bed.lease_file("m1.lease");
+    let agent = bed.spawn(bed.config("m1", "m1.lease"));
     schedule(
         &reg,
         "m1",
@@ -380,7 +395,7 @@ async fn restart_adopts_running_units_without_restarting_them() {
     let before = sd.call_counts();
     let mut watch_machines = reg.list_machines().await.unwrap();
     assert_eq!(watch_machines.len(), 1);
-    let agent = spawn(&reg, &sd, config("m1", &lease_file));
+    let agent = bed.spawn(bed.config("m1", "m1.lease"));
     wait_for("re-registered", || async {
         std::fs::read_to_string(&lease_file).is_ok()
     })
@@ -410,44 +425,41 @@ async fn restart_adopts_running_units_without_restarting_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_machine_id_does_not_steal_the_registration() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd1 = SimulatedSystemd::new();
-    let sd2 = SimulatedSystemd::new();
-    let first = spawn(&reg, &sd1, config("m1", &dir.path().join("first.lease")));
-    wait_for("first registered", || async {
-        dir.path().join("first.lease").exists()
-    })
-    .await;
-    let second = spawn(&reg, &sd2, config("m1", &dir.path().join("second.lease")));
+    let bed = Bed::new().await;
+    let (first_lease_file, second_lease_file) = (
+        bed.lease_file("first.lease"),
+        bed.lease_file("second.lease"),
+    );
+    let first = bed.spawn(bed.config("m1", "first.lease"));
+    wait_for("first registered", || async { first_lease_file.exists() }).await;
+    // Another machine with the same id (its own systemd).
+    let second = spawn(
+        &bed.reg,
+        &SimulatedSystemd::new(),
+        bed.config("m1", "second.lease"),
+    );
     // Refused twice (not merely not tried yet), and never registered.
     wait_for("second refused twice", || async {
         second.metrics.registration_failures() >= 2
     })
     .await;
     assert!(
-        !dir.path().join("second.lease").exists(),
+        !second_lease_file.exists(),
         "the second fleetd must not register"
     );
     let first_lease = first.stop().await.lease();
     // Once the first one's lease expires, the second takes over.
-    wait_for("second registered", || async {
-        dir.path().join("second.lease").exists()
-    })
-    .await;
+    wait_for("second registered", || async { second_lease_file.exists() }).await;
     let second_lease = second.stop().await.lease();
     assert_ne!(first_lease, second_lease);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_leaves_units_running_for_the_next_fleetd() {
-    let etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let lease_file = dir.path().join("m1.lease");
-    let sd = SimulatedSystemd::new();
-    let agent = spawn(&reg, &sd, config("m1", &lease_file));
+    let bed = Bed::new().await;
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
+    let lease_file = bed.lease_file("m1.lease");
+    let agent = bed.spawn(bed.config("m1", "m1.lease"));
     schedule(
         &reg,
         "m1",
@@ -464,7 +476,7 @@ async fn graceful_shutdown_leaves_units_running_for_the_next_fleetd() {
     assert!(lease_file.exists(), "the lease is kept for the next fleetd");
     let starts = sd.call_counts().start_unit;
 
-    let next = spawn(&reg, &sd, config("m1", &lease_file));
+    let next = bed.spawn(bed.config("m1", "m1.lease"));
     wait_for("the next fleetd registered", || async {
         next.metrics.registration_failures() == 0 && launched_here(&reg, &["a.service"], "m1").await
     })
@@ -477,14 +489,12 @@ async fn graceful_shutdown_leaves_units_running_for_the_next_fleetd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_outage_keeps_units_running_and_converges_after() {
-    let mut etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd = SimulatedSystemd::new();
-    let mut cfg = config("m1", &dir.path().join("m1.lease"));
+    let mut bed = Bed::new().await;
+    let mut cfg = bed.config("m1", "m1.lease");
     let (registered, mut registered_rx) = tokio::sync::watch::channel(false);
     cfg.registered = Some(Arc::new(registered));
-    let agent = spawn(&reg, &sd, cfg);
+    let agent = bed.spawn(cfg);
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
     schedule(
         &reg,
         "m1",
@@ -497,13 +507,13 @@ async fn etcd_outage_keeps_units_running_and_converges_after() {
     // etcd gone for twice the lease TTL: the unit keeps running, and the agent does
     // not call its lease lost while etcd cannot say so (etcd expires no lease while
     // it is down, and extends them all when it comes back).
-    etcd.kill();
+    bed.etcd.kill();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(sd_state(&sd, "a.service").await.active, "active");
     assert!(*registered_rx.borrow_and_update(), "registration given up");
 
     // etcd back: the agent is registered under its lease, states published.
-    etcd.restart().unwrap();
+    bed.etcd.restart().unwrap();
     wait_for("re-registered", || async {
         reg.list_machines().await.is_ok_and(|m| m.len() == 1)
     })
@@ -526,12 +536,9 @@ async fn etcd_outage_keeps_units_running_and_converges_after() {
 /// back and the unit is still scheduled here, it runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_on_etcd_loss_stops_only_units_that_opted_in() {
-    let mut etcd = EtcdServer::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sd = SimulatedSystemd::new();
-    let cfg = config("m1", &dir.path().join("m1.lease"));
-    let agent = spawn(&reg, &sd, cfg);
+    let mut bed = Bed::new().await;
+    let agent = bed.spawn(bed.config("m1", "m1.lease"));
+    let (reg, sd) = (bed.reg.clone(), bed.sd.clone());
     let fenced =
         UnitFile::parse("[Service]\nExecStart=/bin/sleep 1000\n\n[X-Fleet]\nStopOnEtcdLoss=true\n")
             .unwrap();
@@ -547,7 +554,7 @@ async fn stop_on_etcd_loss_stops_only_units_that_opted_in() {
     })
     .await;
 
-    etcd.kill();
+    bed.etcd.kill();
     wait_for("f stopped", || async {
         sd_state(&sd, "f.service").await.active == "inactive"
     })
@@ -559,7 +566,7 @@ async fn stop_on_etcd_loss_stops_only_units_that_opted_in() {
         "kept loaded"
     );
 
-    etcd.restart().unwrap();
+    bed.etcd.restart().unwrap();
     wait_for("f runs again", || async {
         sd_state(&sd, "f.service").await.active == "active"
     })
