@@ -711,6 +711,26 @@ impl ApiClient {
         Ok(snap)
     }
 
+    /// What `fleetctl list-units` shows: the live machines and every reported state,
+    /// read side by side (two reads, as fleet's own list-units did); the rest of the
+    /// snapshot is left empty.
+    pub async fn states_snapshot(&self) -> Result<ClusterSnapshot, ApiError> {
+        let (machines, states) =
+            tokio::join!(self.list_machines_checked(), self.list_states_checked());
+        let (revision, states) = states?;
+        let machines = machines?;
+        let mut skipped = machines.skipped;
+        skipped.extend(states.skipped);
+        skipped.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(ClusterSnapshot {
+            revision,
+            machines: machines.items,
+            states: states.items,
+            skipped,
+            ..ClusterSnapshot::default()
+        })
+    }
+
     /// Live machines with their API addresses, following page tokens to the end
     /// (records that cannot be decoded left out).
     pub async fn list_machine_records(&self) -> Result<Vec<MachineRecord>, ApiError> {
@@ -765,6 +785,12 @@ impl ApiClient {
 
     /// Every reported state and the revision to watch from (plus one).
     pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), ApiError> {
+        let (revision, listed) = self.list_states_checked().await?;
+        Ok((revision, listed.items))
+    }
+
+    /// [`ApiClient::list_states_at`] with the state keys fleetd left out as undecodable.
+    pub async fn list_states_checked(&self) -> Result<(i64, Listed<UnitStateRecord>), ApiError> {
         let mut c = self.inner.clone();
         let mut stream = self
             .bounded(
@@ -773,14 +799,18 @@ impl ApiClient {
             )
             .await?;
         let mut revision = 0;
-        let mut states = Vec::new();
+        let mut items = Vec::new();
+        let mut skipped = Vec::new();
         while let Some(page) = self.next_page(&mut stream).await? {
             revision = page.revision;
             for s in &page.states {
-                states.push(convert::state_from_wire(s)?);
+                items.push(convert::state_from_wire(s)?);
+            }
+            for s in &page.skipped {
+                skipped.push(convert::skipped_from_wire(s)?);
             }
         }
-        Ok((revision, states))
+        Ok((revision, Listed { items, skipped }))
     }
 
     /// Watches `state/` from `from_revision`; the caller bounds how long it waits.

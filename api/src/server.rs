@@ -585,26 +585,37 @@ impl Fleet for FleetService {
         req: Request<pb::ListStatesRequest>,
     ) -> Result<Response<Self::ListStatesStream>, Status> {
         let size = page_size(req.get_ref().page_size);
-        let (revision, mut states) = self
+        let (revision, listed) = self
             .ctx
             .registry
             .list_states_at()
             .await
             .map_err(registry_status)?;
+        let mut states = listed.items;
+        // A skipped key names a unit, maybe of another namespace: only unconfined
+        // callers hear of them.
+        let mut skipped = listed.skipped;
         if let Some(scope) = Scope::of(&req) {
             states.retain(|s| scope.keeps(&s.unit));
+            skipped.clear();
         }
         let mut pager = Pager::new(size);
         let mut pages = Vec::new();
         let mut page = pb::StatesPage {
             revision,
             states: Vec::new(),
+            skipped: skipped.iter().map(convert::skipped_to_wire).collect(),
         };
         for st in &states {
             let w = convert::state_to_wire(st);
             if pager.starts_page(w.encoded_len()) {
                 let states = std::mem::take(&mut page.states);
-                pages.push(pb::StatesPage { revision, states });
+                let skipped = std::mem::take(&mut page.skipped);
+                pages.push(pb::StatesPage {
+                    revision,
+                    states,
+                    skipped,
+                });
             }
             page.states.push(w);
         }

@@ -102,6 +102,14 @@ pub trait Cluster: Send + Sync {
     fn snapshot_in<'a>(&'a self, _ns: &'a Namespace) -> Op<'a, ClusterSnapshot> {
         self.snapshot()
     }
+    /// Every machine and reported state, and nothing else (`list-units`): a fraction
+    /// of the snapshot's bytes in a large cluster.
+    fn states_snapshot(&self) -> Op<'_, ClusterSnapshot>;
+    /// What `--namespace ns` needs of `states_snapshot` (callers filter it): the etcd
+    /// driver also asks etcd whether this user may read the namespace.
+    fn states_snapshot_in<'a>(&'a self, _ns: &'a Namespace) -> Op<'a, ClusterSnapshot> {
+        self.states_snapshot()
+    }
     /// Live machines and the machine keys left out as undecodable.
     fn list_machines(&self) -> Op<'_, Listed<Machine>>;
     /// Watches unit states from `from_revision` (a `unit_views` revision + 1).
@@ -196,6 +204,19 @@ impl Cluster for Registry {
             Registry::namespace_snapshot(self, ns),
         )
     }
+    fn states_snapshot(&self) -> Op<'_, ClusterSnapshot> {
+        logged(self, "StatesSnapshot", Registry::states_snapshot(self))
+    }
+    fn states_snapshot_in<'a>(&'a self, ns: &'a Namespace) -> Op<'a, ClusterSnapshot> {
+        if ns.is_default() {
+            return Cluster::states_snapshot(self);
+        }
+        logged(
+            self,
+            "NamespaceStatesSnapshot",
+            Registry::namespace_states_snapshot(self, ns),
+        )
+    }
     fn list_machines(&self) -> Op<'_, Listed<Machine>> {
         logged(self, "ListMachines", async move {
             let listed = Registry::list_machines_checked(self).await?;
@@ -288,6 +309,9 @@ impl Cluster for ApiClient {
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
         Box::pin(async move { Ok(ApiClient::snapshot(self).await?) })
+    }
+    fn states_snapshot(&self) -> Op<'_, ClusterSnapshot> {
+        Box::pin(async move { Ok(ApiClient::states_snapshot(self).await?) })
     }
     fn list_machines(&self) -> Op<'_, Listed<Machine>> {
         Box::pin(async move { Ok(machines_of(ApiClient::list_machines_checked(self).await?)) })
@@ -387,6 +411,21 @@ impl Client {
         let snap = self.registry.snapshot().await?;
         self.warn_skipped(&snap.skipped);
         Ok(snap)
+    }
+
+    /// Machines and unit states only (`list-units`), keys left out named on stderr.
+    pub async fn states_snapshot(&self) -> Result<ClusterSnapshot, ClientError> {
+        let snap = self.registry.states_snapshot().await?;
+        self.warn_skipped(&snap.skipped);
+        Ok(snap)
+    }
+
+    /// [`Client::states_snapshot`] of every namespace, with the namespaces.
+    pub async fn states_snapshot_all(&self) -> Result<(ClusterSnapshot, Namespaces), ClientError> {
+        let known = self.all.namespaces().await?;
+        let snap = self.all.states_snapshot().await?;
+        self.warn_skipped(&snap.skipped);
+        Ok((snap, known))
     }
 
     /// Every namespace's units at one revision, with the namespaces to tell them apart.

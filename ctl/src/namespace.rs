@@ -258,6 +258,17 @@ impl Cluster for Namespaced {
             Ok(snap)
         })
     }
+    fn states_snapshot(&self) -> Op<'_, ClusterSnapshot> {
+        Box::pin(async move {
+            let known = self.known().await?.clone();
+            let mut snap = (self.inner.states_snapshot_in(&self.ns).await)
+                .map_err(|e| self.denied(e, NsRole::Viewer))?;
+            if !known.is_empty() {
+                filter_snapshot(&mut snap, &known, &self.ns);
+            }
+            Ok(snap)
+        })
+    }
     fn list_machines(&self) -> Op<'_, Listed<Machine>> {
         self.inner.list_machines()
     }

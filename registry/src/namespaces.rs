@@ -272,6 +272,25 @@ impl Registry {
             .await
     }
 
+    /// [`Registry::states_snapshot`] for a user confined to namespace `ns`: machines and
+    /// states are readable by every namespace's roles, so a count of the namespace's own
+    /// units, read alongside, is what etcd refuses to someone without access to it.
+    pub async fn namespace_states_snapshot(
+        &self,
+        ns: &Namespace,
+    ) -> Result<ClusterSnapshot, RegistryError> {
+        let [units, ..] = self.keys.ns_prefixes(ns);
+        let probe = self.call("namespace access", |mut c| {
+            let units = units.clone();
+            async move {
+                let opts = GetOptions::new().with_prefix().with_count_only();
+                c.kv.get(units, Some(opts)).await
+            }
+        });
+        let (_, snap) = tokio::try_join!(probe, self.states_snapshot())?;
+        Ok(snap)
+    }
+
     /// Deletes namespace `ns`; with units in it only if `destroy_units`, which destroys
     /// them first. Returns how many units were destroyed.
     pub async fn delete_namespace(

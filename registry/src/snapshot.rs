@@ -21,6 +21,32 @@ impl Registry {
             .await
     }
 
+    /// What `fleetctl list-units` shows: every machine and every reported state, in one
+    /// txn at `revision`; units (with their texts), targets, placements and the rest
+    /// are left empty, as list-units prints none of them.
+    pub async fn states_snapshot(&self) -> Result<ClusterSnapshot, RegistryError> {
+        let k = &self.keys;
+        let (revision, g) = self
+            .get_prefixes("states snapshot", vec![k.machines(), k.states()])
+            .await?;
+        let [machines, states] = g.as_slice() else {
+            return Err(RegistryError::corrupt(
+                k.prefix().as_bytes(),
+                "states txn returned an unexpected number of ranges",
+            ));
+        };
+        let mut skipped = Vec::new();
+        let mut snap = ClusterSnapshot {
+            revision,
+            machines: decode::machines(k, machines.kvs(), &mut skipped),
+            states: decode::states(k, states.kvs(), &mut skipped),
+            ..ClusterSnapshot::default()
+        };
+        skipped.sort_by(|a, b| a.key.cmp(&b.key));
+        snap.skipped = skipped;
+        Ok(snap)
+    }
+
     /// The snapshot of the units, targets and unplaced notes under `[units, jobs,
     /// unplaced]` (the whole cluster's, or one namespace's), with every machine,
     /// placement and drain (and state if `with_states`), in one txn.

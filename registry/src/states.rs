@@ -22,7 +22,7 @@ use crate::MAX_TXN_OPS;
 use crate::decode;
 use crate::error::RegistryError;
 use crate::keys::RegistryKey;
-use crate::model::UnitStateRecord;
+use crate::model::{Listed, UnitStateRecord};
 use crate::registry::{Registry, gets, revision};
 
 impl Registry {
@@ -33,14 +33,13 @@ impl Registry {
     }
 
     /// Every reported state and the revision they were read at, so a caller can watch
-    /// `machine-state/` from `revision + 1` and miss nothing (fleetctl's blocking waits).
-    pub async fn list_states_at(&self) -> Result<(i64, Vec<UnitStateRecord>), RegistryError> {
+    /// `machine-state/` from `revision + 1` and miss nothing (fleetctl's blocking waits),
+    /// with the keys left out as undecodable.
+    pub async fn list_states_at(&self) -> Result<(i64, Listed<UnitStateRecord>), RegistryError> {
         let resp = self.get_prefix("list states", self.keys.states()).await?;
-        let revision = resp.revision;
-        Ok((
-            revision,
-            decode::states(&self.keys, resp.kvs(), &mut Vec::new()),
-        ))
+        let mut skipped = Vec::new();
+        let items = decode::states(&self.keys, resp.kvs(), &mut skipped);
+        Ok((resp.revision, Listed { items, skipped }))
     }
 
     /// The states machines report for one unit, sorted by machine.

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::cli::{LIST_UNIT_FILES_FIELDS, OutputFormat, TableFlags};
 use crate::commands::list_units::{
-    fetch_snapshot, json_namespace, machine_ips, namespace_column, print_table,
+    Reading, fetch_snapshot, json_namespace, machine_ips, namespace_column, print_table,
 };
 use crate::context::{Ctx, err, fail};
 use crate::table::{print_json_rows, select_fields};
@@ -25,7 +25,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     if fields.contains(&"tmachine") && !json_output {
         err("WARNING: The \"tmachine\" field is deprecated. Use \"target\" instead");
     }
-    let (snapshot, known) = fetch_snapshot(ctx).await?;
+    let (snapshot, known) = fetch_snapshot(ctx, Reading::Whole).await?;
     let ips = machine_ips(&snapshot);
     // Indexes built once, so the table costs O(units + placements + states).
     let mut scheduled_on: HashMap<&UnitName, &MachineId> = HashMap::new();

@@ -18,7 +18,7 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     let (valid, defaults) = LIST_UNITS_FIELDS;
     let fields =
         select_fields(flags.fields.as_deref(), defaults, valid).map_err(|e| fail(e.to_string()))?;
-    let (snapshot, known) = fetch_snapshot(ctx).await?;
+    let (snapshot, known) = fetch_snapshot(ctx, Reading::States).await?;
     let ips = machine_ips(&snapshot);
     if flags.output.output == OutputFormat::Json {
         print_json_rows(snapshot.states.iter().map(|s| {
@@ -69,20 +69,34 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     print_table(&fields, rows.into_iter(), flags)
 }
 
+/// How much of the cluster a list command reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// Units, targets, machines, placements and states.
+    Whole,
+    /// Machines and states only (`list-units`).
+    States,
+}
+
 /// The cluster at one revision, for the list commands: the namespace's units, or with
 /// `--all-namespaces` every unit under its stored name and the namespaces to split it.
 pub async fn fetch_snapshot(
     ctx: &mut Ctx,
+    reading: Reading,
 ) -> anyhow::Result<(ClusterSnapshot, Option<Namespaces>)> {
     let all = ctx.global.all_namespaces;
     let client = ctx.client().await?;
-    let fetched = if all {
-        client
+    let fetched = match (all, reading) {
+        (true, Reading::Whole) => client
             .snapshot_all()
             .await
-            .map(|(snap, known)| (snap, Some(known)))
-    } else {
-        client.snapshot().await.map(|snap| (snap, None))
+            .map(|(snap, known)| (snap, Some(known))),
+        (true, Reading::States) => client
+            .states_snapshot_all()
+            .await
+            .map(|(snap, known)| (snap, Some(known))),
+        (false, Reading::Whole) => client.snapshot().await.map(|snap| (snap, None)),
+        (false, Reading::States) => client.states_snapshot().await.map(|snap| (snap, None)),
     };
     fetched.map_err(|e| {
         fail(format!(
