@@ -1,4 +1,6 @@
 //! fleet-bench: benchmarks that print human figures, then one JSON line (last) for tools.
+// The figures object of `cluster` is one `json!` literal, past the default depth.
+#![recursion_limit = "256"]
 
 mod cluster;
 mod ctl_ops;

@@ -12,7 +12,7 @@ mod etcd_metrics;
 mod procstat;
 mod workload;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -236,7 +236,31 @@ pub fn run(args: &Args) -> Result<()> {
     let listing = driver.block_on(time_listing(&registry))?;
 
     let failover = if args.kill_fraction > 0.0 {
-        Some(kill_and_wait(&mut machines, args)?)
+        let t0 = Instant::now();
+        let gone = Arc::new(Mutex::new(Vec::new()));
+        // On a thread and connection of its own: `driver` runs tasks (its connections'
+        // too) only inside `block_on`.
+        let stop = CancellationToken::new();
+        let watcher = {
+            let (cfg, gone, stop) = (cfg.clone(), gone.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let registry = Registry::connect(cfg).await?;
+                    tokio::select! {
+                        _ = machines_gone(registry, t0, gone) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    Ok(())
+                })
+            })
+        };
+        let failover = kill_and_wait(&mut machines, args, t0, &gone);
+        stop.cancel();
+        let _ = watcher.join();
+        Some(failover?)
     } else {
         None
     };
@@ -244,9 +268,12 @@ pub fn run(args: &Args) -> Result<()> {
         // The survivors still hold every unit exactly once.
         driver.block_on(check_cluster(&registry, &machines, args.units))?;
         println!(
-            "killed {} machines ({} units): all active elsewhere after {:.2}s ({:.2}s past agent_ttl)",
+            "killed {} machines ({} units): their machines gone {:.2}-{:.2}s after, all placed elsewhere after {:.2}s, all active after {:.2}s ({:.2}s past agent_ttl)",
             f.killed,
             f.units,
+            f.gone.0,
+            f.gone.1,
+            f.placed,
             f.seconds,
             f.seconds - args.agent_ttl.as_secs_f64()
         );
@@ -510,28 +537,67 @@ async fn time_listing(registry: &Registry) -> Result<f64> {
 struct Failover {
     killed: usize,
     units: u64,
+    /// When etcd deleted the first and the last killed machine (their leases ended),
+    /// seconds after the kill.
+    gone: (f64, f64),
+    /// When every unit was placed on a survivor, seconds after the kill.
+    placed: f64,
     seconds: f64,
 }
 
-/// Aborts `kill_fraction` of the agents at once (leases not revoked, units keep
-/// "running" nowhere) and waits until every unit is active on a survivor.
-fn kill_and_wait(machines: &mut [SimMachine], args: &Args) -> Result<Failover> {
+/// Records when each machine key is deleted (a lease ended), in seconds after `t0`.
+async fn machines_gone(registry: Registry, t0: Instant, gone: Arc<Mutex<Vec<f64>>>) {
+    let mut watch = registry.watch_prefix(registry.keys().machines(), 0);
+    loop {
+        let Ok(batch) = watch.next().await else {
+            // It retries by itself; this only keeps a broken etcd from spinning us.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let deleted = batch.events.iter().filter(|e| {
+            matches!(
+                e,
+                fleet_registry::WatchEvent::Delete {
+                    key: fleet_registry::RegistryKey::Machine(_),
+                    ..
+                }
+            )
+        });
+        let at = t0.elapsed().as_secs_f64();
+        let mut gone = gone.lock().unwrap_or_else(|e| e.into_inner());
+        gone.extend(deleted.map(|_| at));
+    }
+}
+
+/// Aborts `kill_fraction` of the agents at once at `t0` (leases not revoked, units
+/// keep "running" nowhere) and waits until every unit is active on a survivor.
+fn kill_and_wait(
+    machines: &mut [SimMachine],
+    args: &Args,
+    t0: Instant,
+    gone: &Mutex<Vec<f64>>,
+) -> Result<Failover> {
     let count = ((machines.len() as f64) * args.kill_fraction).round() as usize;
     let count = count.clamp(1, machines.len().saturating_sub(1).max(1));
     let units: u64 = machines[..count]
         .iter()
         .map(|m| m.metrics.scheduled())
         .sum();
-    let t0 = Instant::now();
     for m in &mut machines[..count] {
         if let Some(t) = m.task.take() {
             t.abort();
         }
     }
-    let (_, all_active) = wait_all_active(machines, args.units as u64, t0, args.phase_timeout)?;
+    let (placed, all_active) =
+        wait_all_active(machines, args.units as u64, t0, args.phase_timeout)?;
+    let gone = gone.lock().unwrap_or_else(|e| e.into_inner());
+    let first = gone.first().copied().unwrap_or(f64::NAN);
+    let last = gone.last().copied().unwrap_or(f64::NAN);
     Ok(Failover {
         killed: count,
         units,
+        gone: (first, last),
+        placed: placed.as_secs_f64(),
         seconds: all_active.as_secs_f64(),
     })
 }
@@ -628,6 +694,8 @@ fn figures(
         "killed_machines": failover.map(|f| f.killed),
         "killed_units": failover.map(|f| f.units),
         "failover_s": failover.map(|f| round(f.seconds)),
+        "failover_machines_gone_s": failover.map(|f| [round(f.gone.0), round(f.gone.1)]),
+        "failover_placed_s": failover.map(|f| round(f.placed)),
         "failover_minus_ttl_s": failover.map(|f| round(f.seconds - args.agent_ttl.as_secs_f64())),
         "all_units_once": true,
     })
