@@ -372,6 +372,65 @@ async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
     agent.stop().await;
 }
 
+/// The periodic check re-lists the schedule but keeps the watch that follows it: etcd
+/// opens no new watch stream (a new watch is caught up from the listing's revision
+/// while etcd holds the lock its writes need; 5,000 agents did that every minute), and
+/// changes after the checks still reach the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_check_keeps_the_watch() {
+    let bed = Bed::new().await;
+    let reg = bed.reg.clone();
+    let mut cfg = bed.config("m1", "m1.lease");
+    cfg.resync_interval = Duration::from_millis(300);
+    let agent = bed.started(cfg).await;
+    schedule(
+        &reg,
+        "m1",
+        &[("a.service", unit("a"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("a launched", || launched_here(&reg, &["a.service"], "m1")).await;
+    let streams = || {
+        bed.etcd
+            .metric(
+                "grpc_server_started_total",
+                &[
+                    r#"grpc_method="Watch""#,
+                    r#"grpc_service="etcdserverpb.Watch""#,
+                ],
+            )
+            .expect("etcd serves its metrics")
+    };
+    let before = streams();
+
+    // Two checks, each seen by the state it writes back.
+    let raw = etcd_client::Client::connect([bed.etcd.client_url()], None)
+        .await
+        .unwrap();
+    let state = reg
+        .keys()
+        .state(&name("a.service"), &MachineId::new("m1").unwrap());
+    for _ in 0..2 {
+        raw.clone().delete(state.clone(), None).await.unwrap();
+        wait_for("the state written back", || {
+            launched_here(&reg, &["a.service"], "m1")
+        })
+        .await;
+    }
+    assert_eq!(streams(), before, "a periodic check opened a new watch");
+
+    schedule(
+        &reg,
+        "m1",
+        &[("b.service", unit("b"))],
+        TargetState::Launched,
+    )
+    .await;
+    wait_for("b launched", || launched_here(&reg, &["b.service"], "m1")).await;
+    agent.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_adopts_running_units_without_restarting_them() {
     let bed = Bed::new().await;

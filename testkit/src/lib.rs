@@ -395,6 +395,29 @@ impl EtcdServer {
         format!("http://{}", SocketAddr::new(self.ips[0], self.metrics_port))
     }
 
+    /// The sum of the samples of metric `name` whose labels include each of `labels`
+    /// (`key="value"`), from this member's `/metrics`; `None` when it does not answer.
+    /// For tests that assert what etcd itself saw (watch streams opened, requests).
+    pub fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let addr = SocketAddr::new(self.ips[0], self.metrics_port);
+        let body = http_limited(addr, "GET", "/metrics", "", 16 << 20)?;
+        let body = body.split_once("\r\n\r\n")?.1;
+        let mut sum = None;
+        for line in body.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            if metric != name || !labels.iter().all(|l| rest.contains(l)) {
+                continue;
+            }
+            if let Ok(v) = value.parse::<f64>() {
+                sum = Some(sum.unwrap_or(0.0) + v);
+            }
+        }
+        sum
+    }
+
     /// The client port (the same on every listen address).
     pub fn client_port(&self) -> u16 {
         self.client_port
@@ -674,6 +697,17 @@ fn health_ok(addr: SocketAddr) -> bool {
 
 /// One bounded HTTP/1.0 request; the response (headers and body), if any came.
 fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<String> {
+    http_limited(addr, method, path, body, 64 * 1024)
+}
+
+/// [`http`] reading at most `limit` bytes of the response.
+fn http_limited(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    limit: u64,
+) -> Option<String> {
     let timeout = Duration::from_millis(500);
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     let _ = s.set_read_timeout(Some(timeout));
@@ -685,7 +719,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<String
     );
     s.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
-    let _ = s.take(64 * 1024).read_to_string(&mut response);
+    let _ = s.take(limit).read_to_string(&mut response);
     (!response.is_empty()).then_some(response)
 }
 

@@ -41,6 +41,10 @@ pub struct Effects {
     pub stop: bool,
     pub reregister: bool,
     pub relist: bool,
+    /// The relist keeps the watch that follows the schedule (a periodic re-check):
+    /// re-creating every agent's watch each minute made etcd catch each new one up
+    /// from the listing's revision, holding the lock its writes need meanwhile.
+    pub keep_watch: bool,
     pub reconcile: bool,
     pub publish: bool,
     /// Compare every loaded unit's state with etcd's copy and write what differs.
@@ -95,6 +99,9 @@ pub struct LoopState {
     pub dirty: BTreeSet<UnitName>,
     /// The listing must be read again before reconciling (new session, compaction).
     pub need_sync: bool,
+    /// The revision of the last listing: watch events up to it are already in
+    /// `desired` (a kept watch may still deliver them) and are not applied again.
+    listed_at: i64,
     /// When to reconcile (end of the debounce window, or a retry).
     pub reconcile_at: Option<Instant>,
     /// Start of the current debounce window, which bounds it.
@@ -116,6 +123,7 @@ impl LoopState {
             carried: HashMap::new(),
             dirty: BTreeSet::new(),
             need_sync: true,
+            listed_at: 0,
             reconcile_at: None,
             debounce_since: None,
             publish_at: None,
@@ -190,6 +198,8 @@ impl LoopState {
             }
             Event::Resync => {
                 self.next_resync = now + resync_period(&self.me, self.timing.resync);
+                // Only a watch that was following: after a compaction it must go.
+                fx.keep_watch = !self.need_sync;
                 self.need_sync = true;
                 fx.relist = true;
                 fx.recheck_states = true;
@@ -227,8 +237,9 @@ impl LoopState {
         }
     }
 
-    /// A full listing of this machine's placements replaces `desired`.
-    pub fn listed(&mut self, entries: Vec<ScheduleEntry>) {
+    /// A full listing of this machine's placements at `revision` replaces `desired`.
+    pub fn listed(&mut self, revision: i64, entries: Vec<ScheduleEntry>) {
+        self.listed_at = revision;
         self.desired.clear();
         for e in entries {
             self.place(e);
@@ -254,6 +265,8 @@ impl LoopState {
         let mut foreign = 0;
         for ev in batch.events {
             match ev {
+                WatchEvent::Put { revision, .. } | WatchEvent::Delete { revision, .. }
+                    if revision <= self.listed_at => {}
                 WatchEvent::Put {
                     key: RegistryKey::Schedule(m, _),
                     change: Change::Schedule(e),
@@ -294,6 +307,23 @@ mod tests {
     }
 
     fn placed(unit: &str) -> Event {
+        placed_at(unit, 1)
+    }
+
+    fn entry(unit: &str) -> ScheduleEntry {
+        let Event::Schedule(Ok(mut batch)) = placed(unit) else {
+            unreachable!("placed is a schedule batch")
+        };
+        match batch.events.pop() {
+            Some(WatchEvent::Put {
+                change: Change::Schedule(e),
+                ..
+            }) => e,
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    fn placed_at(unit: &str, revision: i64) -> Event {
         let hash = UnitFile::parse("[Service]\nExecStart=/bin/true\n")
             .unwrap()
             .hash();
@@ -306,9 +336,9 @@ mod tests {
             text: None,
         };
         Event::Schedule(Ok(WatchBatch {
-            revision: 1,
+            revision,
             events: vec![WatchEvent::Put {
-                revision: 1,
+                revision,
                 key: RegistryKey::Schedule(me(), unit),
                 change: Change::Schedule(entry),
             }],
@@ -431,9 +461,41 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         let fx = s.on(Event::Resync, Instant::now());
         assert!(fx.relist && fx.recheck_states && s.need_sync);
+        assert!(fx.keep_watch, "a watch that was following keeps following");
         assert_eq!(
             s.next_resync,
             Instant::now() + resync_period(&me(), Duration::from_secs(60))
+        );
+    }
+
+    /// A kept watch may still deliver events the listing already holds: they are
+    /// not applied again (an old delete after the listing would unload a unit that is
+    /// still placed here, and its later put load it again).
+    #[test]
+    fn events_up_to_the_listing_are_not_applied_again() {
+        let mut s = LoopState::new(me(), timing(), Instant::now());
+        let gone = |unit: &str, revision: i64| {
+            Event::Schedule(Ok(WatchBatch {
+                revision,
+                events: vec![WatchEvent::Delete {
+                    revision,
+                    key: RegistryKey::Schedule(me(), UnitName::parse(unit).unwrap()),
+                }],
+            }))
+        };
+        s.listed(10, vec![entry("a.service")]);
+        let now = Instant::now();
+        s.on(gone("a.service", 9), now);
+        s.on(placed_at("b.service", 10), now);
+        assert_eq!(
+            s.desired.keys().map(UnitName::as_str).collect::<Vec<_>>(),
+            ["a.service"]
+        );
+        s.on(gone("a.service", 11), now);
+        s.on(placed_at("b.service", 12), now);
+        assert_eq!(
+            s.desired.keys().map(UnitName::as_str).collect::<Vec<_>>(),
+            ["b.service"]
         );
     }
 

@@ -204,7 +204,8 @@ impl<M: UnitManager> Agent<M> {
                     self.seen = self.seen.max(w.next_revision() - 1);
                 }
                 if fx.relist {
-                    watch = self.relist(&handle).await;
+                    let kept = if fx.keep_watch { watch.take() } else { None };
+                    watch = self.relist(&handle, kept).await;
                 } else if fx.reconcile {
                     let retry = self.reconcile(&handle).await;
                     if let Some(at) = retry {
@@ -289,15 +290,20 @@ impl<M: UnitManager> Agent<M> {
     }
 
     /// Reads this machine's schedule, reconciles, and returns the watch that follows
-    /// it; on failure (units keep running) a retry is scheduled and `None` returned.
-    async fn relist(&mut self, handle: &AgentRegistry) -> Option<RegistryWatch> {
+    /// it: `kept` if given, else a new one from the listing's revision. On failure
+    /// (units keep running) a retry is scheduled and `kept` returned.
+    async fn relist(
+        &mut self,
+        handle: &AgentRegistry,
+        kept: Option<RegistryWatch>,
+    ) -> Option<RegistryWatch> {
         match handle.schedule(self.seen).await {
             Ok((rev, entries)) => {
                 self.seen = self.seen.max(rev);
                 self.learn_opt_ins(handle).await;
-                self.state.listed(entries);
+                self.state.listed(rev, entries);
                 self.metrics.set_scheduled(self.state.desired.len());
-                let watch = handle.watch_schedule(rev + 1);
+                let watch = kept.unwrap_or_else(|| handle.watch_schedule(rev + 1));
                 self.metrics.set_listening(true);
                 let retry = self.reconcile(handle).await;
                 self.state.synced(retry);
@@ -307,7 +313,7 @@ impl<M: UnitManager> Agent<M> {
                 tracing::warn!(error = %e, "cannot read this machine's schedule; units keep running");
                 self.failures += 1;
                 self.state.retry_at(Instant::now() + self.retry_delay());
-                None
+                kept
             }
         }
     }
