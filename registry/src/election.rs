@@ -67,60 +67,54 @@ impl Leadership {
     /// the view ignores the echo of these writes from its watch.
     pub async fn apply_at(&self, plan: &SchedulePlan) -> Result<(usize, i64), RegistryError> {
         let k = &self.reg.keys;
-        // Removals first, all of them, then the rest: txns go out pipelined and a pass
-        // can fail half-way, so a unit moved between machines must never be placed on
-        // the new one while still placed on the old (it would run twice); at worst it
-        // is briefly placed nowhere, and the next pass places it.
-        let placed: std::collections::BTreeSet<String> = plan
-            .place
-            .iter()
-            .map(|e| k.schedule(&e.machine, &e.unit))
-            .collect();
-        let removals: Vec<TxnOp> = plan
-            .unschedule
-            .iter()
-            .map(|(m, n)| k.schedule(m, n))
-            .filter(|key| !placed.contains(key))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|key| TxnOp::delete(key, None))
-            .collect();
-        let (mut written, mut revision) = (0, 0);
-        if !removals.is_empty() {
-            let (n, rev) = self.write_fenced(&removals).await?;
-            (written, revision) = (n, rev);
+        // Each unit's ops go in one txn: a unit moved between machines leaves the old
+        // one and lands on the new one at one revision, so it is never placed on both
+        // (it would run twice) nor on neither. Units are independent of each other, so
+        // the txns go out pipelined in one round, and a pass that fails half-way leaves
+        // every unit either moved or not. Keyed so that a key is written at most once
+        // (etcd refuses duplicates in a txn): a placement overrides a removal of the
+        // same key.
+        let mut by_unit: BTreeMap<&fleet_core::UnitName, BTreeMap<String, TxnOp>> = BTreeMap::new();
+        for (m, n) in &plan.unschedule {
+            let key = k.schedule(m, n);
+            by_unit
+                .entry(n)
+                .or_default()
+                .insert(key.clone(), TxnOp::delete(key, None));
         }
-        // Keyed so that a key is written at most once (etcd refuses duplicates in a txn).
-        let mut ops: BTreeMap<String, TxnOp> = BTreeMap::new();
         for e in &plan.place {
             let key = k.schedule(&e.machine, &e.unit);
-            ops.insert(
+            by_unit.entry(&e.unit).or_default().insert(
                 key.clone(),
                 TxnOp::put(key, codec::encode_schedule(e), None),
             );
         }
         for n in &plan.clear_unplaced {
-            ops.insert(k.unplaced(n), TxnOp::delete(k.unplaced(n), None));
+            let key = k.unplaced(n);
+            by_unit
+                .entry(n)
+                .or_default()
+                .insert(key.clone(), TxnOp::delete(key, None));
         }
         for (n, why) in &plan.unplaced {
-            ops.insert(
-                k.unplaced(n),
-                TxnOp::put(k.unplaced(n), codec::encode_unplaced(why), None),
+            let key = k.unplaced(n);
+            by_unit.entry(n).or_default().insert(
+                key.clone(),
+                TxnOp::put(key, codec::encode_unplaced(why), None),
             );
         }
-        let ops: Vec<TxnOp> = ops.into_values().collect();
-        if !ops.is_empty() {
-            let (n, rev) = self.write_fenced(&ops).await?;
-            (written, revision) = (written + n, revision.max(rev));
+        let chunks = pack(by_unit.into_values().map(|ops| ops.into_values().collect()));
+        if chunks.is_empty() {
+            return Ok((0, 0));
         }
-        Ok((written, revision))
+        self.write_fenced(chunks).await
     }
 
-    /// Writes `ops` in txns of at most 128, each fenced on this leadership; returns the
-    /// number of txns and the newest revision written.
-    async fn write_fenced(&self, ops: &[TxnOp]) -> Result<(usize, i64), RegistryError> {
-        let txns: Vec<Txn> = ops
-            .chunks(MAX_TXN_OPS)
+    /// Writes each chunk (at most 128 ops) as one txn fenced on this leadership;
+    /// returns the number of txns and the newest revision written.
+    async fn write_fenced(&self, chunks: Vec<Vec<TxnOp>>) -> Result<(usize, i64), RegistryError> {
+        let txns: Vec<Txn> = chunks
+            .into_iter()
             .map(|chunk| {
                 Txn::new()
                     .when([Compare::create_revision(
@@ -128,7 +122,7 @@ impl Leadership {
                         CompareOp::Equal,
                         self.key.rev(),
                     )])
-                    .and_then(chunk.to_vec())
+                    .and_then(chunk)
             })
             .collect();
         let txns = self
@@ -256,5 +250,55 @@ impl Registry {
     /// The prefix holding every candidate's key (`leader/`).
     pub fn leader_prefix(&self) -> String {
         format!("{}/", self.keys.leader())
+    }
+}
+
+/// Packs groups of ops into txns of at most [`MAX_TXN_OPS`], never splitting a group
+/// (one unit's ops) unless it alone is larger than a txn.
+fn pack<T>(groups: impl IntoIterator<Item = Vec<T>>) -> Vec<Vec<T>> {
+    let mut txns: Vec<Vec<T>> = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    for mut group in groups {
+        if current.len() + group.len() > MAX_TXN_OPS && !current.is_empty() {
+            txns.push(std::mem::take(&mut current));
+        }
+        while group.len() > MAX_TXN_OPS {
+            let rest = group.split_off(MAX_TXN_OPS);
+            txns.push(std::mem::replace(&mut group, rest));
+        }
+        current.extend(group);
+    }
+    if !current.is_empty() {
+        txns.push(current);
+    }
+    txns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_TXN_OPS, pack};
+
+    #[test]
+    fn a_units_ops_share_a_txn() {
+        // 100 moves (a removal and a placement each): 64 fit in a txn of 128.
+        let groups: Vec<Vec<(usize, u8)>> = (0..100).map(|u| vec![(u, 0), (u, 1)]).collect();
+        let txns = pack(groups);
+        assert_eq!(
+            txns.iter().map(Vec::len).collect::<Vec<_>>(),
+            [MAX_TXN_OPS, 200 - MAX_TXN_OPS]
+        );
+        // Groups of 3 never straddle two txns.
+        let txns = pack((0..100).map(|u| vec![u; 3]));
+        for t in &txns {
+            assert!(t.len() <= MAX_TXN_OPS && t.len() % 3 == 0, "{}", t.len());
+            assert!(t.chunks(3).all(|g| g.iter().all(|u| *u == g[0])));
+        }
+        assert_eq!(txns.iter().map(Vec::len).sum::<usize>(), 300);
+        // Only a group larger than a txn is split.
+        let txns = pack([vec![0; 300], vec![1]]);
+        assert_eq!(
+            txns.iter().map(Vec::len).collect::<Vec<_>>(),
+            [MAX_TXN_OPS, MAX_TXN_OPS, 300 - 2 * MAX_TXN_OPS + 1]
+        );
     }
 }
