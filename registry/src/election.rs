@@ -82,8 +82,10 @@ impl Leadership {
                 .or_default()
                 .insert(key.clone(), TxnOp::delete(key, None));
         }
+        let mut placed_at: BTreeMap<&fleet_core::UnitName, String> = BTreeMap::new();
         for e in &plan.place {
             let key = k.schedule(&e.machine, &e.unit);
+            placed_at.insert(&e.unit, key.clone());
             by_unit.entry(&e.unit).or_default().insert(
                 key.clone(),
                 TxnOp::put(key, codec::encode_schedule(e), None),
@@ -103,7 +105,19 @@ impl Leadership {
                 TxnOp::put(key, codec::encode_unplaced(why), None),
             );
         }
-        let chunks = pack(by_unit.into_values().map(|ops| ops.into_values().collect()));
+        // In the order of where each unit goes (its new placement's key, else its first
+        // key): a txn then holds the placements of few machines, and etcd sends each of
+        // them one watch response for it instead of one per unit.
+        let mut groups: Vec<(String, Vec<TxnOp>)> = by_unit
+            .into_iter()
+            .map(|(unit, ops)| {
+                let first = ops.keys().next().cloned().unwrap_or_default();
+                let order = placed_at.get(unit).cloned().unwrap_or(first);
+                (order, ops.into_values().collect())
+            })
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        let chunks = pack(groups.into_iter().map(|(_, ops)| ops));
         if chunks.is_empty() {
             return Ok((0, 0));
         }

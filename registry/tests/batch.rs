@@ -231,3 +231,51 @@ async fn moving_many_units_keeps_each_on_exactly_one_machine() {
     assert!(on.values().all(|ms| ms == &vec![machine_id("m1")]));
     assert!(revisions.len() > 2);
 }
+
+/// A plan's txns hold the placements of few machines each (etcd sends a machine's
+/// agent one watch response per txn that touches it): 1,000 units dealt round-robin
+/// over 10 machines reach each machine in at most 2 revisions, not one per txn.
+#[tokio::test]
+async fn a_machines_placements_come_in_few_txns() {
+    let (_etcd, reg) = setup("/t/by-machine").await;
+    let all: Vec<UnitName> = (0..1_000)
+        .map(|i| name(&format!("u{i:04}.service")))
+        .collect();
+    submit(&reg, &all).await;
+    let leader = lead(&reg).await;
+    let from = reg.snapshot().await.unwrap().revision + 1;
+    let txns = leader
+        .apply(&SchedulePlan {
+            place: all
+                .iter()
+                .enumerate()
+                .map(|(i, u)| placed(&format!("m{}", i % 10), u))
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(txns >= 8, "1,000 placements took {txns} txns");
+    let m3 = machine_id("m3");
+    let mut w = reg.watch_prefix(reg.keys().machine_schedule(&m3), from);
+    let mut revisions = std::collections::BTreeSet::new();
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen < 100 {
+        let batch = tokio::time::timeout_at(deadline, w.next())
+            .await
+            .expect("m3's placements seen before the deadline")
+            .unwrap();
+        for ev in batch.events {
+            if let fleet_registry::WatchEvent::Put { revision, .. } = ev {
+                revisions.insert(revision);
+                seen += 1;
+            }
+        }
+    }
+    assert!(
+        revisions.len() <= 2,
+        "m3's 100 placements came in {} txns",
+        revisions.len()
+    );
+}
