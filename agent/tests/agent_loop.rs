@@ -106,6 +106,38 @@ impl Bed {
         spawn(&self.reg, &self.sd, cfg)
     }
 
+    /// Machine m1's agent re-checking every `every`, with `units` launched on it.
+    async fn rechecking(&self, every: Duration, units: &[(&str, UnitFile)]) -> Running {
+        let mut cfg = self.config("m1", "m1.lease");
+        cfg.resync_interval = every;
+        let agent = self.started(cfg).await;
+        schedule(&self.reg, "m1", units, TargetState::Launched).await;
+        let names: Vec<&str> = units.iter().map(|(n, _)| *n).collect();
+        wait_for("launched", || launched_here(&self.reg, &names, "m1")).await;
+        agent
+    }
+
+    /// Deletes `unit`'s state on m1 behind the agent's back and waits until a periodic
+    /// check writes it back.
+    async fn state_lost_and_repaired(&self, unit: &str) {
+        let mut raw = etcd_client::Client::connect([self.etcd.client_url()], None)
+            .await
+            .unwrap();
+        raw.delete(self.state_key(unit), None).await.unwrap();
+        let units = [unit];
+        wait_for("the deleted state written back", || {
+            launched_here(&self.reg, &units, "m1")
+        })
+        .await;
+    }
+
+    /// The key of `unit`'s state on m1.
+    fn state_key(&self, unit: &str) -> String {
+        self.reg
+            .keys()
+            .state(&name(unit), &MachineId::new("m1").unwrap())
+    }
+
     /// Spawns the agent and waits until its machine is listed.
     async fn started(&self, cfg: AgentConfig) -> Running {
         let id = cfg.machine.id.clone();
@@ -333,40 +365,20 @@ async fn a_placement_carrying_its_text_needs_no_read_of_the_unit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
     let bed = Bed::new().await;
-    let reg = bed.reg.clone();
-    let mut cfg = bed.config("m1", "m1.lease");
-    cfg.resync_interval = Duration::from_millis(400);
-    let agent = bed.started(cfg).await;
-    schedule(
-        &reg,
-        "m1",
-        &[
-            ("kept.service", unit("kept")),
-            ("lost.service", unit("lost")),
-        ],
-        TargetState::Launched,
-    )
-    .await;
-    wait_for("both launched", || {
-        launched_here(&reg, &["kept.service", "lost.service"], "m1")
-    })
-    .await;
-
+    let units = [
+        ("kept.service", unit("kept")),
+        ("lost.service", unit("lost")),
+    ];
+    let agent = bed.rechecking(Duration::from_millis(400), &units).await;
     let raw = etcd_client::Client::connect([bed.etcd.client_url()], None)
         .await
         .unwrap();
-    let key = |u: &str| reg.keys().state(&name(u), &MachineId::new("m1").unwrap());
     let kept_rev = || {
-        let mut raw = raw.clone();
-        let k = key("kept.service");
-        async move { raw.get(k, None).await.unwrap().kvs()[0].mod_revision() }
+        let (mut raw, key) = (raw.clone(), bed.state_key("kept.service"));
+        async move { raw.get(key, None).await.unwrap().kvs()[0].mod_revision() }
     };
     let before = kept_rev().await;
-    raw.clone().delete(key("lost.service"), None).await.unwrap();
-    wait_for("the deleted state written back", || {
-        launched_here(&reg, &["lost.service"], "m1")
-    })
-    .await;
+    bed.state_lost_and_repaired("lost.service").await;
     // The check that wrote it back left the other record alone.
     assert_eq!(kept_rev().await, before, "an unchanged state was rewritten");
     agent.stop().await;
@@ -380,17 +392,9 @@ async fn the_periodic_check_repairs_a_deleted_state_and_rewrites_no_other() {
 async fn the_periodic_check_keeps_the_watch() {
     let bed = Bed::new().await;
     let reg = bed.reg.clone();
-    let mut cfg = bed.config("m1", "m1.lease");
-    cfg.resync_interval = Duration::from_millis(300);
-    let agent = bed.started(cfg).await;
-    schedule(
-        &reg,
-        "m1",
-        &[("a.service", unit("a"))],
-        TargetState::Launched,
-    )
-    .await;
-    wait_for("a launched", || launched_here(&reg, &["a.service"], "m1")).await;
+    let agent = bed
+        .rechecking(Duration::from_millis(300), &[("a.service", unit("a"))])
+        .await;
     let streams = || {
         bed.etcd
             .metric(
@@ -403,20 +407,9 @@ async fn the_periodic_check_keeps_the_watch() {
             .expect("etcd serves its metrics")
     };
     let before = streams();
-
     // Two checks, each seen by the state it writes back.
-    let raw = etcd_client::Client::connect([bed.etcd.client_url()], None)
-        .await
-        .unwrap();
-    let state = reg
-        .keys()
-        .state(&name("a.service"), &MachineId::new("m1").unwrap());
     for _ in 0..2 {
-        raw.clone().delete(state.clone(), None).await.unwrap();
-        wait_for("the state written back", || {
-            launched_here(&reg, &["a.service"], "m1")
-        })
-        .await;
+        bed.state_lost_and_repaired("a.service").await;
     }
     assert_eq!(streams(), before, "a periodic check opened a new watch");
 
