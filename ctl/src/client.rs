@@ -125,6 +125,24 @@ pub trait Cluster: Send + Sync {
     fn namespaces(&self) -> Op<'_, Namespaces>;
 }
 
+/// How much of the cluster a read takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// Units, targets, machines, placements and states.
+    Whole,
+    /// Machines and states only (`list-units`).
+    States,
+}
+
+impl Reading {
+    fn of(self, cluster: &dyn Cluster) -> Op<'_, ClusterSnapshot> {
+        match self {
+            Reading::Whole => cluster.snapshot(),
+            Reading::States => cluster.states_snapshot(),
+        }
+    }
+}
+
 /// The cluster as the connected driver reaches it. Cheap to clone.
 pub type ClusterRegistry = Arc<dyn Cluster>;
 
@@ -408,30 +426,23 @@ pub struct Client {
 impl Client {
     /// The cluster at one revision; keys left out as undecodable are named on stderr.
     pub async fn snapshot(&self) -> Result<ClusterSnapshot, ClientError> {
-        let snap = self.registry.snapshot().await?;
+        self.read(Reading::Whole).await
+    }
+
+    /// [`Client::snapshot`], or only as much of it as `reading` asks for.
+    pub async fn read(&self, reading: Reading) -> Result<ClusterSnapshot, ClientError> {
+        let snap = reading.of(&*self.registry).await?;
         self.warn_skipped(&snap.skipped);
         Ok(snap)
     }
 
-    /// Machines and unit states only (`list-units`), keys left out named on stderr.
-    pub async fn states_snapshot(&self) -> Result<ClusterSnapshot, ClientError> {
-        let snap = self.registry.states_snapshot().await?;
-        self.warn_skipped(&snap.skipped);
-        Ok(snap)
-    }
-
-    /// [`Client::states_snapshot`] of every namespace, with the namespaces.
-    pub async fn states_snapshot_all(&self) -> Result<(ClusterSnapshot, Namespaces), ClientError> {
+    /// [`Client::read`] of every namespace, with the namespaces to tell them apart.
+    pub async fn read_all(
+        &self,
+        reading: Reading,
+    ) -> Result<(ClusterSnapshot, Namespaces), ClientError> {
         let known = self.all.namespaces().await?;
-        let snap = self.all.states_snapshot().await?;
-        self.warn_skipped(&snap.skipped);
-        Ok((snap, known))
-    }
-
-    /// Every namespace's units at one revision, with the namespaces to tell them apart.
-    pub async fn snapshot_all(&self) -> Result<(ClusterSnapshot, Namespaces), ClientError> {
-        let known = self.all.namespaces().await?;
-        let snap = self.all.snapshot().await?;
+        let snap = reading.of(&*self.all).await?;
         self.warn_skipped(&snap.skipped);
         Ok((snap, known))
     }

@@ -62,6 +62,19 @@ impl Namespaced {
         Ok(known)
     }
 
+    /// `read` (of the whole cluster) with only this namespace's units kept, once the
+    /// namespace is known to exist.
+    fn filtered<'a>(&'a self, read: Op<'a, ClusterSnapshot>) -> Op<'a, ClusterSnapshot> {
+        Box::pin(async move {
+            let known = self.known().await?.clone();
+            let mut snap = read.await.map_err(|e| self.denied(e, NsRole::Viewer))?;
+            if !known.is_empty() {
+                filter_snapshot(&mut snap, &known, &self.ns);
+            }
+            Ok(snap)
+        })
+    }
+
     /// The stored name of a name in this namespace.
     pub fn qualify(&self, name: &UnitName) -> Result<UnitName, ClientError> {
         self.ns
@@ -248,26 +261,10 @@ impl Cluster for Namespaced {
         })
     }
     fn snapshot(&self) -> Op<'_, ClusterSnapshot> {
-        Box::pin(async move {
-            let known = self.known().await?.clone();
-            let mut snap = (self.inner.snapshot_in(&self.ns).await)
-                .map_err(|e| self.denied(e, NsRole::Viewer))?;
-            if !known.is_empty() {
-                filter_snapshot(&mut snap, &known, &self.ns);
-            }
-            Ok(snap)
-        })
+        self.filtered(self.inner.snapshot_in(&self.ns))
     }
     fn states_snapshot(&self) -> Op<'_, ClusterSnapshot> {
-        Box::pin(async move {
-            let known = self.known().await?.clone();
-            let mut snap = (self.inner.states_snapshot_in(&self.ns).await)
-                .map_err(|e| self.denied(e, NsRole::Viewer))?;
-            if !known.is_empty() {
-                filter_snapshot(&mut snap, &known, &self.ns);
-            }
-            Ok(snap)
-        })
+        self.filtered(self.inner.states_snapshot_in(&self.ns))
     }
     fn list_machines(&self) -> Op<'_, Listed<Machine>> {
         self.inner.list_machines()

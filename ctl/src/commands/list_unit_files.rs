@@ -11,8 +11,9 @@ use fleet_registry::{UnitStateRecord, current_state};
 use serde_json::json;
 
 use crate::cli::{LIST_UNIT_FILES_FIELDS, OutputFormat, TableFlags};
+use crate::client::Reading;
 use crate::commands::list_units::{
-    Reading, fetch_snapshot, json_namespace, machine_ips, namespace_column, print_table,
+    fetch_snapshot, json_namespace, machine_ips, namespace_column, print_table,
 };
 use crate::context::{Ctx, err, fail};
 use crate::table::{print_json_rows, select_fields};

@@ -11,6 +11,7 @@ use fleet_registry::ClusterSnapshot;
 use serde_json::json;
 
 use crate::cli::{LIST_UNITS_FIELDS, OutputFormat, TableFlags};
+use crate::client::Reading;
 use crate::context::{Ctx, fail, out};
 use crate::table::{Table, print_json_rows, select_fields};
 
@@ -69,15 +70,6 @@ pub async fn run(ctx: &mut Ctx, flags: &TableFlags, full: bool) -> anyhow::Resul
     print_table(&fields, rows.into_iter(), flags)
 }
 
-/// How much of the cluster a list command reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reading {
-    /// Units, targets, machines, placements and states.
-    Whole,
-    /// Machines and states only (`list-units`).
-    States,
-}
-
 /// The cluster at one revision, for the list commands: the namespace's units, or with
 /// `--all-namespaces` every unit under its stored name and the namespaces to split it.
 pub async fn fetch_snapshot(
@@ -86,17 +78,10 @@ pub async fn fetch_snapshot(
 ) -> anyhow::Result<(ClusterSnapshot, Option<Namespaces>)> {
     let all = ctx.global.all_namespaces;
     let client = ctx.client().await?;
-    let fetched = match (all, reading) {
-        (true, Reading::Whole) => client
-            .snapshot_all()
-            .await
-            .map(|(snap, known)| (snap, Some(known))),
-        (true, Reading::States) => client
-            .states_snapshot_all()
-            .await
-            .map(|(snap, known)| (snap, Some(known))),
-        (false, Reading::Whole) => client.snapshot().await.map(|snap| (snap, None)),
-        (false, Reading::States) => client.states_snapshot().await.map(|snap| (snap, None)),
+    let fetched = if all {
+        (client.read_all(reading).await).map(|(snap, known)| (snap, Some(known)))
+    } else {
+        client.read(reading).await.map(|snap| (snap, None))
     };
     fetched.map_err(|e| {
         fail(format!(
