@@ -49,4 +49,23 @@ fn small_cluster_places_starts_and_fails_over() {
     ] {
         assert!(figures[key].is_number(), "{key} missing: {last}");
     }
+    // Each stage's 10, 50 and 90% marks come in order, and before its last unit.
+    for (marks, all) in [
+        ("placed_10_50_90_s", "all_placed_s"),
+        ("active_10_50_90_s", "all_active_s"),
+        ("failover_placed_10_50_90_s", "failover_placed_s"),
+        ("failover_active_10_50_90_s", "failover_s"),
+    ] {
+        let mut at: Vec<f64> = figures[marks]
+            .as_array()
+            .unwrap_or_else(|| panic!("{marks} missing: {last}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(f64::NAN))
+            .collect();
+        at.push(figures[all].as_f64().unwrap_or(f64::NAN));
+        assert!(
+            at.len() == 4 && at.windows(2).all(|w| w[0] <= w[1]) && at[0] > 0.0,
+            "{marks} then {all} out of order: {at:?}"
+        );
+    }
 }

@@ -213,9 +213,19 @@ pub fn run(args: &Args) -> Result<()> {
     let cpu_before = procstat::own_cpu();
     let etcd_cpu_before = etcd_cpu();
     let t0 = Instant::now();
-    let submitted_after = driver.block_on(submit(&registry, &units, args))?;
-    let (placed_after, active_after) =
-        wait_all_active(&machines, args.units as u64, t0, args.phase_timeout)?;
+    // Counted from the first submission on, on a thread of its own: placement starts
+    // while later batches are still being submitted.
+    let (submitted, progress) = std::thread::scope(|scope| {
+        let progress = scope
+            .spawn(|| wait_all_active(&machines, args.units as u64, 0, t0, args.phase_timeout));
+        let submitted = driver.block_on(submit(&registry, &units, args));
+        let progress = progress
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the progress thread panicked")));
+        (submitted, progress)
+    });
+    let (submitted_after, progress) = (submitted?, progress?);
+    let (placed_after, active_after) = (progress.all_placed(), progress.all_active());
     let cpu_after = procstat::own_cpu();
     let etcd_cpu_after = etcd_cpu();
     let etcd_used = etcd_metrics::fetch_all(&metrics_urls)?.since(&etcd_before);
@@ -284,8 +294,7 @@ pub fn run(args: &Args) -> Result<()> {
         &Phase {
             registered_after,
             submitted_after,
-            placed_after,
-            active_after,
+            progress,
             etcd: etcd_used,
             cpu_before,
             cpu_after,
@@ -415,27 +424,58 @@ async fn submit(
     Ok(t0.elapsed())
 }
 
+/// Fractions of the units at which `Progress` notes the time.
+const MILESTONES: [f64; 4] = [0.1, 0.5, 0.9, 1.0];
+
+/// When `MILESTONES` of the units were first scheduled and first reported active:
+/// shows which stage holds the time (placement, or the agents' start and report).
+struct Progress {
+    placed: [Option<Duration>; 4],
+    active: [Option<Duration>; 4],
+}
+
+impl Progress {
+    fn all_placed(&self) -> Duration {
+        self.placed[3].unwrap_or_default()
+    }
+
+    fn all_active(&self) -> Duration {
+        self.active[3].unwrap_or_default()
+    }
+}
+
 /// Polls the agents' own counters (no etcd reads) until every unit is scheduled on
-/// some machine and every one is reported active.
+/// some machine and every one is reported active. Milestones count the units above
+/// `settled` (the survivors' own units in the kill phase).
 fn wait_all_active(
     machines: &[SimMachine],
     units: u64,
+    settled: u64,
     t0: Instant,
     limit: Duration,
-) -> Result<(Duration, Duration)> {
-    let mut placed = None;
+) -> Result<Progress> {
+    let mut progress = Progress {
+        placed: [None; 4],
+        active: [None; 4],
+    };
+    let moving = units.saturating_sub(settled) as f64;
+    let note = |marks: &mut [Option<Duration>; 4], count: u64| {
+        let count = count.saturating_sub(settled) as f64;
+        for (mark, fraction) in marks.iter_mut().zip(MILESTONES) {
+            if mark.is_none() && count >= fraction * moving {
+                *mark = Some(t0.elapsed());
+            }
+        }
+    };
     loop {
         let live = machines.iter().filter(|m| m.task.is_some());
         let (scheduled, active) = live.fold((0, 0), |(s, a), m| {
             (s + m.metrics.scheduled(), a + m.metrics.reported_active())
         });
-        if placed.is_none() && scheduled >= units {
-            placed = Some(t0.elapsed());
-        }
-        if active >= units
-            && let Some(p) = placed
-        {
-            return Ok((p, t0.elapsed()));
+        note(&mut progress.placed, scheduled);
+        note(&mut progress.active, active);
+        if progress.placed[3].is_some() && progress.active[3].is_some() {
+            return Ok(progress);
         }
         if t0.elapsed() > limit {
             bail!("after {limit:?}: {scheduled} of {units} units scheduled, {active} active");
@@ -543,6 +583,7 @@ struct Failover {
     /// When every unit was placed on a survivor, seconds after the kill.
     placed: f64,
     seconds: f64,
+    progress: Progress,
 }
 
 /// Records when each machine key is deleted (a lease ended), in seconds after `t0`.
@@ -588,8 +629,8 @@ fn kill_and_wait(
             t.abort();
         }
     }
-    let (placed, all_active) =
-        wait_all_active(machines, args.units as u64, t0, args.phase_timeout)?;
+    let settled = (args.units as u64).saturating_sub(units);
+    let progress = wait_all_active(machines, args.units as u64, settled, t0, args.phase_timeout)?;
     let gone = gone.lock().unwrap_or_else(|e| e.into_inner());
     let first = gone.first().copied().unwrap_or(f64::NAN);
     let last = gone.last().copied().unwrap_or(f64::NAN);
@@ -597,8 +638,9 @@ fn kill_and_wait(
         killed: count,
         units,
         gone: (first, last),
-        placed: placed.as_secs_f64(),
-        seconds: all_active.as_secs_f64(),
+        placed: progress.all_placed().as_secs_f64(),
+        seconds: progress.all_active().as_secs_f64(),
+        progress,
     })
 }
 
@@ -606,8 +648,7 @@ fn kill_and_wait(
 struct Phase {
     registered_after: Duration,
     submitted_after: Duration,
-    placed_after: Duration,
-    active_after: Duration,
+    progress: Progress,
     etcd: EtcdCounters,
     cpu_before: CpuTimes,
     cpu_after: CpuTimes,
@@ -667,10 +708,12 @@ fn figures(
         "etcd_clients": args.clients,
         "registered_s": round(p.registered_after.as_secs_f64()),
         "submitted_s": round(p.submitted_after.as_secs_f64()),
-        "all_placed_s": round(p.placed_after.as_secs_f64()),
-        "all_active_s": round(p.active_after.as_secs_f64()),
-        "placements_per_s": round(u / p.placed_after.as_secs_f64().max(1e-9)),
-        "active_per_s": round(u / p.active_after.as_secs_f64().max(1e-9)),
+        "all_placed_s": round(p.progress.all_placed().as_secs_f64()),
+        "all_active_s": round(p.progress.all_active().as_secs_f64()),
+        "placed_10_50_90_s": milestones(&p.progress.placed),
+        "active_10_50_90_s": milestones(&p.progress.active),
+        "placements_per_s": round(u / p.progress.all_placed().as_secs_f64().max(1e-9)),
+        "active_per_s": round(u / p.progress.all_active().as_secs_f64().max(1e-9)),
         "etcd_requests": p.etcd.requests,
         "etcd_requests_per_unit": round(p.etcd.total_requests() / u),
         "etcd_mvcc_txns_per_unit": round(p.etcd.write_txns / u),
@@ -696,9 +739,17 @@ fn figures(
         "failover_s": failover.map(|f| round(f.seconds)),
         "failover_machines_gone_s": failover.map(|f| [round(f.gone.0), round(f.gone.1)]),
         "failover_placed_s": failover.map(|f| round(f.placed)),
+        "failover_placed_10_50_90_s": failover.map(|f| milestones(&f.progress.placed)),
+        "failover_active_10_50_90_s": failover.map(|f| milestones(&f.progress.active)),
         "failover_minus_ttl_s": failover.map(|f| round(f.seconds - args.agent_ttl.as_secs_f64())),
         "all_units_once": true,
     })
+}
+
+/// The 10, 50 and 90% marks of a `Progress` row, in seconds.
+fn milestones(marks: &[Option<Duration>; 4]) -> [f64; 3] {
+    let s = |m: Option<Duration>| (m.unwrap_or_default().as_secs_f64() * 1000.0).round() / 1000.0;
+    [s(marks[0]), s(marks[1]), s(marks[2])]
 }
 
 fn print_table(figures: &serde_json::Value) {
