@@ -50,6 +50,7 @@ struct Metrics {
     dbus_call_seconds: Timings<Op>,
     etcd_request_seconds: Timings<Op>,
     etcd_request_errors: Family<Op, Counter>,
+    etcd_overloads: Family<Op, Counter>,
     lease_renewals: Counter,
     lease_losses: Counter,
     api_calls: Family<Call, Counter>,
@@ -69,6 +70,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         dbus_call_seconds: Family::new_with_constructor(latency),
         etcd_request_seconds: Family::new_with_constructor(latency),
         etcd_request_errors: Family::default(),
+        etcd_overloads: Family::default(),
         lease_renewals: Counter::default(),
         lease_losses: Counter::default(),
         api_calls: Family::default(),
@@ -118,6 +120,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "etcd_request_errors",
         "Failed or timed-out etcd requests, by operation",
         m.etcd_request_errors.clone(),
+    );
+    r.register(
+        "etcd_overloads",
+        "Requests etcd refused as too many (its apply behind its commits), sent again after a pause, by operation",
+        m.etcd_overloads.clone(),
     );
     r.register(
         "lease_renewals",
@@ -251,6 +258,14 @@ pub async fn etcd_request<T, E>(op: &str, fut: impl Future<Output = Result<T, E>
     let r = fut.await;
     guard.ok = r.is_ok();
     r
+}
+
+/// A request etcd refused as too many, to be sent again after a pause.
+pub fn etcd_overload(op: &str) {
+    METRICS
+        .etcd_overloads
+        .get_or_create(&Op { op: op.to_string() })
+        .inc();
 }
 
 /// A lease keep-alive etcd confirmed (`true`), or a lease given up as lost.

@@ -42,6 +42,12 @@ const PROBE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration
 /// Pauses between rounds over all members: 50 ms doubling up to 500 ms.
 const ROUND_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
 
+/// Pauses before sending again a request etcd refused as "too many requests": 100 ms
+/// doubling up to 1 s. etcd refuses before proposing, when its apply is 5,000 entries
+/// behind its commits, so any call may be sent again; the pause sheds load at its
+/// source rather than failing the caller (a submission of thousands of units).
+const OVERLOAD_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+
 /// Operations not safe to send twice (see the module documentation).
 const AT_MOST_ONCE: &[&str] = &[
     "destroy unit",
@@ -234,9 +240,12 @@ impl Pool {
         let mut deadline = began + self.timeout;
         let mut order = self.order();
         let mut rounds = 0;
-        let attempt = |idx: usize| {
+        let attempt = |idx: usize, after: Duration| {
             let f = &f;
             async move {
+                if !after.is_zero() {
+                    tokio::time::sleep(after).await;
+                }
                 let r = match self.conn(idx).await {
                     Ok(c) => f(c).await,
                     Err(e) => Err(e),
@@ -260,6 +269,7 @@ impl Pool {
         let mut next = 0;
         let mut last_error: Option<etcd_client::Error> = None;
         let mut resend = false;
+        let mut overloads = 0;
         // Hedge interval: the attempt timeout in the first round, shorter after.
         let mut rehedge = self.attempt_timeout;
         let hedge = tokio::time::sleep(self.attempt_timeout);
@@ -296,7 +306,7 @@ impl Pool {
                 let idx = order[next];
                 next += 1;
                 pending.push((idx, Instant::now()));
-                inflight.push(attempt(idx));
+                inflight.push(attempt(idx, Duration::ZERO));
                 hedge.as_mut().reset(Instant::now() + rehedge);
             }
             tokio::select! {
@@ -331,6 +341,20 @@ impl Pool {
                             last_error = Some(e);
                             resend = retry;
                         }
+                        Err(e) if is_overload(&e) => {
+                            // etcd is up and behind: the same member, after a pause.
+                            alive = true;
+                            self.answered(idx);
+                            overloads += 1;
+                            let pause = OVERLOAD_BACKOFF.delay(overloads);
+                            if Instant::now() + pause >= deadline {
+                                return Err(RegistryError::from_etcd(op, &self.label(), e));
+                            }
+                            fleet_metrics::etcd_overload(op);
+                            tracing::debug!(op, ?pause, "etcd refused the request as too many; sending it again after a pause");
+                            pending.push((idx, Instant::now()));
+                            inflight.push(attempt(idx, pause));
+                        }
                         Err(e) => return Err(RegistryError::from_etcd(op, &self.label(), e)),
                     }
                 }
@@ -352,7 +376,7 @@ impl Pool {
                     let idx = order[next];
                     next += 1;
                     pending.push((idx, Instant::now()));
-                    inflight.push(attempt(idx));
+                    inflight.push(attempt(idx, Duration::ZERO));
                     hedge.as_mut().reset(Instant::now() + rehedge);
                 }
                 () = &mut check, if !checked => {
@@ -471,6 +495,14 @@ fn is_etcd_answer(e: &etcd_client::Error) -> bool {
     }
 }
 
+/// Whether etcd refused the request as "too many requests" (gRPC code 8,
+/// ResourceExhausted, which it also uses for "database space exceeded": the message
+/// tells them apart). Such a request was never proposed.
+fn is_overload(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if i32::from(s.code()) == 8 && s.message().contains("too many requests"))
+}
+
 /// Whether the error proves the request never reached etcd (the connection was
 /// refused or could not be made), so even a call not safe to repeat may be re-sent.
 fn never_sent(e: &etcd_client::Error) -> bool {
@@ -513,6 +545,25 @@ async fn probe(pool: Weak<Pool>, idx: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_too_many_requests_is_an_overload() {
+        use tonic::{Code, Status};
+        let err = |code, msg: &str| etcd_client::Error::GRpcStatus(Status::new(code, msg));
+        assert!(is_overload(&err(
+            Code::ResourceExhausted,
+            "etcdserver: too many requests"
+        )));
+        // Same code, a full database: sending again cannot help.
+        assert!(!is_overload(&err(
+            Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded"
+        )));
+        assert!(!is_overload(&err(
+            Code::Unavailable,
+            "etcdserver: too many requests"
+        )));
+    }
 
     #[test]
     fn attempts_leave_room_for_other_members() {
