@@ -274,6 +274,7 @@ impl Lab {
                 extra_args: vec![fleet_testkit::backend_batch_interval_flag(
                     fleet_testkit::BACKEND_BATCH_INTERVAL,
                 )],
+                gogc: Some(fleet_testkit::ETCD_GOGC),
                 ..EtcdConfig::default()
             });
             members.push((netns, host_veth, ip, machine));

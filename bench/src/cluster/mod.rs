@@ -84,6 +84,10 @@ pub struct Args {
     /// own default, for comparison with runs before the recommendation).
     #[arg(long, default_value_t = fleet_testkit::BACKEND_BATCH_INTERVAL.into())]
     etcd_batch_interval: humantime::Duration,
+    /// etcd's `GOGC` when the benchmark starts it (`100` is Go's default, for
+    /// comparison with runs before the recommendation).
+    #[arg(long, default_value_t = fleet_testkit::ETCD_GOGC)]
+    etcd_gogc: u32,
     /// etcd's backend quota in bytes when the benchmark starts it.
     #[arg(long, default_value_t = 8 * 1024 * 1024 * 1024)]
     quota_backend_bytes: u64,
@@ -119,6 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
             "--snapshot-count=1000000".into(),
             fleet_testkit::backend_batch_interval_flag(args.etcd_batch_interval.into()),
         ],
+        gogc: Some(args.etcd_gogc),
         ..EtcdConfig::default()
     };
     // Kept until the end: dropping them stops etcd.
@@ -705,6 +710,7 @@ fn figures(
         "etcd_members": args.etcd_members,
         // Not ours to set on an etcd given with --etcd.
         "etcd_batch_interval_ms": args.etcd.is_none().then(|| std::time::Duration::from(args.etcd_batch_interval).as_millis()),
+        "etcd_gogc": args.etcd.is_none().then_some(args.etcd_gogc),
         "etcd_clients": args.clients,
         "registered_s": round(p.registered_after.as_secs_f64()),
         "submitted_s": round(p.submitted_after.as_secs_f64()),
