@@ -495,12 +495,14 @@ fn is_etcd_answer(e: &etcd_client::Error) -> bool {
     }
 }
 
-/// Whether etcd refused the request as "too many requests" (gRPC code 8,
-/// ResourceExhausted, which it also uses for "database space exceeded": the message
-/// tells them apart). Such a request was never proposed.
+/// Whether etcd refused the request as "too many requests". etcd 3.4 sends it with
+/// gRPC code 2 (Unknown: its server does not map that error), later versions with 8
+/// (ResourceExhausted, which also means "database space exceeded"): the message tells.
+/// Such a request was never proposed.
 fn is_overload(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s)
-        if i32::from(s.code()) == 8 && s.message().contains("too many requests"))
+        if matches!(i32::from(s.code()), 2 | 8)
+            && s.message() == "etcdserver: too many requests")
 }
 
 /// Whether the error proves the request never reached etcd (the connection was
@@ -550,6 +552,11 @@ mod tests {
     fn only_too_many_requests_is_an_overload() {
         use tonic::{Code, Status};
         let err = |code, msg: &str| etcd_client::Error::GRpcStatus(Status::new(code, msg));
+        // As etcd 3.4 sends it (seen at 10,000 machines), and as later versions do.
+        assert!(is_overload(&err(
+            Code::Unknown,
+            "etcdserver: too many requests"
+        )));
         assert!(is_overload(&err(
             Code::ResourceExhausted,
             "etcdserver: too many requests"
