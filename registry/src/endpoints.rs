@@ -17,6 +17,9 @@
 //! guarded creates and fenced schedule writes) except destroying a unit, whose answer
 //! ("existed") would be wrong the second time: that one is re-sent only when the
 //! failure proves it never left this host (connection refused).
+//!
+//! Overload: a request etcd refuses as "too many requests" was never proposed, so any
+//! call, that one included, is sent again to the same member after a backoff.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
