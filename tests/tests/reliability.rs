@@ -294,6 +294,13 @@ fn drain_moves_twenty_units_once_and_keeps_new_ones_away() {
     let took = drained.elapsed();
     assert_eq!(active_on(&lab, "node1", &units), 0, "old copies stopped");
     let after = placement(&lab, &ctl);
+    // journald writes "Started" a moment after systemd reports the unit active (a
+    // loaded CI run once read the journals before one of them had it).
+    wait_until(
+        "each unit's second start in the journals",
+        Duration::from_secs(30),
+        || starts(&lab, &units).values().all(|n| *n >= 2),
+    );
     let counts = starts(&lab, &units);
     for u in &units {
         assert_eq!(before[u].0, "node1");
